@@ -1,0 +1,61 @@
+# lrlab: `make run` (set up what is missing, then the demo) and `make test`.
+# libtorch: a user's own LIBTORCH (or LIBTORCH_USE_PYTORCH) wins; otherwise the PyPI wheel
+# torch==2.13.0 is installed once into $(LRLAB_CACHE) (default ~/.cache/lrlab).
+SHELL := /bin/bash
+LRLAB_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/lrlab
+export LRLAB_CACHE
+TORCH_DIR := $(LRLAB_CACHE)/torch-2.13.0
+CARGO ?= cargo
+BIN := target/release/lrlab
+
+ifeq ($(origin LIBTORCH)$(LIBTORCH_USE_PYTORCH),undefined)
+export LIBTORCH := $(TORCH_DIR)/torch
+export LIBTORCH_CXX11_ABI := 1
+LIBTORCH_DEP := libtorch
+endif
+
+.PHONY: all setup libtorch data build run test check fmt clippy golden bench gallery clean
+
+all: build
+
+setup: $(LIBTORCH_DEP) data
+
+libtorch:
+	@scripts/libtorch.sh "$(TORCH_DIR)"
+
+data:
+	@scripts/fashion-mnist.sh
+
+build: $(LIBTORCH_DEP)
+	$(CARGO) build --release --locked
+
+# The main job: the default demo on real data.
+run: setup build
+	@$(MAKE) --no-print-directory gallery
+
+# Render every schedule spec of runs/schedules/ into results/schedules/ (CSV + SVG figure).
+gallery: build
+	@mkdir -p results/schedules
+	@for f in runs/schedules/*.toml; do \
+	    n=$$(basename $$f .toml); \
+	    $(BIN) schedule $$f --from-spec -o results/schedules/$$n.csv --plot results/schedules/$$n.svg || exit 1; \
+	    echo "results/schedules/$$n.csv  results/schedules/$$n.svg"; \
+	done
+
+test: setup
+	$(CARGO) test --release --locked
+
+check: fmt clippy test
+
+fmt:
+	$(CARGO) fmt --check
+
+clippy: $(LIBTORCH_DEP)
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+
+# Regenerate the PyTorch reference sequences in tests/golden/ (needs the torch wheel above).
+golden: $(LIBTORCH_DEP)
+	PYTHONPATH="$(TORCH_DIR)$${PYTHONPATH:+:$$PYTHONPATH}" python3 scripts/golden_schedules.py tests/golden
+
+clean:
+	$(CARGO) clean

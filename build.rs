@@ -1,0 +1,31 @@
+//! Link lrlab's binaries, tests and benches against libtorch so that they run without
+//! `LD_LIBRARY_PATH` and keep CUDA: torch-sys' own link flags only reach its own targets,
+//! and rustc's `--as-needed` would drop `libtorch.so` (and with it `libtorch_cuda.so`).
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    let lib = PathBuf::from(std::env::var("DEP_TCH_LIBTORCH_LIB").expect(
+        "DEP_TCH_LIBTORCH_LIB not set: torch-sys must be a direct dependency in Cargo.toml",
+    ));
+    // A pip `site-packages/torch` passed as LIBTORCH skips torch-sys' version check, and
+    // torch 2.14 headers need C++20: fail early with a readable message instead.
+    if let Some(root) = lib.parent() {
+        if let Ok(v) = std::fs::read_to_string(root.join("version.py")) {
+            if let Some(line) = v.lines().find(|l| l.starts_with("__version__")) {
+                if !line.contains("'2.13.") {
+                    panic!(
+                        "lrlab needs torch 2.13.x (tch 0.26), found {line} in {}",
+                        root.display()
+                    );
+                }
+            }
+        }
+    }
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-ltorch");
+    }
+}

@@ -1,0 +1,20 @@
+//! lrlab: a reproduction harness for learning-rate schedule research on libtorch.
+//!
+//! - [`schedule`]: pure, closed-form learning-rate and momentum schedules (no libtorch).
+//! - [`data`]: datasets in their official formats and a seeded, prefetching loader.
+//! - [`models`]: the papers' networks with PyTorch/torchvision initialisation.
+//! - [`train`]: the training loop, the exact optimizer, checkpoints and resume.
+//! - [`config`]: run configuration (TOML + `--set` overrides).
+//! - [`report`]: figures.
+//! - [`util`]: small shared helpers (atomic writes, float formatting).
+
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod models;
+pub mod report;
+pub mod schedule;
+pub mod train;
+pub mod util;
+
+pub use error::{input_error, is_input_error, InputError};

@@ -1,0 +1,1 @@
+//! The papers' networks, initialised as in PyTorch/torchvision.

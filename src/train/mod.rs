@@ -1,0 +1,1 @@
+//! The training loop, the optimizer with savable state, checkpoints and resume.
