@@ -14,6 +14,8 @@ fn main() {
     if let Some(root) = lib.parent() {
         if let Ok(v) = std::fs::read_to_string(root.join("version.py")) {
             if let Some(line) = v.lines().find(|l| l.starts_with("__version__")) {
+                let version = line.split('\'').nth(1).unwrap_or("");
+                println!("cargo:rustc-env=LRLAB_LIBTORCH_VERSION={version}");
                 if !line.contains("'2.13.") {
                     panic!(
                         "lrlab needs torch 2.13.x (tch 0.26), found {line} in {}",
@@ -23,9 +25,27 @@ fn main() {
             }
         }
     }
+    git_commit();
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-ltorch");
+    }
+}
+
+/// Record the commit the binary was built from (for `meta.json`), when built from a git
+/// checkout. Only existing paths are watched: a missing one would rerun this script always.
+fn git_commit() {
+    for p in [".git/HEAD", ".git/refs/heads", ".git/packed-refs"] {
+        if std::path::Path::new(p).exists() {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    }
+    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output();
+    if let Ok(out) = out {
+        if out.status.success() {
+            let commit = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            println!("cargo:rustc-env=LRLAB_GIT_COMMIT={commit}");
+        }
     }
 }
