@@ -1,12 +1,12 @@
 //! lrlab: a reproduction harness for learning-rate schedule research on libtorch.
 //!
-//! - [`schedule`]: pure, closed-form learning-rate and momentum schedules (no libtorch).
-//! - [`data`]: datasets in their official formats and a seeded, prefetching loader.
-//! - [`models`]: the papers' networks with PyTorch/torchvision initialisation.
-//! - [`train`]: the training loop, the exact optimizer, checkpoints and resume.
-//! - [`config`]: run configuration (TOML + `--set` overrides).
-//! - [`report`]: figures.
-//! - [`util`]: small shared helpers (atomic writes, float formatting).
+//! - [`schedule`] — pure, closed-form learning-rate and momentum schedules (no libtorch).
+//! - [`data`] — datasets in their official formats and a seeded, prefetching loader.
+//! - [`models`] — the papers' networks with PyTorch/torchvision initialisation.
+//! - [`train`] — the training loop, the exact optimizer, checkpoints and resume.
+//! - [`config`] — run configuration (TOML + `--set` overrides).
+//! - [`report`] — figures drawn from the CSVs.
+//! - [`util`] — small shared helpers (atomic writes, float formatting).
 
 pub mod config;
 pub mod data;

@@ -1,1 +1,11 @@
 //! The training loop, the optimizer with savable state, checkpoints and resume.
+//!
+//! - `optim.rs`: SGD (PyTorch and Caffe momentum conventions) and AdamW, state savable.
+//! - `checkpoint.rs`: weights + optimizer state + progress, written atomically.
+//! - `record.rs`: `steps.csv`, `epochs.csv`, `status.json`, cut back on resume.
+//! - `device.rs`: device and thread selection.
+
+pub mod checkpoint;
+pub mod device;
+pub mod optim;
+pub mod record;

@@ -1,0 +1,149 @@
+//! Checkpoints: weights, optimizer state and the loop's progress in one safetensors file,
+//! written to a temporary file in the run folder and renamed into place, so that a kill at
+//! any moment leaves either the previous checkpoint or the new one, never a torn file.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use tch::{nn::VarStore, Kind, Tensor};
+
+/// File name of the checkpoint inside a run folder.
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+
+/// Where the loop stands; everything else it needs is recomputed from the config.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Completed optimizer steps (the next step to run).
+    pub step: u64,
+    /// Epoch in progress (0-based).
+    pub epoch: u64,
+    /// Batches of `epoch` already trained (the data position).
+    pub batch: u64,
+    /// Optimizer step count (AdamW bias correction).
+    pub optim_steps: i64,
+    /// Sum over the epoch's trained examples of the per-example loss, so far.
+    pub epoch_loss_sum: f64,
+    /// Correctly classified training examples of the epoch, so far.
+    pub epoch_correct: f64,
+    /// Training examples of the epoch, so far.
+    pub epoch_seen: u64,
+    /// Wall-clock seconds of training before this attempt.
+    pub elapsed: f64,
+    /// Training seconds spent in the current epoch before this attempt (for images/s).
+    pub epoch_train_secs: f64,
+}
+
+/// Save model weights (all VarStore variables, BN statistics included), optimizer state
+/// and progress atomically to `dir/checkpoint.safetensors`.
+pub fn save(
+    dir: &Path,
+    vs: &VarStore,
+    optim: &[(String, Tensor)],
+    progress: &Progress,
+) -> Result<()> {
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (format!("model.{k}"), v.detach().to_device(tch::Device::Cpu)))
+        .collect();
+    for (k, v) in optim {
+        named.push((k.clone(), v.detach().to_device(tch::Device::Cpu)));
+    }
+    let json = serde_json::to_vec(progress)?;
+    named.push(("progress".to_string(), Tensor::from_slice(&json)));
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let tmp = tempfile::Builder::new()
+        .prefix(".checkpoint-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary checkpoint in {}", dir.display()))?;
+    Tensor::write_safetensors(&named, tmp.path())
+        .with_context(|| format!("cannot write a checkpoint in {}", dir.display()))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("cannot write a checkpoint in {}", dir.display()))?;
+    let path = dir.join(CHECKPOINT);
+    tmp.persist(&path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// A checkpoint read back from disk.
+pub struct Loaded {
+    /// Where the loop stands.
+    pub progress: Progress,
+    /// Every tensor of the file by name (`model.*`, `optim.*`).
+    pub tensors: BTreeMap<String, Tensor>,
+}
+
+/// Read `dir/checkpoint.safetensors` if it exists.
+pub fn load(dir: &Path) -> Result<Option<Loaded>> {
+    let path = dir.join(CHECKPOINT);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let list = Tensor::read_safetensors(&path)
+        .with_context(|| format!("{}: unreadable checkpoint", path.display()))?;
+    let mut tensors: BTreeMap<String, Tensor> = list.into_iter().collect();
+    let raw = tensors
+        .remove("progress")
+        .with_context(|| format!("{}: no progress record", path.display()))?;
+    let bytes: Vec<u8> = Vec::<u8>::try_from(raw.to_kind(Kind::Uint8).flatten(0, -1))
+        .with_context(|| format!("{}: bad progress record", path.display()))?;
+    let progress: Progress = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: bad progress record", path.display()))?;
+    Ok(Some(Loaded { progress, tensors }))
+}
+
+/// Copy the `model.*` tensors of a checkpoint into the VarStore's variables.
+pub fn restore_weights(vs: &VarStore, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+    let _guard = tch::no_grad_guard();
+    for (name, mut var) in vs.variables() {
+        let src = tensors
+            .get(&format!("model.{name}"))
+            .with_context(|| format!("checkpoint has no weights for {name}"))?;
+        if src.size() != var.size() {
+            anyhow::bail!(
+                "checkpoint weights {name} have shape {:?}, the model has {:?}",
+                src.size(),
+                var.size()
+            );
+        }
+        var.copy_(src);
+    }
+    Ok(())
+}
+
+/// Save the model weights alone (a snapshot for ensembles) atomically to `path`.
+pub fn save_weights(path: &Path, vs: &VarStore) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (k, v.detach().to_device(tch::Device::Cpu)))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let tmp = tempfile::Builder::new()
+        .prefix(".snapshot-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    Tensor::write_safetensors(&named, tmp.path())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Make a rename durable (best effort: some filesystems cannot sync directories).
+fn sync_dir(dir: &Path) {
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+}

@@ -1,0 +1,141 @@
+//! The files of a run folder other than the checkpoint: `steps.csv`, `epochs.csv`,
+//! `status.json` and `meta.json`.
+//!
+//! CSV rows are appended as training goes and made durable (flushed and synced) before each
+//! checkpoint. On resume, every row past the checkpoint, and a torn last line left by a kill,
+//! is cut, so the files end up byte-identical to an uninterrupted run's (time columns aside).
+
+use crate::util::{fmt_f64, write_atomic};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Header of `steps.csv`.
+pub const STEPS_HEADER: &str = "step,epoch,lr,momentum,loss,time_s";
+/// Header of `epochs.csv`.
+pub const EPOCHS_HEADER: &str =
+    "epoch,step,lr,train_loss,train_acc,test_loss,test_acc,test_top5,time_s,images_per_sec";
+
+/// An append-only CSV file whose rows are keyed by an increasing integer in column 1.
+pub struct CsvLog {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl CsvLog {
+    /// Open `path` for appending. A missing or empty file gets `header`. Rows whose first
+    /// field is `>= keep_below`, and a last line without its newline, are removed first.
+    pub fn open(path: &Path, header: &str, keep_below: u64) -> Result<CsvLog> {
+        let mut text = String::new();
+        if path.exists() {
+            text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+        }
+        let mut kept = String::with_capacity(text.len());
+        kept.push_str(header);
+        kept.push('\n');
+        let mut lines = text.split_inclusive('\n');
+        if let Some(first) = lines.next() {
+            if first.trim_end() != header {
+                anyhow::bail!(
+                    "{}: unexpected header {:?}, expected {header:?}",
+                    path.display(),
+                    first.trim_end()
+                );
+            }
+        }
+        for line in lines {
+            if !line.ends_with('\n') {
+                break; // torn write from a kill: the row is regenerated after resume
+            }
+            let key = line.split(',').next().and_then(|k| k.parse::<u64>().ok());
+            match key {
+                Some(k) if k < keep_below => kept.push_str(line),
+                _ => break,
+            }
+        }
+        if kept != text {
+            write_atomic(path, kept.as_bytes())?;
+        }
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {} for appending", path.display()))?;
+        Ok(CsvLog {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+        })
+    }
+
+    /// Append one row (fields already formatted).
+    pub fn row(&mut self, fields: &[String]) -> Result<()> {
+        let line = fields.join(",");
+        writeln!(self.out, "{line}")
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+
+    /// Flush buffered rows to the file and sync it to disk.
+    pub fn sync(&mut self) -> Result<()> {
+        self.out
+            .flush()
+            .and_then(|_| self.out.get_ref().sync_data())
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+}
+
+/// Format an optional metric: empty when absent.
+pub fn opt(x: Option<f64>) -> String {
+    x.map(fmt_f64).unwrap_or_default()
+}
+
+/// The state of a run, as written to `status.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// `running`, `done`, `diverged`, `failed` or `interrupted`.
+    pub status: String,
+    /// Why the run is in this state (empty while running or when done).
+    #[serde(default)]
+    pub reason: String,
+    /// Completed epochs.
+    pub epoch: u64,
+    /// Completed optimizer steps.
+    pub step: u64,
+    /// When this was written (seconds since the Unix epoch).
+    pub updated: f64,
+}
+
+impl Status {
+    /// Read `status.json` of a run folder, if present and readable.
+    pub fn read(dir: &Path) -> Option<Status> {
+        let text = std::fs::read_to_string(dir.join("status.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Write `status.json` atomically.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        write_atomic(&dir.join("status.json"), format!("{text}\n").as_bytes())
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
