@@ -41,7 +41,9 @@ fn git_commit() {
             println!("cargo:rerun-if-changed={p}");
         }
     }
-    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output();
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output();
     if let Ok(out) = out {
         if out.status.success() {
             let commit = String::from_utf8_lossy(&out.stdout).trim().to_string();
