@@ -626,8 +626,16 @@ fn options_a_model_cannot_use_are_rejected() {
         32,
     );
     assert!(msg.contains("[0, 1)"), "{msg}");
-    // Defaults are accepted everywhere.
+    // Defaults are accepted everywhere; validate() checks without building.
     build_arch("lenet", 1, 10, 28);
+    assert!(cfg("wrn_40_4").validate().is_ok());
+    let e = ModelConfig {
+        shortcut: Shortcut::B,
+        ..cfg("resnet9")
+    }
+    .validate()
+    .unwrap_err();
+    assert!(lrlab::is_input_error(&e) && format!("{e}").contains("model.shortcut"));
 }
 
 #[test]

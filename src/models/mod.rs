@@ -220,6 +220,15 @@ impl Arch {
 }
 
 impl ModelConfig {
+    /// Check the config without building anything (for validating a run config early):
+    /// the arch name, the value ranges, and that every non-default key applies to the arch.
+    /// [`build`] runs the same checks.
+    pub fn validate(&self) -> Result<Arch> {
+        let arch = Arch::parse(&self.arch)?;
+        self.check(arch)?;
+        Ok(arch)
+    }
+
     /// Check the values and that every non-default key applies to `arch`.
     fn check(&self, arch: Arch) -> Result<()> {
         let name = &self.arch;
@@ -298,8 +307,7 @@ pub fn build(
             bail_input!("{what} {v} for model {}: must be >= 1", cfg.arch);
         }
     }
-    let arch = Arch::parse(&cfg.arch)?;
-    cfg.check(arch)?;
+    let arch = cfg.validate()?;
     let (bn_momentum, zero_init_residual) = (cfg.bn_momentum, cfg.zero_init_residual);
     let net: Box<dyn nn::ModuleT> = match arch {
         Arch::LeNet => Box::new(lenet::LeNet::new(
