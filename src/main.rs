@@ -15,6 +15,28 @@ struct Cli {
 enum Command {
     /// Print libtorch and device information.
     Info,
+    /// Measure lrlab's own components.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Images per second of the training data loader (augmentation, tensors on the CPU).
+    Data(lrlab::data::bench::DataBenchArgs),
+}
+
+/// `lrlab bench data`: print the loader's throughput.
+fn bench_data(args: &lrlab::data::bench::DataBenchArgs) -> anyhow::Result<()> {
+    let r = lrlab::data::bench::bench_data(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("{}", r.sentence());
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -25,6 +47,9 @@ fn main() -> ExitCode {
             println!("cuda devices: {}", tch::Cuda::device_count());
             Ok(())
         }
+        Command::Bench {
+            command: BenchCommand::Data(args),
+        } => bench_data(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
