@@ -367,11 +367,21 @@ impl BatchIter {
         let _ = self.pool.try_send(raw.pixels);
         let (x, y) = if self.device.is_cuda() {
             // Pinned host memory lets the copy run asynchronously with the GPU's work.
+            // `_pin_memory` is what `pin_memory` dispatches to; tch's `pin_memory` always
+            // passes a device argument, which libtorch 2.x warns is deprecated.
             (
-                x.f_pin_memory(self.device)?
-                    .f_to_device_(self.device, Kind::Uint8, true, false)?,
-                y.f_pin_memory(self.device)?
-                    .f_to_device_(self.device, Kind::Int64, true, false)?,
+                x.f_internal_pin_memory(self.device)?.f_to_device_(
+                    self.device,
+                    Kind::Uint8,
+                    true,
+                    false,
+                )?,
+                y.f_internal_pin_memory(self.device)?.f_to_device_(
+                    self.device,
+                    Kind::Int64,
+                    true,
+                    false,
+                )?,
             )
         } else {
             (x.f_to_device(self.device)?, y.f_to_device(self.device)?)
