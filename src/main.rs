@@ -1,6 +1,9 @@
-//! The `lrlab` command line: parse arguments, call the library, map errors to exit codes.
+//! The `lrlab` command line: parse arguments, call the library, map errors to exit codes
+//! (0 success, 1 failure, 2 bad input, 3 training interrupted by a signal).
 
 use clap::{Parser, Subcommand};
+use lrlab::train::trainer::Outcome;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Learning-rate schedule research on libtorch: schedules, training, range tests, sweeps.
@@ -27,6 +30,105 @@ enum Command {
         #[arg(long)]
         size: Option<i64>,
     },
+    /// Train one run: `lrlab train RUN.toml [--set table.key=value]... [--out DIR]`.
+    ///
+    /// Running it again with the same --out resumes from the last checkpoint; a finished
+    /// run is not run again.
+    Train {
+        /// Run config (TOML with [data], [model], [optim], [train], [schedule]).
+        config: PathBuf,
+        /// Override a key, in TOML value syntax: --set optim.momentum=0.95.
+        #[arg(long = "set", value_name = "TABLE.KEY=VALUE")]
+        set: Vec<String>,
+        /// Run folder [default: out/<config file stem>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// The LR range test: train while the learning rate ramps up, then suggest learning rates.
+    FindLr(FindLrArgs),
+    /// Measure lrlab's own components.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct FindLrArgs {
+    /// Run config (its data, model, optimizer and seed are used; its schedule is not).
+    config: PathBuf,
+    /// Override a key of the run config: --set data.train_subset=5000.
+    #[arg(long = "set", value_name = "TABLE.KEY=VALUE")]
+    set: Vec<String>,
+    /// First learning rate [default: the config's lr_find.start_lr, else 1e-7].
+    #[arg(long)]
+    start_lr: Option<f64>,
+    /// Last learning rate, reached at the last step [default: 10].
+    #[arg(long)]
+    end_lr: Option<f64>,
+    /// Number of steps [default: 100].
+    #[arg(long, conflicts_with = "epochs")]
+    steps: Option<u64>,
+    /// Length in epochs instead of steps.
+    #[arg(long)]
+    epochs: Option<f64>,
+    /// Ramp: exp (geometric) or linear (Smith's).
+    #[arg(long)]
+    mode: Option<String>,
+    /// What to watch: loss, or held-out accuracy (Smith's original test).
+    #[arg(long)]
+    metric: Option<String>,
+    /// Smoothing factor of the loss moving average [default: 0.98].
+    #[arg(long)]
+    beta: Option<f64>,
+    /// Stop when the smoothed loss exceeds this many times its best; 0 = never [default: 4].
+    #[arg(long)]
+    stop_factor: Option<f64>,
+    /// Output folder [default: out/<config stem>-lr_find].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Training images per second on synthetic data (prints JSON with --json).
+    Train(BenchTrainArgs),
+    /// Images per second of the training data loader (augmentation, tensors on the CPU).
+    Data(lrlab::data::bench::DataBenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchTrainArgs {
+    /// Architecture.
+    #[arg(long, default_value = "resnet20")]
+    model: String,
+    /// Batch size.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 20)]
+    steps: u64,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// CPU threads (0 = all available cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Device: auto, cpu, cuda, cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Input side (32 for CIFAR models, 224 for ImageNet models).
+    #[arg(long, default_value_t = 32)]
+    size: i64,
+    /// Classes.
+    #[arg(long, default_value_t = 10)]
+    classes: i64,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `lrlab models`: one CSV row per model; a model that cannot take the input gets an empty
@@ -46,22 +148,134 @@ fn models(classes: i64, in_channels: i64, size: Option<i64>) -> anyhow::Result<(
     Ok(())
 }
 
+/// `lrlab train`: returns the exit status for the outcome.
+fn train(config: PathBuf, set: Vec<String>, out: Option<PathBuf>, quiet: bool) -> anyhow::Result<u8> {
+    let args = lrlab::train::trainer::TrainArgs { config, overrides: set, out, progress: !quiet };
+    let (out, outcome) = lrlab::train::trainer::train_file(&args)?;
+    Ok(match outcome {
+        Outcome::Done(m) => {
+            let m = m.map(|m| format!(": test_acc {:.4}, test_loss {:.4}", m.acc, m.loss)).unwrap_or_default();
+            eprintln!("done{m} ({})", out.display());
+            0
+        }
+        Outcome::Diverged(why) => {
+            eprintln!("diverged: {why} ({})", out.display());
+            0
+        }
+        Outcome::AlreadyFinished(s) => {
+            eprintln!("{} already holds a finished run ({s}); nothing to do", out.display());
+            0
+        }
+        Outcome::Interrupted => {
+            eprintln!("interrupted: checkpoint saved in {}; run the same command to resume", out.display());
+            3
+        }
+    })
+}
+
+/// `lrlab find-lr`: run the range test, write its files, print the suggestions.
+fn find_lr(a: FindLrArgs) -> anyhow::Result<()> {
+    let cfg = lrlab::config::RunConfig::load(&a.config, &a.set)?;
+    let mut fc = cfg.lr_find.clone();
+    if let Some(x) = a.start_lr {
+        fc.start_lr = x;
+    }
+    if let Some(x) = a.end_lr {
+        fc.end_lr = x;
+    }
+    if let Some(x) = a.steps {
+        fc.steps = x;
+    }
+    if let Some(x) = a.epochs {
+        fc.steps = 0;
+        fc.epochs = x;
+    }
+    if let Some(x) = a.mode {
+        fc.mode = x;
+    }
+    if let Some(x) = a.metric {
+        fc.metric = match x.as_str() {
+            "loss" => lrlab::lr_find::Metric::Loss,
+            "accuracy" => lrlab::lr_find::Metric::Accuracy,
+            _ => lrlab::bail_input!("--metric {x:?}: expected loss or accuracy"),
+        };
+    }
+    if let Some(x) = a.beta {
+        fc.beta = x;
+    }
+    if let Some(x) = a.stop_factor {
+        fc.stop_factor = x;
+    }
+    // Flags use their own names in messages.
+    fc.validate().map_err(|e| lrlab::input_error(e.to_string().replace("lr_find.", "--").replace('_', "-")))?;
+    let out = a.out.unwrap_or_else(|| {
+        let stem = a.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        PathBuf::from("out").join(format!("{stem}-lr_find"))
+    });
+    let r = lrlab::lr_find::range_test(&cfg, &fc, true)?;
+    lrlab::lr_find::write(&out, &fc, &r, None)?;
+    if let Some(why) = &r.stopped {
+        eprintln!("stopped early: {why}");
+    }
+    println!("rule,lr");
+    for s in &r.suggestions {
+        println!("{},{}", s.rule, s.lr);
+    }
+    eprintln!("{} steps; curve and suggestions in {}", r.lr.len(), out.display());
+    Ok(())
+}
+
+fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
+    let args = lrlab::train::bench::BenchTrainArgs {
+        model: a.model,
+        batch: a.batch,
+        steps: a.steps,
+        warmup: a.warmup,
+        threads: a.threads,
+        device: a.device,
+        size: a.size,
+        classes: a.classes,
+    };
+    let r = lrlab::train::bench::bench_train(&args)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "{} batch {} on {} ({} threads): {:.1} images/s",
+            r.model, r.batch, r.device, r.threads, r.images_per_sec
+        );
+    }
+    Ok(())
+}
+
+/// `lrlab bench data`: print the loader's throughput.
+fn bench_data(args: &lrlab::data::bench::DataBenchArgs) -> anyhow::Result<()> {
+    let r = lrlab::data::bench::bench_data(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("{}", r.sentence());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => {
+            println!("lrlab {}", env!("CARGO_PKG_VERSION"));
             println!("cuda available: {}", tch::Cuda::is_available());
             println!("cuda devices: {}", tch::Cuda::device_count());
-            Ok(())
+            Ok(0)
         }
-        Command::Models {
-            classes,
-            in_channels,
-            size,
-        } => models(classes, in_channels, size),
+        Command::Models { classes, in_channels, size } => models(classes, in_channels, size).map(|_| 0),
+        Command::Train { config, set, out, quiet } => train(config, set, out, quiet),
+        Command::FindLr(a) => find_lr(a).map(|_| 0),
+        Command::Bench { command: BenchCommand::Train(a) } => bench_train(a).map(|_| 0),
+        Command::Bench { command: BenchCommand::Data(a) } => bench_data(&a).map(|_| 0),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             if lrlab::is_input_error(&e) {

@@ -7,6 +7,24 @@
 //! normalised float tensors on the training device.
 
 use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
+
+pub mod array;
+pub mod augment;
+pub mod bench;
+pub mod cifar;
+pub mod config;
+pub mod idx;
+pub mod loader;
+pub mod open;
+pub mod rng;
+pub mod stats;
+pub mod subset;
+pub mod synthetic;
+
+pub use config::{describe, DataConfig, DatasetName, Labels, Normalize};
+pub use loader::{Batch, BatchIter, Loader, LoaderOptions};
+pub use open::{load, open, Data};
 
 /// How training examples are augmented (evaluation examples never are; ImageNet evaluation
 /// uses a center crop).
@@ -24,6 +42,18 @@ pub enum Augment {
     RandomResizedCrop,
 }
 
+impl Augment {
+    /// The name used in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Augment::None => "none",
+            Augment::Flip => "flip",
+            Augment::CropFlip => "crop_flip",
+            Augment::RandomResizedCrop => "random_resized_crop",
+        }
+    }
+}
+
 /// Padding used by [`Augment::CropFlip`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -32,6 +62,16 @@ pub enum PadMode {
     Zero,
     /// Reflection padding (the WRN code, fastai).
     Reflect,
+}
+
+impl PadMode {
+    /// The name used in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            PadMode::Zero => "zero",
+            PadMode::Reflect => "reflect",
+        }
+    }
 }
 
 /// One split of a dataset with random access to its examples.
@@ -50,7 +90,13 @@ pub trait Source: Send + Sync {
     /// Shape `(channels, height, width)` of every example produced by [`Source::fetch`].
     fn shape(&self) -> (usize, usize, usize);
     /// Decode example `index`, apply `augment` drawing randomness from `rng` only, and write
-    /// its `C*H*W` bytes in CHW order into `out`. Returns `Ok(false)` when the example is
+    /// its `C*H*W` bytes in CHW order into `out`.
+    ///
+    /// The loader asks only for `Augment::None` (evaluation, and training before its own
+    /// flips and padded crops, which it applies to the fetched bytes with the configured
+    /// `pad` and `pad_mode`) and for `Augment::RandomResizedCrop` (training on full-size
+    /// images, where the source crops and flips while decoding). `None` means the split's
+    /// plain example (ImageNet: the evaluation center crop). Returns `Ok(false)` when the example is
     /// unreadable and must be skipped (a corrupt JPEG); the loader counts and reports it once.
     fn fetch(
         &self,
@@ -59,4 +105,19 @@ pub trait Source: Send + Sync {
         rng: &mut ChaCha8Rng,
         out: &mut [u8],
     ) -> anyhow::Result<bool>;
+}
+
+/// Both splits of an opened dataset, as a dataset reader returns them.
+pub struct Splits {
+    /// The training split (validation splits and subsets are taken from it).
+    pub train: Arc<dyn Source>,
+    /// The test split (ILSVRC: the validation images).
+    pub test: Arc<dyn Source>,
+    /// Number of classes; labels are in `0..num_classes`.
+    pub num_classes: i64,
+    /// Standard per-channel mean and std on the `[0, 1]` scale for `normalize = "mean_std"`,
+    /// when computing them from the training split is too costly (ImageNet); `None`: compute.
+    pub mean_std: Option<(Vec<f64>, Vec<f64>)>,
+    /// Where the data came from, for logs (a folder, or a description).
+    pub location: String,
 }

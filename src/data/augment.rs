@@ -1,0 +1,164 @@
+//! Flips and padded random crops on `u8` CHW images (pure Rust: runs on loader workers).
+//!
+//! [`Augment::CropFlip`] follows torchvision's `RandomCrop(size, padding=pad)` followed by
+//! `RandomHorizontalFlip()`: pad every side by `pad` pixels (zeros, or a reflection that
+//! does not repeat the edge, like `torch.nn.ReflectionPad2d`), take the `H x W` window at
+//! offsets `oy, ox` drawn uniformly from `0..=2*pad` (both ends included, as torchvision;
+//! tch's own `random_crop` never draws `2*pad`), then mirror it left-right with
+//! probability 1/2.
+//!
+//! Draw order from the example's generator (part of the resume contract): `CropFlip` draws
+//! `oy`, then `ox`, then the flip bit; `Flip` draws the flip bit only.
+
+use super::rng::below;
+use super::{Augment, PadMode};
+use rand_chacha::ChaCha8Rng;
+
+/// The augmentation the loader applies to fetched examples of one split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AugmentSpec {
+    /// Which augmentation.
+    pub augment: Augment,
+    /// Padding of [`Augment::CropFlip`], in pixels per side.
+    pub pad: usize,
+    /// Padding mode of [`Augment::CropFlip`].
+    pub pad_mode: PadMode,
+}
+
+impl AugmentSpec {
+    /// No augmentation (evaluation).
+    pub const NONE: AugmentSpec = AugmentSpec {
+        augment: Augment::None,
+        pad: 0,
+        pad_mode: PadMode::Zero,
+    };
+}
+
+/// Draw the flip bit (probability 1/2).
+pub fn draw_flip(rng: &mut ChaCha8Rng) -> bool {
+    below(rng, 2) == 1
+}
+
+/// Draw `(oy, ox, flip)` for [`crop_flip`]: offsets uniform in `0..=2*pad`, then the flip.
+pub fn draw_crop_flip(rng: &mut ChaCha8Rng, pad: usize) -> (usize, usize, bool) {
+    let span = 2 * pad as u64 + 1;
+    let oy = below(rng, span) as usize;
+    let ox = below(rng, span) as usize;
+    (oy, ox, draw_flip(rng))
+}
+
+/// Source coordinate of padded coordinate `p` (`0..len + 2*pad`), or `None` for a zero.
+fn source_coord(p: usize, pad: usize, len: usize, mode: PadMode) -> Option<usize> {
+    let i = p as isize - pad as isize;
+    let n = len as isize;
+    if (0..n).contains(&i) {
+        return Some(i as usize);
+    }
+    match mode {
+        PadMode::Zero => None,
+        // ReflectionPad2d: -1 -> 1, n -> n-2 (the edge is not repeated); needs pad < len.
+        PadMode::Reflect => {
+            let r = if i < 0 { -i } else { 2 * (n - 1) - i };
+            Some(r.clamp(0, n - 1) as usize)
+        }
+    }
+}
+
+/// Write into `out` the `H x W` window at offsets `(oy, ox)` of `src` padded by `pad`,
+/// mirrored left-right when `flip`. `shape` is `(C, H, W)`; both buffers are CHW `u8`.
+#[allow(clippy::too_many_arguments)]
+pub fn crop_flip(
+    src: &[u8],
+    shape: (usize, usize, usize),
+    pad: usize,
+    mode: PadMode,
+    oy: usize,
+    ox: usize,
+    flip: bool,
+    out: &mut [u8],
+) {
+    let (c, h, w) = shape;
+    assert_eq!(src.len(), c * h * w);
+    assert_eq!(out.len(), c * h * w);
+    let cols: Vec<Option<usize>> = (0..w)
+        .map(|x| {
+            let x = if flip { w - 1 - x } else { x };
+            source_coord(ox + x, pad, w, mode)
+        })
+        .collect();
+    for ch in 0..c {
+        for y in 0..h {
+            let dst = &mut out[(ch * h + y) * w..(ch * h + y + 1) * w];
+            match source_coord(oy + y, pad, h, mode) {
+                None => dst.fill(0),
+                Some(sy) => {
+                    let row = &src[(ch * h + sy) * w..(ch * h + sy + 1) * w];
+                    for (d, col) in dst.iter_mut().zip(&cols) {
+                        *d = col.map_or(0, |sx| row[sx]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Mirror every row of a CHW image left-right, in place.
+pub fn flip_in_place(buf: &mut [u8], shape: (usize, usize, usize)) {
+    let w = shape.2;
+    for row in buf.chunks_exact_mut(w) {
+        row.reverse();
+    }
+}
+
+/// Apply `spec` (only its `Flip` and `CropFlip` cases; others leave `buf` as it is) to the
+/// CHW image in `buf`, drawing from `rng`. `scratch` is reused between calls.
+pub fn apply(
+    spec: &AugmentSpec,
+    rng: &mut ChaCha8Rng,
+    buf: &mut [u8],
+    shape: (usize, usize, usize),
+    scratch: &mut Vec<u8>,
+) {
+    match spec.augment {
+        Augment::Flip => {
+            if draw_flip(rng) {
+                flip_in_place(buf, shape);
+            }
+        }
+        Augment::CropFlip => {
+            let (oy, ox, flip) = draw_crop_flip(rng, spec.pad);
+            scratch.clear();
+            scratch.extend_from_slice(buf);
+            crop_flip(scratch, shape, spec.pad, spec.pad_mode, oy, ox, flip, buf);
+        }
+        Augment::None | Augment::RandomResizedCrop => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflect_coordinates_match_reflection_pad() {
+        // ReflectionPad2d(2) of [a b c d] is [c b a b c d c b].
+        let got: Vec<_> = (0..8)
+            .map(|p| source_coord(p, 2, 4, PadMode::Reflect).unwrap())
+            .collect();
+        assert_eq!(got, vec![2, 1, 0, 1, 2, 3, 2, 1]);
+        assert_eq!(source_coord(1, 2, 4, PadMode::Zero), None);
+    }
+
+    #[test]
+    fn centered_unflipped_crop_is_identity() {
+        let src: Vec<u8> = (0..2 * 3 * 4).map(|v| v as u8).collect();
+        let mut out = vec![0; src.len()];
+        crop_flip(&src, (2, 3, 4), 4, PadMode::Zero, 4, 4, false, &mut out);
+        assert_eq!(out, src);
+        crop_flip(&src, (2, 3, 4), 0, PadMode::Zero, 0, 0, true, &mut out);
+        let mut flipped = src.clone();
+        flip_in_place(&mut flipped, (2, 3, 4));
+        assert_eq!(out, flipped);
+        assert_eq!(&flipped[..4], &[3, 2, 1, 0]);
+    }
+}

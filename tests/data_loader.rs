@@ -1,0 +1,513 @@
+//! The loader: stratified subsets and splits, seeded and resumable augmentation, padded
+//! crops against a reference, worker-count independence, normalisation, configuration.
+
+#[path = "data_fixtures/mod.rs"]
+mod fixtures;
+
+use fixtures::{batches, to_u8};
+use lrlab::data::augment::draw_crop_flip;
+use lrlab::data::rng::{epoch_order, example_rng};
+use lrlab::data::stats::Stats;
+use lrlab::data::{load, open, Augment, DataConfig, DatasetName, Normalize, PadMode};
+use lrlab::is_input_error;
+use tch::{Device, Kind, Tensor};
+
+fn synthetic(size: usize, classes: usize) -> DataConfig {
+    DataConfig {
+        dataset: DatasetName::Synthetic,
+        size,
+        test_size: 30,
+        classes,
+        shape: [3, 12, 12],
+        normalize: Normalize::None,
+        workers: 2,
+        prefetch: 3,
+        ..DataConfig::default()
+    }
+}
+
+fn class_counts(labels: impl Iterator<Item = i64>, classes: usize) -> Vec<usize> {
+    let mut c = vec![0; classes];
+    for l in labels {
+        c[l as usize] += 1;
+    }
+    c
+}
+
+#[test]
+fn stratified_subset_and_validation_split() {
+    let dir = tempfile::tempdir().unwrap();
+    // 5 batches of 20: labels cycle through 10 classes, 10 images each.
+    fixtures::write_cifar10(dir.path(), false, 20, 10);
+    let cfg = DataConfig {
+        dataset: DatasetName::Cifar10,
+        path: Some(dir.path().to_path_buf()),
+        train_subset: 30,
+        val_split: 20,
+        workers: 1,
+        ..DataConfig::default()
+    };
+    let splits = open(&cfg, 0).unwrap();
+    let label = |i: usize| splits.train.label(i);
+    let a = load(&cfg, 8, 8, 7, Device::Cpu).unwrap();
+    assert_eq!(a.eval_name, "val");
+    assert_eq!((a.train.len(), a.eval.len()), (30, 20));
+    assert_eq!(
+        class_counts(a.train.indices().iter().map(|&i| label(i)), 10),
+        vec![3; 10]
+    );
+    assert_eq!(
+        class_counts(a.eval.indices().iter().map(|&i| label(i)), 10),
+        vec![2; 10]
+    );
+    assert!(a
+        .train
+        .indices()
+        .iter()
+        .all(|i| !a.eval.indices().contains(i)));
+    // The validation loader reads the training files, in index order, with true labels.
+    let got: Vec<i64> = batches(&a.eval, 0, 0)
+        .into_iter()
+        .flat_map(|b| b.2)
+        .collect();
+    let want: Vec<i64> = a.eval.indices().iter().map(|&i| label(i)).collect();
+    assert_eq!(got, want);
+
+    // Same seed, same selection; another seed, another one.
+    let b = load(&cfg, 8, 8, 7, Device::Cpu).unwrap();
+    assert_eq!(a.train.indices(), b.train.indices());
+    assert_eq!(a.eval.indices(), b.eval.indices());
+    let c = load(&cfg, 8, 8, 8, Device::Cpu).unwrap();
+    assert_ne!(a.train.indices(), c.train.indices());
+    assert_ne!(a.eval.indices(), c.eval.indices());
+
+    // Without a validation split, the subset comes from all 100 and evaluation is the test set.
+    let cfg2 = DataConfig {
+        val_split: 0,
+        train_subset: 50,
+        ..cfg.clone()
+    };
+    let d = load(&cfg2, 8, 8, 7, Device::Cpu).unwrap();
+    assert_eq!((d.eval_name, d.eval.len()), ("test", 10));
+    assert_eq!(
+        class_counts(d.train.indices().iter().map(|&i| label(i)), 10),
+        vec![5; 10]
+    );
+
+    // Asking for more than there is.
+    for (subset, val, needle) in [
+        (90, 20, "data.train_subset = 90"),
+        (0, 100, "data.val_split = 100"),
+    ] {
+        let bad = DataConfig {
+            train_subset: subset,
+            val_split: val,
+            ..cfg.clone()
+        };
+        let err = load(&bad, 8, 8, 7, Device::Cpu).err().unwrap();
+        assert!(
+            is_input_error(&err) && format!("{err}").contains(needle),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn augmentation_is_seeded_and_resume_equal() {
+    for mode in [PadMode::Zero, PadMode::Reflect] {
+        let cfg = DataConfig {
+            augment: Some(Augment::CropFlip),
+            pad_mode: mode,
+            ..synthetic(50, 5)
+        };
+        let a = load(&cfg, 8, 8, 3, Device::Cpu).unwrap();
+        let b = load(&cfg, 8, 8, 3, Device::Cpu).unwrap();
+        let full = batches(&a.train, 2, 0);
+        assert_eq!(full.len(), 7);
+        assert_eq!(full, batches(&b.train, 2, 0));
+        for start in [1, 4, 6, 7] {
+            assert_eq!(
+                batches(&a.train, 2, start),
+                full[start..].to_vec(),
+                "start {start}"
+            );
+        }
+        assert_ne!(full, batches(&a.train, 3, 0));
+        let other = load(&cfg, 8, 8, 4, Device::Cpu).unwrap();
+        assert_ne!(full, batches(&other.train, 2, 0));
+        // Evaluation is neither shuffled nor augmented, and the same every epoch.
+        assert_eq!(batches(&a.eval, 0, 0), batches(&a.eval, 5, 0));
+    }
+}
+
+#[test]
+fn worker_counts_and_prefetch_do_not_change_batches() {
+    let mut cfg = DataConfig {
+        augment: Some(Augment::CropFlip),
+        pad_mode: PadMode::Reflect,
+        ..synthetic(61, 4)
+    };
+    cfg.workers = 1;
+    cfg.prefetch = 1;
+    let reference = batches(&load(&cfg, 6, 6, 9, Device::Cpu).unwrap().train, 1, 0);
+    assert_eq!(reference.len(), 11);
+    for (workers, prefetch) in [(2, 1), (3, 8), (5, 2), (16, 40)] {
+        cfg.workers = workers;
+        cfg.prefetch = prefetch;
+        let data = load(&cfg, 6, 6, 9, Device::Cpu).unwrap();
+        assert_eq!(batches(&data.train, 1, 0), reference, "{workers} workers");
+        assert_eq!(batches(&data.train, 1, 5), reference[5..].to_vec());
+    }
+}
+
+/// torch's own padding ops as the reference for one example: pad, take the window, flip.
+fn reference_crop(
+    img: &[u8],
+    shape: (usize, usize, usize),
+    pad: usize,
+    mode: PadMode,
+    oy: usize,
+    ox: usize,
+    flip: bool,
+) -> Vec<u8> {
+    let (c, h, w) = shape;
+    let x = Tensor::from_slice(img)
+        .view([c as i64, h as i64, w as i64])
+        .to_kind(Kind::Float);
+    let p = pad as i64;
+    let padded = match mode {
+        PadMode::Zero => x.constant_pad_nd([p, p, p, p]),
+        PadMode::Reflect => x.unsqueeze(0).reflection_pad2d([p, p, p, p]).squeeze_dim(0),
+    };
+    let mut crop = padded
+        .narrow(1, oy as i64, h as i64)
+        .narrow(2, ox as i64, w as i64);
+    if flip {
+        crop = crop.flip([2]);
+    }
+    Vec::<f32>::try_from(crop.flatten(0, -1))
+        .unwrap()
+        .iter()
+        .map(|&v| v as u8)
+        .collect()
+}
+
+#[test]
+fn crop_flip_and_flip_match_a_per_sample_reference() {
+    let seed = 21;
+    let shape = (3, 12, 12);
+    let chw = 3 * 12 * 12;
+    for (augment, mode, pad) in [
+        (Augment::CropFlip, PadMode::Zero, 4),
+        (Augment::CropFlip, PadMode::Reflect, 4),
+        (Augment::CropFlip, PadMode::Reflect, 11),
+        (Augment::CropFlip, PadMode::Zero, 13),
+        (Augment::Flip, PadMode::Zero, 4),
+    ] {
+        let cfg = DataConfig {
+            augment: Some(augment),
+            pad_mode: mode,
+            pad,
+            ..synthetic(40, 3)
+        };
+        let data = load(&cfg, 16, 16, seed, Device::Cpu).unwrap();
+        let splits = open(&cfg, seed).unwrap();
+        let order = epoch_order(40, seed, 1);
+        let (mut flips, mut moved) = (0, 0);
+        let mut pos = 0;
+        for (x, _, y) in batches(&data.train, 1, 0) {
+            let px = to_u8(&x);
+            for (k, &label) in y.iter().enumerate() {
+                let index = order[pos];
+                assert_eq!(label, splits.train.label(index));
+                let mut img = vec![0u8; chw];
+                let mut unused = example_rng(0, 0, 0);
+                splits
+                    .train
+                    .fetch(index, Augment::None, &mut unused, &mut img)
+                    .unwrap();
+                let mut rng = example_rng(seed, 1, pos);
+                let (oy, ox, flip) = match augment {
+                    Augment::CropFlip => draw_crop_flip(&mut rng, pad),
+                    _ => (pad, pad, lrlab::data::augment::draw_flip(&mut rng)),
+                };
+                let want = reference_crop(&img, shape, pad, mode, oy, ox, flip);
+                assert_eq!(
+                    &px[k * chw..(k + 1) * chw],
+                    &want[..],
+                    "{augment:?} {mode:?} pos {pos}"
+                );
+                flips += flip as usize;
+                moved += (oy != pad || ox != pad) as usize;
+                pos += 1;
+            }
+        }
+        assert_eq!(pos, 40);
+        // The draws vary: some flipped, some not; crops move.
+        assert!(flips > 5 && flips < 35, "{flips}");
+        if augment == Augment::CropFlip {
+            assert!(moved > 20, "{moved}");
+        }
+    }
+}
+
+#[test]
+fn crop_offsets_cover_both_ends() {
+    // torchvision draws offsets in 0..=2*pad; tch's random_crop never draws 2*pad.
+    let mut seen = [false; 9];
+    for p in 0..400 {
+        let (oy, ox, _) = draw_crop_flip(&mut example_rng(1, 0, p), 4);
+        seen[oy] = true;
+        seen[ox] = true;
+    }
+    assert!(seen.iter().all(|&s| s));
+}
+
+#[test]
+fn normalisation_matches_its_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, test) = fixtures::write_cifar10(dir.path(), true, 6, 5);
+    let base = DataConfig {
+        dataset: DatasetName::Cifar10,
+        path: Some(dir.path().to_path_buf()),
+        augment: Some(Augment::None),
+        workers: 1,
+        ..DataConfig::default()
+    };
+    // Reference statistics in f64 from the fixture's 30 training images.
+    let n = 30.0 * 1024.0;
+    let mut mean = [0f64; 3];
+    let mut var = [0f64; 3];
+    for i in 0..30 {
+        for (j, &p) in train.image(i).iter().enumerate() {
+            mean[j / 1024] += p as f64 / 255.0 / n;
+        }
+    }
+    for i in 0..30 {
+        for (j, &p) in train.image(i).iter().enumerate() {
+            var[j / 1024] += (p as f64 / 255.0 - mean[j / 1024]).powi(2) / n;
+        }
+    }
+    let std: Vec<f64> = var.iter().map(|v| v.sqrt()).collect();
+    let mut pixel_mean = vec![0f64; 3072];
+    for i in 0..30 {
+        for (m, &p) in pixel_mean.iter_mut().zip(train.image(i)) {
+            *m += p as f64 / 255.0 / 30.0;
+        }
+    }
+
+    let check = |cfg: &DataConfig, f: &dyn Fn(usize, u8) -> f64| {
+        let data = load(cfg, 4, 4, 0, Device::Cpu).unwrap();
+        let mut i = 0;
+        for (x, _, _) in batches(&data.eval, 0, 0) {
+            for img in x.chunks(3072) {
+                for (j, (&got, &p)) in img.iter().zip(test.image(i)).enumerate() {
+                    let want = f(j, p);
+                    assert!(
+                        (got as f64 - want).abs() < 2e-6 * want.abs().max(1.0),
+                        "{got} vs {want}"
+                    );
+                }
+                i += 1;
+            }
+        }
+        assert_eq!(i, 5);
+        data
+    };
+    let data = check(&base, &|j, p| {
+        (p as f64 / 255.0 - mean[j / 1024]) / std[j / 1024]
+    });
+    match data.train.stats() {
+        Stats::MeanStd { mean: m, std: s } => {
+            for c in 0..3 {
+                assert!((m[c] - mean[c]).abs() < 1e-12 && (s[c] - std[c]).abs() < 1e-12);
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+    let given = DataConfig {
+        mean: Some(vec![0.5, 0.25, 0.125]),
+        std: Some(vec![0.2, 0.3, 0.4]),
+        ..base.clone()
+    };
+    check(&given, &|j, p| {
+        (p as f64 / 255.0 - [0.5, 0.25, 0.125][j / 1024]) / [0.2, 0.3, 0.4][j / 1024]
+    });
+    let pm = DataConfig {
+        normalize: Normalize::PixelMean,
+        ..base.clone()
+    };
+    check(&pm, &|j, p| p as f64 / 255.0 - pixel_mean[j]);
+    let none = DataConfig {
+        normalize: Normalize::None,
+        ..base.clone()
+    };
+    check(&none, &|_, p| p as f64 / 255.0);
+    let wrong = DataConfig {
+        mean: Some(vec![0.5]),
+        std: Some(vec![0.2]),
+        ..base
+    };
+    let err = load(&wrong, 4, 4, 0, Device::Cpu).err().unwrap();
+    assert!(
+        is_input_error(&err) && format!("{err}").contains("3 channels"),
+        "{err}"
+    );
+}
+
+#[test]
+fn batch_counts_drop_last_and_early_drop() {
+    let cfg = synthetic(50, 5);
+    let data = load(&cfg, 8, 7, 0, Device::Cpu).unwrap();
+    assert_eq!((data.train.len(), data.train.batches_per_epoch()), (50, 7));
+    let sizes: Vec<i64> = batches(&data.train, 0, 0).iter().map(|b| b.1[0]).collect();
+    assert_eq!(sizes, vec![8, 8, 8, 8, 8, 8, 2]);
+    assert_eq!((data.eval.len(), data.eval.batches_per_epoch()), (30, 5));
+    let dl = DataConfig {
+        drop_last: true,
+        ..cfg.clone()
+    };
+    let data = load(&dl, 8, 7, 0, Device::Cpu).unwrap();
+    assert_eq!(data.train.batches_per_epoch(), 6);
+    assert_eq!(batches(&data.train, 0, 0).len(), 6);
+    assert_eq!(
+        data.eval.batches_per_epoch(),
+        5,
+        "evaluation keeps its last batch"
+    );
+    assert_eq!(batches(&data.train, 0, 6).len(), 0);
+    assert_eq!(batches(&data.train, 0, 99).len(), 0);
+    // Dropping an iterator with work queued returns (workers stop).
+    let big = DataConfig {
+        workers: 3,
+        prefetch: 2,
+        ..synthetic(5000, 5)
+    };
+    let data = load(&big, 4, 4, 0, Device::Cpu).unwrap();
+    let mut it = data.train.epoch(0, 0);
+    let first = it.next().unwrap().unwrap();
+    assert_eq!(first.index, 0);
+    assert_eq!(it.next().unwrap().unwrap().index, 1);
+    drop(it);
+    assert_eq!(data.train.skipped(), 0);
+}
+
+#[test]
+fn config_parsing_defaults_and_errors() {
+    let cfg: DataConfig = toml::from_str(
+        "dataset = \"cifar100\"\npath = \"x\"\naugment = \"crop_flip\"\npad_mode = \"reflect\"\nlabels = \"coarse\"\nnormalize = \"pixel_mean\"",
+    )
+    .unwrap();
+    assert_eq!(cfg.dataset, DatasetName::Cifar100);
+    assert_eq!(cfg.pad_mode, PadMode::Reflect);
+    assert_eq!(cfg.normalize, Normalize::PixelMean);
+    assert_eq!(cfg.pad, 4);
+    let round: DataConfig = toml::from_str(&toml::to_string(&cfg.resolved()).unwrap()).unwrap();
+    assert_eq!(round, cfg.resolved());
+    assert!(toml::from_str::<DataConfig>("datset = \"mnist\"").is_err());
+    assert!(toml::from_str::<DataConfig>("dataset = \"cifar1000\"").is_err());
+
+    let d = DataConfig::default();
+    assert_eq!(d.dataset, DatasetName::FashionMnist);
+    assert_eq!(d.augment(), Augment::None);
+    assert!(!d.drop_last);
+    let cifar = DataConfig {
+        dataset: DatasetName::Cifar10,
+        ..d.clone()
+    };
+    assert_eq!(
+        (cifar.augment(), cifar.pad_mode),
+        (Augment::CropFlip, PadMode::Zero)
+    );
+    assert_eq!(
+        "fashion_mnist".parse::<DatasetName>().unwrap(),
+        DatasetName::FashionMnist
+    );
+    assert!(lrlab::data::describe(&cifar).contains("crop_flip (pad 4, zero)"));
+
+    let cases = [
+        (
+            DataConfig {
+                dataset: DatasetName::Imagenet,
+                path: Some("x".into()),
+                ..d.clone()
+            },
+            "not built in this version",
+        ),
+        (
+            DataConfig {
+                dataset: DatasetName::Imagenet32,
+                path: Some("x".into()),
+                ..d.clone()
+            },
+            "not built in this version",
+        ),
+        (
+            DataConfig {
+                augment: Some(Augment::RandomResizedCrop),
+                ..cifar.clone()
+            },
+            "random_resized_crop",
+        ),
+        (
+            DataConfig {
+                labels: lrlab::data::Labels::Coarse,
+                ..cifar.clone()
+            },
+            "data.labels = coarse",
+        ),
+        (
+            DataConfig {
+                shape: [3, 32, 16],
+                ..synthetic(10, 2)
+            },
+            "data.shape",
+        ),
+        (
+            DataConfig {
+                classes: 0,
+                ..synthetic(10, 2)
+            },
+            "data.classes = 0",
+        ),
+        (
+            DataConfig {
+                prefetch: 0,
+                ..synthetic(10, 2)
+            },
+            "data.prefetch = 0",
+        ),
+        (
+            DataConfig {
+                augment: Some(Augment::CropFlip),
+                pad_mode: PadMode::Reflect,
+                pad: 12,
+                ..synthetic(10, 2)
+            },
+            "data.pad = 12",
+        ),
+        (
+            DataConfig {
+                std: Some(vec![0.0, 1.0, 1.0]),
+                normalize: Normalize::MeanStd,
+                ..synthetic(10, 2)
+            },
+            "data.std",
+        ),
+        (
+            DataConfig {
+                drop_last: true,
+                ..synthetic(10, 2)
+            },
+            "data.drop_last",
+        ),
+    ];
+    for (cfg, needle) in cases {
+        let err = load(&cfg, 16, 16, 0, Device::Cpu).err().expect(needle);
+        assert!(is_input_error(&err), "{err:#}");
+        assert!(
+            format!("{err:#}").contains(needle),
+            "{err:#} lacks {needle}"
+        );
+    }
+}
