@@ -31,5 +31,6 @@ macro_rules! bail_input {
 
 /// True when the error (or any error it wraps) is an [`InputError`].
 pub fn is_input_error(err: &anyhow::Error) -> bool {
-    err.chain().any(|e| e.downcast_ref::<InputError>().is_some())
+    err.chain()
+        .any(|e| e.downcast_ref::<InputError>().is_some())
 }
