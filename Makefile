@@ -38,7 +38,7 @@ gallery: build
 	@mkdir -p results/schedules
 	@for f in runs/schedules/*.toml; do \
 	    n=$$(basename $$f .toml); \
-	    $(BIN) schedule $$f --from-spec -o results/schedules/$$n.csv --plot results/schedules/$$n.svg || exit 1; \
+	    $(BIN) schedule $$f -o results/schedules/$$n.csv --plot results/schedules/$$n.svg || exit 1; \
 	    echo "results/schedules/$$n.csv  results/schedules/$$n.svg"; \
 	done
 

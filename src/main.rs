@@ -18,6 +18,26 @@ struct Cli {
 enum Command {
     /// Print libtorch and device information.
     Info,
+    /// Render a learning-rate schedule spec to CSV (step,epoch,lr,momentum) and an SVG figure.
+    Schedule {
+        /// Schedule spec: the schedule keys at top level or in [schedule] (a run config works).
+        spec: PathBuf,
+        /// Number of epochs [default: `epochs` in the spec's [preview] table].
+        #[arg(long)]
+        epochs: Option<u64>,
+        /// Optimizer steps per epoch [default: `steps_per_epoch` in the spec's [preview] table].
+        #[arg(long)]
+        steps_per_epoch: Option<u64>,
+        /// Optimizer momentum, reported for schedules that do not cycle momentum.
+        #[arg(long, default_value_t = 0.9)]
+        momentum: f64,
+        /// Write the CSV here (atomically) instead of standard output.
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        /// Also draw LR and momentum against epoch into this SVG file.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
     /// Print the trainable parameter count of every model as CSV (model,params).
     Models {
         /// Number of classes.
@@ -267,6 +287,10 @@ fn main() -> ExitCode {
             println!("cuda available: {}", tch::Cuda::is_available());
             println!("cuda devices: {}", tch::Cuda::device_count());
             Ok(0)
+        }
+        Command::Schedule { spec, epochs, steps_per_epoch, momentum, out, plot } => {
+            let args = lrlab::schedule::cli::RenderArgs { spec, epochs, steps_per_epoch, momentum, out, plot };
+            lrlab::schedule::cli::render(&args).map(|_| 0)
         }
         Command::Models { classes, in_channels, size } => models(classes, in_channels, size).map(|_| 0),
         Command::Train { config, set, out, quiet } => train(config, set, out, quiet),

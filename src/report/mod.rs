@@ -1,1 +1,3 @@
 //! Figures and reports drawn from the run folders' CSVs.
+
+pub mod plot;

@@ -1,0 +1,209 @@
+//! Figures, drawn with `plotters` into SVG.
+//!
+//! No font is registered: the SVG backend writes `<text>` elements that the viewer renders,
+//! so the figures avoid the plotters features that measure text (chart captions).
+
+use crate::util::write_atomic;
+use anyhow::{anyhow, Result};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::prelude::*;
+use std::ops::Range;
+use std::path::Path;
+
+const WIDTH: u32 = 1000;
+const HEIGHT: u32 = 720;
+/// Above this many points a curve is thinned (keeping every local extreme) before drawing.
+const MAX_POINTS: usize = 4000;
+
+/// Draw a schedule as an SVG at `path` (written atomically): the learning rate (top panel) and
+/// the momentum (bottom panel) against the epoch. `rows` are `(epoch, lr, momentum)`.
+pub fn schedule_figure(path: &Path, title: &str, rows: &[(f64, f64, f64)]) -> Result<()> {
+    let svg = schedule_svg(title, rows)?;
+    write_atomic(path, svg.as_bytes())
+}
+
+/// The SVG text of [`schedule_figure`]. The LR axis is logarithmic when the LR only grows and
+/// spans two decades or more (a range test), linear otherwise.
+pub fn schedule_svg(title: &str, rows: &[(f64, f64, f64)]) -> Result<String> {
+    if rows.is_empty() {
+        return Err(anyhow!("nothing to plot: no rows"));
+    }
+    let lr: Vec<(f64, f64)> = thin(&rows.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>());
+    let mom: Vec<(f64, f64)> = thin(&rows.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>());
+    let x0 = rows.first().map_or(0.0, |r| r.0).min(0.0);
+    let x1 = rows.last().map_or(1.0, |r| r.0).max(x0 + 1e-9);
+    let (lo, hi) = bounds(rows.iter().map(|r| r.1));
+    let grows = rows.windows(2).all(|w| w[1].1 >= w[0].1);
+    let log_lr = grows && lo > 0.0 && hi / lo >= 100.0;
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE)
+            .map_err(|e| anyhow!("drawing the figure: {e}"))?;
+        let (head, body) = root.split_vertically(40);
+        let title_style = ("sans-serif", 20).into_font().color(&BLACK);
+        head.draw(&Text::new(title.to_string(), (20, 12), title_style))
+            .map_err(|e| anyhow!("drawing the figure: {e}"))?;
+        let (top, bottom) = body.split_vertically((HEIGHT - 40) * 3 / 5);
+        if log_lr {
+            panel(
+                &top,
+                x0..x1,
+                (lo..hi).log_scale(),
+                "learning rate (log scale)",
+                &lr,
+                &BLUE,
+            )?;
+        } else {
+            let (a, b) = pad(0.0f64.min(lo), hi);
+            panel(&top, x0..x1, a..b, "learning rate", &lr, &BLUE)?;
+        }
+        let (mlo, mhi) = bounds(rows.iter().map(|r| r.2));
+        let (a, b) = pad(mlo, mhi);
+        panel(&bottom, x0..x1, a..b, "momentum", &mom, &RED)?;
+        root.present()
+            .map_err(|e| anyhow!("drawing the figure: {e}"))?;
+    }
+    Ok(svg)
+}
+
+/// One panel: a line against the epoch, with labelled axes.
+fn panel<Y>(
+    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    x: Range<f64>,
+    y: Y,
+    y_desc: &str,
+    points: &[(f64, f64)],
+    color: &RGBColor,
+) -> Result<()>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let err = |e: &dyn std::fmt::Display| anyhow!("drawing the figure: {e}");
+    let mut chart = ChartBuilder::on(area)
+        .margin_left(10)
+        .margin_right(30)
+        .margin_top(10)
+        .margin_bottom(5)
+        .x_label_area_size(45)
+        .y_label_area_size(90)
+        .build_cartesian_2d(x, y)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(y_desc)
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
+        .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 13))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(LineSeries::new(
+            points.iter().copied(),
+            color.stroke_width(2),
+        ))
+        .map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// Smallest and largest value.
+fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    })
+}
+
+/// A little room around `[lo, hi]` (and a visible band when the curve is flat).
+fn pad(lo: f64, hi: f64) -> (f64, f64) {
+    let span = hi - lo;
+    if span <= f64::EPSILON * hi.abs().max(1e-300) {
+        let d = if hi == 0.0 { 1.0 } else { hi.abs() * 0.05 };
+        return (lo - d, hi + d);
+    }
+    (lo - span * 0.04, hi + span * 0.06)
+}
+
+/// Tick label: short, readable for LRs from 1e-8 to 10.
+fn tick(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".to_string()
+    } else if (1e-3..1e5).contains(&a) {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v:.1e}")
+    }
+}
+
+/// At most about [`MAX_POINTS`] points: every bucket of consecutive points keeps its first,
+/// lowest, highest and last point, in order, so peaks, restarts and jumps survive.
+fn thin(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    if points.len() <= MAX_POINTS {
+        return points.to_vec();
+    }
+    let bucket = points.len().div_ceil(MAX_POINTS / 4);
+    let mut out = Vec::with_capacity(MAX_POINTS + 4);
+    for chunk in points.chunks(bucket) {
+        let (mut imin, mut imax) = (0, 0);
+        for (i, p) in chunk.iter().enumerate() {
+            if p.1 < chunk[imin].1 {
+                imin = i;
+            }
+            if p.1 > chunk[imax].1 {
+                imax = i;
+            }
+        }
+        let mut idx = [0, imin, imax, chunk.len() - 1];
+        idx.sort_unstable();
+        let mut last = usize::MAX;
+        for i in idx {
+            if i != last {
+                out.push(chunk[i]);
+                last = i;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thinning_keeps_extremes_and_order() {
+        let pts: Vec<(f64, f64)> = (0..100_000)
+            .map(|i| (i as f64, ((i % 997) as f64).sin()))
+            .collect();
+        let t = thin(&pts);
+        assert!(t.len() <= MAX_POINTS + 4);
+        assert!(t.windows(2).all(|w| w[0].0 < w[1].0));
+        let max = pts.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+        assert!(t.iter().any(|p| p.1 == max));
+        assert_eq!(t.first(), pts.first());
+        assert_eq!(t.last(), pts.last());
+    }
+
+    #[test]
+    fn svg_has_labels_and_both_curves() {
+        let rows: Vec<(f64, f64, f64)> = (0..50)
+            .map(|k| (k as f64 / 10.0, 0.1 / (1.0 + k as f64), 0.9))
+            .collect();
+        let svg = schedule_svg("demo title", &rows).unwrap();
+        for needle in [
+            "demo title",
+            "learning rate",
+            "momentum",
+            "epoch",
+            "<polyline",
+        ] {
+            assert!(svg.contains(needle), "missing {needle}");
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! `lrlab schedule SPEC.toml`: render a schedule to CSV (`step,epoch,lr,momentum`) and,
+//! optionally, an SVG figure.
+//!
+//! The spec holds the schedule keys at top level or in a `[schedule]` table (so a full run
+//! config works; its other tables are ignored), plus an optional `[preview]` table with
+//! `epochs` and `steps_per_epoch` used when the flags are not given.
+
+use super::keys::Keys;
+use super::{RunLength, Schedule};
+use crate::error::input_error;
+use crate::util::{fmt_f64, write_atomic};
+use crate::{bail_input, report};
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use toml::{Table, Value};
+
+/// Arguments of `lrlab schedule`.
+#[derive(Clone, Debug)]
+pub struct RenderArgs {
+    /// The spec file (TOML).
+    pub spec: PathBuf,
+    /// Number of epochs; `None`: `preview.epochs` of the spec.
+    pub epochs: Option<u64>,
+    /// Optimizer steps per epoch; `None`: `preview.steps_per_epoch` of the spec.
+    pub steps_per_epoch: Option<u64>,
+    /// The optimizer's momentum, reported for families that do not cycle it.
+    pub momentum: f64,
+    /// CSV output (written atomically); `None`: standard output.
+    pub out: Option<PathBuf>,
+    /// SVG figure of LR and momentum against epoch.
+    pub plot: Option<PathBuf>,
+}
+
+/// A schedule spec file, read and split.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// The schedule table (`[schedule]`, or the top-level keys).
+    pub schedule: Table,
+    /// `preview.epochs`.
+    pub epochs: Option<u64>,
+    /// `preview.steps_per_epoch`.
+    pub steps_per_epoch: Option<u64>,
+    /// The first comment line of the file, if it starts with one (what the spec reproduces).
+    pub title: Option<String>,
+}
+
+/// One rendered step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Row {
+    /// Optimizer step, from 0.
+    pub step: u64,
+    /// Fractional epoch, `step / steps_per_epoch`.
+    pub epoch: f64,
+    /// Learning rate of the step.
+    pub lr: f64,
+    /// Momentum of the step (the optimizer's where the schedule leaves it alone).
+    pub momentum: f64,
+}
+
+/// Read a spec file. Errors are input errors naming the file.
+pub fn load_spec(path: &Path) -> Result<Spec> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| input_error(format!("cannot read {}: {e}", path.display())))?;
+    parse_spec(&text).with_context(|| path.display().to_string())
+}
+
+/// Parse the text of a spec file (see [`load_spec`]).
+pub fn parse_spec(text: &str) -> Result<Spec> {
+    let mut doc: Table = text
+        .parse()
+        .map_err(|e| input_error(format!("invalid TOML: {e}")))?;
+    let (epochs, steps_per_epoch) = match doc.remove("preview") {
+        None => (None, None),
+        Some(Value::Table(t)) => {
+            let mut keys = Keys::new(&t, "preview");
+            let epochs = keys.u64("epochs")?;
+            keys.ensure(epochs != Some(0), "epochs", "must be >= 1")?;
+            let steps = keys.u64("steps_per_epoch")?;
+            keys.ensure(steps != Some(0), "steps_per_epoch", "must be >= 1")?;
+            keys.finish()?;
+            (epochs, steps)
+        }
+        Some(_) => bail_input!("preview: must be a table ([preview] with epochs, steps_per_epoch)"),
+    };
+    let schedule = match doc.remove("schedule") {
+        Some(Value::Table(t)) => {
+            if let Some(k) = ["kind", "type", "family"]
+                .iter()
+                .find(|k| doc.contains_key(**k))
+            {
+                bail_input!(
+                    "{k}: the spec has both a top-level `{k}` and a [schedule] table; \
+                     give the schedule in one place"
+                );
+            }
+            t
+        }
+        Some(_) => bail_input!("schedule: must be a table ([schedule])"),
+        None => doc,
+    };
+    let title = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().strip_prefix('#'))
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    Ok(Spec {
+        schedule,
+        epochs,
+        steps_per_epoch,
+        title,
+    })
+}
+
+/// Evaluate every step of the run: `momentum` stands in where the schedule leaves momentum to
+/// the optimizer. Fails (input error) if the schedule yields a non-finite or negative LR.
+pub fn rows(schedule: &Schedule, momentum: f64) -> Result<Vec<Row>> {
+    let len = schedule.run_length();
+    (0..len.total_steps)
+        .map(|k| {
+            let lr = schedule.lr(k);
+            if !lr.is_finite() || lr < 0.0 {
+                bail_input!(
+                    "schedule gives lr = {} at step {k}: check its values",
+                    fmt_f64(lr)
+                );
+            }
+            Ok(Row {
+                step: k,
+                epoch: len.epoch(k),
+                lr,
+                momentum: schedule.momentum(k).unwrap_or(momentum),
+            })
+        })
+        .collect()
+}
+
+/// The CSV text: header `step,epoch,lr,momentum`, shortest round-trip floats.
+pub fn to_csv(rows: &[Row]) -> String {
+    let mut s = String::with_capacity(32 + rows.len() * 48);
+    s.push_str("step,epoch,lr,momentum\n");
+    for r in rows {
+        s.push_str(&format!(
+            "{},{},{},{}\n",
+            r.step,
+            fmt_f64(r.epoch),
+            fmt_f64(r.lr),
+            fmt_f64(r.momentum)
+        ));
+    }
+    s
+}
+
+/// `lrlab schedule`: validate everything, then write the CSV (to `out` or standard output)
+/// and the figure. Nothing is written when the input is bad.
+pub fn render(args: &RenderArgs) -> Result<()> {
+    let spec = load_spec(&args.spec)?;
+    let epochs = pick(args.epochs, spec.epochs, "--epochs", "epochs")?;
+    let steps = pick(
+        args.steps_per_epoch,
+        spec.steps_per_epoch,
+        "--steps-per-epoch",
+        "steps_per_epoch",
+    )?;
+    if !(args.momentum.is_finite() && (0.0..1.0).contains(&args.momentum)) {
+        bail_input!("--momentum {}: must be in [0, 1)", fmt_f64(args.momentum));
+    }
+    let len = RunLength::from_epochs(epochs, steps)?;
+    let schedule = Schedule::from_table(&spec.schedule, len)
+        .with_context(|| args.spec.display().to_string())?;
+    let rows = rows(&schedule, args.momentum).with_context(|| args.spec.display().to_string())?;
+    let csv = to_csv(&rows);
+    let svg = match &args.plot {
+        None => None,
+        Some(_) => {
+            let name = args
+                .spec
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let title = format!(
+                "{} ({}, {epochs} epochs x {steps} steps)",
+                spec.title.as_deref().unwrap_or(&name),
+                schedule.kind()
+            );
+            let points: Vec<(f64, f64, f64)> =
+                rows.iter().map(|r| (r.epoch, r.lr, r.momentum)).collect();
+            Some(report::plot::schedule_svg(&title, &points)?)
+        }
+    };
+    match &args.out {
+        Some(path) => write_atomic(path, csv.as_bytes())?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(csv.as_bytes()).and_then(|_| out.flush()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(e).context("cannot write to standard output")
+                }
+                _ => {}
+            }
+        }
+    }
+    if let (Some(path), Some(svg)) = (&args.plot, svg) {
+        write_atomic(path, svg.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// A run-length value from its flag, else from `[preview]`, else an input error naming both.
+fn pick(flag: Option<u64>, preview: Option<u64>, flag_name: &str, key: &str) -> Result<u64> {
+    match (flag, preview) {
+        (Some(0), _) => bail_input!("{flag_name} 0: must be >= 1"),
+        (Some(v), _) | (None, Some(v)) => Ok(v),
+        (None, None) => bail_input!(
+            "missing {flag_name}: give the flag or `{key}` in the spec's [preview] table"
+        ),
+    }
+}

@@ -1,0 +1,41 @@
+//! `kind = "cosine"`.
+
+use super::keys::Keys;
+use super::{Curve, RunLength};
+use anyhow::Result;
+use std::f64::consts::PI;
+
+/// One half-cosine over the whole run, per step (Loshchilov & Hutter's annealing without
+/// restarts; PyTorch `CosineAnnealingLR` with `T_max` = the run's steps `N`, stepped per batch):
+///
+/// `lr(k) = lr_min + (lr_max − lr_min) · (1 + cos(π · min(k, N) / N)) / 2`.
+///
+/// Step `N − 1` is one step short of `lr_min`; past the run `lr_min` is held (PyTorch's
+/// recursion would rise again, with period `2N`). Keys: `lr_max` (> 0), `lr_min`
+/// (0 <= lr_min <= lr_max, default 0).
+#[derive(Clone, Debug)]
+pub struct Cosine {
+    lr_max: f64,
+    lr_min: f64,
+    total: u64,
+}
+
+impl Cosine {
+    pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
+        let lr_max = keys.lr("lr_max")?;
+        let lr_min = keys.lr_floor("lr_min", 0.0, "lr_max", lr_max)?;
+        Ok(Cosine {
+            lr_max,
+            lr_min,
+            total: len.total_steps,
+        })
+    }
+}
+
+impl Curve for Cosine {
+    fn lr(&self, k: u64) -> f64 {
+        let t = k.min(self.total) as f64;
+        // PyTorch's closed form, in its order of operations.
+        self.lr_min + (self.lr_max - self.lr_min) * (1.0 + (PI * t / self.total as f64).cos()) / 2.0
+    }
+}

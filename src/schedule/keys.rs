@@ -1,0 +1,318 @@
+//! Reading a schedule's TOML table: typed getters that remember which keys were used, so that
+//! unknown keys can be rejected, and error messages of the form `schedule.KEY = VALUE: RULE`.
+
+use crate::error::input_error;
+use anyhow::Result;
+use std::collections::BTreeSet;
+use toml::{Table, Value};
+
+/// A schedule table being read. Every getter marks its key as known; [`Keys::finish`] rejects
+/// the keys that no getter asked for.
+pub(crate) struct Keys<'a> {
+    table: &'a Table,
+    /// Dotted path of the table, e.g. `schedule` or `schedule.schedules[1]`.
+    path: String,
+    /// The family name, for messages (`kind = "sgdr"`).
+    kind: String,
+    known: BTreeSet<String>,
+}
+
+impl<'a> Keys<'a> {
+    /// Start reading `table`, whose keys are reported as `PATH.KEY`.
+    pub(crate) fn new(table: &'a Table, path: &str) -> Self {
+        Keys {
+            table,
+            path: path.to_string(),
+            kind: String::new(),
+            known: BTreeSet::new(),
+        }
+    }
+
+    /// The table's dotted path (`schedule`, `schedule.schedules[0]`).
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Record the family name used in "missing key" and "unknown key" messages.
+    pub(crate) fn set_kind(&mut self, kind: &str) {
+        self.kind = kind.to_string();
+    }
+
+    /// `PATH.KEY`.
+    pub(crate) fn name(&self, key: &str) -> String {
+        format!("{}.{}", self.path, key)
+    }
+
+    /// True when the key is present (and marks it known).
+    pub(crate) fn has(&mut self, key: &str) -> bool {
+        self.known.insert(key.to_string());
+        self.table.contains_key(key)
+    }
+
+    fn get(&mut self, key: &str) -> Option<&'a Value> {
+        self.known.insert(key.to_string());
+        self.table.get(key)
+    }
+
+    /// An input error about a present key: `PATH.KEY = VALUE: RULE`.
+    pub(crate) fn bad(&self, key: &str, rule: impl std::fmt::Display) -> anyhow::Error {
+        match self.table.get(key) {
+            Some(v) => input_error(format!("{} = {}: {rule}", self.name(key), show(v))),
+            None => input_error(format!("{}: {rule}", self.name(key))),
+        }
+    }
+
+    /// An input error about a required key that is absent.
+    pub(crate) fn missing(&self, key: &str) -> anyhow::Error {
+        if self.kind.is_empty() {
+            input_error(format!("{}: missing", self.name(key)))
+        } else {
+            input_error(format!(
+                "{}: missing; kind = \"{}\" requires it",
+                self.name(key),
+                self.kind
+            ))
+        }
+    }
+
+    /// An optional finite number (TOML integer or float).
+    pub(crate) fn f64(&mut self, key: &str) -> Result<Option<f64>> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let x = match v {
+            Value::Float(x) => *x,
+            Value::Integer(i) => *i as f64,
+            _ => return Err(self.bad(key, "must be a number")),
+        };
+        if !x.is_finite() {
+            return Err(self.bad(key, "must be a finite number"));
+        }
+        Ok(Some(x))
+    }
+
+    /// A required finite number.
+    pub(crate) fn req_f64(&mut self, key: &str) -> Result<f64> {
+        self.f64(key)?.ok_or_else(|| self.missing(key))
+    }
+
+    /// An optional non-negative integer (a TOML integer; floats are refused so that step counts
+    /// stay exact).
+    pub(crate) fn u64(&mut self, key: &str) -> Result<Option<u64>> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        match v {
+            Value::Integer(i) if *i >= 0 => Ok(Some(*i as u64)),
+            Value::Integer(_) => Err(self.bad(key, "must be >= 0")),
+            _ => Err(self.bad(key, "must be an integer")),
+        }
+    }
+
+    /// An optional boolean.
+    pub(crate) fn bool(&mut self, key: &str) -> Result<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Boolean(b)) => Ok(Some(*b)),
+            Some(_) => Err(self.bad(key, "must be true or false")),
+        }
+    }
+
+    /// An optional string that must be one of `choices`.
+    pub(crate) fn choice(
+        &mut self,
+        key: &str,
+        choices: &[&'static str],
+    ) -> Result<Option<&'static str>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => match choices.iter().find(|c| **c == s.as_str()) {
+                Some(c) => Ok(Some(*c)),
+                None => Err(self.bad(key, format!("must be one of {}", quoted(choices)))),
+            },
+            Some(_) => Err(self.bad(key, format!("must be a string, one of {}", quoted(choices)))),
+        }
+    }
+
+    /// An optional array of finite numbers.
+    pub(crate) fn f64_list(&mut self, key: &str) -> Result<Option<Vec<f64>>> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let Value::Array(items) = v else {
+            return Err(self.bad(key, "must be an array of numbers"));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let x = match item {
+                Value::Float(x) => *x,
+                Value::Integer(i) => *i as f64,
+                _ => return Err(self.bad(key, "must be an array of numbers")),
+            };
+            if !x.is_finite() {
+                return Err(self.bad(key, "must hold finite numbers"));
+            }
+            out.push(x);
+        }
+        Ok(Some(out))
+    }
+
+    /// An optional array of tables (`[[schedule.schedules]]` or an array of inline tables).
+    pub(crate) fn tables(&mut self, key: &str) -> Result<Option<Vec<&'a Table>>> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let Value::Array(items) = v else {
+            return Err(self.bad(key, "must be an array of tables"));
+        };
+        items
+            .iter()
+            .map(|item| match item {
+                Value::Table(t) => Ok(t),
+                _ => Err(self.bad(key, "must be an array of tables")),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// Fail with `PATH.KEY = VALUE: RULE` unless `ok`.
+    pub(crate) fn ensure(&self, ok: bool, key: &str, rule: impl std::fmt::Display) -> Result<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(self.bad(key, rule))
+        }
+    }
+
+    /// A required learning rate: a number > 0.
+    pub(crate) fn lr(&mut self, key: &str) -> Result<f64> {
+        let v = self.req_f64(key)?;
+        self.ensure(v > 0.0, key, "must be > 0")?;
+        Ok(v)
+    }
+
+    /// An optional lower learning rate: >= 0 and <= `upper` (the value of `upper_key`).
+    pub(crate) fn lr_floor(
+        &mut self,
+        key: &str,
+        default: f64,
+        upper_key: &str,
+        upper: f64,
+    ) -> Result<f64> {
+        let v = self.f64(key)?.unwrap_or(default);
+        self.ensure(v >= 0.0, key, "must be >= 0")?;
+        let rule = format!(
+            "must be <= {} ({})",
+            self.name(upper_key),
+            crate::util::fmt_f64(upper)
+        );
+        self.ensure(v <= upper, key, rule)?;
+        Ok(v)
+    }
+
+    /// An optional number > 0.
+    pub(crate) fn positive(&mut self, key: &str, default: f64) -> Result<f64> {
+        let v = self.f64(key)?.unwrap_or(default);
+        self.ensure(v > 0.0, key, "must be > 0")?;
+        Ok(v)
+    }
+
+    /// An optional fraction in the open interval (0, 1).
+    pub(crate) fn fraction(&mut self, key: &str, default: f64) -> Result<f64> {
+        let v = self.f64(key)?.unwrap_or(default);
+        self.ensure(v > 0.0 && v < 1.0, key, "must be in (0, 1)")?;
+        Ok(v)
+    }
+
+    /// Reject a key that is present but has no effect in this configuration.
+    pub(crate) fn forbid(&mut self, key: &str, why: &str) -> Result<()> {
+        if self.has(key) {
+            return Err(self.bad(key, why));
+        }
+        Ok(())
+    }
+
+    /// Reject every key that no getter asked for.
+    pub(crate) fn finish(self) -> Result<()> {
+        if let Some(key) = self.table.keys().find(|k| !self.known.contains(k.as_str())) {
+            let known: Vec<&str> = self.known.iter().map(String::as_str).collect();
+            let what = if self.kind.is_empty() {
+                String::new()
+            } else {
+                format!(" for kind = \"{}\"", self.kind)
+            };
+            return Err(self.bad(
+                key,
+                format!("unknown key{what} (known keys: {})", known.join(", ")),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A TOML value as the user wrote it (strings quoted, arrays bracketed).
+pub(crate) fn show(v: &Value) -> String {
+    match v {
+        Value::Table(_) => "{...}".to_string(),
+        _ => v.to_string(),
+    }
+}
+
+/// `"a", "b", "c"`.
+pub(crate) fn quoted(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(s: &str) -> Table {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn messages_name_key_value_and_rule() {
+        let t = table("a = \"x\"\nb = 1.5\nc = [1, \"z\"]\nd = -3");
+        let mut k = Keys::new(&t, "schedule");
+        k.set_kind("sgdr");
+        assert_eq!(
+            k.f64("a").unwrap_err().to_string(),
+            "schedule.a = \"x\": must be a number"
+        );
+        assert_eq!(
+            k.u64("b").unwrap_err().to_string(),
+            "schedule.b = 1.5: must be an integer"
+        );
+        assert_eq!(
+            k.f64_list("c").unwrap_err().to_string(),
+            "schedule.c = [1, \"z\"]: must be an array of numbers"
+        );
+        assert_eq!(
+            k.u64("d").unwrap_err().to_string(),
+            "schedule.d = -3: must be >= 0"
+        );
+        assert_eq!(
+            k.req_f64("e").unwrap_err().to_string(),
+            "schedule.e: missing; kind = \"sgdr\" requires it"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let t = table("lr = 0.1\nlr_mx = 2");
+        let mut k = Keys::new(&t, "schedule.schedules[1]");
+        k.set_kind("constant");
+        assert_eq!(k.f64("lr").unwrap(), Some(0.1));
+        let e = k.finish().unwrap_err();
+        assert!(crate::error::is_input_error(&e));
+        assert_eq!(
+            e.to_string(),
+            "schedule.schedules[1].lr_mx = 2: unknown key for kind = \"constant\" (known keys: lr)"
+        );
+    }
+}
