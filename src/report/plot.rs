@@ -14,6 +14,8 @@ const WIDTH: u32 = 1000;
 const HEIGHT: u32 = 720;
 /// Above this many points a curve is thinned (keeping every local extreme) before drawing.
 const MAX_POINTS: usize = 4000;
+/// Characters per title line (20 px sans-serif across 1000 px).
+const TITLE_CHARS: usize = 100;
 
 /// Draw a schedule as an SVG at `path` (written atomically): the learning rate (top panel) and
 /// the momentum (bottom panel) against the epoch. `rows` are `(epoch, lr, momentum)`.
@@ -23,7 +25,7 @@ pub fn schedule_figure(path: &Path, title: &str, rows: &[(f64, f64, f64)]) -> Re
 }
 
 /// The SVG text of [`schedule_figure`]. The LR axis is logarithmic when the LR only grows and
-/// spans two decades or more (a range test), linear otherwise.
+/// spans two decades or more (a range test), linear otherwise. A long title is wrapped.
 pub fn schedule_svg(title: &str, rows: &[(f64, f64, f64)]) -> Result<String> {
     if rows.is_empty() {
         return Err(anyhow!("nothing to plot: no rows"));
@@ -35,37 +37,45 @@ pub fn schedule_svg(title: &str, rows: &[(f64, f64, f64)]) -> Result<String> {
     let (lo, hi) = bounds(rows.iter().map(|r| r.1));
     let grows = rows.windows(2).all(|w| w[1].1 >= w[0].1);
     let log_lr = grows && lo > 0.0 && hi / lo >= 100.0;
+    let (mlo, mhi) = bounds(rows.iter().map(|r| r.2));
 
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE)
-            .map_err(|e| anyhow!("drawing the figure: {e}"))?;
-        let (head, body) = root.split_vertically(40);
-        let title_style = ("sans-serif", 20).into_font().color(&BLACK);
-        head.draw(&Text::new(title.to_string(), (20, 12), title_style))
-            .map_err(|e| anyhow!("drawing the figure: {e}"))?;
-        let (top, bottom) = body.split_vertically((HEIGHT - 40) * 3 / 5);
+        root.fill(&WHITE).map_err(drawing)?;
+        let lines = wrap(title, TITLE_CHARS);
+        let head_h = 14 + 22 * lines.len() as u32;
+        let (head, body) = root.split_vertically(head_h);
+        for (i, line) in lines.iter().enumerate() {
+            let style = ("sans-serif", 20).into_font().color(&BLACK);
+            let pos = (20, 10 + 22 * i as i32);
+            head.draw(&Text::new(line.clone(), pos, style))
+                .map_err(drawing)?;
+        }
+        let (top, bottom) = body.split_vertically((HEIGHT - head_h) * 3 / 5);
         if log_lr {
-            panel(
-                &top,
-                x0..x1,
-                (lo..hi).log_scale(),
-                "learning rate (log scale)",
-                &lr,
-                &BLUE,
-            )?;
+            let desc = "learning rate (log scale)";
+            let y = (lo..hi).log_scale();
+            panel(&top, x0..x1, y, desc, &|v| sci(*v), &lr, &BLUE)?;
         } else {
             let (a, b) = pad(0.0f64.min(lo), hi);
-            panel(&top, x0..x1, a..b, "learning rate", &lr, &BLUE)?;
+            let desc = "learning rate";
+            panel(&top, x0..x1, a..b, desc, &|v| tick(*v, b), &lr, &BLUE)?;
         }
-        let (mlo, mhi) = bounds(rows.iter().map(|r| r.2));
         let (a, b) = pad(mlo, mhi);
-        panel(&bottom, x0..x1, a..b, "momentum", &mom, &RED)?;
-        root.present()
-            .map_err(|e| anyhow!("drawing the figure: {e}"))?;
+        let desc = if mlo == mhi {
+            "momentum (constant)"
+        } else {
+            "momentum"
+        };
+        panel(&bottom, x0..x1, a..b, desc, &|v| tick(*v, b), &mom, &RED)?;
+        root.present().map_err(drawing)?;
     }
     Ok(svg)
+}
+
+fn drawing(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("drawing the figure: {e}")
 }
 
 /// One panel: a line against the epoch, with labelled axes.
@@ -74,6 +84,7 @@ fn panel<Y>(
     x: Range<f64>,
     y: Y,
     y_desc: &str,
+    y_tick: &dyn Fn(&f64) -> String,
     points: &[(f64, f64)],
     color: &RGBColor,
 ) -> Result<()>
@@ -81,7 +92,6 @@ where
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: ValueFormatter<f64>,
 {
-    let err = |e: &dyn std::fmt::Display| anyhow!("drawing the figure: {e}");
     let mut chart = ChartBuilder::on(area)
         .margin_left(10)
         .margin_right(30)
@@ -90,24 +100,24 @@ where
         .x_label_area_size(45)
         .y_label_area_size(90)
         .build_cartesian_2d(x, y)
-        .map_err(|e| err(&e))?;
+        .map_err(drawing)?;
     chart
         .configure_mesh()
         .x_desc("epoch")
         .y_desc(y_desc)
-        .x_label_formatter(&|v| tick(*v))
-        .y_label_formatter(&|v| tick(*v))
+        .x_label_formatter(&|v| tick(*v, f64::MAX))
+        .y_label_formatter(y_tick)
         .axis_desc_style(("sans-serif", 16))
         .label_style(("sans-serif", 13))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
-        .map_err(|e| err(&e))?;
+        .map_err(drawing)?;
     chart
         .draw_series(LineSeries::new(
             points.iter().copied(),
             color.stroke_width(2),
         ))
-        .map_err(|e| err(&e))?;
+        .map_err(drawing)?;
     Ok(())
 }
 
@@ -128,17 +138,58 @@ fn pad(lo: f64, hi: f64) -> (f64, f64) {
     (lo - span * 0.04, hi + span * 0.06)
 }
 
-/// Tick label: short, readable for LRs from 1e-8 to 10.
-fn tick(v: f64) -> String {
-    let a = v.abs();
-    if a == 0.0 {
-        "0".to_string()
-    } else if (1e-3..1e5).contains(&a) {
-        let s = format!("{v:.4}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        format!("{v:.1e}")
+/// Tick label on an axis whose largest value is `axis_max`: plain decimals (up to 6 places,
+/// trailing zeros trimmed) for axes reaching 1e-3 or more, otherwise [`sci`], so that one axis
+/// never mixes the two styles.
+fn tick(v: f64, axis_max: f64) -> String {
+    let m = axis_max.abs();
+    if !(m >= 1e-3 && (m < 1e5 || m == f64::MAX)) {
+        return sci(v);
     }
+    let s = format!("{v:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    match s {
+        "" | "-0" => "0".to_string(),
+        _ => s.to_string(),
+    }
+}
+
+/// Scientific notation with at most 3 significant digits: `1e-4`, `2.5e-5`.
+fn sci(v: f64) -> String {
+    if v == 0.0 {
+        return "0".to_string();
+    }
+    let s = format!("{v:.2e}");
+    match s.split_once('e') {
+        Some((mant, exp)) => {
+            let mant = mant.trim_end_matches('0').trim_end_matches('.');
+            format!("{mant}e{exp}")
+        }
+        None => s,
+    }
+}
+
+/// Split a title into lines of at most `width` characters, at spaces (at most 3 lines).
+fn wrap(title: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for word in title.split_whitespace() {
+        if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    if !cur.is_empty() || lines.is_empty() {
+        lines.push(cur);
+    }
+    if lines.len() > 3 {
+        lines.truncate(3);
+        lines[2].push_str(" ...");
+    }
+    lines
 }
 
 /// At most about [`MAX_POINTS`] points: every bucket of consecutive points keeps its first,
@@ -191,6 +242,18 @@ mod tests {
     }
 
     #[test]
+    fn ticks_and_titles() {
+        assert_eq!(tick(0.0015, 0.006), "0.0015");
+        assert_eq!(tick(0.25, 0.4), "0.25");
+        assert_eq!(tick(2e-5, 1e-4), "2e-5");
+        assert_eq!(tick(0.0, 1e-4), "0");
+        assert_eq!(sci(1e-7), "1e-7");
+        assert_eq!(sci(2.5e-5), "2.5e-5");
+        assert_eq!(wrap("a bb ccc", 4), vec!["a bb", "ccc"]);
+        assert_eq!(wrap("", 10), vec![""]);
+    }
+
+    #[test]
     fn svg_has_labels_and_both_curves() {
         let rows: Vec<(f64, f64, f64)> = (0..50)
             .map(|k| (k as f64 / 10.0, 0.1 / (1.0 + k as f64), 0.9))
@@ -199,7 +262,7 @@ mod tests {
         for needle in [
             "demo title",
             "learning rate",
-            "momentum",
+            "momentum (constant)",
             "epoch",
             "<polyline",
         ] {

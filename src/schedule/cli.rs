@@ -179,10 +179,14 @@ pub fn render(args: &RenderArgs) -> Result<()> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            let plural =
+                |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
             let title = format!(
-                "{} ({}, {epochs} epochs x {steps} steps)",
+                "{} ({}, {} x {} per epoch)",
                 spec.title.as_deref().unwrap_or(&name),
-                schedule.kind()
+                schedule.kind(),
+                plural(epochs, "epoch"),
+                plural(steps, "step")
             );
             let points: Vec<(f64, f64, f64)> =
                 rows.iter().map(|r| (r.epoch, r.lr, r.momentum)).collect();

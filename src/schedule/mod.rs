@@ -325,3 +325,6 @@ fn read_kind(keys: &mut Keys) -> Result<&'static str> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests;

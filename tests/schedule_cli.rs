@@ -1,0 +1,286 @@
+//! `lrlab schedule`: the CSV it writes (header, one row per step, full precision, the library's
+//! values), where it takes the run length from, and bad input (exit status 2, a message naming
+//! the key and the value, nothing written).
+
+use lrlab::schedule::{RunLength, Schedule};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn lrlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lrlab"))
+        .args(args)
+        .output()
+        .expect("run lrlab")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Rows of a rendered CSV: (step, epoch, lr, momentum), after checking the header.
+fn parse(csv: &str) -> Vec<(u64, f64, f64, f64)> {
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("step,epoch,lr,momentum"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), 4, "{l}");
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The library's schedule for the same table and run length.
+fn library(spec: &str, epochs: u64, k: u64) -> Schedule {
+    let table: toml::Table = spec.parse().unwrap();
+    Schedule::from_table(&table, RunLength::from_epochs(epochs, k).unwrap()).unwrap()
+}
+
+const SGDR: &str = "kind = \"sgdr\"\nlr_max = 0.05\nlr_min = 1e-4\nt_0 = 1\nt_mult = 2\n";
+const CLR: &str =
+    "kind = \"clr\"\nbase_lr = 0.001\nmax_lr = 0.006\nstep_size = 5\nmode = \"triangular2\"\n";
+
+#[test]
+fn csv_has_one_row_per_step_with_the_librarys_values() {
+    let dir = tempfile::tempdir().unwrap();
+    for (spec, cycled) in [(SGDR, false), (CLR, true)] {
+        let f = write(dir.path(), "spec.toml", spec);
+        let out = dir.path().join("out.csv");
+        let r = lrlab(&[
+            "schedule",
+            s(&f),
+            "--epochs",
+            "6",
+            "--steps-per-epoch",
+            "7",
+            "--momentum",
+            "0.85",
+            "-o",
+            s(&out),
+        ]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let rows = parse(&std::fs::read_to_string(&out).unwrap());
+        assert_eq!(rows.len(), 6 * 7);
+        let lib = library(spec, 6, 7);
+        for (i, &(step, epoch, lr, m)) in rows.iter().enumerate() {
+            assert_eq!(step, i as u64);
+            assert_eq!(epoch, i as f64 / 7.0);
+            // Shortest round-trip formatting: the parsed values are the library's bits.
+            assert_eq!(lr, lib.lr(step), "step {step}");
+            assert_eq!(m, lib.momentum(step).unwrap_or(0.85), "step {step}");
+        }
+        assert_eq!(rows.iter().any(|r| r.3 != 0.85), cycled);
+    }
+}
+
+#[test]
+fn stdout_preview_table_and_run_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    // Top-level keys plus [preview]: no flags needed; output to stdout.
+    let f = write(
+        dir.path(),
+        "a.toml",
+        &format!("# SGDR demo\n{SGDR}\n[preview]\nepochs = 3\nsteps_per_epoch = 4\n"),
+    );
+    let r = lrlab(&["schedule", s(&f)]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let stdout = String::from_utf8(r.stdout).unwrap();
+    assert_eq!(parse(&stdout).len(), 12);
+    // --from-spec says the same; flags override the preview.
+    let r = lrlab(&["schedule", s(&f), "--from-spec"]);
+    assert_eq!(String::from_utf8(r.stdout).unwrap(), stdout);
+    let r = lrlab(&["schedule", s(&f), "--epochs", "5"]);
+    assert_eq!(parse(&String::from_utf8(r.stdout).unwrap()).len(), 20);
+    // A full run config: [schedule] is used, the other tables are ignored.
+    let g = write(
+        dir.path(),
+        "run.toml",
+        &format!(
+            "seed = 3\n[data]\nname = \"cifar10\"\n[model]\narch = \"wrn\"\n[optim]\nmomentum = 0.9\n\
+             [train]\nepochs = 3\n[schedule]\n{SGDR}\n[preview]\nepochs = 3\nsteps_per_epoch = 4\n"
+        ),
+    );
+    let r = lrlab(&["schedule", s(&g)]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(String::from_utf8(r.stdout).unwrap(), stdout);
+}
+
+#[test]
+fn plot_writes_an_svg_with_both_panels() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "clr.toml",
+        &format!("# CLR triangular2 demo\n{CLR}"),
+    );
+    let svg = dir.path().join("fig.svg");
+    let out = dir.path().join("clr.csv");
+    let r = lrlab(&[
+        "schedule",
+        s(&f),
+        "--epochs",
+        "4",
+        "--steps-per-epoch",
+        "10",
+        "-o",
+        s(&out),
+        "--plot",
+        s(&svg),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"));
+    for needle in [
+        "CLR triangular2 demo",
+        "learning rate",
+        "momentum",
+        "epoch",
+        "<polyline",
+    ] {
+        assert!(text.contains(needle), "figure lacks {needle}");
+    }
+    assert!(out.exists());
+}
+
+/// Bad input: exit status 2, the message names the file, key and value, nothing is written
+/// (not even over an existing output file).
+#[test]
+fn bad_input_exits_2_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("kind = 'sgdr'\nlr_max = 0.1\nt_0 = 10\nt_mult = 0.5", &[], "schedule.t_mult = 0.5: must be >= 1"),
+        ("kind = 'constant'\nlr = 0", &[], "schedule.lr = 0: must be > 0"),
+        (
+            "kind = 'sgdr'\nlr_max = 0.1\nlr_min = 0.5\nt_0 = 1",
+            &[],
+            "schedule.lr_min = 0.5: must be <= schedule.lr_max (0.1)",
+        ),
+        ("kind = 'sgdr'\nlr_max = 0.1\nt_0 = 0", &[], "schedule.t_0 = 0: must be > 0"),
+        ("kind = 'one_cycle'\nmax_lr = 1\npct_start = 1.5", &[], "schedule.pct_start = 1.5: must be in (0, 1)"),
+        (
+            "kind = 'clr'\nbase_lr = 0.1\nmax_lr = 1\nstep_size = 0",
+            &[],
+            "schedule.step_size = 0: must be >= 1",
+        ),
+        (
+            "kind = 'step'\nlr = 0.1\nmilestones = [3, 1]",
+            &[],
+            "schedule.milestones = [3, 1]: must be non-decreasing",
+        ),
+        (
+            "kind = 'clr'\nbase_lr = 0.1\nmax_lr = 1\nstep_size = 2\nmode = 'square'",
+            &[],
+            "schedule.mode = \"square\": must be one of",
+        ),
+        ("kind = 'cosine'\nlr_max = 1\nt_0 = 3", &[], "schedule.t_0 = 3: unknown key for kind = \"cosine\""),
+        ("kind = 'sgdr'\nlr_max = 1", &[], "schedule.t_0: missing"),
+        ("kind = 'cosine'\nlr_max = 'high'", &[], "schedule.lr_max = \"high\": must be a number"),
+        (
+            "kind = 'sequence'\nmilestones = [1]\nschedules = [{kind = 'constant', lr = 1}, {kind = 'cosine', lr_max = 0}]",
+            &[],
+            "schedule.schedules[1].lr_max = 0: must be > 0",
+        ),
+        ("kind = 'constant'\nlr = 1", &["--epochs", "0"], "--epochs 0: must be >= 1"),
+        ("kind = 'constant'\nlr = 1", &["--steps-per-epoch", "0"], "--steps-per-epoch 0: must be >= 1"),
+        ("kind = 'constant'\nlr = 1", &["--momentum", "1.5"], "--momentum 1.5: must be in [0, 1)"),
+        ("kind = 'constant'\nlr = 1\n[preview]\nepochs = 0", &[], "preview.epochs = 0: must be >= 1"),
+        ("kind = 'constant'\nlr = 1\n[preview]\nepoch = 2", &[], "preview.epoch = 2: unknown key"),
+        ("kind = 'constant'\nlr = = 1", &[], "invalid TOML"),
+    ];
+    // Each run loads libtorch (about a second): run the cases side by side.
+    std::thread::scope(|scope| {
+        for (i, (spec, extra, want)) in cases.iter().enumerate() {
+            let dir = dir.path();
+            scope.spawn(move || {
+                let f = write(dir, &format!("bad{i}.toml"), spec);
+                let out = dir.join(format!("bad{i}.csv"));
+                let svg = dir.join(format!("bad{i}.svg"));
+                let mut args = vec!["schedule", s(&f), "-o", s(&out), "--plot", s(&svg)];
+                let has = |flag: &str| extra.contains(&flag);
+                if !has("--epochs") {
+                    args.extend(["--epochs", "4"]);
+                }
+                if !has("--steps-per-epoch") {
+                    args.extend(["--steps-per-epoch", "5"]);
+                }
+                args.extend(extra.iter());
+                let r = lrlab(&args);
+                let stderr = String::from_utf8_lossy(&r.stderr);
+                assert_eq!(r.status.code(), Some(2), "case {i} ({want}): {stderr}");
+                assert!(
+                    stderr.contains(want),
+                    "case {i}: expected `{want}` in: {stderr}"
+                );
+                if want.starts_with("schedule.") || want.starts_with("preview.") {
+                    assert!(
+                        stderr.contains(&format!("bad{i}.toml")),
+                        "case {i}: file not named: {stderr}"
+                    );
+                }
+                assert!(!out.exists() && !svg.exists(), "case {i}: output written");
+            });
+        }
+    });
+    // An existing output file is left untouched.
+    let out = write(dir.path(), "keep.csv", "old\n");
+    let f = write(dir.path(), "bad.toml", "kind = 'constant'\nlr = -1");
+    let r = lrlab(&[
+        "schedule",
+        s(&f),
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "2",
+        "-o",
+        s(&out),
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "old\n");
+    // Nothing left behind in the folder (no temporary files either).
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".toml"))
+        .collect();
+    assert_eq!(names, vec!["keep.csv".to_string()]);
+}
+
+#[test]
+fn missing_run_length_and_files_are_input_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "c.toml", "kind = 'constant'\nlr = 1");
+    let r = lrlab(&["schedule", s(&f), "--steps-per-epoch", "3"]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("missing --epochs"));
+    let r = lrlab(&["schedule", s(&f), "--from-spec"]);
+    assert_eq!(r.status.code(), Some(2));
+    let r = lrlab(&[
+        "schedule",
+        s(&dir.path().join("nope.toml")),
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "1",
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("nope.toml"));
+    // Top-level schedule keys and a [schedule] table at once are ambiguous.
+    let g = write(
+        dir.path(),
+        "both.toml",
+        "kind = 'constant'\nlr = 1\n[schedule]\nkind = 'constant'\nlr = 2",
+    );
+    let r = lrlab(&["schedule", s(&g), "--epochs", "1", "--steps-per-epoch", "1"]);
+    assert_eq!(r.status.code(), Some(2));
+}
