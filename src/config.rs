@@ -1,1 +1,245 @@
-//! Run configuration: TOML tables `[data]`, `[model]`, `[optim]`, `[train]`, `[schedule]`.
+//! Run configuration: one TOML file with tables `[data]`, `[model]`, `[optim]`, `[train]` and
+//! `[schedule]`, plus `--set table.key=value` overrides in TOML value syntax.
+//!
+//! Every table but `[schedule]` deserializes into a struct that rejects unknown keys and fills
+//! every default, so the `config.toml` written into a run folder is fully resolved and
+//! reproduces the run on its own. The `[schedule]` table is validated by
+//! [`crate::schedule::Schedule::from_table`], which needs the run length.
+
+use crate::data::DataConfig;
+use crate::error::input_error;
+use crate::lr_find::FindConfig;
+use crate::models::ModelConfig;
+use crate::train::optim::OptimConfig;
+use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The `[train]` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Number of epochs. Default 10.
+    pub epochs: u64,
+    /// Total optimizer steps instead of epochs (the super-convergence paper counts
+    /// iterations); 0 = `epochs × steps_per_epoch`. Default 0.
+    pub steps: u64,
+    /// Training batch size. Default 128.
+    pub batch_size: usize,
+    /// Evaluation batch size; 0 = twice the training batch. Default 0.
+    pub eval_batch_size: usize,
+    /// Seed of everything random: initial weights, data order, augmentation, dropout.
+    pub seed: u64,
+    /// `auto` (CUDA when available, else CPU), `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// Intra-op CPU threads; 0 = all available cores. Default 0.
+    pub threads: usize,
+    /// Evaluate every this many epochs (the last epoch is always evaluated). Default 1.
+    pub eval_every: u64,
+    /// Write a `steps.csv` row every this many steps. Default 1.
+    pub log_every: u64,
+    /// Label smoothing of the cross-entropy loss. Default 0.
+    pub label_smoothing: f64,
+    /// Clip the global gradient L2 norm to this value; 0 = no clipping. Default 0.
+    pub grad_clip: f64,
+    /// A training loss above this (or non-finite) ends the run as `diverged`. Default 100.
+    pub diverge_loss: f64,
+    /// `auto` (bf16 autocast on CUDA, fp32 on CPU), `fp32` or `bf16`.
+    pub precision: String,
+    /// Keep a copy of the weights at the end of every schedule cycle (`restarts`, for SGDR
+    /// snapshot ensembles) or not (`none`). Default `none`.
+    pub snapshots: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            steps: 0,
+            batch_size: 128,
+            eval_batch_size: 0,
+            seed: 0,
+            device: "auto".into(),
+            threads: 0,
+            eval_every: 1,
+            log_every: 1,
+            label_smoothing: 0.0,
+            grad_clip: 0.0,
+            diverge_loss: 100.0,
+            precision: "auto".into(),
+            snapshots: "none".into(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Check value ranges; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 && self.steps == 0 {
+            crate::bail_input!("train.epochs = 0: must be >= 1 (or set train.steps)");
+        }
+        if self.batch_size == 0 {
+            crate::bail_input!("train.batch_size = 0: must be >= 1");
+        }
+        if self.eval_every == 0 {
+            crate::bail_input!("train.eval_every = 0: must be >= 1");
+        }
+        if self.log_every == 0 {
+            crate::bail_input!("train.log_every = 0: must be >= 1");
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            crate::bail_input!(
+                "train.label_smoothing = {}: must be in [0, 1)",
+                self.label_smoothing
+            );
+        }
+        if !(self.grad_clip >= 0.0) {
+            crate::bail_input!("train.grad_clip = {}: must be >= 0", self.grad_clip);
+        }
+        if !(self.diverge_loss > 0.0) {
+            crate::bail_input!("train.diverge_loss = {}: must be > 0", self.diverge_loss);
+        }
+        if !["auto", "fp32", "bf16"].contains(&self.precision.as_str()) {
+            crate::bail_input!(
+                "train.precision = {:?}: expected \"auto\", \"fp32\" or \"bf16\"",
+                self.precision
+            );
+        }
+        if !["none", "restarts"].contains(&self.snapshots.as_str()) {
+            crate::bail_input!(
+                "train.snapshots = {:?}: expected \"none\" or \"restarts\"",
+                self.snapshots
+            );
+        }
+        crate::train::device::parse_device(&self.device)?;
+        Ok(())
+    }
+}
+
+/// A whole run: every table resolved.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// `[data]`: dataset, path, subset, augmentation, normalisation.
+    pub data: DataConfig,
+    /// `[model]`: architecture and its options.
+    pub model: ModelConfig,
+    /// `[optim]`: optimizer and its hyper-parameters.
+    pub optim: OptimConfig,
+    /// `[train]`: epochs, batch, seed, device, logging.
+    pub train: TrainConfig,
+    /// `[lr_find]`: the range test run first when a schedule value is `"auto"`.
+    pub lr_find: FindConfig,
+    /// `[schedule]`: the learning-rate/momentum schedule, kept as written (validated when the
+    /// run length is known).
+    pub schedule: toml::Table,
+}
+
+const TABLES: [&str; 6] = ["data", "model", "optim", "train", "lr_find", "schedule"];
+
+impl RunConfig {
+    /// Read a run config file and apply `--set` overrides (`table.key=value`).
+    pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfig> {
+        let text = std::fs::read(path)
+            .map_err(|e| input_error(format!("{}: cannot read: {e}", path.display())))?;
+        let text = String::from_utf8(text)
+            .map_err(|_| input_error(format!("{}: not valid UTF-8 text", path.display())))?;
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e| input_error(format!("{}: invalid TOML: {e}", path.display())))?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        Self::from_table(table).map_err(|e| {
+            if crate::error::is_input_error(&e) {
+                input_error(format!("{}: {e:#}", path.display()))
+            } else {
+                e
+            }
+        })
+    }
+
+    /// Build from a parsed TOML document.
+    pub fn from_table(mut table: toml::Table) -> Result<RunConfig> {
+        if let Some(k) = table.keys().find(|k| !TABLES.contains(&k.as_str())) {
+            crate::bail_input!(
+                "unknown table or key `{k}`: expected the tables [data], [model], [optim], [train], [lr_find], [schedule]"
+            );
+        }
+        let schedule = match table.remove("schedule") {
+            Some(toml::Value::Table(t)) => t,
+            Some(v) => crate::bail_input!("`schedule` must be a table, found {}", v.type_str()),
+            None => {
+                crate::bail_input!("missing table [schedule]: a run needs a learning-rate schedule")
+            }
+        };
+        let cfg = RunConfig {
+            data: section(&mut table, "data")?,
+            model: section(&mut table, "model")?,
+            optim: section(&mut table, "optim")?,
+            train: section(&mut table, "train")?,
+            lr_find: section(&mut table, "lr_find")?,
+            schedule,
+        };
+        cfg.optim.validate()?;
+        cfg.train.validate()?;
+        Ok(cfg)
+    }
+
+    /// The resolved config as TOML text (what `config.toml` of a run holds).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self).context("cannot serialize the run config")
+    }
+}
+
+fn section<T: DeserializeOwned + Default>(table: &mut toml::Table, name: &str) -> Result<T> {
+    match table.remove(name) {
+        None => Ok(T::default()),
+        Some(toml::Value::Table(t)) => T::deserialize(toml::Value::Table(t))
+            .map_err(|e| input_error(format!("[{name}]: {}", e.to_string().trim()))),
+        Some(v) => crate::bail_input!("`{name}` must be a table, found {}", v.type_str()),
+    }
+}
+
+/// Apply one `table.key=value` override; the value is TOML (`0.1`, `true`, `"x"`,
+/// `[1, 2]`), and a bare word that is not TOML is taken as a string (`data.dataset=cifar10`).
+pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
+    let (key, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| input_error(format!("--set {spec:?}: expected table.key=value")))?;
+    let key = key.trim();
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
+        crate::bail_input!("--set {spec:?}: the key must be dotted, like optim.momentum");
+    }
+    if !TABLES.contains(&parts[0]) {
+        crate::bail_input!(
+            "--set {spec:?}: unknown table `{}`, expected data, model, optim, train, lr_find or schedule",
+            parts[0]
+        );
+    }
+    let value = parse_value(raw.trim());
+    let mut cur = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = match entry {
+            toml::Value::Table(t) => t,
+            _ => crate::bail_input!("--set {spec:?}: `{p}` is not a table"),
+        };
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+/// Parse a TOML value; a bare word that is not valid TOML becomes a string.
+pub fn parse_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or(toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod lr_find;
 pub mod models;
 pub mod report;
 pub mod schedule;

@@ -169,12 +169,24 @@ fn models(classes: i64, in_channels: i64, size: Option<i64>) -> anyhow::Result<(
 }
 
 /// `lrlab train`: returns the exit status for the outcome.
-fn train(config: PathBuf, set: Vec<String>, out: Option<PathBuf>, quiet: bool) -> anyhow::Result<u8> {
-    let args = lrlab::train::trainer::TrainArgs { config, overrides: set, out, progress: !quiet };
+fn train(
+    config: PathBuf,
+    set: Vec<String>,
+    out: Option<PathBuf>,
+    quiet: bool,
+) -> anyhow::Result<u8> {
+    let args = lrlab::train::trainer::TrainArgs {
+        config,
+        overrides: set,
+        out,
+        progress: !quiet,
+    };
     let (out, outcome) = lrlab::train::trainer::train_file(&args)?;
     Ok(match outcome {
         Outcome::Done(m) => {
-            let m = m.map(|m| format!(": test_acc {:.4}, test_loss {:.4}", m.acc, m.loss)).unwrap_or_default();
+            let m = m
+                .map(|m| format!(": test_acc {:.4}, test_loss {:.4}", m.acc, m.loss))
+                .unwrap_or_default();
             eprintln!("done{m} ({})", out.display());
             0
         }
@@ -183,11 +195,17 @@ fn train(config: PathBuf, set: Vec<String>, out: Option<PathBuf>, quiet: bool) -
             0
         }
         Outcome::AlreadyFinished(s) => {
-            eprintln!("{} already holds a finished run ({s}); nothing to do", out.display());
+            eprintln!(
+                "{} already holds a finished run ({s}); nothing to do",
+                out.display()
+            );
             0
         }
         Outcome::Interrupted => {
-            eprintln!("interrupted: checkpoint saved in {}; run the same command to resume", out.display());
+            eprintln!(
+                "interrupted: checkpoint saved in {}; run the same command to resume",
+                out.display()
+            );
             3
         }
     })
@@ -227,9 +245,15 @@ fn find_lr(a: FindLrArgs) -> anyhow::Result<()> {
         fc.stop_factor = x;
     }
     // Flags use their own names in messages.
-    fc.validate().map_err(|e| lrlab::input_error(e.to_string().replace("lr_find.", "--").replace('_', "-")))?;
+    fc.validate().map_err(|e| {
+        lrlab::input_error(e.to_string().replace("lr_find.", "--").replace('_', "-"))
+    })?;
     let out = a.out.unwrap_or_else(|| {
-        let stem = a.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = a
+            .config
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         PathBuf::from("out").join(format!("{stem}-lr_find"))
     });
     let r = lrlab::lr_find::range_test(&cfg, &fc, true)?;
@@ -241,7 +265,11 @@ fn find_lr(a: FindLrArgs) -> anyhow::Result<()> {
     for s in &r.suggestions {
         println!("{},{}", s.rule, s.lr);
     }
-    eprintln!("{} steps; curve and suggestions in {}", r.lr.len(), out.display());
+    eprintln!(
+        "{} steps; curve and suggestions in {}",
+        r.lr.len(),
+        out.display()
+    );
     Ok(())
 }
 
@@ -288,15 +316,42 @@ fn main() -> ExitCode {
             println!("cuda devices: {}", tch::Cuda::device_count());
             Ok(0)
         }
-        Command::Schedule { spec, epochs, steps_per_epoch, momentum, out, plot } => {
-            let args = lrlab::schedule::cli::RenderArgs { spec, epochs, steps_per_epoch, momentum, out, plot };
+        Command::Schedule {
+            spec,
+            epochs,
+            steps_per_epoch,
+            momentum,
+            out,
+            plot,
+        } => {
+            let args = lrlab::schedule::cli::RenderArgs {
+                spec,
+                epochs,
+                steps_per_epoch,
+                momentum,
+                out,
+                plot,
+            };
             lrlab::schedule::cli::render(&args).map(|_| 0)
         }
-        Command::Models { classes, in_channels, size } => models(classes, in_channels, size).map(|_| 0),
-        Command::Train { config, set, out, quiet } => train(config, set, out, quiet),
+        Command::Models {
+            classes,
+            in_channels,
+            size,
+        } => models(classes, in_channels, size).map(|_| 0),
+        Command::Train {
+            config,
+            set,
+            out,
+            quiet,
+        } => train(config, set, out, quiet),
         Command::FindLr(a) => find_lr(a).map(|_| 0),
-        Command::Bench { command: BenchCommand::Train(a) } => bench_train(a).map(|_| 0),
-        Command::Bench { command: BenchCommand::Data(a) } => bench_data(&a).map(|_| 0),
+        Command::Bench {
+            command: BenchCommand::Train(a),
+        } => bench_train(a).map(|_| 0),
+        Command::Bench {
+            command: BenchCommand::Data(a),
+        } => bench_data(&a).map(|_| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

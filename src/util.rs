@@ -16,6 +16,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     tmp.write_all(bytes)
+        .and_then(|_| set_default_mode(tmp.as_file()))
         .and_then(|_| tmp.as_file().sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;
     tmp.persist(path)
@@ -28,4 +29,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// (Rust's `Display` for f64 has this property), so CSVs keep full precision.
 pub fn fmt_f64(x: f64) -> String {
     format!("{x}")
+}
+
+/// Give a file created by `tempfile` (mode 0600) the mode an ordinary file would get:
+/// 0666 less the process umask.
+pub fn set_default_mode(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: umask only swaps the process mask; it is restored at once.
+    let mask = unsafe {
+        let m = libc::umask(0o022);
+        libc::umask(m);
+        m
+    };
+    file.set_permissions(std::fs::Permissions::from_mode(0o666 & !(mask as u32)))
 }

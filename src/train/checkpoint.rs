@@ -60,8 +60,8 @@ pub fn save(
         .with_context(|| format!("cannot create a temporary checkpoint in {}", dir.display()))?;
     Tensor::write_safetensors(&named, tmp.path())
         .with_context(|| format!("cannot write a checkpoint in {}", dir.display()))?;
-    tmp.as_file()
-        .sync_all()
+    crate::util::set_default_mode(tmp.as_file())
+        .and_then(|_| tmp.as_file().sync_all())
         .with_context(|| format!("cannot write a checkpoint in {}", dir.display()))?;
     let path = dir.join(CHECKPOINT);
     tmp.persist(&path)
@@ -134,6 +134,7 @@ pub fn save_weights(path: &Path, vs: &VarStore) -> Result<()> {
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     Tensor::write_safetensors(&named, tmp.path())
         .with_context(|| format!("cannot write {}", path.display()))?;
+    crate::util::set_default_mode(tmp.as_file())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path)
         .map_err(|e| e.error)

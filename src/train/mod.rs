@@ -5,7 +5,10 @@
 //! - `record.rs`: `steps.csv`, `epochs.csv`, `status.json`, cut back on resume.
 //! - `device.rs`: device and thread selection.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod device;
+pub mod eval;
 pub mod optim;
 pub mod record;
+pub mod trainer;

@@ -1,0 +1,462 @@
+//! The LR range test (Smith, CLR §3.3): train from the run's initial weights while the
+//! learning rate ramps from `start_lr` to `end_lr` (the `lr_range` schedule), record the loss
+//! (or held-out accuracy) at every step, and suggest learning rates from the curve.
+//!
+//! Output folder: `lr_find.csv` (`step,lr,loss,smoothed_loss`), `accuracy.csv`
+//! (`step,lr,accuracy`, with `--metric accuracy`) and `suggestion.json` (every rule, the one
+//! used for `"auto"` values, the range and why the test stopped).
+
+pub mod suggest;
+
+use crate::config::RunConfig;
+use crate::train::optim::Optimizer;
+use crate::train::trainer::{build_model, Setup};
+use crate::util::{fmt_f64, write_atomic};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use suggest::Suggestion;
+use tch::{Kind, Reduction, Tensor};
+
+/// What the range test watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Training loss at every step (fastai, pytorch-lr-finder).
+    Loss,
+    /// Held-out accuracy every `eval_every` steps (Smith's original test).
+    Accuracy,
+}
+
+/// Settings of a range test (also the `[lr_find]` table of a run config, used when a
+/// schedule value is `"auto"`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FindConfig {
+    /// First learning rate. Default 1e-7.
+    pub start_lr: f64,
+    /// Last learning rate (reached at the last step). Default 10.
+    pub end_lr: f64,
+    /// Number of steps; 0 = `epochs` epochs. Default 100.
+    pub steps: u64,
+    /// Length in epochs when `steps` is 0 (Smith used several epochs). Default 0.
+    pub epochs: f64,
+    /// `exp` (geometric ramp, default) or `linear` (Smith's).
+    pub mode: String,
+    /// Smoothing factor β of the bias-corrected moving average. Default 0.98.
+    pub beta: f64,
+    /// Stop when the smoothed loss exceeds this many times its best; 0 = never. Default 4.
+    pub stop_factor: f64,
+    /// `loss` (default) or `accuracy`.
+    pub metric: Metric,
+    /// With `metric = "accuracy"`: evaluate every this many steps. Default 20.
+    pub eval_every: u64,
+    /// With `metric = "accuracy"`: evaluation batches per point (0 = the whole split).
+    /// Default 10.
+    pub eval_batches: usize,
+    /// Points trimmed at the start before reading the steepest fall. Default 10.
+    pub skip_start: usize,
+    /// Points trimmed at the end before reading the steepest fall. Default 5.
+    pub skip_end: usize,
+    /// Rule whose value replaces `"auto"` for `max_lr`/`lr_max`: `valley` (default),
+    /// `steepest`, `minimum_div10` or `clr_max`. `base_lr = "auto"` uses `clr_base`.
+    pub rule: String,
+}
+
+impl Default for FindConfig {
+    fn default() -> Self {
+        FindConfig {
+            start_lr: 1e-7,
+            end_lr: 10.0,
+            steps: 100,
+            epochs: 0.0,
+            mode: "exp".into(),
+            beta: 0.98,
+            stop_factor: 4.0,
+            metric: Metric::Loss,
+            eval_every: 20,
+            eval_batches: 10,
+            skip_start: 10,
+            skip_end: 5,
+            rule: "valley".into(),
+        }
+    }
+}
+
+const RULES: [&str; 4] = ["valley", "steepest", "minimum_div10", "clr_max"];
+
+impl FindConfig {
+    /// Check the range and options; errors name the option and value.
+    pub fn validate(&self) -> Result<()> {
+        if self.mode != "exp" && self.mode != "linear" {
+            crate::bail_input!(
+                "lr_find.mode = {:?}: expected \"exp\" or \"linear\"",
+                self.mode
+            );
+        }
+        let min_start = if self.mode == "exp" { "> 0" } else { ">= 0" };
+        if !self.start_lr.is_finite()
+            || self.start_lr < 0.0
+            || (self.mode == "exp" && self.start_lr == 0.0)
+        {
+            crate::bail_input!(
+                "lr_find.start_lr = {}: must be {min_start} with mode {:?}",
+                self.start_lr,
+                self.mode
+            );
+        }
+        if !self.end_lr.is_finite() || self.end_lr <= self.start_lr {
+            crate::bail_input!(
+                "lr_find.end_lr = {}: must be greater than start_lr = {}",
+                self.end_lr,
+                self.start_lr
+            );
+        }
+        if self.steps == 0 && self.epochs <= 0.0 {
+            crate::bail_input!(
+                "lr_find.steps = 0 and lr_find.epochs = {}: give a length",
+                self.epochs
+            );
+        }
+        if !(0.0..1.0).contains(&self.beta) {
+            crate::bail_input!("lr_find.beta = {}: must be in [0, 1)", self.beta);
+        }
+        if self.stop_factor < 0.0 || (self.stop_factor > 0.0 && self.stop_factor <= 1.0) {
+            crate::bail_input!(
+                "lr_find.stop_factor = {}: must be 0 (never stop) or > 1",
+                self.stop_factor
+            );
+        }
+        if self.metric == Metric::Accuracy && self.eval_every == 0 {
+            crate::bail_input!("lr_find.eval_every = 0: must be >= 1");
+        }
+        if !RULES.contains(&self.rule.as_str()) {
+            crate::bail_input!(
+                "lr_find.rule = {:?}: expected one of {}",
+                self.rule,
+                RULES.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The recorded curve and what was read from it.
+#[derive(Clone, Debug, Serialize)]
+pub struct FindResult {
+    /// Learning rate of each step.
+    pub lr: Vec<f64>,
+    /// Training loss of each step.
+    pub loss: Vec<f64>,
+    /// Bias-corrected moving average of the loss.
+    pub smoothed: Vec<f64>,
+    /// `(step, lr, accuracy)` with `metric = "accuracy"`.
+    pub accuracy: Vec<(u64, f64, f64)>,
+    /// Every rule's suggestion.
+    pub suggestions: Vec<Suggestion>,
+    /// Why the test ended before its last step, if it did.
+    pub stopped: Option<String>,
+}
+
+impl FindResult {
+    /// The suggestion of `rule`, if the curve allowed it.
+    pub fn get(&self, rule: &str) -> Option<&Suggestion> {
+        self.suggestions.iter().find(|s| s.rule == rule)
+    }
+}
+
+/// Run the range test for `cfg` (its data, model, optimizer and seed; its schedule is
+/// replaced by the ramp). The model is built from the run's seed, so its initial weights are
+/// those a training of `cfg` starts from.
+pub fn range_test(cfg: &RunConfig, fc: &FindConfig, progress: bool) -> Result<FindResult> {
+    fc.validate()?;
+    let ramp = ramp_config(cfg, fc);
+    let setup = Setup::with_length(&ramp, |k| steps_of(fc, k))?;
+    let (vs, model) = build_model(&ramp, &setup)?;
+    run_ramp(&ramp, fc, &setup, &vs, &model, progress)
+}
+
+fn steps_of(fc: &FindConfig, steps_per_epoch: u64) -> u64 {
+    if fc.steps > 0 {
+        fc.steps
+    } else {
+        ((fc.epochs * steps_per_epoch as f64).round() as u64).max(2)
+    }
+}
+
+/// `cfg` with its schedule replaced by the `lr_range` ramp of `fc`.
+fn ramp_config(cfg: &RunConfig, fc: &FindConfig) -> RunConfig {
+    let mut ramp = cfg.clone();
+    let mut t = toml::Table::new();
+    t.insert("kind".into(), "lr_range".into());
+    t.insert("start_lr".into(), fc.start_lr.into());
+    t.insert("end_lr".into(), fc.end_lr.into());
+    t.insert("mode".into(), fc.mode.clone().into());
+    ramp.schedule = t;
+    ramp
+}
+
+/// Train `model` along the ramp, then put its weights back as they were.
+pub fn run_ramp(
+    cfg: &RunConfig,
+    fc: &FindConfig,
+    setup: &Setup,
+    vs: &tch::nn::VarStore,
+    model: &crate::models::Model,
+    progress: bool,
+) -> Result<FindResult> {
+    let initial: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (k, v.detach().copy()))
+        .collect();
+    let mut optim = Optimizer::new(vs, &cfg.optim)?;
+    let total = setup.total_steps;
+    let bar = crate::train::trainer::progress_bar(progress, total, 0);
+    let mut lrs = Vec::new();
+    let mut losses = Vec::new();
+    let mut accuracy = Vec::new();
+    let mut stopped = None;
+    let mut avg = 0.0;
+    let mut best = f64::INFINITY;
+    let mut step = 0u64;
+    let mut epoch = 0u64;
+    'outer: while step < total {
+        for batch in setup.data.train.epoch(epoch, 0) {
+            if step >= total {
+                break 'outer;
+            }
+            let batch = batch?;
+            let lr = setup.schedule.lr(step);
+            let momentum = setup.schedule.momentum(step).unwrap_or(cfg.optim.momentum);
+            let logits = model.net.forward_t(&batch.images, true);
+            let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
+                &batch.labels,
+                None,
+                Reduction::Mean,
+                -100,
+                cfg.train.label_smoothing,
+            );
+            optim.zero_grad();
+            loss.backward();
+            optim.step(lr, momentum);
+            let l = f64::try_from(&loss).context("reading the loss")?;
+            lrs.push(lr);
+            losses.push(l);
+            step += 1;
+            if let Some(b) = &bar {
+                b.set_position(step);
+                b.set_message(format!("lr {lr:.2e} loss {l:.4}"));
+            }
+            if fc.metric == Metric::Accuracy && (step % fc.eval_every == 0 || step == total) {
+                accuracy.push((
+                    step - 1,
+                    lr,
+                    held_out_accuracy(model, setup, fc.eval_batches)?,
+                ));
+            }
+            avg = fc.beta * avg + (1.0 - fc.beta) * l;
+            let smoothed = avg / (1.0 - fc.beta.powi(losses.len() as i32));
+            if !l.is_finite() || !smoothed.is_finite() {
+                stopped = Some(format!(
+                    "loss became non-finite at step {} (lr {lr:e})",
+                    step - 1
+                ));
+                break 'outer;
+            }
+            best = best.min(smoothed);
+            if fc.metric == Metric::Loss && fc.stop_factor > 0.0 && smoothed > fc.stop_factor * best
+            {
+                stopped = Some(format!(
+                    "smoothed loss {smoothed:.4} exceeded {} x its best {best:.4} at step {} (lr {lr:e})",
+                    fc.stop_factor,
+                    step - 1
+                ));
+                break 'outer;
+            }
+        }
+        epoch += 1;
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    // Put the initial weights back: a training that follows starts where it would have.
+    tch::no_grad(|| {
+        let now = vs.variables();
+        for (k, v) in &initial {
+            if let Some(mut t) = now.get(k).map(|t| t.shallow_clone()) {
+                t.copy_(v);
+            }
+        }
+    });
+    let smoothed = suggest::smooth(&losses, fc.beta);
+    let mut suggestions = Vec::new();
+    suggestions.extend(suggest::steepest(
+        &lrs,
+        &smoothed,
+        fc.skip_start,
+        fc.skip_end,
+    ));
+    suggestions.extend(suggest::valley(&lrs, &losses));
+    suggestions.extend(suggest::minimum_div10(&lrs, &smoothed));
+    if fc.metric == Metric::Accuracy {
+        let lr: Vec<f64> = accuracy.iter().map(|a| a.1).collect();
+        let acc: Vec<f64> = accuracy.iter().map(|a| a.2).collect();
+        suggestions.extend(suggest::accuracy_bounds(&lr, &acc));
+    } else {
+        suggestions.extend(suggest::clr_bounds(
+            &lrs,
+            &smoothed,
+            fc.skip_start.min(lrs.len() / 4),
+        ));
+    }
+    Ok(FindResult {
+        lr: lrs,
+        loss: losses,
+        smoothed,
+        accuracy,
+        suggestions,
+        stopped,
+    })
+}
+
+fn held_out_accuracy(model: &crate::models::Model, setup: &Setup, batches: usize) -> Result<f64> {
+    let _guard = tch::no_grad_guard();
+    let limit = if batches == 0 { usize::MAX } else { batches };
+    let mut correct = 0.0;
+    let mut seen = 0.0;
+    for batch in setup.data.eval.epoch(0, 0).take(limit) {
+        let batch = batch?;
+        let logits = model.net.forward_t(&batch.images, false);
+        correct += f64::try_from(
+            logits
+                .argmax(1, false)
+                .eq_tensor(&batch.labels)
+                .sum(Kind::Double),
+        )?;
+        seen += batch.labels.size()[0] as f64;
+    }
+    Ok(if seen > 0.0 { correct / seen } else { 0.0 })
+}
+
+/// Schedule keys whose value may be `"auto"` (chosen by a range test before training).
+pub const AUTO_KEYS: [&str; 3] = ["max_lr", "lr_max", "base_lr"];
+
+/// The top-level schedule keys set to `"auto"`.
+pub fn auto_keys(schedule: &toml::Table) -> Vec<String> {
+    AUTO_KEYS
+        .iter()
+        .filter(|k| schedule.get(**k).and_then(|v| v.as_str()) == Some("auto"))
+        .map(|k| k.to_string())
+        .collect()
+}
+
+/// Replace `"auto"` schedule values by the range test's suggestions. The test runs once and
+/// is kept in `out/lr_find/`; a resumed run reads the values chosen then. Returns the
+/// resolved config and the chosen values (`{"max_lr": 0.3, ...}`), or `None` when no value
+/// is `"auto"`.
+pub fn resolve_auto(
+    cfg: &RunConfig,
+    out: &Path,
+    progress: bool,
+) -> Result<Option<(RunConfig, serde_json::Value)>> {
+    let keys = auto_keys(&cfg.schedule);
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    cfg.lr_find.validate()?;
+    // Check the rest of the schedule before spending time on the test.
+    let mut probe = cfg.clone();
+    for k in &keys {
+        let v = if k == "base_lr" { 1e-12 } else { 1.0 };
+        probe.schedule.insert(k.clone(), toml::Value::Float(v));
+    }
+    Setup::new(&probe)?;
+    let dir = out.join("lr_find");
+    let saved = std::fs::read_to_string(dir.join("suggestion.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("chosen").cloned());
+    let chosen = match saved {
+        Some(c)
+            if keys
+                .iter()
+                .all(|k| c.get(k).and_then(|x| x.as_f64()).is_some()) =>
+        {
+            c
+        }
+        _ => {
+            let r = range_test(cfg, &cfg.lr_find, progress)?;
+            let max = r.get(&cfg.lr_find.rule).map(|s| s.lr).with_context(|| {
+                format!(
+                    "the range test gave no `{}` suggestion (too few points?)",
+                    cfg.lr_find.rule
+                )
+            })?;
+            let mut c = serde_json::Map::new();
+            for k in &keys {
+                let v = if k == "base_lr" {
+                    // Smith: base where the loss starts to fall; else a quarter of the max.
+                    r.get("clr_base")
+                        .map(|s| s.lr)
+                        .filter(|&b| b < max)
+                        .unwrap_or(max / 4.0)
+                } else {
+                    max
+                };
+                c.insert(k.clone(), serde_json::json!(v));
+            }
+            let c = serde_json::Value::Object(c);
+            write(&dir, &cfg.lr_find, &r, Some(&c))?;
+            c
+        }
+    };
+    let mut resolved = cfg.clone();
+    for k in &keys {
+        let v = chosen[k].as_f64().expect("checked above");
+        resolved.schedule.insert(k.clone(), toml::Value::Float(v));
+    }
+    Ok(Some((resolved, chosen)))
+}
+
+/// Write `lr_find.csv`, `accuracy.csv` (accuracy metric) and `suggestion.json` into `out`;
+/// `chosen` records the values that replaced `"auto"` in a run config.
+pub fn write(
+    out: &Path,
+    fc: &FindConfig,
+    r: &FindResult,
+    chosen: Option<&serde_json::Value>,
+) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut csv = String::from("step,lr,loss,smoothed_loss\n");
+    for i in 0..r.lr.len() {
+        csv.push_str(&format!(
+            "{i},{},{},{}\n",
+            fmt_f64(r.lr[i]),
+            fmt_f64(r.loss[i]),
+            fmt_f64(r.smoothed[i])
+        ));
+    }
+    write_atomic(&out.join("lr_find.csv"), csv.as_bytes())?;
+    if fc.metric == Metric::Accuracy {
+        let mut csv = String::from("step,lr,accuracy\n");
+        for (s, lr, a) in &r.accuracy {
+            csv.push_str(&format!("{s},{},{}\n", fmt_f64(*lr), fmt_f64(*a)));
+        }
+        write_atomic(&out.join("accuracy.csv"), csv.as_bytes())?;
+    }
+    let doc = serde_json::json!({
+        "range": {"start_lr": fc.start_lr, "end_lr": fc.end_lr, "mode": fc.mode, "steps_run": r.lr.len()},
+        "metric": fc.metric,
+        "smoothing_beta": fc.beta,
+        "stop_factor": fc.stop_factor,
+        "stopped": r.stopped,
+        "rule_for_auto": fc.rule,
+        "suggestions": r.suggestions,
+        "chosen": chosen,
+    });
+    write_atomic(
+        &out.join("suggestion.json"),
+        format!("{}\n", serde_json::to_string_pretty(&doc)?).as_bytes(),
+    )
+}

@@ -1,0 +1,109 @@
+//! `lrlab bench train`: training images/s on synthetic data, the whole step as the loop
+//! runs it (schedule evaluated, LR and momentum set, forward, backward, lrlab's optimizer).
+//! `bench/train_pytorch.py` does the same steps in PyTorch eager for comparison.
+
+use super::device::{resolve_device, set_threads};
+use super::optim::{OptimConfig, Optimizer};
+use crate::models::{self, ModelConfig};
+use anyhow::Result;
+use serde::Serialize;
+use std::time::Instant;
+use tch::{nn::VarStore, Kind, Reduction, Tensor};
+
+/// Options of `lrlab bench train`.
+#[derive(Clone, Debug)]
+pub struct BenchTrainArgs {
+    /// Architecture name (`resnet20`, ...).
+    pub model: String,
+    /// Batch size.
+    pub batch: usize,
+    /// Timed steps.
+    pub steps: u64,
+    /// Untimed warm-up steps.
+    pub warmup: u64,
+    /// CPU threads (0 = all available cores).
+    pub threads: usize,
+    /// `auto`, `cpu`, `cuda`, `cuda:N`.
+    pub device: String,
+    /// Input size (height = width), e.g. 32 for CIFAR, 224 for ImageNet models.
+    pub size: i64,
+    /// Classes.
+    pub classes: i64,
+}
+
+/// The measurement.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchTrainResult {
+    /// Always `lrlab`.
+    pub r#impl: &'static str,
+    /// Architecture.
+    pub model: String,
+    /// Batch size.
+    pub batch: usize,
+    /// Timed steps.
+    pub steps: u64,
+    /// CPU threads.
+    pub threads: usize,
+    /// Device.
+    pub device: String,
+    /// Training throughput.
+    pub images_per_sec: f64,
+}
+
+/// Run the benchmark.
+pub fn bench_train(a: &BenchTrainArgs) -> Result<BenchTrainResult> {
+    let device = resolve_device(&a.device)?;
+    let threads = set_threads(a.threads);
+    tch::manual_seed(0);
+    let vs = VarStore::new(device);
+    let cfg = ModelConfig {
+        arch: a.model.clone(),
+        ..ModelConfig::default()
+    };
+    let model = models::build(&vs.root(), &cfg, 3, a.classes, a.size)?;
+    let mut opt = Optimizer::new(&vs, &OptimConfig::default())?;
+    let b = a.batch as i64;
+    let x = Tensor::randn([b, 3, a.size, a.size], (Kind::Float, device));
+    let y = Tensor::randint(a.classes, [b], (Kind::Int64, device));
+    let mut step = |k: u64| -> Tensor {
+        let lr = 0.1 * (1.0 - k as f64 / 10000.0);
+        let loss = model.net.forward_t(&x, true).cross_entropy_loss::<Tensor>(
+            &y,
+            None,
+            Reduction::Mean,
+            -100,
+            0.0,
+        );
+        opt.zero_grad();
+        loss.backward();
+        opt.step(lr, 0.9);
+        loss.detach()
+    };
+    for k in 0..a.warmup {
+        let _ = step(k);
+    }
+    if device.is_cuda() {
+        tch::Cuda::synchronize(0);
+    }
+    let t0 = Instant::now();
+    let mut last = None;
+    for k in 0..a.steps {
+        last = Some(step(a.warmup + k));
+    }
+    if let Some(l) = last {
+        let _ = f64::try_from(&l)?;
+    }
+    if device.is_cuda() {
+        tch::Cuda::synchronize(0);
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    Ok(BenchTrainResult {
+        r#impl: "lrlab",
+        model: a.model.clone(),
+        batch: a.batch,
+        steps: a.steps,
+        threads,
+        device: super::device::device_name(device),
+        images_per_sec: (a.batch as f64 * a.steps as f64) / dt,
+    })
+}

@@ -1,0 +1,662 @@
+//! The training loop: for every optimizer step `k`, evaluate the schedule at `k`, set the
+//! learning rate and momentum, forward, backward, step; log; at epoch ends evaluate, append
+//! `epochs.csv` and checkpoint atomically. A run folder is resumed from its checkpoint.
+
+use super::checkpoint::{self, Progress};
+use super::device::{device_name, resolve_device, set_threads};
+use super::eval::{evaluate, Metrics};
+use super::optim::Optimizer;
+use super::record::{self, opt, CsvLog, Status, EPOCHS_HEADER, STEPS_HEADER};
+use crate::config::RunConfig;
+use crate::data::{self, Data};
+use crate::error::input_error;
+use crate::models;
+use crate::schedule::{RunLength, Schedule};
+use crate::util::{fmt_f64, write_atomic};
+use anyhow::{Context, Result};
+use fs2::FileExt;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
+
+/// How a call to [`run`] ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// All steps trained; final metrics of the last evaluation.
+    Done(Option<Metrics>),
+    /// The loss became non-finite or exceeded `train.diverge_loss` (a result, not a crash).
+    Diverged(String),
+    /// Stopped by SIGTERM, SIGINT or SIGUSR1 at a safe point, checkpointed: run again to resume.
+    Interrupted,
+    /// The folder already holds a finished run; nothing was done.
+    AlreadyFinished(String),
+}
+
+/// Options of a training run besides its config.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Show a progress bar (only drawn when stderr is a terminal).
+    pub progress: bool,
+    /// Print one line per epoch to stderr.
+    pub verbose: bool,
+    /// Values a range test chose for `"auto"` schedule keys (recorded in `meta.json`).
+    pub lr_find: Option<serde_json::Value>,
+}
+
+/// `lrlab train CONFIG [--set k=v]... [--out DIR]`.
+#[derive(Clone, Debug, Default)]
+pub struct TrainArgs {
+    /// The run config file.
+    pub config: PathBuf,
+    /// `table.key=value` overrides.
+    pub overrides: Vec<String>,
+    /// Run folder; default `out/<config stem>`.
+    pub out: Option<PathBuf>,
+    /// Progress bar and per-epoch lines.
+    pub progress: bool,
+}
+
+/// Load a config file, resolve `"auto"` schedule values with a range test, and train.
+pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
+    let cfg = RunConfig::load(&args.config, &args.overrides)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&args.config));
+    let (cfg, lr_find) = match crate::lr_find::resolve_auto(&cfg, &out, args.progress)? {
+        Some((c, chosen)) => (c, Some(chosen)),
+        None => (cfg, None),
+    };
+    let opts = RunOptions {
+        progress: args.progress,
+        verbose: true,
+        lr_find,
+    };
+    let outcome = run(&cfg, &out, &opts)?;
+    Ok((out, outcome))
+}
+
+/// What a run needs besides the model: device, data, schedule and the run length. Shared by
+/// the training loop and the LR range test.
+pub struct Setup {
+    /// The device tensors live on.
+    pub device: Device,
+    /// libtorch intra-op threads in use.
+    pub threads: usize,
+    /// Training and evaluation loaders.
+    pub data: Data,
+    /// Optimizer steps per epoch.
+    pub steps_per_epoch: u64,
+    /// Optimizer steps of the whole run.
+    pub total_steps: u64,
+    /// The learning-rate/momentum schedule.
+    pub schedule: Schedule,
+}
+
+impl Setup {
+    /// Resolve the device, open the data and build the schedule from a config.
+    pub fn new(cfg: &RunConfig) -> Result<Setup> {
+        let (steps, epochs) = (cfg.train.steps, cfg.train.epochs);
+        Setup::with_length(cfg, |k| if steps > 0 { steps } else { epochs * k })
+    }
+
+    /// Like [`Setup::new`], with the run length given by `total(steps_per_epoch)`.
+    pub fn with_length(cfg: &RunConfig, total: impl FnOnce(u64) -> u64) -> Result<Setup> {
+        let device = resolve_device(&cfg.train.device)?;
+        let threads = set_threads(cfg.train.threads);
+        let bs = cfg.train.batch_size;
+        let eval_bs = if cfg.train.eval_batch_size == 0 {
+            2 * bs
+        } else {
+            cfg.train.eval_batch_size
+        };
+        let data = data::load(&cfg.data, bs, eval_bs, cfg.train.seed, device)?;
+        let steps_per_epoch = data.train.batches_per_epoch() as u64;
+        if steps_per_epoch == 0 {
+            crate::bail_input!(
+                "train.batch_size = {bs}: the training split has only {} examples (no full batch)",
+                data.train.len()
+            );
+        }
+        let total_steps = total(steps_per_epoch);
+        let schedule = Schedule::from_table(
+            &cfg.schedule,
+            RunLength {
+                steps_per_epoch,
+                total_steps,
+            },
+        )?;
+        Ok(Setup {
+            device,
+            threads,
+            data,
+            steps_per_epoch,
+            total_steps,
+            schedule,
+        })
+    }
+
+    /// Number of epochs the loop visits (the last one may be partial with `train.steps`).
+    pub fn epochs(&self) -> u64 {
+        self.total_steps.div_ceil(self.steps_per_epoch)
+    }
+}
+
+/// Build the model of a config on `device`, seeded, in the memory format the device prefers.
+pub fn build_model(cfg: &RunConfig, setup: &Setup) -> Result<(VarStore, models::Model)> {
+    tch::manual_seed(cfg.train.seed as i64);
+    let vs = VarStore::new(setup.device);
+    let model = models::build(
+        &vs.root(),
+        &cfg.model,
+        setup.data.in_channels,
+        setup.data.num_classes,
+        setup.data.image_size,
+    )?;
+    if setup.device.is_cuda() {
+        // cuDNN runs NHWC convolutions faster; inputs are converted per batch.
+        models::weights_to_channels_last(&vs);
+    }
+    Ok((vs, model))
+}
+
+/// Seed of libtorch's generator for step `k`: dropout and any other torch randomness are a
+/// function of (seed, step), so a resumed run draws the same numbers.
+fn step_seed(seed: u64, step: u64) -> i64 {
+    let mut x = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((x ^ (x >> 31)) >> 1) as i64
+}
+
+/// The default output folder of `lrlab train CONFIG`: `out/<config file stem>`.
+pub fn default_out(config: &Path) -> PathBuf {
+    let stem = config
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".into());
+    PathBuf::from("out").join(stem)
+}
+
+struct PendingRow {
+    step: u64,
+    epoch: f64,
+    lr: f64,
+    momentum: f64,
+    loss: Tensor,
+    time: f64,
+    log: bool,
+}
+
+/// Signals that ask a run to stop at the next safe point.
+fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGUSR1,
+    ] {
+        signal_hook::flag::register(sig, Arc::clone(&flag))
+            .context("cannot install a signal handler")?;
+    }
+    Ok(flag)
+}
+
+/// Train the run `cfg` in folder `out`, resuming from its checkpoint if there is one.
+pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
+    let resolved = cfg.to_toml()?;
+    // Everything that can be rejected is checked before the folder is touched.
+    let setup = Setup::new(cfg)?;
+    let config_path = out.join("config.toml");
+    if config_path.exists() {
+        let old = std::fs::read_to_string(&config_path)
+            .with_context(|| format!("cannot read {}", config_path.display()))?;
+        if old != resolved {
+            return Err(input_error(format!(
+                "{} holds a run with a different config; use another --out (or delete the folder)",
+                out.display()
+            )));
+        }
+        if let Some(s) = Status::read(out) {
+            if s.status == "done" || s.status == "diverged" {
+                return Ok(Outcome::AlreadyFinished(s.status));
+            }
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(out.join(".lock"))
+        .with_context(|| format!("cannot create a lock file in {}", out.display()))?;
+    lock.try_lock_exclusive().map_err(|_| {
+        input_error(format!(
+            "{} is in use by another lrlab process",
+            out.display()
+        ))
+    })?;
+    if !config_path.exists() {
+        write_atomic(&config_path, resolved.as_bytes())?;
+    }
+    let result = train_locked(cfg, setup, out, opts);
+    if let Err(e) = &result {
+        let prev = Status::read(out);
+        let _ = Status {
+            status: "failed".into(),
+            reason: format!("{e:#}"),
+            epoch: prev.as_ref().map(|s| s.epoch).unwrap_or(0),
+            step: prev.as_ref().map(|s| s.step).unwrap_or(0),
+            updated: record::now(),
+        }
+        .write(out);
+    }
+    drop(lock);
+    result
+}
+
+fn write_meta(out: &Path, meta: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(meta)?;
+    write_atomic(&out.join("meta.json"), format!("{text}\n").as_bytes())
+}
+
+fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) -> Result<Outcome> {
+    let tc = &cfg.train;
+    let (vs, model) = build_model(cfg, &setup)?;
+    let mut optim = Optimizer::new(&vs, &cfg.optim)?;
+    let mut progress = Progress::default();
+    if let Some(ck) = checkpoint::load(out)? {
+        checkpoint::restore_weights(&vs, &ck.tensors)?;
+        optim.load_state(&ck.tensors, ck.progress.optim_steps)?;
+        progress = ck.progress;
+    }
+    if setup.device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+
+    // meta.json: kept across attempts, updated at start and end.
+    let mut meta: serde_json::Value = std::fs::read_to_string(out.join("meta.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| serde_json::json!({}));
+    let attempts = meta.get("attempts").and_then(|a| a.as_u64()).unwrap_or(0) + 1;
+    let started = meta
+        .get("started")
+        .and_then(|a| a.as_f64())
+        .unwrap_or_else(record::now);
+    meta = serde_json::json!({
+        "lrlab_version": env!("CARGO_PKG_VERSION"),
+        "git_commit": option_env!("LRLAB_GIT_COMMIT").unwrap_or(""),
+        "libtorch_version": option_env!("LRLAB_LIBTORCH_VERSION").unwrap_or(""),
+        "device": device_name(setup.device),
+        "threads": setup.threads,
+        "seed": tc.seed,
+        "host": record::hostname(),
+        "started": started,
+        "finished": serde_json::Value::Null,
+        "attempts": attempts,
+        "steps_per_epoch": setup.steps_per_epoch,
+        "total_steps": setup.total_steps,
+        "epochs": setup.epochs(),
+        "train_examples": setup.data.train.len(),
+        "eval_examples": setup.data.eval.len(),
+        "eval_split": setup.data.eval_name,
+        "parameters": models::count_params(&vs),
+        "schedule": setup.schedule.kind(),
+        "resumed_from_step": progress.step,
+        "lr_find": opts.lr_find,
+    });
+    write_meta(out, &meta)?;
+    Status {
+        status: "running".into(),
+        reason: String::new(),
+        epoch: progress.epoch,
+        step: progress.step,
+        updated: record::now(),
+    }
+    .write(out)?;
+
+    let mut steps_log = CsvLog::open(&out.join("steps.csv"), STEPS_HEADER, progress.step)?;
+    let mut epochs_log = CsvLog::open(&out.join("epochs.csv"), EPOCHS_HEADER, progress.epoch + 1)?;
+    let stop = stop_flag()?;
+    let snapshot_steps: HashSet<u64> = if tc.snapshots == "restarts" {
+        setup.schedule.cycle_ends().into_iter().collect()
+    } else {
+        HashSet::new()
+    };
+
+    let k = setup.steps_per_epoch;
+    let total = setup.total_steps;
+    let epochs = setup.epochs();
+    let device = setup.device;
+    let flush_every = if device.is_cuda() { 50 } else { 1 };
+    let bar = progress_bar(opts.progress, total, progress.step);
+    let attempt_start = Instant::now();
+    let elapsed = |p: &Progress| p.elapsed + attempt_start.elapsed().as_secs_f64();
+    let mut step = progress.step;
+    let mut last_metrics: Option<Metrics> = None;
+    let mut pending: Vec<PendingRow> = Vec::new();
+
+    // Reads the pending losses (one device sync), writes the logged rows, checks divergence.
+    let flush = |pending: &mut Vec<PendingRow>, log: &mut CsvLog| -> Result<Option<String>> {
+        if pending.is_empty() {
+            return Ok(None);
+        }
+        let losses: Vec<f64> = Vec::<f64>::try_from(
+            Tensor::stack(
+                &pending
+                    .iter()
+                    .map(|r| r.loss.to_kind(Kind::Double))
+                    .collect::<Vec<_>>(),
+                0,
+            )
+            .to_device(Device::Cpu),
+        )?;
+        let mut diverged = None;
+        for (r, loss) in pending.iter().zip(losses) {
+            if r.log {
+                log.row(&[
+                    r.step.to_string(),
+                    fmt_f64(r.epoch),
+                    fmt_f64(r.lr),
+                    fmt_f64(r.momentum),
+                    fmt_f64(loss),
+                    format!("{:.3}", r.time),
+                ])?;
+            }
+            if !loss.is_finite() || loss > tc.diverge_loss {
+                diverged = Some(format!(
+                    "training loss {loss} at step {} (lr {}) exceeds train.diverge_loss = {} or is not finite",
+                    r.step, r.lr, tc.diverge_loss
+                ));
+                break;
+            }
+        }
+        pending.clear();
+        Ok(diverged)
+    };
+
+    let mut epoch = progress.epoch;
+    while epoch < epochs {
+        let first_batch = progress.batch;
+        let resumed_mid = first_batch > 0;
+        let scalar = |x: f64| Tensor::from(x).to_kind(Kind::Double).to_device(device);
+        let mut loss_sum = scalar(if resumed_mid {
+            progress.epoch_loss_sum
+        } else {
+            0.0
+        });
+        let mut correct = scalar(if resumed_mid {
+            progress.epoch_correct
+        } else {
+            0.0
+        });
+        let mut seen = if resumed_mid { progress.epoch_seen } else { 0 };
+        let secs_before = if resumed_mid {
+            progress.epoch_train_secs
+        } else {
+            0.0
+        };
+        let epoch_start = Instant::now();
+        let mut batch_idx = first_batch;
+        let mut interrupted = false;
+        for batch in setup.data.train.epoch(epoch, first_batch as usize) {
+            if step >= total {
+                break;
+            }
+            let batch = batch?;
+            let lr = setup.schedule.lr(step);
+            let momentum = setup.schedule.momentum(step).unwrap_or(cfg.optim.momentum);
+            tch::manual_seed(step_seed(tc.seed, step));
+            let images = if device.is_cuda() {
+                models::channels_last(&batch.images)
+            } else {
+                batch.images
+            };
+            let logits = model.net.forward_t(&images, true);
+            let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
+                &batch.labels,
+                None,
+                Reduction::Mean,
+                -100,
+                tc.label_smoothing,
+            );
+            optim.zero_grad();
+            loss.backward();
+            if tc.grad_clip > 0.0 {
+                optim.clip_grad_norm(tc.grad_clip);
+            }
+            optim.step(lr, momentum);
+            let n = batch.labels.size()[0];
+            let loss = loss.detach();
+            loss_sum += loss.to_kind(Kind::Double) * n as f64;
+            correct += logits
+                .detach()
+                .argmax(1, false)
+                .eq_tensor(&batch.labels)
+                .sum(Kind::Double);
+            seen += n as u64;
+            pending.push(PendingRow {
+                step,
+                epoch: step as f64 / k as f64,
+                lr,
+                momentum,
+                loss,
+                time: elapsed(&progress),
+                log: step % tc.log_every == 0,
+            });
+            step += 1;
+            batch_idx += 1;
+            if snapshot_steps.contains(&step) {
+                checkpoint::save_weights(
+                    &out.join("snapshots")
+                        .join(format!("step{step:08}.safetensors")),
+                    &vs,
+                )?;
+            }
+            if pending.len() >= flush_every {
+                if let Some(reason) = flush(&mut pending, &mut steps_log)? {
+                    return finish_diverged(
+                        out,
+                        &mut steps_log,
+                        &mut epochs_log,
+                        &meta,
+                        epoch,
+                        step,
+                        reason,
+                        &bar,
+                    );
+                }
+            }
+            if let Some(b) = &bar {
+                b.set_position(step);
+                b.set_message(format!("epoch {}/{epochs} lr {lr:.4}", epoch + 1));
+            }
+            if stop.load(Ordering::SeqCst) {
+                interrupted = true;
+                break;
+            }
+        }
+        if let Some(reason) = flush(&mut pending, &mut steps_log)? {
+            return finish_diverged(
+                out,
+                &mut steps_log,
+                &mut epochs_log,
+                &meta,
+                epoch,
+                step,
+                reason,
+                &bar,
+            );
+        }
+        let train_secs = secs_before + epoch_start.elapsed().as_secs_f64();
+        let epoch_done = batch_idx >= k || step >= total;
+        if interrupted && !epoch_done {
+            steps_log.sync()?;
+            epochs_log.sync()?;
+            progress = Progress {
+                step,
+                epoch,
+                batch: batch_idx,
+                optim_steps: optim.steps,
+                epoch_loss_sum: f64::try_from(&loss_sum)?,
+                epoch_correct: f64::try_from(&correct)?,
+                epoch_seen: seen,
+                elapsed: elapsed(&progress),
+                epoch_train_secs: train_secs,
+            };
+            checkpoint::save(out, &vs, &optim.state(), &progress)?;
+            Status {
+                status: "interrupted".into(),
+                reason: "stopped by a signal; run again to resume".into(),
+                epoch,
+                step,
+                updated: record::now(),
+            }
+            .write(out)?;
+            if let Some(b) = &bar {
+                b.abandon();
+            }
+            return Ok(Outcome::Interrupted);
+        }
+        // End of the epoch: train metrics, evaluation when due, one epochs.csv row, checkpoint.
+        let train_loss = f64::try_from(&loss_sum)? / seen.max(1) as f64;
+        let train_acc = f64::try_from(&correct)? / seen.max(1) as f64;
+        let last = epoch + 1 == epochs;
+        let metrics = if (epoch + 1) % tc.eval_every == 0 || last {
+            Some(evaluate(model.net.as_ref(), &setup.data.eval)?)
+        } else {
+            None
+        };
+        if metrics.is_some() {
+            last_metrics = metrics;
+        }
+        let trained_this_epoch = seen as f64;
+        let time_now = elapsed(&progress);
+        epochs_log.row(&[
+            (epoch + 1).to_string(),
+            step.to_string(),
+            fmt_f64(setup.schedule.lr(step.saturating_sub(1))),
+            fmt_f64(train_loss),
+            fmt_f64(train_acc),
+            opt(metrics.map(|m| m.loss)),
+            opt(metrics.map(|m| m.acc)),
+            opt(metrics.map(|m| m.top5)),
+            format!("{time_now:.3}"),
+            format!("{:.1}", trained_this_epoch / train_secs.max(1e-9)),
+        ])?;
+        steps_log.sync()?;
+        epochs_log.sync()?;
+        progress = Progress {
+            step,
+            epoch: epoch + 1,
+            batch: 0,
+            optim_steps: optim.steps,
+            elapsed: time_now,
+            ..Progress::default()
+        };
+        // The progress record keeps the time already spent, and this attempt's clock restarts.
+        let progress_for_clock = progress.clone();
+        checkpoint::save(out, &vs, &optim.state(), &progress)?;
+        Status {
+            status: "running".into(),
+            reason: String::new(),
+            epoch: epoch + 1,
+            step,
+            updated: record::now(),
+        }
+        .write(out)?;
+        if opts.verbose {
+            let m = metrics
+                .map(|m| format!(" test_loss {:.4} test_acc {:.4}", m.loss, m.acc))
+                .unwrap_or_default();
+            let line = format!(
+                "epoch {}/{epochs} step {step} train_loss {train_loss:.4} train_acc {train_acc:.4}{m} ({:.0} img/s)",
+                epoch + 1,
+                trained_this_epoch / train_secs.max(1e-9)
+            );
+            match &bar {
+                Some(b) => b.println(line),
+                None => eprintln!("{line}"),
+            }
+        }
+        progress = progress_for_clock;
+        progress.elapsed -= attempt_start.elapsed().as_secs_f64();
+        epoch += 1;
+        if interrupted {
+            Status {
+                status: "interrupted".into(),
+                reason: "stopped by a signal; run again to resume".into(),
+                epoch,
+                step,
+                updated: record::now(),
+            }
+            .write(out)?;
+            return Ok(Outcome::Interrupted);
+        }
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    meta["finished"] = serde_json::json!(record::now());
+    write_meta(out, &meta)?;
+    Status {
+        status: "done".into(),
+        reason: String::new(),
+        epoch: epochs,
+        step,
+        updated: record::now(),
+    }
+    .write(out)?;
+    Ok(Outcome::Done(last_metrics))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_diverged(
+    out: &Path,
+    steps_log: &mut CsvLog,
+    epochs_log: &mut CsvLog,
+    meta: &serde_json::Value,
+    epoch: u64,
+    step: u64,
+    reason: String,
+    bar: &Option<indicatif::ProgressBar>,
+) -> Result<Outcome> {
+    steps_log.sync()?;
+    epochs_log.sync()?;
+    if let Some(b) = bar {
+        b.abandon();
+    }
+    let mut meta = meta.clone();
+    meta["finished"] = serde_json::json!(record::now());
+    write_meta(out, &meta)?;
+    Status {
+        status: "diverged".into(),
+        reason: reason.clone(),
+        epoch,
+        step,
+        updated: record::now(),
+    }
+    .write(out)?;
+    Ok(Outcome::Diverged(reason))
+}
+
+/// A progress bar over `total` steps, drawn only when enabled and stderr is a terminal.
+pub fn progress_bar(enabled: bool, total: u64, pos: u64) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !enabled || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps {msg} [{elapsed_precise} < {eta}] {per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_position(pos);
+    Some(bar)
+}
