@@ -181,6 +181,8 @@ impl RunConfig {
             lr_find: section(&mut table, "lr_find")?,
             schedule,
         };
+        cfg.data.validate()?;
+        cfg.model.validate()?;
         cfg.optim.validate()?;
         cfg.train.validate()?;
         Ok(cfg)

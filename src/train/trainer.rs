@@ -75,7 +75,15 @@ pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
         verbose: true,
         lr_find,
     };
-    let outcome = run(&cfg, &out, &opts)?;
+    let outcome = run(&cfg, &out, &opts).map_err(|e| {
+        // Bad values found while setting up (schedule, data files) still name the config.
+        let name = args.config.display().to_string();
+        if crate::error::is_input_error(&e) && !format!("{e:#}").contains(&name) {
+            input_error(format!("{name}: {e:#}"))
+        } else {
+            e
+        }
+    })?;
     Ok((out, outcome))
 }
 
