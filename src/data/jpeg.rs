@@ -36,6 +36,9 @@ pub fn dimensions(bytes: &[u8]) -> Result<(usize, usize), String> {
 /// left to the caller to replicate, which is cheaper after resizing).
 /// The error is a short description meant for a log line.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
+    if bytes.starts_with(b"\x89PNG") {
+        return Err("PNG data; only JPEG is decoded".to_string());
+    }
     if bytes.len() < 4 || bytes[0] != 0xFF || bytes[1] != 0xD8 {
         return Err("not a JPEG file (no start-of-image marker)".to_string());
     }
