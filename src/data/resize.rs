@@ -332,7 +332,14 @@ fn horizontal_row<const SIMD: bool>(
     #[cfg(target_arch = "x86_64")]
     if SIMD && c == 3 {
         // SAFETY: SIMD is true only in `run_avx2`, which requires AVX2.
-        unsafe { x86::horizontal_rgb(line, taps, dst, stride) };
+        unsafe {
+            match taps.k {
+                3 => x86::horizontal_rgb::<3>(line, taps, dst, stride),
+                5 => x86::horizontal_rgb::<5>(line, taps, dst, stride),
+                7 => x86::horizontal_rgb::<7>(line, taps, dst, stride),
+                k => x86::horizontal_rgb_any(k, line, taps, dst, stride),
+            }
+        }
         return;
     }
     match (c, taps.k) {
@@ -401,19 +408,33 @@ mod x86 {
     use super::{FixedTaps, HALF, PRECISION_BITS};
     use std::arch::x86_64::*;
 
-    /// Same contract and results as [`super::horizontal_rgb`], for any tap count.
+    /// Same contract and results as [`super::horizontal_rgb`] (`K` taps per column).
     ///
     /// # Safety
     /// The CPU must support AVX2 (SSE4.1 would do; the caller checks AVX2).
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn horizontal_rgb(
+    pub(super) unsafe fn horizontal_rgb<const K: usize>(
         line: &[u8],
         taps: &FixedTaps,
         dst: &mut [u8],
         stride: usize,
     ) {
-        let k = taps.k;
-        assert!(dst.len() >= 2 * stride + taps.starts.len());
+        horizontal_rgb_any(K, line, taps, dst, stride);
+    }
+
+    /// [`horizontal_rgb`] for a tap count `k` known at run time only (`taps.k == k`).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 (SSE4.1 would do; the caller checks AVX2).
+    #[inline(always)]
+    pub(super) unsafe fn horizontal_rgb_any(
+        k: usize,
+        line: &[u8],
+        taps: &FixedTaps,
+        dst: &mut [u8],
+        stride: usize,
+    ) {
+        assert!(taps.k == k && dst.len() >= 2 * stride + taps.starts.len());
         for (j, (&start, w)) in taps
             .starts
             .iter()
@@ -540,13 +561,14 @@ mod tests {
                 w: 90,
                 h: 57,
             };
-            // Upscaling, 1:1, downscaling by ~1.5, 3, 4.5 and 9 (tap counts 3 to 21), and
+            // Upscaling, 1:1, downscaling by ~1.5, 3, 3.6, 4.5 and 9 (3 to 21 taps), and
             // shapes where the height shrinks most, which Pillow resamples vertically first.
             let sizes = [
                 (150, 80),
                 (90, 57),
                 (60, 38),
                 (30, 19),
+                (25, 16),
                 (20, 13),
                 (10, 6),
                 (80, 20),
