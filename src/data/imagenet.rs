@@ -3,8 +3,10 @@
 //! Layout: `ROOT/train/<wnid>/*.JPEG` and `ROOT/val/<wnid>/*.JPEG` (the validation images
 //! sorted into class folders, as torchvision's `ImageFolder` expects). Classes are the train
 //! folder's wnids in sorted order; the validation folder must hold the same wnids. Only files
-//! named `*.jpeg` / `*.jpg` (any case) are listed, and only JPEG data is decoded: the one PNG
-//! file disguised as JPEG in ILSVRC-2012 train is reported and skipped like a corrupt file.
+//! named `*.jpeg` / `*.jpg` (any case) are listed, and only JPEG data is decoded (grey, YCbCr,
+//! CMYK and YCCK all become RGB; EXIF orientation is ignored, as torchvision's loader does).
+//! A file that does not decode (corrupt, truncated, or the one PNG named `.JPEG` in ILSVRC-2012
+//! train) is reported once on stderr and skipped.
 //!
 //! Nothing but the file names is held in memory. [`Source::fetch`] reads and decodes one file
 //! (pure-Rust `zune-jpeg`) and applies the augmentation on the calling worker thread:
@@ -12,9 +14,15 @@
 //!   0.08..1, ratio 3/4..4/3, 10 attempts, then the center-crop fallback) followed by
 //!   `RandomHorizontalFlip()`; the crop is resampled straight from the decoded image to
 //!   `size` x `size` with PIL's antialiased bilinear filter.
-//! - [`Augment::None`] (evaluation): `Resize(size * 8 / 7)` of the shorter side, then
-//!   `CenterCrop(size)` (256 then 224 for size 224); only the kept window is computed.
+//! - [`Augment::None`] (evaluation): `Resize(size * 8 / 7)` of the shorter side (256 for 224,
+//!   truncated for other sizes, e.g. 146 for 128), then `CenterCrop(size)`; only the kept
+//!   window is computed.
 //! - [`Augment::Flip`]: the evaluation crop, mirrored with probability 1/2.
+//! - [`Augment::CropFlip`] (the 32x32 recipe) is an input error.
+//!
+//! Given the same decoded pixels, the resampling is bit-identical to torchvision's PIL path
+//! (Pillow 13.0 checked); zune-jpeg's pixels differ from libjpeg-turbo's by about 0.35 grey
+//! levels on average (chroma upsampling and IDCT rounding).
 
 use crate::data::jpeg;
 use crate::data::resize::{resample_to_chw, Image, Rect};
