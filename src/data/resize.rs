@@ -1,12 +1,16 @@
 //! Bilinear resampling of 8-bit images, bit-compatible with PIL's `Image.resize(...,
 //! BILINEAR)` (which torchvision uses for PIL images): the same triangle filter widened by the
 //! scale factor when downscaling (antialiasing), the same coefficients rounded to 22-bit fixed
-//! point, a horizontal pass to 8-bit intermediates followed by a vertical pass.
+//! point, two passes with an 8-bit intermediate image, in Pillow's order (vertical first
+//! when the height shrinks by more than twice as many pixels as the width; Pillow releases
+//! before that rule always went horizontal first, which differs by 1 in some pixels).
+//! Checked bit-exact against Pillow 13.0 on RGB and grey images, crops and center crops.
 //!
 //! Two things make it cheaper than resizing then cropping: the source region is read in place
 //! (no crop copy), and only the requested window of the output is computed (evaluation's
 //! center crop of the resized image), each output pixel with exactly the arithmetic it would
-//! get in the full resize.
+//! get in the full resize. On x86-64 with AVX2 (detected at run time) the horizontal pass
+//! uses explicit SIMD and the vertical pass 8-lane vectors; results are the same.
 
 /// Fixed-point precision of the weights (PIL's `PRECISION_BITS` for 8-bit images).
 const PRECISION_BITS: u32 = 32 - 8 - 2;
