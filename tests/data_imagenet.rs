@@ -434,3 +434,41 @@ fn benchmark_runs_the_fetch_path() {
     let rate = imagenet::bench_decode(tmp.path(), 32, 6, 2).unwrap();
     assert!(rate.is_finite() && rate > 0.0);
 }
+
+#[test]
+fn training_runs_end_to_end_on_a_tiny_ilsvrc_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ilsvrc");
+    make_layout(&root);
+    let cfg = dir.path().join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[data]\ndataset = \"imagenet\"\npath = {:?}\nimage_size = 32\nworkers = 2\n\
+             [model]\narch = \"resnet18\"\n[train]\nepochs = 1\nbatch_size = 4\nthreads = 1\n\
+             [schedule]\nkind = \"constant\"\nlr = 0.01\n",
+            root.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let r = std::process::Command::new(env!("CARGO_BIN_EXE_lrlab"))
+        .args([
+            "train",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let epochs = std::fs::read_to_string(out.join("epochs.csv")).unwrap();
+    let row: Vec<&str> = epochs.lines().nth(1).unwrap().split(',').collect();
+    // 10 training images in batches of 4: 3 steps; 3 validation images evaluated.
+    assert_eq!(row[1], "3", "{epochs}");
+    let acc: f64 = row[6].parse().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    let meta = std::fs::read_to_string(out.join("meta.json")).unwrap();
+    assert!(meta.contains("\"eval_examples\": 3"), "{meta}");
+}
