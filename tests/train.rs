@@ -297,6 +297,11 @@ fn bad_configs_are_rejected_before_anything_is_written() {
             "train.batch_size = 0",
         ),
         ("this is not toml".into(), vec![], "invalid TOML"),
+        (
+            good.clone(),
+            vec!["--set", "train.precision=\"bf16\""],
+            "needs a CUDA device",
+        ),
     ];
     for (i, (text, extra, expect)) in cases.iter().enumerate() {
         let cfg = write(t.path(), &format!("bad{i}.toml"), text);

@@ -94,6 +94,8 @@ pub struct Setup {
     pub device: Device,
     /// libtorch intra-op threads in use.
     pub threads: usize,
+    /// Forward passes run under bf16 autocast (CUDA only).
+    pub bf16: bool,
     /// Training and evaluation loaders.
     pub data: Data,
     /// Optimizer steps per epoch.
@@ -114,6 +116,7 @@ impl Setup {
     /// Like [`Setup::new`], with the run length given by `total(steps_per_epoch)`.
     pub fn with_length(cfg: &RunConfig, total: impl FnOnce(u64) -> u64) -> Result<Setup> {
         let device = resolve_device(&cfg.train.device)?;
+        let bf16 = super::device::use_bf16(&cfg.train.precision, device)?;
         let threads = set_threads(cfg.train.threads);
         let bs = cfg.train.batch_size;
         let eval_bs = if cfg.train.eval_batch_size == 0 {
@@ -140,6 +143,7 @@ impl Setup {
         Ok(Setup {
             device,
             threads,
+            bf16,
             data,
             steps_per_epoch,
             total_steps,
@@ -281,8 +285,12 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
         optim.load_state(&ck.tensors, ck.progress.optim_steps)?;
         progress = ck.progress;
     }
+    let bf16 = setup.bf16;
     if setup.device.is_cuda() {
         tch::Cuda::cudnn_set_benchmark(true);
+    }
+    if bf16 {
+        super::device::set_autocast_bf16()?;
     }
 
     // meta.json: kept across attempts, updated at start and end.
@@ -315,6 +323,7 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
         "parameters": models::count_params(&vs),
         "schedule": setup.schedule.kind(),
         "resumed_from_step": progress.step,
+        "precision": if bf16 { "bf16" } else { "fp32" },
         "lr_find": opts.lr_find,
     });
     write_meta(out, &meta)?;
@@ -424,7 +433,7 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
             } else {
                 batch.images
             };
-            let logits = model.net.forward_t(&images, true);
+            let logits = tch::autocast(bf16, || model.net.forward_t(&images, true));
             let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
                 &batch.labels,
                 None,
@@ -535,7 +544,9 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
         let train_acc = f64::try_from(&correct)? / seen.max(1) as f64;
         let last = epoch + 1 == epochs;
         let metrics = if (epoch + 1) % tc.eval_every == 0 || last {
-            Some(evaluate(model.net.as_ref(), &setup.data.eval)?)
+            Some(tch::autocast(bf16, || {
+                evaluate(model.net.as_ref(), &setup.data.eval)
+            })?)
         } else {
             None
         };
