@@ -420,6 +420,7 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
         let epoch_start = Instant::now();
         let mut batch_idx = first_batch;
         let mut interrupted = false;
+        let mut diverged: Option<String> = None;
         for batch in setup.data.train.epoch(epoch, first_batch as usize) {
             if step >= total {
                 break;
@@ -475,17 +476,9 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
                 )?;
             }
             if pending.len() >= flush_every {
-                if let Some(reason) = flush(&mut pending, &mut steps_log)? {
-                    return finish_diverged(
-                        out,
-                        &mut steps_log,
-                        &mut epochs_log,
-                        &meta,
-                        epoch,
-                        step,
-                        reason,
-                        &bar,
-                    );
+                diverged = flush(&mut pending, &mut steps_log)?;
+                if diverged.is_some() {
+                    break;
                 }
             }
             if let Some(b) = &bar {
@@ -497,7 +490,10 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
                 break;
             }
         }
-        if let Some(reason) = flush(&mut pending, &mut steps_log)? {
+        if diverged.is_none() {
+            diverged = flush(&mut pending, &mut steps_log)?;
+        }
+        if let Some(reason) = diverged {
             return finish_diverged(
                 out,
                 &mut steps_log,
