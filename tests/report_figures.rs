@@ -123,7 +123,8 @@ fn summary_parameter_columns_group_runs_with_opaque_names() {
     let sweep = tmp.path().join("sw");
     let names = ["0000-a1f3", "0001-9c2e", "0002-77d0", "0003-e5b1"];
     let kinds = ["cosine", "cosine", "step", "step"];
-    let mut summary = String::from("run,schedule.kind,train.seed,status,final_test_acc\n");
+    // The table lists runs by id only; the folders are `<index>-<id>`.
+    let mut summary = String::from("run_id,schedule.kind,train.seed,status,final_test_acc\n");
     for (i, name) in names.iter().enumerate() {
         let acc = 0.8 + 0.02 * i as f64;
         run_folder(
@@ -133,7 +134,8 @@ fn summary_parameter_columns_group_runs_with_opaque_names() {
             "done",
             None,
         );
-        summary.push_str(&format!("{name},{},{},done,{acc}\n", kinds[i], 1 + i % 2));
+        let id = &name[5..];
+        summary.push_str(&format!("{id},{},{},done,{acc}\n", kinds[i], 1 + i % 2));
     }
     write(&sweep.join("summary.csv"), &summary);
     plot_dir(&sweep, None, FigureOptions::default()).unwrap();
@@ -183,7 +185,7 @@ fn sweep_of_tables_only_is_drawn_from_curves_csv() {
             ));
         }
     }
-    write(&sweep.join("curves.csv"), &curves);
+    write(&sweep.join("curves_long.csv"), &curves);
     plot_dir(&sweep, None, FigureOptions::default()).unwrap();
     let texts = assert_figure(&sweep.join("figures"), "curves");
     assert!(texts.iter().any(|t| t == "lr=0.1 (n=2)"), "{texts:?}");

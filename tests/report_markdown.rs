@@ -120,6 +120,10 @@ fn sweep_report_shows_summary_csv_when_present() {
     }
     write(&dir.join("summary.csv"), &summary);
     write(
+        &dir.join("summary_by_point.csv"),
+        "schedule,n,final_test_acc_mean,final_test_acc_std\nsgdr,2,0.81,0.0141421356\n",
+    );
+    write(
         &dir.join("sweep.toml"),
         "[report.paper]\n\"schedule=sgdr\" = { test_error = 4.03, source = \"SGDR Table 1\" }\n",
     );
@@ -128,6 +132,8 @@ fn sweep_report_shows_summary_csv_when_present() {
         "From summary.csv.",
         "| run | schedule | seed | status | final_test_acc |",
         "| 0000-a1f3 | sgdr | 1 | done | 0.8 |",
+        "| schedule | n | final_test_acc_mean | final_test_acc_std |",
+        "| sgdr | 2 | 0.81 | 0.0141421 |",
         // 0.8 + 0.02 is 0.8200000000000001 in the file.
         "| 0001-9c2e | sgdr | 2 | done | 0.82 |",
         // One point (the seeds of schedule=sgdr), named after the sweep folder.

@@ -369,6 +369,11 @@ pub fn sweep_report(
         }
     }
 
+    if let Some(t) = &sw.by_point {
+        out.push_str("\nThe sweep's own summary_by_point.csv:\n\n");
+        out.push_str(&table_md(t));
+    }
+
     out.push_str("\n## Runs\n\n");
     match &sw.summary {
         Some(t) => {

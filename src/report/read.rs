@@ -4,7 +4,7 @@
 //!   `status.json` when present);
 //! - a **range-test** folder: `lr_find.csv` (plus `accuracy.csv`, `suggestion.json`);
 //! - a **sweep** folder: run folders below it (up to three levels down), and/or the sweep's
-//!   `summary.csv`, `curves.csv`, `summary_by_point.csv`, `sweep.toml`.
+//!   `summary.csv`, `curves.csv` (or `curves_long.csv`), `summary_by_point.csv`, `sweep.toml`.
 //!
 //! Everything is read before anything is drawn, so bad input writes nothing. A file that is
 //! present but malformed is an input error naming the file (and the line, for CSV).
@@ -443,9 +443,8 @@ pub fn load(dir: &Path) -> Result<Input> {
         return Ok(Input::RangeTest(RangeTest::load(dir)?));
     }
     let run_dirs = find_runs(dir)?;
-    let curves = dir.join("curves.csv");
-    let summary = dir.join("summary.csv");
-    if run_dirs.is_empty() && !curves.is_file() && !summary.is_file() {
+    let tables = ["summary.csv", CURVES[0], CURVES[1]];
+    if run_dirs.is_empty() && !tables.iter().any(|t| dir.join(t).is_file()) {
         crate::bail_input!(
             "{}: no epochs.csv, lr_find.csv, summary.csv, curves.csv or run folders with epochs.csv found; expected {EXPECTED}",
             dir.display()
@@ -505,7 +504,10 @@ fn load_sweep(dir: &Path, run_dirs: &[PathBuf]) -> Result<Input> {
         }
     };
     let summary = read_opt("summary.csv")?;
-    let curves = read_opt("curves.csv")?;
+    let curves = match read_opt(CURVES[0])? {
+        Some(t) => Some(t),
+        None => read_opt(CURVES[1])?,
+    };
     let by_point = read_opt("summary_by_point.csv")?;
     let spec = read_text(&dir.join("sweep.toml"))?;
     let summary_params = summary.as_ref().map(|t| table_params(t, false));
@@ -541,8 +543,9 @@ fn load_sweep(dir: &Path, run_dirs: &[PathBuf]) -> Result<Input> {
             let (Some(t), Some(params)) = (table, params) else {
                 continue;
             };
-            let col = name_col(t);
-            if let Some(r) = t.rows.iter().position(|row| keys.contains(&row[col])) {
+            let cols = name_cols(t);
+            let hit = |row: &Vec<String>| cols.iter().any(|&c| keys.contains(&row[c]));
+            if let Some(r) = t.rows.iter().position(hit) {
                 if run.params.is_empty() {
                     run.params = params
                         .iter()
@@ -572,7 +575,14 @@ fn load_sweep(dir: &Path, run_dirs: &[PathBuf]) -> Result<Input> {
 fn run_keys(run: &Run) -> Vec<String> {
     let mut keys = vec![run.name.clone()];
     if let Some(last) = Path::new(&run.name).file_name() {
-        keys.push(last.to_string_lossy().into_owned());
+        let last = last.to_string_lossy().into_owned();
+        // `0003-a1b2c3` may be listed by its id alone.
+        if let Some((idx, id)) = last.split_once(['-', '_']) {
+            if !idx.is_empty() && idx.chars().all(|c| c.is_ascii_digit()) {
+                keys.push(id.to_string());
+            }
+        }
+        keys.push(last);
     }
     if let Some(meta) = &run.meta {
         for k in ["name", "run", "run_id", "id"] {
@@ -584,18 +594,32 @@ fn run_keys(run: &Run) -> Vec<String> {
     keys
 }
 
-/// The column naming the run: `run`, `run_id`, `name`, `run_name` or `id`, else the first.
-pub fn name_col(t: &Table) -> usize {
-    ["run", "run_id", "name", "run_name", "id"]
-        .iter()
-        .find_map(|n| t.col(n))
-        .unwrap_or(0)
+/// The sweep's long-format curves file, under the names it may have.
+const CURVES: [&str; 2] = ["curves.csv", "curves_long.csv"];
+
+/// Column names that name a run in the sweep's tables.
+const NAME_COLUMNS: [&str; 7] = ["run", "run_id", "name", "run_name", "id", "dir", "path"];
+
+/// The columns naming the run (the first column when none has a known name).
+fn name_cols(t: &Table) -> Vec<usize> {
+    let cols: Vec<usize> = NAME_COLUMNS.iter().filter_map(|n| t.col(n)).collect();
+    if cols.is_empty() {
+        vec![0]
+    } else {
+        cols
+    }
 }
 
-/// The grid-parameter columns of a sweep table: those after the run-name column and before
+/// The column a run is called by: the first of `run`, `run_id`, `name`, `run_name`, `id`,
+/// `dir`, `path`, else the first column.
+pub fn name_col(t: &Table) -> usize {
+    name_cols(t)[0]
+}
+
+/// The grid-parameter columns of a sweep table: those after the run-name columns and before
 /// `epoch` (curves) or before `status` / the first result column (summary).
 fn table_params(t: &Table, curves: bool) -> Vec<usize> {
-    let start = name_col(t) + 1;
+    let start = name_cols(t).into_iter().max().unwrap_or(0) + 1;
     let is_end = |h: &str| {
         if curves {
             h == "epoch"
