@@ -444,6 +444,10 @@ pub fn write(
             csv.push_str(&format!("{s},{},{}\n", fmt_f64(*lr), fmt_f64(*a)));
         }
         write_atomic(&out.join("accuracy.csv"), csv.as_bytes())?;
+    } else if out.join("accuracy.csv").exists() {
+        // A stale curve from an earlier accuracy test would be drawn with this one.
+        std::fs::remove_file(out.join("accuracy.csv"))
+            .with_context(|| format!("cannot remove the stale {}/accuracy.csv", out.display()))?;
     }
     let doc = serde_json::json!({
         "range": {"start_lr": fc.start_lr, "end_lr": fc.end_lr, "mode": fc.mode, "steps_run": r.lr.len()},
