@@ -26,6 +26,7 @@ fn main() {
         }
     }
     git_commit();
+    shim(&lib);
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
@@ -50,4 +51,25 @@ fn git_commit() {
             println!("cargo:rustc-env=LRLAB_GIT_COMMIT={commit}");
         }
     }
+}
+
+/// Compile `src/shim.cpp` (autocast dtype, determinism switches) against libtorch's headers.
+fn shim(lib: &std::path::Path) {
+    println!("cargo:rerun-if-changed=src/shim.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let root = lib.parent().expect("libtorch lib dir has a parent");
+    let inc = std::env::var("LIBTORCH_INCLUDE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.to_path_buf())
+        .join("include");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
+    cc::Build::new()
+        .cpp(true)
+        .file("src/shim.cpp")
+        .include(&inc)
+        .include(inc.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
+        .warnings(false)
+        .compile("lrlab_shim");
 }

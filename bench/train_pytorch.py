@@ -66,13 +66,18 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--size", type=int, default=32)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    depth = int(args.model.replace("resnet", ""))
     dev = torch.device(args.device)
-    model = ResNetCifar(depth).to(dev)
+    if args.model in ("resnet18", "resnet34", "resnet50"):
+        import torchvision  # ImageNet models come from torchvision
+
+        model = getattr(torchvision.models, args.model)(num_classes=10).to(dev)
+    else:
+        model = ResNetCifar(int(args.model.replace("resnet", ""))).to(dev)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.SGD(
@@ -80,7 +85,13 @@ def main():
         lr=0.1,
         momentum=0.9,
     )
-    x = torch.randn(args.batch, 3, 32, 32, device=dev)
+    cuda = dev.type == "cuda"
+    if cuda:  # as lrlab's loop: channels-last, bf16 autocast, cuDNN benchmark
+        model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    x = torch.randn(args.batch, 3, args.size, args.size, device=dev)
+    if cuda:
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (args.batch,), device=dev)
 
     def step(k):
@@ -88,7 +99,9 @@ def main():
             g["lr"] = 0.1 * (1 - k / 10000)
             g["momentum"] = 0.9
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
         loss.backward()
         opt.step()
         return loss.detach()

@@ -94,10 +94,10 @@ impl TrainConfig {
                 self.label_smoothing
             );
         }
-        if !(self.grad_clip >= 0.0) {
+        if self.grad_clip.is_nan() || self.grad_clip < 0.0 {
             crate::bail_input!("train.grad_clip = {}: must be >= 0", self.grad_clip);
         }
-        if !(self.diverge_loss > 0.0) {
+        if self.diverge_loss.is_nan() || self.diverge_loss <= 0.0 {
             crate::bail_input!("train.diverge_loss = {}: must be > 0", self.diverge_loss);
         }
         if !["auto", "fp32", "bf16"].contains(&self.precision.as_str()) {
@@ -181,6 +181,8 @@ impl RunConfig {
             lr_find: section(&mut table, "lr_find")?,
             schedule,
         };
+        cfg.data.validate()?;
+        cfg.model.validate()?;
         cfg.optim.validate()?;
         cfg.train.validate()?;
         Ok(cfg)

@@ -76,6 +76,17 @@ enum Command {
         /// The sweep folder.
         dir: PathBuf,
     },
+    /// Draw the figures of a run, sweep or range-test folder as SVG and PNG.
+    ///
+    /// DIR is recognised by its files: epochs.csv (a run), lr_find.csv (a range test), or
+    /// run folders / summary.csv / curves.csv (a sweep). Figures go to DIR/figures.
+    Plot(PlotArgs),
+    /// Write DIR/report.md (tables, figures, the papers' numbers) and its figures.
+    ///
+    /// For a sweep, the [report] table of DIR/sweep.toml can give a title and the papers'
+    /// numbers: [report.paper] "param=value, ..." = { test_error = 4.03, source = "..." }
+    /// (or test_acc, in percent; optional epoch = N and note = "...").
+    Report(ReportArgs),
     /// Measure lrlab's own components.
     Bench {
         #[command(subcommand)]
@@ -117,6 +128,56 @@ struct FindLrArgs {
     /// Output folder [default: out/<config stem>-lr_find].
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct FigureArgs {
+    /// Logarithmic y axes for error and loss.
+    #[arg(long)]
+    log_y: bool,
+    /// Band around a mean over seeds: minmax, std (mean ± 1 std) or none.
+    #[arg(long, default_value = "minmax", value_parser = ["minmax", "std", "none"])]
+    band: String,
+}
+
+impl FigureArgs {
+    fn options(&self) -> lrlab::report::FigureOptions {
+        use lrlab::report::BandKind;
+        lrlab::report::FigureOptions {
+            log_y: self.log_y,
+            band: match self.band.as_str() {
+                "std" => BandKind::Std,
+                "none" => BandKind::None,
+                _ => BandKind::MinMax,
+            },
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct PlotArgs {
+    /// A run, sweep or range-test folder.
+    dir: PathBuf,
+    #[command(flatten)]
+    figure: FigureArgs,
+    /// Write the figures here instead of DIR/figures.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// A run, sweep or range-test folder.
+    dir: PathBuf,
+    #[command(flatten)]
+    figure: FigureArgs,
+}
+
+/// Print written paths, one per line.
+fn print_paths(paths: &[PathBuf]) {
+    for p in paths {
+        println!("{}", p.display());
+    }
 }
 
 #[derive(Subcommand)]
@@ -355,6 +416,12 @@ fn main() -> ExitCode {
         Command::FindLr(a) => find_lr(a).map(|_| 0),
         Command::Sweep(c) => lrlab::sweep::cli::sweep_main(c),
         Command::Collect { dir } => lrlab::sweep::cli::collect_main(&dir),
+        Command::Plot(a) => lrlab::report::plot_dir(&a.dir, a.out.as_deref(), a.figure.options())
+            .map(|p| print_paths(&p))
+            .map(|_| 0),
+        Command::Report(a) => lrlab::report::report_dir(&a.dir, a.figure.options())
+            .map(|p| print_paths(&p))
+            .map(|_| 0),
         Command::Bench {
             command: BenchCommand::Train(a),
         } => bench_train(a).map(|_| 0),

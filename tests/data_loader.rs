@@ -432,7 +432,7 @@ fn config_parsing_defaults_and_errors() {
                 path: Some("x".into()),
                 ..d.clone()
             },
-            "not built in this version",
+            "data.path = x: no such folder",
         ),
         (
             DataConfig {
@@ -440,7 +440,7 @@ fn config_parsing_defaults_and_errors() {
                 path: Some("x".into()),
                 ..d.clone()
             },
-            "not built in this version",
+            "not supported yet",
         ),
         (
             DataConfig {

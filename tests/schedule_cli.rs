@@ -97,9 +97,7 @@ fn stdout_preview_table_and_run_configs() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let stdout = String::from_utf8(r.stdout).unwrap();
     assert_eq!(parse(&stdout).len(), 12);
-    // --from-spec says the same; flags override the preview.
-    let r = lrlab(&["schedule", s(&f), "--from-spec"]);
-    assert_eq!(String::from_utf8(r.stdout).unwrap(), stdout);
+    // Flags override the preview.
     let r = lrlab(&["schedule", s(&f), "--epochs", "5"]);
     assert_eq!(parse(&String::from_utf8(r.stdout).unwrap()).len(), 20);
     // A full run config: [schedule] is used, the other tables are ignored.

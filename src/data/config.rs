@@ -203,6 +203,8 @@ pub struct DataConfig {
     /// Drop the last partial training batch of each epoch (default false). Evaluation
     /// always sees every example.
     pub drop_last: bool,
+    /// ImageNet: side of the training crop and of the evaluation center crop (default 224).
+    pub image_size: usize,
 }
 
 impl Default for DataConfig {
@@ -226,6 +228,7 @@ impl Default for DataConfig {
             workers: 0,
             prefetch: 8,
             drop_last: false,
+            image_size: 224,
         }
     }
 }
@@ -273,6 +276,19 @@ impl DataConfig {
             return bad(format!(
                 "data.augment = random_resized_crop: only for imagenet (dataset {d} is \
                  stored at its training size); use crop_flip or flip"
+            ));
+        }
+        if d == DatasetName::Imagenet && self.augment() == Augment::CropFlip {
+            return bad(
+                "data.augment = crop_flip: not for imagenet (images of many sizes); \
+                 use random_resized_crop, flip or none"
+                    .to_string(),
+            );
+        }
+        if self.image_size == 0 || self.image_size > 1024 {
+            return bad(format!(
+                "data.image_size = {}: must be in 1..=1024",
+                self.image_size
             ));
         }
         if self.pad > 64 {

@@ -6,6 +6,10 @@
 //! prepares batches on worker threads ahead of the training step, and turns them into
 //! normalised float tensors on the training device.
 
+pub mod imagenet;
+pub mod jpeg;
+pub mod resize;
+
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 

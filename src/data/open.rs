@@ -78,8 +78,20 @@ pub fn open(cfg: &DataConfig, seed: u64) -> Result<Splits> {
                 location: "generated".into(),
             })
         }
-        DatasetName::Imagenet | DatasetName::Imagenet32 => Err(input_error(format!(
-            "data.dataset = {}: not built in this version of lrlab",
+        DatasetName::Imagenet => {
+            let dir = folder(cfg)?;
+            let (train, val, classes) = super::imagenet::open(&dir, cfg.image_size)?;
+            Ok(Splits {
+                train: Arc::new(train),
+                test: Arc::new(val),
+                num_classes: classes as i64,
+                // torchvision's constants: computing them would decode the whole train set.
+                mean_std: Some((vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225])),
+                location: dir.display().to_string(),
+            })
+        }
+        DatasetName::Imagenet32 => Err(input_error(format!(
+            "data.dataset = {}: not supported yet (its official release is pickled numpy batches)",
             cfg.dataset
         ))),
     }

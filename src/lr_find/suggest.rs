@@ -76,8 +76,9 @@ pub fn steepest(
 }
 
 /// fastai's `valley`: the longest run of strictly decreasing loss (longest decreasing
-/// subsequence ending at each point, O(n²)); the suggestion lies a bit past its middle,
-/// `start + ⌊L/3⌋ + ⌊L/6⌋`. Cut at the first non-finite loss; no other trimming.
+/// subsequence ending at each point, O(n²)); with `end` the first point of maximal length `L`
+/// and `start = end − L`, the suggestion is `start + ⌊L/3⌋ + ⌊L/3/2⌋`, about halfway. Cut at
+/// the first non-finite loss; no other trimming.
 pub fn valley(lr: &[f64], loss: &[f64]) -> Option<Suggestion> {
     let n = finite_prefix(loss).min(lr.len());
     if n < 2 {
@@ -93,14 +94,16 @@ pub fn valley(lr: &[f64], loss: &[f64]) -> Option<Suggestion> {
     }
     let max_len = *len.iter().max()?;
     let end = len.iter().position(|&l| l == max_len)?;
-    let start = end + 1 - max_len;
-    let idx = (start + max_len / 3 + max_len / 3 / 2).min(n - 1);
+    // fastai: start = end − L (one before the run's first point), sections = L/3 in floats.
+    let start = end.saturating_sub(max_len);
+    let sections = max_len as f64 / 3.0;
+    let idx = (start + sections as usize + (sections / 2.0) as usize).min(n - 1);
     Some(Suggestion {
         rule: "valley".into(),
         lr: lr[idx],
         index: idx,
         how: format!(
-            "longest strictly decreasing stretch of the loss, points {start}..={end}; index start + L/3 + L/6 (fastai)"
+            "longest strictly decreasing run of the loss ending at point {end} (length {max_len}); index (end - L) + L/3 + L/6 (fastai)"
         ),
     })
 }
@@ -236,10 +239,11 @@ mod tests {
     #[test]
     fn valley_follows_fastai_index_rule() {
         let lr: Vec<f64> = (1..=10).map(|i| i as f64).collect();
-        // Strictly decreasing from index 2 to 8 (L = 7): idx = 2 + 2 + 1 = 5.
+        // The longest decreasing subsequence 5, 4, 3.5, ..., 1 ends at index 8 (L = 8):
+        // start = 0, sections = 8/3, idx = 0 + 2 + 1 = 3 (what fastai's loop gives).
         let loss = [5.0, 6.0, 4.0, 3.5, 3.0, 2.5, 2.0, 1.5, 1.0, 9.0];
         let v = valley(&lr, &loss).unwrap();
-        assert_eq!(v.index, 5);
+        assert_eq!(v.index, 3);
     }
 
     #[test]

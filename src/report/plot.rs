@@ -129,7 +129,7 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 /// A little room around `[lo, hi]` (and a visible band when the curve is flat).
-fn pad(lo: f64, hi: f64) -> (f64, f64) {
+pub(crate) fn pad(lo: f64, hi: f64) -> (f64, f64) {
     let span = hi - lo;
     if span <= f64::EPSILON * hi.abs().max(1e-300) {
         let d = if hi == 0.0 { 1.0 } else { hi.abs() * 0.05 };
@@ -141,7 +141,7 @@ fn pad(lo: f64, hi: f64) -> (f64, f64) {
 /// Tick label on an axis whose largest value is `axis_max`: plain decimals (up to 6 places,
 /// trailing zeros trimmed) for axes reaching 1e-3 or more, otherwise [`sci`], so that one axis
 /// never mixes the two styles.
-fn tick(v: f64, axis_max: f64) -> String {
+pub(crate) fn tick(v: f64, axis_max: f64) -> String {
     let m = axis_max.abs();
     if !(m >= 1e-3 && (m < 1e5 || m == f64::MAX)) {
         return sci(v);
@@ -155,7 +155,7 @@ fn tick(v: f64, axis_max: f64) -> String {
 }
 
 /// Scientific notation with at most 3 significant digits: `1e-4`, `2.5e-5`.
-fn sci(v: f64) -> String {
+pub(crate) fn sci(v: f64) -> String {
     if v == 0.0 {
         return "0".to_string();
     }
@@ -170,7 +170,7 @@ fn sci(v: f64) -> String {
 }
 
 /// Split a title into lines of at most `width` characters, at spaces (at most 3 lines).
-fn wrap(title: &str, width: usize) -> Vec<String> {
+pub(crate) fn wrap(title: &str, width: usize) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     let mut cur = String::new();
     for word in title.split_whitespace() {
@@ -194,7 +194,7 @@ fn wrap(title: &str, width: usize) -> Vec<String> {
 
 /// At most about [`MAX_POINTS`] points: every bucket of consecutive points keeps its first,
 /// lowest, highest and last point, in order, so peaks, restarts and jumps survive.
-fn thin(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+pub(crate) fn thin(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     if points.len() <= MAX_POINTS {
         return points.to_vec();
     }

@@ -62,3 +62,43 @@ pub fn device_name(d: Device) -> String {
         other => format!("{other:?}").to_lowercase(),
     }
 }
+
+extern "C" {
+    fn lrlab_set_autocast_bf16(bf16: i32) -> i32;
+    fn lrlab_set_deterministic(on: i32) -> i32;
+}
+
+/// Make CUDA autocast regions of the calling thread compute in bfloat16 (libtorch's
+/// default is float16, which would need a gradient scaler).
+pub fn set_autocast_bf16() -> Result<()> {
+    // SAFETY: a plain C call into libtorch with an integer argument.
+    if unsafe { lrlab_set_autocast_bf16(1) } != 0 {
+        anyhow::bail!("libtorch refused to set the autocast dtype to bfloat16");
+    }
+    Ok(())
+}
+
+/// Ask libtorch for deterministic kernels (cuDNN included) or allow the fastest ones.
+pub fn set_deterministic(on: bool) -> Result<()> {
+    // SAFETY: a plain C call into libtorch with an integer argument.
+    if unsafe { lrlab_set_deterministic(on as i32) } != 0 {
+        anyhow::bail!("libtorch refused to change its determinism setting");
+    }
+    Ok(())
+}
+
+/// Whether training on `device` under `precision` (`auto`, `fp32`, `bf16`) uses bf16
+/// autocast: `auto` means bf16 on CUDA, fp32 on CPU. `bf16` on the CPU is an input error.
+pub fn use_bf16(precision: &str, device: Device) -> Result<bool> {
+    match (precision, device.is_cuda()) {
+        ("fp32", _) => Ok(false),
+        ("auto", cuda) => Ok(cuda),
+        ("bf16", true) => Ok(true),
+        ("bf16", false) => crate::bail_input!(
+            "train.precision = \"bf16\": mixed precision needs a CUDA device (training runs on the CPU)"
+        ),
+        (other, _) => crate::bail_input!(
+            "train.precision = {other:?}: expected \"auto\", \"fp32\" or \"bf16\""
+        ),
+    }
+}

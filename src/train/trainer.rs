@@ -75,7 +75,15 @@ pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
         verbose: true,
         lr_find,
     };
-    let outcome = run(&cfg, &out, &opts)?;
+    let outcome = run(&cfg, &out, &opts).map_err(|e| {
+        // Bad values found while setting up (schedule, data files) still name the config.
+        let name = args.config.display().to_string();
+        if crate::error::is_input_error(&e) && !format!("{e:#}").contains(&name) {
+            input_error(format!("{name}: {e:#}"))
+        } else {
+            e
+        }
+    })?;
     Ok((out, outcome))
 }
 
@@ -86,6 +94,8 @@ pub struct Setup {
     pub device: Device,
     /// libtorch intra-op threads in use.
     pub threads: usize,
+    /// Forward passes run under bf16 autocast (CUDA only).
+    pub bf16: bool,
     /// Training and evaluation loaders.
     pub data: Data,
     /// Optimizer steps per epoch.
@@ -106,6 +116,7 @@ impl Setup {
     /// Like [`Setup::new`], with the run length given by `total(steps_per_epoch)`.
     pub fn with_length(cfg: &RunConfig, total: impl FnOnce(u64) -> u64) -> Result<Setup> {
         let device = resolve_device(&cfg.train.device)?;
+        let bf16 = super::device::use_bf16(&cfg.train.precision, device)?;
         let threads = set_threads(cfg.train.threads);
         let bs = cfg.train.batch_size;
         let eval_bs = if cfg.train.eval_batch_size == 0 {
@@ -132,6 +143,7 @@ impl Setup {
         Ok(Setup {
             device,
             threads,
+            bf16,
             data,
             steps_per_epoch,
             total_steps,
@@ -273,8 +285,12 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
         optim.load_state(&ck.tensors, ck.progress.optim_steps)?;
         progress = ck.progress;
     }
+    let bf16 = setup.bf16;
     if setup.device.is_cuda() {
         tch::Cuda::cudnn_set_benchmark(true);
+    }
+    if bf16 {
+        super::device::set_autocast_bf16()?;
     }
 
     // meta.json: kept across attempts, updated at start and end.
@@ -307,6 +323,7 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
         "parameters": models::count_params(&vs),
         "schedule": setup.schedule.kind(),
         "resumed_from_step": progress.step,
+        "precision": if bf16 { "bf16" } else { "fp32" },
         "lr_find": opts.lr_find,
     });
     write_meta(out, &meta)?;
@@ -403,6 +420,7 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
         let epoch_start = Instant::now();
         let mut batch_idx = first_batch;
         let mut interrupted = false;
+        let mut diverged: Option<String> = None;
         for batch in setup.data.train.epoch(epoch, first_batch as usize) {
             if step >= total {
                 break;
@@ -416,7 +434,7 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
             } else {
                 batch.images
             };
-            let logits = model.net.forward_t(&images, true);
+            let logits = tch::autocast(bf16, || model.net.forward_t(&images, true));
             let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
                 &batch.labels,
                 None,
@@ -458,17 +476,9 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
                 )?;
             }
             if pending.len() >= flush_every {
-                if let Some(reason) = flush(&mut pending, &mut steps_log)? {
-                    return finish_diverged(
-                        out,
-                        &mut steps_log,
-                        &mut epochs_log,
-                        &meta,
-                        epoch,
-                        step,
-                        reason,
-                        &bar,
-                    );
+                diverged = flush(&mut pending, &mut steps_log)?;
+                if diverged.is_some() {
+                    break;
                 }
             }
             if let Some(b) = &bar {
@@ -480,7 +490,10 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
                 break;
             }
         }
-        if let Some(reason) = flush(&mut pending, &mut steps_log)? {
+        if diverged.is_none() {
+            diverged = flush(&mut pending, &mut steps_log)?;
+        }
+        if let Some(reason) = diverged {
             return finish_diverged(
                 out,
                 &mut steps_log,
@@ -527,7 +540,9 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
         let train_acc = f64::try_from(&correct)? / seen.max(1) as f64;
         let last = epoch + 1 == epochs;
         let metrics = if (epoch + 1) % tc.eval_every == 0 || last {
-            Some(evaluate(model.net.as_ref(), &setup.data.eval)?)
+            Some(tch::autocast(bf16, || {
+                evaluate(model.net.as_ref(), &setup.data.eval)
+            })?)
         } else {
             None
         };

@@ -1,0 +1,112 @@
+//! JPEG decoding to interleaved 8-bit pixels with `zune-jpeg` (pure Rust, SIMD colour
+//! conversion and IDCT selected at run time).
+//!
+//! The decoder runs in its lenient mode, so files with small deviations from the standard
+//! (extra bytes between markers, odd APP segments) decode as they do with PIL. Truncated files
+//! are rejected before decoding, as PIL rejects them ("image file is truncated"); zune-jpeg alone
+//! would fill the missing rows silently.
+
+use zune_jpeg::zune_core::colorspace::ColorSpace;
+use zune_jpeg::zune_core::options::DecoderOptions;
+use zune_jpeg::JpegDecoder;
+
+/// A decoded image: `height` rows of `width` pixels of `channels` interleaved bytes
+/// (3 = RGB, 1 = grey).
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// Pixels in HWC order, `width * height * channels` bytes.
+    pub pixels: Vec<u8>,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// 1 (grey) or 3 (RGB).
+    pub channels: usize,
+}
+
+/// Width and height from the JPEG headers, without decoding the image.
+pub fn dimensions(bytes: &[u8]) -> Result<(usize, usize), String> {
+    let mut dec = JpegDecoder::new_with_options(bytes, options());
+    dec.decode_headers().map_err(|e| format!("{e:?}"))?;
+    dec.dimensions()
+        .ok_or_else(|| "no frame header".to_string())
+}
+
+/// Decode a JPEG file's bytes to RGB (YCbCr, RGB, CMYK and YCCK inputs) or grey (grey inputs,
+/// left to the caller to replicate, which is cheaper after resizing).
+/// The error is a short description meant for a log line.
+pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
+    if bytes.starts_with(b"\x89PNG") {
+        return Err("PNG data; only JPEG is decoded".to_string());
+    }
+    if bytes.len() < 4 || bytes[0] != 0xFF || bytes[1] != 0xD8 {
+        return Err("not a JPEG file (no start-of-image marker)".to_string());
+    }
+    if is_truncated(bytes) {
+        return Err("truncated JPEG (no end-of-image marker after the last scan)".to_string());
+    }
+    let mut dec = JpegDecoder::new_with_options(bytes, options());
+    dec.decode_headers().map_err(|e| format!("{e:?}"))?;
+    let (width, height) = dec.dimensions().ok_or("no frame header")?;
+    let channels = match dec.get_output_colorspace() {
+        Some(ColorSpace::RGB) => 3,
+        Some(ColorSpace::Luma) => 1,
+        other => return Err(format!("unsupported colour space {other:?}")),
+    };
+    if width == 0 || height == 0 {
+        return Err("image has zero width or height".to_string());
+    }
+    let pixels = dec.decode().map_err(|e| format!("{e:?}"))?;
+    if pixels.len() != width * height * channels {
+        return Err(format!(
+            "decoder returned {} bytes for a {width}x{height}x{channels} image",
+            pixels.len()
+        ));
+    }
+    Ok(Decoded {
+        pixels,
+        width,
+        height,
+        channels,
+    })
+}
+
+fn options() -> DecoderOptions {
+    DecoderOptions::new_fast()
+        .jpeg_set_out_colorspace(ColorSpace::RGB)
+        .set_max_width(1 << 15)
+        .set_max_height(1 << 15)
+}
+
+/// True when the data ends inside a scan: no end-of-image marker (FF D9), or a start-of-scan
+/// marker (FF DA) after the last one. Entropy-coded data stuffs every FF byte with a 00 (or
+/// uses FF D0-D7 restart markers), so neither pair occurs inside a scan; an end-of-image marker
+/// of an embedded EXIF thumbnail comes before the first scan. Only the bytes after the last
+/// end-of-image marker are searched, so the check costs little for complete files. Trailing
+/// bytes after that marker are allowed, as decoders ignore them.
+pub fn is_truncated(bytes: &[u8]) -> bool {
+    let is_marker = |w: &[u8], m: u8| w[0] == 0xFF && w[1] == m;
+    match bytes.windows(2).rposition(|w| is_marker(w, 0xD9)) {
+        None => true,
+        Some(eoi) => bytes[eoi..].windows(2).any(|w| is_marker(w, 0xDA)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_is_judged_from_the_last_scan() {
+        // SOI, SOS, data, EOI: complete.
+        assert!(!is_truncated(&[0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0xD9]));
+        // Cut inside the scan.
+        assert!(is_truncated(&[0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0x00]));
+        // A thumbnail's EOI before the scan does not count.
+        assert!(is_truncated(&[0xFF, 0xD8, 0xFF, 0xD9, 0xFF, 0xDA, 1, 2]));
+        // Trailing garbage after EOI is fine.
+        assert!(!is_truncated(&[
+            0xFF, 0xD8, 0xFF, 0xDA, 1, 0xFF, 0xD9, 7, 7
+        ]));
+    }
+}

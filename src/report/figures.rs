@@ -1,0 +1,464 @@
+//! The figures of a run, a sweep and a range test, as [`Figure`] descriptions.
+//!
+//! - `schedule`: learning rate (top) and momentum (bottom) against epoch, one line per grid
+//!   point, from `steps.csv` (the values the optimizer used).
+//! - `curves`: test error (%) and training loss against epoch. One run or one grid point:
+//!   test and training curves together. Several points: one line per point, the mean over its
+//!   seeds, with a band (min–max or ±1 std).
+//! - `lr_find`: raw and smoothed loss against the learning rate (log axis), the suggestions
+//!   as labelled vertical lines, held-out accuracy in a second panel when recorded.
+
+use super::chart::{Axis, Band, Figure, LegendEntry, Line, Mark, Panel, Style, PALETTE};
+use super::group::{aggregate, BandKind, Point};
+use super::read::{RangeTest, Run, ScheduleRow};
+
+/// Options shared by the figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FigureOptions {
+    /// Logarithmic y axes for error and loss.
+    pub log_y: bool,
+    /// What the band around a mean line shows.
+    pub band: BandKind,
+}
+
+/// LR and momentum against epoch, one line per `(label, rows)`; `None` with nothing to draw.
+pub fn schedule(title: &str, series: &[(String, Vec<ScheduleRow>)]) -> Option<Figure> {
+    let series: Vec<&(String, Vec<ScheduleRow>)> =
+        series.iter().filter(|(_, rows)| !rows.is_empty()).collect();
+    if series.is_empty() {
+        return None;
+    }
+    // A range test's ramp reads best on a log axis; anything that goes down does not.
+    let log_lr = series.iter().all(|(_, rows)| {
+        let lo = rows.iter().map(|r| r.lr).fold(f64::INFINITY, f64::min);
+        let hi = rows.iter().map(|r| r.lr).fold(0.0, f64::max);
+        rows.windows(2).all(|w| w[1].lr >= w[0].lr) && lo > 0.0 && hi / lo >= 100.0
+    });
+    let mut lr = Panel {
+        y: Axis {
+            label: if log_lr {
+                "learning rate (log scale)".into()
+            } else {
+                "learning rate".into()
+            },
+            log: log_lr,
+            range: None,
+        },
+        ..Panel::default()
+    };
+    let mut mom = Panel {
+        y: Axis {
+            label: "momentum".into(),
+            ..Axis::default()
+        },
+        ..Panel::default()
+    };
+    let mut legend = Vec::new();
+    for (i, (label, rows)) in series.iter().enumerate() {
+        let style = Style::series(i);
+        let pts: Vec<(f64, f64)> = rows.iter().map(|r| (r.epoch, r.lr)).collect();
+        lr.lines.push(Line {
+            points: super::plot::thin(&pts),
+            style,
+        });
+        let m: Vec<(f64, f64)> = rows
+            .iter()
+            .filter_map(|r| r.momentum.map(|m| (r.epoch, m)))
+            .collect();
+        if !m.is_empty() {
+            mom.lines.push(Line {
+                points: super::plot::thin(&m),
+                style,
+            });
+        }
+        legend.push(LegendEntry {
+            label: label.clone(),
+            style,
+            band: false,
+        });
+    }
+    let mvals = mom.lines.iter().flat_map(|l| l.points.iter().map(|p| p.1));
+    let (mlo, mhi) = mvals.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    if mlo == mhi {
+        mom.y.label = "momentum (constant)".into();
+    }
+    let mut panels = vec![lr];
+    if !mom.lines.is_empty() {
+        panels.push(mom);
+    }
+    Some(Figure {
+        title: title.to_string(),
+        subtitle: String::new(),
+        x: Axis {
+            label: "epoch".into(),
+            ..Axis::default()
+        },
+        panels,
+        legend: if series.len() > 1 { legend } else { Vec::new() },
+    })
+}
+
+/// A curve of one run: `(epoch, value)` for the epochs where `f` gives a value.
+fn curve(run: &Run, f: impl Fn(&super::read::EpochRow) -> Option<f64>) -> Vec<(f64, f64)> {
+    run.epochs
+        .iter()
+        .filter_map(|e| f(e).map(|v| (e.epoch, v)))
+        .collect()
+}
+
+fn test_error(e: &super::read::EpochRow) -> Option<f64> {
+    e.test_acc.map(|a| 100.0 * (1.0 - a))
+}
+
+fn train_error(e: &super::read::EpochRow) -> Option<f64> {
+    e.train_acc.map(|a| 100.0 * (1.0 - a))
+}
+
+/// Mean line and band of one metric over a point's runs.
+fn mean_curve(
+    runs: &[&Run],
+    f: &dyn Fn(&super::read::EpochRow) -> Option<f64>,
+    band: BandKind,
+    style: Style,
+) -> (Line, Option<Band>) {
+    let series: Vec<Vec<(f64, f64)>> = runs.iter().map(|r| curve(r, f)).collect();
+    let agg = aggregate(&series, band);
+    let line = Line {
+        points: agg.iter().map(|a| (a.x, a.mean)).collect(),
+        style,
+    };
+    let band = (runs.len() > 1 && band != BandKind::None).then(|| Band {
+        points: agg.iter().map(|a| (a.x, a.lo, a.hi)).collect(),
+        color: style.color,
+    });
+    (line, band)
+}
+
+/// Test error and training loss against epoch; `None` when no run has an epoch row.
+pub fn curves(title: &str, points: &[Point], runs: &[Run], opts: FigureOptions) -> Option<Figure> {
+    if runs.iter().all(|r| r.epochs.is_empty()) {
+        return None;
+    }
+    let seeds = points.iter().map(|p| p.runs.len()).max().unwrap_or(1);
+    let band_text = match opts.band {
+        BandKind::MinMax => "band: lowest to highest seed",
+        BandKind::Std => "band: mean ± 1 standard deviation",
+        BandKind::None => "no band",
+    };
+    let subtitle = if seeds > 1 {
+        format!("lines: mean over seeds (up to {seeds} per point); {band_text}")
+    } else {
+        String::new()
+    };
+    let log = |s: &str| {
+        if opts.log_y {
+            format!("{s} (log scale)")
+        } else {
+            s.to_string()
+        }
+    };
+    let mut top = Panel::default();
+    let mut bottom = Panel::default();
+    let mut legend = Vec::new();
+    let banded = seeds > 1 && opts.band != BandKind::None;
+    if points.len() == 1 {
+        let members: Vec<&Run> = points[0].runs.iter().map(|&i| &runs[i]).collect();
+        top.y = Axis {
+            label: log("error (%)"),
+            log: opts.log_y,
+            range: None,
+        };
+        bottom.y = Axis {
+            label: log("loss"),
+            log: opts.log_y,
+            range: None,
+        };
+        let test = Style::solid(PALETTE[0]);
+        let train = Style::solid(PALETTE[1]);
+        type Metric = fn(&super::read::EpochRow) -> Option<f64>;
+        let parts: [(bool, Metric, Style); 4] = [
+            (true, test_error, test),
+            (true, train_error, train),
+            (false, |e| e.test_loss, test),
+            (false, |e| e.train_loss, train),
+        ];
+        for (upper, f, style) in parts {
+            let (line, band) = mean_curve(&members, &f, opts.band, style);
+            if line.points.is_empty() {
+                continue;
+            }
+            let panel = if upper { &mut top } else { &mut bottom };
+            panel.lines.push(line);
+            panel.bands.extend(band);
+        }
+        legend.push(LegendEntry {
+            label: "test".into(),
+            style: test,
+            band: banded,
+        });
+        legend.push(LegendEntry {
+            label: "training".into(),
+            style: train,
+            band: banded,
+        });
+    } else {
+        top.y = Axis {
+            label: log("test error (%)"),
+            log: opts.log_y,
+            range: None,
+        };
+        bottom.y = Axis {
+            label: log("training loss"),
+            log: opts.log_y,
+            range: None,
+        };
+        for (i, p) in points.iter().enumerate() {
+            let style = Style::series(i);
+            let members: Vec<&Run> = p.runs.iter().map(|&r| &runs[r]).collect();
+            for (panel, f) in [
+                (
+                    &mut top,
+                    &test_error as &dyn Fn(&super::read::EpochRow) -> Option<f64>,
+                ),
+                (&mut bottom, &|e: &super::read::EpochRow| e.train_loss),
+            ] {
+                let (line, band) = mean_curve(&members, f, opts.band, style);
+                if !line.points.is_empty() {
+                    panel.lines.push(line);
+                    panel.bands.extend(band);
+                }
+            }
+            let n = p.runs.len();
+            legend.push(LegendEntry {
+                label: if n > 1 {
+                    format!("{} (n={n})", p.label)
+                } else {
+                    p.label.clone()
+                },
+                style,
+                band: n > 1 && opts.band != BandKind::None,
+            });
+        }
+    }
+    let mut subtitle = subtitle;
+    let hidden = [&top, &bottom]
+        .iter()
+        .flat_map(|p| p.lines.iter().flat_map(|l| l.points.iter()))
+        .any(|p| p.1 <= 0.0);
+    if opts.log_y && hidden {
+        if !subtitle.is_empty() {
+            subtitle.push_str("; ");
+        }
+        subtitle.push_str("zeros are not shown on log axes");
+    }
+    Some(Figure {
+        title: title.to_string(),
+        subtitle,
+        x: Axis {
+            label: "epoch".into(),
+            ..Axis::default()
+        },
+        panels: vec![top, bottom],
+        legend,
+    })
+}
+
+/// The range-test figure.
+pub fn range_test(title: &str, rt: &RangeTest, log_y: bool) -> Figure {
+    let lo = rt
+        .lr
+        .iter()
+        .copied()
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let hi = rt.lr.iter().copied().fold(0.0, f64::max);
+    let log_x = lo.is_finite() && hi / lo >= 20.0;
+    let smooth = rt.smoothed.as_deref();
+    let shown = smooth.unwrap_or(&rt.loss);
+    let y_range = loss_range(&rt.loss, shown, log_y);
+    let main = Style::solid(PALETTE[0]);
+    let raw = Style {
+        width: 1,
+        opacity: 0.4,
+        ..main
+    };
+    let mut top = Panel {
+        y: Axis {
+            label: if log_y {
+                "training loss (log scale)".into()
+            } else {
+                "training loss".into()
+            },
+            log: log_y,
+            range: y_range,
+        },
+        ..Panel::default()
+    };
+    let pts =
+        |ys: &[f64]| -> Vec<(f64, f64)> { rt.lr.iter().copied().zip(ys.iter().copied()).collect() };
+    let mut legend = vec![LegendEntry {
+        label: "loss".into(),
+        style: raw,
+        band: false,
+    }];
+    top.lines.push(Line {
+        points: pts(&rt.loss),
+        style: raw,
+    });
+    if let Some(s) = smooth {
+        top.lines.push(Line {
+            points: pts(s),
+            style: main,
+        });
+        legend.push(LegendEntry {
+            label: "smoothed loss".into(),
+            style: main,
+            band: false,
+        });
+    }
+    let marks: Vec<Mark> = rt
+        .suggestions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Mark {
+            x: s.lr,
+            label: s.rule.clone(),
+            style: Style {
+                width: 2,
+                dashed: true,
+                ..Style::solid(PALETTE[1 + i % (PALETTE.len() - 1)])
+            },
+        })
+        .collect();
+    for (m, s) in marks.iter().zip(&rt.suggestions) {
+        legend.push(LegendEntry {
+            label: format!("{}: {}", s.rule, short_sci(s.lr)),
+            style: m.style,
+            band: false,
+        });
+    }
+    top.marks = marks.clone();
+    let mut panels = vec![top];
+    if !rt.accuracy.is_empty() {
+        panels.push(Panel {
+            y: Axis {
+                label: "held-out accuracy (%)".into(),
+                ..Axis::default()
+            },
+            lines: vec![Line {
+                points: rt.accuracy.iter().map(|&(x, a)| (x, 100.0 * a)).collect(),
+                style: Style::solid(PALETTE[2]),
+            }],
+            marks: marks
+                .into_iter()
+                .map(|m| Mark {
+                    label: String::new(),
+                    ..m
+                })
+                .collect(),
+            bands: Vec::new(),
+        });
+        legend.insert(
+            2.min(legend.len()),
+            LegendEntry {
+                label: "held-out accuracy".into(),
+                style: Style::solid(PALETTE[2]),
+                band: false,
+            },
+        );
+    }
+    let mut subtitle = match &rt.stopped {
+        Some(why) => format!("stopped early: {why}"),
+        None => String::new(),
+    };
+    if subtitle.chars().count() > 110 {
+        subtitle = subtitle.chars().take(108).collect::<String>() + "…";
+    }
+    Figure {
+        title: title.to_string(),
+        subtitle,
+        x: Axis {
+            label: if log_x {
+                "learning rate (log scale)".into()
+            } else {
+                "learning rate".into()
+            },
+            log: log_x,
+            range: None,
+        },
+        panels,
+        legend,
+    }
+}
+
+/// The loss axis of a range test: from the lowest loss to a little above the highest
+/// smoothed loss reached before its minimum, so that the blow-up at the end does not squash
+/// the part that matters (it leaves through the top).
+fn loss_range(raw: &[f64], smooth: &[f64], log: bool) -> Option<(f64, f64)> {
+    let ok = |v: &f64| v.is_finite() && (!log || *v > 0.0);
+    let (imin, _) = smooth
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| ok(v))
+        .min_by(|a, b| a.1.total_cmp(b.1))?;
+    let head = smooth[..=imin]
+        .iter()
+        .chain(raw.first())
+        .copied()
+        .filter(ok)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let top = raw
+        .iter()
+        .chain(smooth)
+        .copied()
+        .filter(ok)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let low = raw
+        .iter()
+        .chain(smooth)
+        .copied()
+        .filter(ok)
+        .fold(f64::INFINITY, f64::min);
+    if log {
+        let hi = top.min(head * 1.5);
+        Some((low / 1.1, hi * 1.1))
+    } else {
+        let hi = top.min(head + 0.25 * (head - low));
+        let pad = 0.04 * (hi - low).max(1e-12);
+        Some((low - pad, hi + pad))
+    }
+}
+
+/// `2.8e-3`-style text with 2 significant digits.
+pub fn short_sci(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let s = format!("{v:.1e}");
+    match s.split_once('e') {
+        Some((m, e)) => format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.')),
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_scientific_text() {
+        assert_eq!(short_sci(0.0027825594022071257), "2.8e-3");
+        assert_eq!(short_sci(0.2), "2e-1");
+    }
+
+    #[test]
+    fn range_test_axis_keeps_the_blow_up_out() {
+        let smooth = [2.3, 2.2, 1.5, 1.2, 3.0, 1800.0];
+        let raw = [2.4, 2.0, 1.4, 1.1, 5.0, 2500.0];
+        let (lo, hi) = loss_range(&raw, &smooth, false).unwrap();
+        assert!(lo < 1.1 && lo > 1.0, "{lo}");
+        assert!(hi > 2.4 && hi < 3.0, "{hi}");
+    }
+}

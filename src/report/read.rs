@@ -1,0 +1,680 @@
+//! Reading the folders `lrlab plot` and `lrlab report` draw from, recognised by their files:
+//!
+//! - a **run** folder: `epochs.csv` (plus `steps.csv`, `config.toml`, `meta.json`,
+//!   `status.json` when present);
+//! - a **range-test** folder: `lr_find.csv` (plus `accuracy.csv`, `suggestion.json`);
+//! - a **sweep** folder: run folders below it (up to three levels down), and/or the sweep's
+//!   `summary.csv`, `curves.csv` (or `curves_long.csv`), `summary_by_point.csv`, `sweep.toml`.
+//!
+//! Everything is read before anything is drawn, so bad input writes nothing. A file that is
+//! present but malformed is an input error naming the file (and the line, for CSV).
+
+use super::table::Table;
+use crate::error::input_error;
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One row of `epochs.csv` (or of a run's rows in a sweep's `curves.csv`); absent or empty
+/// cells are `None` (test columns are empty on epochs without evaluation).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EpochRow {
+    /// Epoch number (1-based, completed epochs).
+    pub epoch: f64,
+    /// Learning rate at the epoch's last step.
+    pub lr: Option<f64>,
+    /// Mean training loss over the epoch.
+    pub train_loss: Option<f64>,
+    /// Training accuracy (fraction).
+    pub train_acc: Option<f64>,
+    /// Test loss.
+    pub test_loss: Option<f64>,
+    /// Test accuracy (fraction).
+    pub test_acc: Option<f64>,
+    /// Test top-5 accuracy (fraction).
+    pub test_top5: Option<f64>,
+    /// Seconds since the run started.
+    pub time_s: Option<f64>,
+    /// Training throughput.
+    pub images_per_sec: Option<f64>,
+}
+
+/// Rows `rows` of a table with the `epochs.csv` columns (`epoch` required, the rest optional).
+pub fn epoch_rows(t: &Table, rows: &[usize]) -> Result<Vec<EpochRow>> {
+    let epoch = t.need("epoch")?;
+    // In a sweep's curves.csv the epochs.csv columns follow the grid parameters, which may
+    // share a name (`lr`): look from `epoch` on.
+    let col = |name: &str| {
+        t.header[epoch..]
+            .iter()
+            .position(|h| h == name)
+            .map(|i| i + epoch)
+    };
+    let (lr, tl, ta, vl, va, v5, ts, ips) = (
+        col("lr"),
+        col("train_loss"),
+        col("train_acc"),
+        col("test_loss"),
+        col("test_acc"),
+        col("test_top5"),
+        col("time_s"),
+        col("images_per_sec"),
+    );
+    let get = |r: usize, c: Option<usize>| -> Result<Option<f64>> {
+        match c {
+            Some(c) => t.num(r, c),
+            None => Ok(None),
+        }
+    };
+    rows.iter()
+        .map(|&r| {
+            let e = t.num(r, epoch)?.ok_or_else(|| {
+                input_error(format!(
+                    "{}: line {}: empty `epoch`",
+                    t.path.display(),
+                    t.lines[r]
+                ))
+            })?;
+            Ok(EpochRow {
+                epoch: e,
+                lr: get(r, lr)?,
+                train_loss: get(r, tl)?,
+                train_acc: get(r, ta)?,
+                test_loss: get(r, vl)?,
+                test_acc: get(r, va)?,
+                test_top5: get(r, v5)?,
+                time_s: get(r, ts)?,
+                images_per_sec: get(r, ips)?,
+            })
+        })
+        .collect()
+}
+
+/// The schedule as the optimizer saw it: `(epoch, lr, momentum)` from `steps.csv`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScheduleRow {
+    /// Fractional epoch.
+    pub epoch: f64,
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum (or β1), when recorded.
+    pub momentum: Option<f64>,
+}
+
+/// Read the `epoch`, `lr` and `momentum` columns of a `steps.csv`, streaming (it can hold
+/// hundreds of thousands of rows).
+pub fn read_steps(path: &Path) -> Result<Vec<ScheduleRow>> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| input_error(format!("{}: cannot read: {e}", path.display())))?;
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(std::io::BufReader::new(file));
+    let bad =
+        |line: u64, what: String| input_error(format!("{}: line {line}: {what}", path.display()));
+    let header = rdr
+        .headers()
+        .map_err(|e| bad(1, format!("not valid CSV: {e}")))?
+        .clone();
+    let find = |n: &str| header.iter().position(|h| h.trim() == n);
+    let (Some(ce), Some(cl)) = (find("epoch"), find("lr")) else {
+        return Err(bad(
+            1,
+            format!(
+                "expected the columns step,epoch,lr,momentum,loss,time_s, found {}",
+                header.iter().collect::<Vec<_>>().join(",")
+            ),
+        ));
+    };
+    let cm = find("momentum");
+    let mut out = Vec::new();
+    let mut rec = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                return Err(bad(line, format!("not valid CSV: {e}")));
+            }
+        }
+        let line = rec.position().map_or(0, |p| p.line());
+        if rec.len() == 1 && rec[0].trim().is_empty() {
+            continue;
+        }
+        if rec.len() != header.len() {
+            return Err(bad(
+                line,
+                format!("{} fields, expected {}", rec.len(), header.len()),
+            ));
+        }
+        let num = |c: usize| -> Result<Option<f64>> {
+            let s = rec[c].trim();
+            if s.is_empty() {
+                return Ok(None);
+            }
+            s.parse::<f64>().map(Some).map_err(|_| {
+                bad(
+                    line,
+                    format!("column `{}`: {s:?} is not a number", header[c].trim()),
+                )
+            })
+        };
+        if let (Some(epoch), Some(lr)) = (num(ce)?, num(cl)?) {
+            let momentum = match cm {
+                Some(c) => num(c)?,
+                None => None,
+            };
+            out.push(ScheduleRow {
+                epoch,
+                lr,
+                momentum,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One training run: its name, its grid parameters (when a sweep table gives them), status
+/// and per-epoch rows.
+#[derive(Clone, Debug, Default)]
+pub struct Run {
+    /// Name: the folder's path relative to the sweep (or the folder name of a lone run), or
+    /// the name in the sweep's tables.
+    pub name: String,
+    /// The run folder, when there is one.
+    pub dir: Option<PathBuf>,
+    /// Grid parameters `(column, value)` from the sweep's `summary.csv`/`curves.csv`.
+    pub params: Vec<(String, String)>,
+    /// `done`, `diverged`, `failed`, `running`, `interrupted`, or `None` when unknown.
+    pub status: Option<String>,
+    /// Why the run ended the way it did (from `status.json`).
+    pub reason: String,
+    /// Rows of `epochs.csv`.
+    pub epochs: Vec<EpochRow>,
+    /// The resolved `config.toml`, when present.
+    pub config: Option<toml::Table>,
+    /// The text of `config.toml`, as written.
+    pub config_text: Option<String>,
+    /// `meta.json`, when present.
+    pub meta: Option<serde_json::Value>,
+}
+
+impl Run {
+    /// Read a run folder; `name` labels it.
+    pub fn load(dir: &Path, name: String) -> Result<Run> {
+        let epochs_path = dir.join("epochs.csv");
+        let t = Table::read(&epochs_path)?;
+        let rows: Vec<usize> = (0..t.rows.len()).collect();
+        let epochs = epoch_rows(&t, &rows)?;
+        let (status, reason) = match read_json(&dir.join("status.json"))? {
+            Some(v) => (
+                v.get("status").and_then(|s| s.as_str()).map(str::to_string),
+                v.get("reason")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            None => (None, String::new()),
+        };
+        let config_text = read_text(&dir.join("config.toml"))?;
+        let config = match &config_text {
+            Some((p, text)) => Some(text.parse::<toml::Table>().map_err(|e| {
+                input_error(format!(
+                    "{}: invalid TOML: {}",
+                    p.display(),
+                    e.to_string().trim()
+                ))
+            })?),
+            None => None,
+        };
+        Ok(Run {
+            name,
+            dir: Some(dir.to_path_buf()),
+            params: Vec::new(),
+            status,
+            reason,
+            epochs,
+            config,
+            config_text: config_text.map(|(_, t)| t),
+            meta: read_json(&dir.join("meta.json"))?,
+        })
+    }
+
+    /// The schedule actually used: `steps.csv` when the folder has it, else the LR at each
+    /// epoch end from `epochs.csv` (no momentum). Empty when neither holds an LR.
+    pub fn schedule(&self) -> Result<Vec<ScheduleRow>> {
+        if let Some(dir) = &self.dir {
+            let p = dir.join("steps.csv");
+            if p.is_file() {
+                return read_steps(&p);
+            }
+        }
+        Ok(self
+            .epochs
+            .iter()
+            .filter_map(|e| {
+                e.lr.map(|lr| ScheduleRow {
+                    epoch: e.epoch,
+                    lr,
+                    momentum: None,
+                })
+            })
+            .collect())
+    }
+
+    /// `(epoch, test accuracy)` of the last evaluated epoch.
+    pub fn final_test(&self) -> Option<(f64, f64)> {
+        self.epochs
+            .iter()
+            .rev()
+            .find_map(|e| e.test_acc.map(|a| (e.epoch, a)))
+    }
+
+    /// `(epoch, test accuracy)` of the best evaluated epoch (the first, on ties).
+    pub fn best_test(&self) -> Option<(f64, f64)> {
+        self.epochs
+            .iter()
+            .filter_map(|e| e.test_acc.map(|a| (e.epoch, a)))
+            .fold(None, |best: Option<(f64, f64)>, (e, a)| match best {
+                Some((_, b)) if b >= a => best,
+                _ => Some((e, a)),
+            })
+    }
+
+    /// Test accuracy at `epoch`, when that epoch was evaluated.
+    pub fn test_at(&self, epoch: f64) -> Option<f64> {
+        self.epochs
+            .iter()
+            .find(|e| e.epoch == epoch)
+            .and_then(|e| e.test_acc)
+    }
+
+    /// Completed epochs (the last row's epoch).
+    pub fn epochs_done(&self) -> Option<f64> {
+        self.epochs.last().map(|e| e.epoch)
+    }
+
+    /// Training wall time in seconds: the last row's `time_s`.
+    pub fn wall_s(&self) -> Option<f64> {
+        self.epochs.last().and_then(|e| e.time_s)
+    }
+}
+
+/// The range test's curve, accuracy points and suggestions.
+#[derive(Clone, Debug, Default)]
+pub struct RangeTest {
+    /// The folder.
+    pub dir: PathBuf,
+    /// Learning rate at each step.
+    pub lr: Vec<f64>,
+    /// Raw loss at each step.
+    pub loss: Vec<f64>,
+    /// Smoothed loss at each step (`None` when the file has no such column).
+    pub smoothed: Option<Vec<f64>>,
+    /// `(lr, accuracy)` from `accuracy.csv`.
+    pub accuracy: Vec<(f64, f64)>,
+    /// The suggestions of `suggestion.json`.
+    pub suggestions: Vec<Suggested>,
+    /// Why the test stopped early, if it did.
+    pub stopped: Option<String>,
+    /// What was watched (`loss` or `accuracy`), from `suggestion.json`.
+    pub metric: Option<String>,
+}
+
+/// One suggested learning rate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Suggested {
+    /// Rule name.
+    pub rule: String,
+    /// The learning rate.
+    pub lr: f64,
+    /// How the rule read the curve.
+    pub how: String,
+}
+
+impl RangeTest {
+    /// Read a range-test folder.
+    pub fn load(dir: &Path) -> Result<RangeTest> {
+        let t = Table::read(&dir.join("lr_find.csv"))?;
+        let (lr, loss) = (t.need("lr")?, t.need("loss")?);
+        let sm = t.col("smoothed_loss");
+        let mut rt = RangeTest {
+            dir: dir.to_path_buf(),
+            smoothed: sm.map(|_| Vec::new()),
+            ..RangeTest::default()
+        };
+        for r in 0..t.rows.len() {
+            let Some(x) = t.num(r, lr)? else { continue };
+            rt.lr.push(x);
+            rt.loss.push(t.num(r, loss)?.unwrap_or(f64::NAN));
+            if let (Some(c), Some(v)) = (sm, rt.smoothed.as_mut()) {
+                v.push(t.num(r, c)?.unwrap_or(f64::NAN));
+            }
+        }
+        let acc = dir.join("accuracy.csv");
+        if acc.is_file() {
+            let t = Table::read(&acc)?;
+            let (lr, a) = (t.need("lr")?, t.need("accuracy")?);
+            for r in 0..t.rows.len() {
+                if let (Some(x), Some(y)) = (t.num(r, lr)?, t.num(r, a)?) {
+                    rt.accuracy.push((x, y));
+                }
+            }
+        }
+        let sugg = dir.join("suggestion.json");
+        if let Some(v) = read_json(&sugg)? {
+            rt.stopped = v
+                .get("stopped")
+                .and_then(|s| s.as_str())
+                .map(str::to_string);
+            rt.metric = v.get("metric").and_then(|s| s.as_str()).map(str::to_string);
+            for s in v
+                .get("suggestions")
+                .and_then(|s| s.as_array())
+                .into_iter()
+                .flatten()
+            {
+                let rule = s.get("rule").and_then(|x| x.as_str());
+                let lr = s.get("lr").and_then(|x| x.as_f64());
+                let (Some(rule), Some(lr)) = (rule, lr) else {
+                    crate::bail_input!(
+                        "{}: every entry of `suggestions` needs a `rule` (text) and an `lr` (number), found {s}",
+                        sugg.display()
+                    );
+                };
+                let how = s.get("how").and_then(|x| x.as_str()).unwrap_or_default();
+                rt.suggestions.push(Suggested {
+                    rule: rule.to_string(),
+                    lr,
+                    how: how.to_string(),
+                });
+            }
+        }
+        Ok(rt)
+    }
+}
+
+/// A sweep: its runs and the sweep-level files.
+#[derive(Clone, Debug, Default)]
+pub struct Sweep {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The runs, from run folders (in path order) or, without run folders, from `curves.csv`.
+    pub runs: Vec<Run>,
+    /// `summary.csv`, when present.
+    pub summary: Option<Table>,
+    /// `summary_by_point.csv`, when present.
+    pub by_point: Option<Table>,
+    /// `sweep.toml`, when present: `(path, text)` (parsed by `report`, which needs it).
+    pub spec: Option<(PathBuf, String)>,
+    /// True when every run's grid parameters came from `summary.csv`/`curves.csv`.
+    pub params_from_tables: bool,
+}
+
+/// What a folder holds.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A training run folder.
+    Run(Box<Run>),
+    /// A range-test folder.
+    RangeTest(RangeTest),
+    /// A sweep folder.
+    Sweep(Sweep),
+}
+
+/// What a recognisable folder must hold, for error messages.
+pub const EXPECTED: &str = "a run folder (epochs.csv), a range-test folder (lr_find.csv) or a sweep folder (run folders with epochs.csv, or summary.csv/curves.csv)";
+
+/// Recognise and read `dir`.
+pub fn load(dir: &Path) -> Result<Input> {
+    if !dir.is_dir() {
+        let what = if dir.exists() {
+            "is not a folder"
+        } else {
+            "does not exist"
+        };
+        crate::bail_input!("{}: {what}; expected {EXPECTED}", dir.display());
+    }
+    if dir.join("epochs.csv").is_file() {
+        let name = folder_name(dir);
+        return Ok(Input::Run(Box::new(Run::load(dir, name)?)));
+    }
+    if dir.join("lr_find.csv").is_file() {
+        return Ok(Input::RangeTest(RangeTest::load(dir)?));
+    }
+    let run_dirs = find_runs(dir)?;
+    let tables = ["summary.csv", CURVES[0], CURVES[1]];
+    if run_dirs.is_empty() && !tables.iter().any(|t| dir.join(t).is_file()) {
+        crate::bail_input!(
+            "{}: no epochs.csv, lr_find.csv, summary.csv, curves.csv or run folders with epochs.csv found; expected {EXPECTED}",
+            dir.display()
+        );
+    }
+    load_sweep(dir, &run_dirs)
+}
+
+/// The last component of a path, for labels.
+pub fn folder_name(dir: &Path) -> String {
+    let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    abs.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
+/// Folders below `root` (at most three levels down) that hold an `epochs.csv`, in path
+/// order; a run folder's own subfolders are not searched, nor hidden ones or `figures`.
+fn find_runs(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), 0usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        if depth >= 3 {
+            continue;
+        }
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if dir == root => {
+                crate::bail_input!("{}: cannot list: {e}", dir.display())
+            }
+            Err(_) => continue,
+        };
+        for entry in entries.flatten() {
+            let p = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !p.is_dir() || name.starts_with('.') || name == "figures" {
+                continue;
+            }
+            if p.join("epochs.csv").is_file() {
+                found.push(p);
+            } else {
+                stack.push((p, depth + 1));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn load_sweep(dir: &Path, run_dirs: &[PathBuf]) -> Result<Input> {
+    let read_opt = |name: &str| -> Result<Option<Table>> {
+        let p = dir.join(name);
+        if p.is_file() {
+            Table::read(&p).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let summary = read_opt("summary.csv")?;
+    let curves = match read_opt(CURVES[0])? {
+        Some(t) => Some(t),
+        None => read_opt(CURVES[1])?,
+    };
+    let by_point = read_opt("summary_by_point.csv")?;
+    let spec = read_text(&dir.join("sweep.toml"))?;
+    let summary_params = summary.as_ref().map(|t| table_params(t, false));
+    let curves_params = curves.as_ref().map(|t| table_params(t, true));
+
+    let mut runs = Vec::new();
+    for d in run_dirs {
+        let rel = d.strip_prefix(dir).unwrap_or(d);
+        let name = rel.to_string_lossy().into_owned();
+        runs.push(Run::load(d, name)?);
+    }
+    if runs.is_empty() {
+        if let Some(t) = &curves {
+            runs = runs_from_curves(t)?;
+        } else if let Some(t) = &summary {
+            // Only the table: runs without curves, so that the report can still list them.
+            let name = name_col(t);
+            runs = t
+                .rows
+                .iter()
+                .map(|row| Run {
+                    name: row[name].clone(),
+                    ..Run::default()
+                })
+                .collect();
+        }
+    }
+    let mut all_matched = !runs.is_empty();
+    for run in &mut runs {
+        let keys = run_keys(run);
+        let mut matched = false;
+        for (table, params) in [(&summary, &summary_params), (&curves, &curves_params)] {
+            let (Some(t), Some(params)) = (table, params) else {
+                continue;
+            };
+            let cols = name_cols(t);
+            let hit = |row: &Vec<String>| cols.iter().any(|&c| keys.contains(&row[c]));
+            if let Some(r) = t.rows.iter().position(hit) {
+                if run.params.is_empty() {
+                    run.params = params
+                        .iter()
+                        .map(|&c| (t.header[c].clone(), t.rows[r][c].clone()))
+                        .collect();
+                }
+                if run.status.is_none() {
+                    run.status = t.col("status").map(|c| t.rows[r][c].clone());
+                }
+                matched = true;
+            }
+        }
+        all_matched &= matched;
+    }
+    Ok(Input::Sweep(Sweep {
+        dir: dir.to_path_buf(),
+        runs,
+        summary,
+        by_point,
+        spec,
+        params_from_tables: all_matched,
+    }))
+}
+
+/// The names a run may go by in the sweep's tables: its relative path, its folder name,
+/// and the `name`/`run`/`run_id`/`id` of its `meta.json`.
+fn run_keys(run: &Run) -> Vec<String> {
+    let mut keys = vec![run.name.clone()];
+    if let Some(last) = Path::new(&run.name).file_name() {
+        let last = last.to_string_lossy().into_owned();
+        // `0003-a1b2c3` may be listed by its id alone.
+        if let Some((idx, id)) = last.split_once(['-', '_']) {
+            if !idx.is_empty() && idx.chars().all(|c| c.is_ascii_digit()) {
+                keys.push(id.to_string());
+            }
+        }
+        keys.push(last);
+    }
+    if let Some(meta) = &run.meta {
+        for k in ["name", "run", "run_id", "id"] {
+            if let Some(v) = meta.get(k).and_then(|v| v.as_str()) {
+                keys.push(v.to_string());
+            }
+        }
+    }
+    keys
+}
+
+/// The sweep's long-format curves file, under the names it may have.
+const CURVES: [&str; 2] = ["curves.csv", "curves_long.csv"];
+
+/// Column names that name a run in the sweep's tables.
+const NAME_COLUMNS: [&str; 7] = ["run", "run_id", "name", "run_name", "id", "dir", "path"];
+
+/// The columns naming the run (the first column when none has a known name).
+fn name_cols(t: &Table) -> Vec<usize> {
+    let cols: Vec<usize> = NAME_COLUMNS.iter().filter_map(|n| t.col(n)).collect();
+    if cols.is_empty() {
+        vec![0]
+    } else {
+        cols
+    }
+}
+
+/// The column a run is called by: the first of `run`, `run_id`, `name`, `run_name`, `id`,
+/// `dir`, `path`, else the first column.
+pub fn name_col(t: &Table) -> usize {
+    name_cols(t)[0]
+}
+
+/// The grid-parameter columns of a sweep table: those after the run-name columns and before
+/// `epoch` (curves) or before `status` / the first result column (summary).
+fn table_params(t: &Table, curves: bool) -> Vec<usize> {
+    let start = name_cols(t).into_iter().max().unwrap_or(0) + 1;
+    let is_end = |h: &str| {
+        if curves {
+            h == "epoch"
+        } else {
+            h == "status"
+                || ["final", "best", "epochs", "wall", "test_", "train_", "time"]
+                    .iter()
+                    .any(|p| h.starts_with(p))
+        }
+    };
+    (start..t.header.len())
+        .take_while(|&c| !is_end(&t.header[c]))
+        .collect()
+}
+
+/// Runs from a long-format `curves.csv` (one row per run and epoch), in order of first
+/// appearance.
+fn runs_from_curves(t: &Table) -> Result<Vec<Run>> {
+    let col = name_col(t);
+    let mut order: Vec<String> = Vec::new();
+    let mut rows: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (r, row) in t.rows.iter().enumerate() {
+        let name = row[col].clone();
+        if !rows.contains_key(&name) {
+            order.push(name.clone());
+        }
+        rows.entry(name).or_default().push(r);
+    }
+    order
+        .into_iter()
+        .map(|name| {
+            let rs = &rows[&name];
+            Ok(Run {
+                epochs: epoch_rows(t, rs)?,
+                name,
+                ..Run::default()
+            })
+        })
+        .collect()
+}
+
+fn read_text(path: &Path) -> Result<Option<(PathBuf, String)>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| input_error(format!("{}: cannot read: {e}", path.display())))?;
+    Ok(Some((path.to_path_buf(), text)))
+}
+
+fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
+    match read_text(path)? {
+        None => Ok(None),
+        Some((p, text)) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| input_error(format!("{}: invalid JSON: {e}", p.display()))),
+    }
+}

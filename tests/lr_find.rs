@@ -1,0 +1,235 @@
+//! The LR range test: suggestions inside the swept range on real data, `max_lr = "auto"`,
+//! early stop on divergence, initial weights restored, bad ranges rejected.
+
+use lrlab::config::RunConfig;
+use lrlab::lr_find::{run_ramp, FindConfig};
+use lrlab::train::trainer::{build_model, Setup};
+use std::path::Path;
+use std::process::Command;
+
+fn lrlab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lrlab"))
+}
+
+const SYNTHETIC: &str = r#"
+[data]
+dataset = "synthetic"
+shape = [1, 28, 28]
+size = 512
+test_size = 128
+
+[model]
+arch = "lenet"
+
+[train]
+epochs = 1
+batch_size = 32
+threads = 1
+seed = 5
+
+[schedule]
+kind = "constant"
+lr = 0.01
+"#;
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn auto_max_lr_on_real_data_lies_in_range_and_trains() {
+    if !Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists() {
+        eprintln!("note: Debian's Fashion-MNIST is not installed; skipping");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let cfg = t.path().join("run.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[data]
+dataset = "fashion-mnist"
+train_subset = 2000
+
+[model]
+arch = "lenet"
+
+[train]
+epochs = 1
+batch_size = 64
+
+[lr_find]
+start_lr = 1e-4
+end_lr = 10.0
+steps = 60
+
+[schedule]
+kind = "one_cycle"
+max_lr = "auto"
+"#,
+    )
+    .unwrap();
+    let out = t.path().join("run");
+    let r = lrlab()
+        .args([
+            "train",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let sug = json(&out.join("lr_find/suggestion.json"));
+    for s in sug["suggestions"].as_array().unwrap() {
+        let lr = s["lr"].as_f64().unwrap();
+        assert!(
+            (1e-5..=10.0).contains(&lr),
+            "{} suggests {lr}, outside the swept range",
+            s["rule"]
+        );
+    }
+    let chosen = sug["chosen"]["max_lr"].as_f64().unwrap();
+    let valley = sug["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["rule"] == "valley")
+        .unwrap();
+    assert_eq!(chosen, valley["lr"].as_f64().unwrap());
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(
+        config.contains(&format!("max_lr = {chosen}")),
+        "config.toml should record the chosen value:\n{config}"
+    );
+    assert_eq!(
+        json(&out.join("meta.json"))["lr_find"]["max_lr"].as_f64(),
+        Some(chosen)
+    );
+    // Training at the suggestion lowers the loss.
+    let steps = std::fs::read_to_string(out.join("steps.csv")).unwrap();
+    let losses: Vec<f64> = steps
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
+        .collect();
+    let n = losses.len();
+    assert!(
+        losses[n - 5..].iter().sum::<f64>() < 0.6 * losses[..5].iter().sum::<f64>(),
+        "{losses:?}"
+    );
+    let csv = std::fs::read_to_string(out.join("lr_find/lr_find.csv")).unwrap();
+    assert!(csv.starts_with("step,lr,loss,smoothed_loss\n"));
+}
+
+#[test]
+fn divergence_stops_the_test() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = t.path().join("run.toml");
+    std::fs::write(&cfg, SYNTHETIC).unwrap();
+    let out = t.path().join("find");
+    let r = lrlab()
+        .args([
+            "find-lr",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--start-lr",
+            "1e-3",
+            "--end-lr",
+            "1e6",
+            "--steps",
+            "60",
+        ])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let sug = json(&out.join("suggestion.json"));
+    assert!(sug["stopped"].is_string(), "{sug}");
+    let run = sug["range"]["steps_run"].as_u64().unwrap();
+    assert!(run < 60, "stopped at {run} of 60 steps");
+    let rows = std::fs::read_to_string(out.join("lr_find.csv"))
+        .unwrap()
+        .lines()
+        .count()
+        - 1;
+    assert_eq!(rows as u64, run);
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        stdout.starts_with("rule,lr\n") && stdout.contains("valley,"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn weights_are_restored_after_the_test() {
+    let cfg = RunConfig::from_table(SYNTHETIC.parse().unwrap()).unwrap();
+    let setup = Setup::with_length(&cfg, |_| 20).unwrap();
+    let (vs, model) = build_model(&cfg, &setup).unwrap();
+    let before: Vec<(String, tch::Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (k, v.copy()))
+        .collect();
+    let fc = FindConfig {
+        start_lr: 1e-3,
+        end_lr: 0.05,
+        steps: 20,
+        stop_factor: 0.0,
+        ..FindConfig::default()
+    };
+    let mut ramp_cfg = cfg.clone();
+    ramp_cfg.schedule = "kind = \"lr_range\"\nstart_lr = 1e-3\nend_lr = 0.05\n"
+        .parse()
+        .unwrap();
+    let ramp = Setup::with_length(&ramp_cfg, |_| 20).unwrap();
+    let r = run_ramp(&ramp_cfg, &fc, &ramp, &vs, &model, false).unwrap();
+    assert_eq!(r.lr.len(), 20, "stopped: {:?}", r.stopped);
+    assert!(
+        r.loss.iter().any(|&l| (l - r.loss[0]).abs() > 1e-6),
+        "the test did train"
+    );
+    let after = vs.variables();
+    for (k, v) in before {
+        assert!(after[&k].equal(&v), "{k} differs after the range test");
+    }
+    // And they are the weights a fresh training of the config starts from.
+    let (fresh, _) = build_model(&cfg, &setup).unwrap();
+    for (k, v) in fresh.variables() {
+        assert!(after[&k].equal(&v), "{k} differs from a fresh model");
+    }
+}
+
+#[test]
+fn bad_ranges_are_rejected() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = t.path().join("run.toml");
+    std::fs::write(&cfg, SYNTHETIC).unwrap();
+    for (args, expect) in [
+        (
+            vec!["--start-lr", "1", "--end-lr", "0.1"],
+            "--end-lr = 0.1: must be greater than start-lr = 1",
+        ),
+        (vec!["--start-lr", "0"], "--start-lr = 0: must be > 0"),
+        (vec!["--start-lr=-1", "--mode", "linear"], "--start-lr = -1"),
+        (vec!["--mode", "cubic"], "--mode = \"cubic\""),
+    ] {
+        let out = t.path().join("find");
+        let mut a = vec![
+            "find-lr",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        a.extend(args.iter());
+        let r = lrlab().args(&a).output().unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(expect),
+            "{args:?}: expected {expect:?} in {err}"
+        );
+        assert!(!out.exists());
+    }
+}

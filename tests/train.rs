@@ -1,0 +1,424 @@
+//! The training loop end to end, through the binary: learning on real data, the schedule
+//! actually applied, exact resume after SIGTERM and SIGKILL, divergence, and bad configs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn lrlab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lrlab"))
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A quick run on synthetic 1x28x28 data with LeNet (about a second per epoch).
+fn synthetic(epochs: u64, schedule: &str) -> String {
+    format!(
+        r#"
+[data]
+dataset = "synthetic"
+shape = [1, 28, 28]
+size = 1024
+test_size = 256
+
+[model]
+arch = "lenet"
+
+[train]
+epochs = {epochs}
+batch_size = 64
+threads = 1
+seed = 3
+
+[schedule]
+{schedule}
+"#
+    )
+}
+
+fn run(args: &[&str]) -> Output {
+    lrlab().args(args).output().unwrap()
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "lrlab failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CSV without its time columns (they differ between runs by nature).
+fn without_time(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|&i| header[i] != "time_s" && header[i] != "images_per_sec")
+        .collect();
+    text.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            keep.iter().map(|&i| f[i]).collect::<Vec<_>>().join(",")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn status(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("status.json")).unwrap()).unwrap()
+}
+
+fn no_temp_files(dir: &Path) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.ends_with(".tmp") && !name.starts_with(".lrlab-tmp"),
+            "temporary file left: {name}"
+        );
+    }
+}
+
+#[test]
+fn steps_csv_holds_the_schedule_values() {
+    let t = tempfile::tempdir().unwrap();
+    let sched = "kind = \"one_cycle\"\nmax_lr = 0.02\n";
+    let cfg = write(t.path(), "run.toml", &synthetic(2, sched));
+    let out = t.path().join("run");
+    ok(&run(&[
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]));
+    // The same schedule rendered by `lrlab schedule` for 2 epochs of 16 steps.
+    let spec = write(t.path(), "s.toml", sched);
+    let r = run(&[
+        "schedule",
+        spec.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "16",
+    ]);
+    ok(&r);
+    let rendered = String::from_utf8(r.stdout).unwrap();
+    let steps = std::fs::read_to_string(out.join("steps.csv")).unwrap();
+    let a: Vec<String> = rendered
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').take(4).collect::<Vec<_>>().join(","))
+        .collect();
+    let b: Vec<String> = steps
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').take(4).collect::<Vec<_>>().join(","))
+        .collect();
+    assert_eq!(a.len(), 32);
+    assert_eq!(
+        a, b,
+        "step,epoch,lr,momentum of steps.csv differ from `lrlab schedule`"
+    );
+    assert_eq!(status(&out)["status"], "done");
+    let epochs = std::fs::read_to_string(out.join("epochs.csv")).unwrap();
+    assert_eq!(epochs.lines().count(), 3, "{epochs}");
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    for key in [
+        "[data]",
+        "[model]",
+        "[optim]",
+        "[train]",
+        "[schedule]",
+        "momentum_convention",
+        "wd_scope",
+    ] {
+        assert!(
+            config.contains(key),
+            "resolved config lacks {key}:\n{config}"
+        );
+    }
+    no_temp_files(&out);
+    // A finished run is not run again.
+    let again = run(&[
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    ok(&again);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a finished run"));
+}
+
+/// Train the reference run, then the same run interrupted by `signal` once its progress
+/// passes `after`, resumed; the CSVs must be identical (time columns aside).
+fn interrupted_equals_uninterrupted(signal: i32, wait_for: &str) {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = write(
+        t.path(),
+        "run.toml",
+        &synthetic(
+            6,
+            "kind = \"sgdr\"\nlr_max = 0.01\nlr_min = 0.0\nt_0 = 1\nt_mult = 2\n",
+        ),
+    );
+    let cfg = cfg.to_str().unwrap();
+    let reference = t.path().join("ref");
+    ok(&run(&[
+        "train",
+        cfg,
+        "--out",
+        reference.to_str().unwrap(),
+        "--quiet",
+    ]));
+
+    let resumed = t.path().join("resumed");
+    let mut child = lrlab()
+        .args(["train", cfg, "--out", resumed.to_str().unwrap(), "--quiet"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let ready = match wait_for {
+            "checkpoint" => resumed.join("checkpoint.safetensors").exists(),
+            _ => std::fs::read_to_string(resumed.join("steps.csv"))
+                .map(|s| s.lines().count() > 24)
+                .unwrap_or(false),
+        };
+        if ready || start.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let code = child.wait().unwrap();
+    if signal == libc::SIGTERM {
+        assert_eq!(
+            code.code(),
+            Some(3),
+            "SIGTERM should end the run with status 3 (interrupted)"
+        );
+        assert_eq!(status(&resumed)["status"], "interrupted");
+    }
+    ok(&run(&[
+        "train",
+        cfg,
+        "--out",
+        resumed.to_str().unwrap(),
+        "--quiet",
+    ]));
+    for f in ["steps.csv", "epochs.csv"] {
+        assert_eq!(
+            without_time(&reference.join(f)),
+            without_time(&resumed.join(f)),
+            "{f} differs after resume"
+        );
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(resumed.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["attempts"], 2);
+    no_temp_files(&resumed);
+}
+
+#[test]
+fn sigterm_mid_epoch_resumes_exactly() {
+    interrupted_equals_uninterrupted(libc::SIGTERM, "steps");
+}
+
+#[test]
+fn sigkill_resumes_exactly() {
+    interrupted_equals_uninterrupted(libc::SIGKILL, "checkpoint");
+}
+
+#[test]
+fn divergence_is_a_result() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = write(
+        t.path(),
+        "run.toml",
+        &synthetic(2, "kind = \"constant\"\nlr = 1000.0\n"),
+    );
+    let out = t.path().join("run");
+    let r = run(&[
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    ok(&r);
+    let s = status(&out);
+    assert_eq!(s["status"], "diverged", "{s}");
+    assert!(s["reason"].as_str().unwrap().contains("train.diverge_loss"));
+}
+
+#[test]
+fn bad_configs_are_rejected_before_anything_is_written() {
+    let t = tempfile::tempdir().unwrap();
+    let good = synthetic(1, "kind = \"constant\"\nlr = 0.01\n");
+    let cases: Vec<(String, Vec<&str>, &str)> = vec![
+        (
+            good.replace("epochs = 1", "epochs = 1\nepoch = 2"),
+            vec![],
+            "unknown field `epoch`",
+        ),
+        (
+            good.replace("arch = \"lenet\"", "arch = \"lenet5\""),
+            vec![],
+            "lenet5",
+        ),
+        (good.replace("lr = 0.01", "lr = -1.0"), vec![], "lr"),
+        (
+            good.clone(),
+            vec!["--set", "optim.momentum=1.5"],
+            "optim.momentum = 1.5",
+        ),
+        (
+            good.clone(),
+            vec!["--set", "train.device=gpu"],
+            "train.device",
+        ),
+        (good.replace("[schedule]", "[shedule]"), vec![], "shedule"),
+        (
+            good.clone(),
+            vec!["--set", "nope.x=1"],
+            "unknown table `nope`",
+        ),
+        (
+            good.replace("batch_size = 64", "batch_size = 0"),
+            vec![],
+            "train.batch_size = 0",
+        ),
+        ("this is not toml".into(), vec![], "invalid TOML"),
+        (
+            good.clone(),
+            vec!["--set", "train.precision=\"bf16\""],
+            "needs a CUDA device",
+        ),
+    ];
+    for (i, (text, extra, expect)) in cases.iter().enumerate() {
+        let cfg = write(t.path(), &format!("bad{i}.toml"), text);
+        let out = t.path().join(format!("out{i}"));
+        let mut args = vec![
+            "train",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ];
+        args.extend(extra);
+        let r = run(&args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(
+            r.status.code(),
+            Some(2),
+            "case {i}: expected exit 2, got {}: {err}",
+            r.status
+        );
+        assert!(
+            err.contains(expect),
+            "case {i}: message should mention {expect:?}: {err}"
+        );
+        if extra.is_empty() {
+            assert!(
+                err.contains(&format!("bad{i}.toml")),
+                "case {i}: message should name the file: {err}"
+            );
+        }
+        assert!(!out.exists(), "case {i}: output folder was created");
+    }
+}
+
+#[test]
+fn a_different_config_cannot_reuse_a_run_folder() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = write(
+        t.path(),
+        "run.toml",
+        &synthetic(1, "kind = \"constant\"\nlr = 0.01\n"),
+    );
+    let out = t.path().join("run");
+    ok(&run(&[
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]));
+    let r = run(&[
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "train.seed=9",
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("different config"));
+}
+
+#[test]
+fn loss_falls_on_real_fashion_mnist() {
+    let dir = Path::new("/usr/share/datasets/fashion-mnist");
+    if !dir.join("train-images-idx3-ubyte.gz").exists() {
+        eprintln!("note: Debian's Fashion-MNIST is not installed; skipping");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let cfg = write(
+        t.path(),
+        "run.toml",
+        r#"
+[data]
+dataset = "fashion-mnist"
+train_subset = 2000
+val_split = 1000
+
+[model]
+arch = "lenet"
+
+[train]
+epochs = 2
+batch_size = 64
+seed = 0
+
+[schedule]
+kind = "one_cycle"
+max_lr = 0.02
+"#,
+    );
+    let out = t.path().join("run");
+    ok(&run(&[
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]));
+    let steps = std::fs::read_to_string(out.join("steps.csv")).unwrap();
+    let losses: Vec<f64> = steps
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
+        .collect();
+    let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
+    let last: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
+    assert!(
+        last < 0.5 * first,
+        "training loss did not fall: {first} -> {last}"
+    );
+    let epochs = std::fs::read_to_string(out.join("epochs.csv")).unwrap();
+    let last_row: Vec<&str> = epochs.lines().last().unwrap().split(',').collect();
+    let acc: f64 = last_row[6].parse().unwrap();
+    assert!(acc > 0.6, "validation accuracy {acc} after 2 epochs");
+    let meta = std::fs::read_to_string(out.join("meta.json")).unwrap();
+    assert!(meta.contains("\"eval_split\": \"val\""), "{meta}");
+}
