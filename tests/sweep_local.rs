@@ -17,8 +17,8 @@ base = "base.toml"
 seeds = [0, 1]
 [grid]
 "optim.weight_decay" = [0.0, 5e-4]
-[report]
-target_acc = 0.5
+[target]
+test_acc = 0.5
 "#;
 
 /// Intervals [started, ended] of all attempts in a sweep, with their device ids.
@@ -273,6 +273,7 @@ synthetic = {{ dataset = "synthetic", shape = [1, 28, 28], size = 256, test_size
     );
     let sweep = dir.path().join("sweep");
     let failing = sweep.join("data=mnist");
+    let synthetic = sweep.join("data=synthetic");
     let args = [
         "sweep",
         s(&spec),
@@ -281,20 +282,39 @@ synthetic = {{ dataset = "synthetic", shape = [1, 28, 28], size = 256, test_size
         "--devices",
         "cpu",
         "--jobs",
-        "2",
+        "1",
     ];
-    // The MNIST folder does not exist yet: that run fails, the other finishes.
-    let o = lrlab(&args);
+    // The MNIST folder does not exist yet: that run (the first) fails; --fail-fast stops
+    // there, before the other starts.
+    let mut fail_fast = args.to_vec();
+    fail_fast.push("--fail-fast");
+    let o = lrlab(&fail_fast);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert_eq!(status(&failing), "failed");
-    assert_eq!(status(&sweep.join("data=synthetic")), "done");
+    assert_eq!(status(&synthetic), "", "not started");
+    assert!(attempts(&synthetic).is_empty());
     let (h, rows) = read_csv(&sweep.join("summary.csv"));
-    let row = rows
-        .iter()
-        .find(|r| field(&h, r, "name") == "data=mnist")
-        .unwrap();
-    assert_eq!(field(&h, row, "status"), "failed");
-    assert!(field(&h, row, "reason").contains(s(&mnist)), "{row:?}");
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| field(&h, r, "name") == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(field(&h, &row("data=mnist"), "status"), "failed");
+    assert!(field(&h, &row("data=mnist"), "reason").contains(s(&mnist)));
+    assert_eq!(field(&h, &row("data=synthetic"), "status"), "pending");
+
+    // Without --fail-fast the other run finishes; without --retry-failed the failed one is
+    // not run again, and the exit status still says failure.
+    let o = lrlab(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not retried"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(status(&synthetic), "done");
+    assert_eq!(attempts(&failing).len(), 1);
     let st = lrlab(&["sweep", "status", s(&sweep)]);
     let table = String::from_utf8_lossy(&st.stdout);
     assert!(
@@ -303,16 +323,6 @@ synthetic = {{ dataset = "synthetic", shape = [1, 28, 28], size = 256, test_size
             .any(|l| l.contains("data=mnist") && l.contains("failed")),
         "{table}"
     );
-
-    // Without --retry-failed nothing runs, and the exit status still says failure.
-    let o = lrlab(&args);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("not retried"),
-        "{}",
-        text(&o)
-    );
-    assert_eq!(attempts(&failing).len(), 1);
 
     // With the data in place, --retry-failed runs it again and it finishes.
     std::fs::create_dir_all(&mnist).unwrap();
@@ -323,7 +333,7 @@ synthetic = {{ dataset = "synthetic", shape = [1, 28, 28], size = 256, test_size
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(status(&failing), "done");
     assert_eq!(attempts(&failing).len(), 2);
-    assert_eq!(attempts(&sweep.join("data=synthetic")).len(), 1);
+    assert_eq!(attempts(&synthetic).len(), 1);
 }
 
 #[test]

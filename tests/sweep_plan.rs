@@ -104,6 +104,30 @@ fn grid_zip_and_seeds_expand_in_a_fixed_order() {
 }
 
 #[test]
+fn zip_lists_may_repeat_values_when_the_pairs_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan_of(
+        dir.path(),
+        r#"
+base = "base.toml"
+[[zip]]
+"data.size" = [256, 256, 512]
+"train.epochs" = [1, 2, 2]
+"#,
+    )
+    .unwrap();
+    let names: Vec<_> = p.runs.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "data.size=256,train.epochs=1",
+            "data.size=256,train.epochs=2",
+            "data.size=512,train.epochs=2"
+        ]
+    );
+}
+
+#[test]
 fn names_and_ids_are_deterministic_and_ids_hash_the_resolved_config() {
     let dir = tempfile::tempdir().unwrap();
     let a = plan_of(dir.path(), GRID).unwrap();
@@ -293,25 +317,33 @@ fn bad_specs_are_input_errors_naming_the_key() {
             "base = \"base.toml\"\nseeds = [0, -1]",
             &["seeds = [0, -1]", "integers >= 0"],
         ),
-        ("base = \"nope.toml\"\nseeds = [0]", &["base = \"nope.toml\"", "cannot read"]),
         (
-            "base = \"base.toml\"\nseeds = [0]\n[report]\ntarget_acc = 93",
-            &["report.target_acc = 93", "fraction"],
+            "base = \"nope.toml\"\nseeds = [0]",
+            &["base = \"nope.toml\"", "cannot read"],
         ),
         (
-            "base = \"base.toml\"\nseeds = [0]\n[[report.point]]\nmatch = { schedule = \"sgdr\" }\n\
-             paper_acc = 0.9",
-            &["report.point[0].match", "`schedule` is not a varied key"],
+            "base = \"base.toml\"\nseeds = [0]\n[target]\ntest_acc = 93",
+            &["target.test_acc = 93", "(0, 1]"],
         ),
         (
-            "base = \"base.toml\"\n[grid]\n\"optim.momentum\" = [0.9]\n[[report.point]]\n\
-             match = { \"optim.momentum\" = 0.8 }\npaper_acc = 0.9",
-            &["report.point[0].match", "matches no run"],
+            "base = \"base.toml\"\nseeds = [0]\n[target]\nacc = 0.9",
+            &["target: unknown key `acc`"],
         ),
         (
-            "base = \"base.toml\"\n[grid]\n\"optim.momentum\" = [0.9]\n[[report.point]]\n\
-             match = { \"optim.momentum\" = 0.9 }\npaper = 0.9",
-            &["report.point[0]: unknown key `paper`"],
+            "base = \"base.toml\"\nseeds = [0]\n[target.point]\n\"schedule=sgdr\" = 0.9",
+            &["target.point.\"schedule=sgdr\" matches no run", "seed"],
+        ),
+        (
+            "base = \"base.toml\"\nseeds = [0]\n[target.point]\n\"sgdr\" = 0.9",
+            &["target.point.\"sgdr\"", "param=value"],
+        ),
+        (
+            "base = \"base.toml\"\nseeds = [0]\n[report]\npapers = 1",
+            &["unknown key report.papers"],
+        ),
+        (
+            "base = \"base.toml\"\nseeds = [0]\n[report.paper]\n\"seed=0\" = { test_acc = 140 }",
+            &["report.paper.\"seed=0\"", "percentage"],
         ),
     ];
     for (spec, want) in cases {
@@ -326,7 +358,7 @@ fn bad_specs_are_input_errors_naming_the_key() {
 }
 
 #[test]
-fn report_values_resolve_per_run() {
+fn targets_resolve_per_run_and_report_tables_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let p = plan_of(
         dir.path(),
@@ -335,31 +367,29 @@ base = "base.toml"
 seeds = [0, 1]
 [grid]
 "optim.weight_decay" = [1e-4, 5e-4]
+[target]
+test_acc = 0.8
+[target.point]
+"optim.weight_decay=5e-4, seed=1" = 0.95
+"weight_decay=0.0005" = 0.9
 [report]
-target_acc = 0.8
-[[report.point]]
-match = { "optim.weight_decay" = 5e-4 }
-target_acc = 0.9
-paper_acc = 0.93
-paper_source = "Table 1"
-[[report.point]]
-match = { "optim.weight_decay" = "0.0005", seed = 1 }
-paper_source = "Table 2"
+title = "Weight decay"
+[report.paper]
+"optim.weight_decay=5e-4" = { test_error = 7.5, source = "Table 2" }
 "#,
     )
     .unwrap();
+    assert_eq!(p.spec.report.title.as_deref(), Some("Weight decay"));
+    assert_eq!(p.spec.report.paper.len(), 1);
     for r in &p.runs {
-        let wd = &r.labels[0].1;
-        let seed = &r.labels[1].1;
-        if wd == "0.0001" {
-            assert_eq!(r.report.target_acc, Some(0.8));
-            assert_eq!(r.report.paper_acc, None);
-        } else {
-            assert_eq!(r.report.target_acc, Some(0.9));
-            assert_eq!(r.report.paper_acc, Some(0.93));
-            let src = if seed == "1" { "Table 2" } else { "Table 1" };
-            assert_eq!(r.report.paper_source.as_deref(), Some(src));
-        }
+        let (wd, seed) = (&r.labels[0].1, &r.labels[1].1);
+        // The first matching point wins; a key may be a dotted key's last part.
+        let want = match (wd.as_str(), seed.as_str()) {
+            ("0.0001", _) => 0.8,
+            ("0.0005", "1") => 0.95,
+            _ => 0.9,
+        };
+        assert_eq!(r.target_acc, Some(want), "{}", r.name);
     }
 }
 
@@ -411,6 +441,23 @@ fn frozen_manifest_keeps_indices_when_the_grid_grows() {
         ]
     );
     assert_eq!(m2.runs[0].id, m1.runs[0].id);
+
+    // A config written differently (as an older lrlab would, without a default) is the
+    // same run: it keeps its id.
+    let path = sweep.join("manifest.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let old_text = json["runs"][0]["config"]
+        .as_str()
+        .unwrap()
+        .replace("dampening = 0.0\n", "");
+    assert_ne!(old_text, m2.runs[0].config);
+    json["runs"][0]["config"] = old_text.into();
+    json["runs"][0]["id"] = "0123456789abcdef".into();
+    std::fs::write(&path, json.to_string()).unwrap();
+    let m3 = freeze(&sweep, &grown).unwrap();
+    assert_eq!(m3.runs[0].id, "0123456789abcdef");
+    assert_eq!(m3.runs[0].config, m2.runs[0].config);
 
     // A run whose config changed (another base) cannot reuse the folder.
     write(
@@ -534,4 +581,14 @@ fn bad_input_exits_2_before_anything_is_written() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--devices cuda:99"));
     assert!(!out.exists());
+}
+
+#[test]
+fn the_example_sweep_plans() {
+    let spec =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("runs/examples/fashion_schedules_sweep.toml");
+    let p = plan::load(&spec).unwrap();
+    assert_eq!(p.varied, ["schedule", "seed"]);
+    assert_eq!(p.runs.len(), 6);
+    assert!(p.runs.iter().all(|r| r.target_acc == Some(0.85)));
 }

@@ -4,8 +4,8 @@
 //!   `epochs` (completed), `final_test_acc` (last evaluation), `best_test_acc`, `best_epoch`
 //!   (first epoch with the best), `target_acc`, `epoch_to_target` (first epoch whose test_acc
 //!   reaches target_acc), `final_test_loss`, `final_train_loss`, `wall_s` (the run's time_s:
-//!   training and evaluation time over all attempts), `attempts`, `paper_acc`,
-//!   `paper_source`, `reason`.
+//!   training and evaluation time over all attempts), `attempts`, `reason` (why a run
+//!   failed or diverged). `lrlab report` puts the papers' numbers beside these.
 //! - `curves.csv`: every run's `epochs.csv` rows in long format, prefixed by
 //!   `index,name` and the varied keys' labels.
 //! - `summary_by_point.csv`: one row per grid point (the varied keys but the seed), with
@@ -105,7 +105,7 @@ pub fn summarize_run(sweep: &Path, run: &ManifestRun) -> Result<RunSummary> {
             best = Some((e, acc));
         }
     }
-    let epoch_to_target = run.report.target_acc.and_then(|t| {
+    let epoch_to_target = run.target_acc.and_then(|t| {
         evaluated
             .iter()
             .find(|(_, a, _)| *a >= t)
@@ -228,8 +228,6 @@ pub fn summary_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
             "final_train_loss",
             "wall_s",
             "attempts",
-            "paper_acc",
-            "paper_source",
             "reason",
         ]
         .map(String::from),
@@ -246,14 +244,12 @@ pub fn summary_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
                 opt_f(s.final_test_acc),
                 opt_f(s.best_test_acc),
                 opt_u(s.best_epoch),
-                opt_f(r.report.target_acc),
+                opt_f(r.target_acc),
                 opt_u(s.epoch_to_target),
                 opt_f(s.final_test_loss),
                 opt_f(s.final_train_loss),
                 opt_f(s.wall_s),
                 s.attempts.to_string(),
-                opt_f(r.report.paper_acc),
-                r.report.paper_source.clone().unwrap_or_default(),
                 match s.state {
                     RunState::Failed | RunState::Diverged => s
                         .status
@@ -322,8 +318,6 @@ pub fn by_point_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
             "epoch_to_target_mean",
             "epoch_to_target_std",
             "wall_s_mean",
-            "paper_acc",
-            "paper_source",
         ]
         .map(String::from),
     );
@@ -340,7 +334,7 @@ pub fn by_point_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
         let (ta, ts) = mean_std(&reached);
         let (wa, _) = mean_std(&vals(&|s| s.wall_s));
         let count = |st: RunState| runs.iter().filter(|s| s.state == st).count().to_string();
-        // A report value is the point's when all its runs share it.
+        // The target is the point's when all its runs share it.
         let shared = |f: &dyn Fn(&ManifestRun) -> String| -> String {
             let v = f(&runs[0].run);
             if runs.iter().all(|s| f(&s.run) == v) {
@@ -360,8 +354,8 @@ pub fn by_point_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
             opt_f(ba),
             opt_f(bs),
             opt_f(be),
-            shared(&|r| opt_f(r.report.target_acc)),
-            if runs.iter().any(|s| s.run.report.target_acc.is_some()) {
+            shared(&|r| opt_f(r.target_acc)),
+            if runs.iter().any(|s| s.run.target_acc.is_some()) {
                 reached.len().to_string()
             } else {
                 String::new()
@@ -369,8 +363,6 @@ pub fn by_point_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
             opt_f(ta),
             opt_f(ts),
             opt_f(wa),
-            shared(&|r| opt_f(r.report.paper_acc)),
-            shared(&|r| r.report.paper_source.clone().unwrap_or_default()),
         ]);
         rows.push(row);
     }

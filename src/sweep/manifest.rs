@@ -1,5 +1,5 @@
 //! The frozen sweep folder: `sweep.toml` (the spec), `manifest.json` (every run: index, name,
-//! id, labels, overrides, report values and the resolved config) and `runs.csv` (the same
+//! id, labels, overrides, target accuracy and the resolved config) and `runs.csv` (the same
 //! without the configs), written once and extended, never renumbered.
 //!
 //! Planning a spec again into an existing folder keeps every existing run at its index and
@@ -7,7 +7,6 @@
 //! changed is an input error, since its folder holds results of another config.
 
 use super::plan::{Plan, PlannedRun};
-use super::spec::ReportValues;
 use crate::error::input_error;
 use crate::util::write_atomic;
 use anyhow::{Context, Result};
@@ -51,9 +50,9 @@ pub struct ManifestRun {
     pub labels: BTreeMap<String, String>,
     /// Dotted key → value set on the base.
     pub overrides: BTreeMap<String, serde_json::Value>,
-    /// Values for collect and reports.
-    #[serde(default)]
-    pub report: ReportValues,
+    /// The test accuracy whose first reaching epoch collect reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_acc: Option<f64>,
     /// The resolved run config (TOML).
     pub config: String,
 }
@@ -70,7 +69,7 @@ impl ManifestRun {
             id: r.id.clone(),
             labels: r.labels.iter().cloned().collect(),
             overrides,
-            report: r.report.clone(),
+            target_acc: r.target_acc,
             config: r.config.clone(),
         })
     }
@@ -162,17 +161,21 @@ pub fn merge(old: Option<&Manifest>, plan: &Plan) -> Result<Manifest> {
                     r.name,
                     r.index
                 ),
-                Some(p) if p.id != r.id => crate::bail_input!(
-                    "{spec}: run `{}` now has a different config (id {} → {}); its folder \
-                     holds results of the old one; use another --out",
-                    r.name,
-                    r.id,
-                    p.id
-                ),
+                Some(p) if p.id != r.id && !same_config(&r.config, &p.config) => {
+                    crate::bail_input!(
+                        "{spec}: run `{}` now has a different config (id {} → {}); its folder \
+                         holds results of the old one; use another --out",
+                        r.name,
+                        r.id,
+                        p.id
+                    )
+                }
                 Some(p) => {
+                    // The target may be edited; the run keeps its index and id (an id is
+                    // fixed when a run is first planned, even if a newer lrlab writes the
+                    // same config differently).
                     let mut m = ManifestRun::from_plan(r.index, p)?;
-                    // The report values may be edited; the run itself is the same.
-                    m.index = r.index;
+                    m.id.clone_from(&r.id);
                     runs.push(m);
                 }
             }
@@ -191,6 +194,14 @@ pub fn merge(old: Option<&Manifest>, plan: &Plan) -> Result<Manifest> {
         varied: plan.varied.clone(),
         runs,
     })
+}
+
+/// Is the config text `old` (possibly written by another lrlab version) the config `new`
+/// once read by this version?
+fn same_config(old: &str, new: &str) -> bool {
+    super::exec::parse_config(old)
+        .and_then(|c| c.to_toml())
+        .is_ok_and(|t| t == new)
 }
 
 /// Write (or extend) the sweep folder for a plan: `sweep.toml`, `manifest.json`, `runs.csv`

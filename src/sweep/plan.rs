@@ -10,7 +10,7 @@
 //! A run's overrides are applied to the base shallowest key first, so an axis
 //! `"schedule.max_lr"` changes a key inside each variant of an axis `schedule`.
 
-use super::spec::{matches, AxisValue, ReportValues, Spec, RUN_TABLES};
+use super::spec::{AxisValue, Spec, RUN_TABLES};
 use crate::config::RunConfig;
 use crate::error::input_error;
 use crate::schedule::{RunLength, Schedule};
@@ -50,8 +50,8 @@ pub struct PlannedRun {
     pub overrides: Vec<(String, toml::Value)>,
     /// The resolved run config (`RunConfig::to_toml`).
     pub config: String,
-    /// Report values for this run (`[report]` defaults and matching points).
-    pub report: ReportValues,
+    /// The test accuracy whose first reaching epoch collect reports (`[target]`).
+    pub target_acc: Option<f64>,
 }
 
 /// Read a spec file and expand it.
@@ -120,7 +120,6 @@ pub fn expand(spec: Spec) -> Result<Plan> {
 
     let total: usize = dims.iter().map(|d| d.len()).product();
     let mut runs: Vec<PlannedRun> = Vec::with_capacity(total);
-    let mut chosen: Vec<Vec<Assign>> = Vec::with_capacity(total);
     let mut odometer = vec![0usize; dims.len()];
     for index in 0..total {
         let assigns: Vec<Assign> = dims
@@ -157,9 +156,8 @@ pub fn expand(spec: Spec) -> Result<Plan> {
             labels,
             overrides,
             config,
-            report: ReportValues::default(),
+            target_acc: None,
         });
-        chosen.push(assigns);
         // Advance the odometer: the last dimension fastest.
         for d in (0..dims.len()).rev() {
             odometer[d] += 1;
@@ -170,7 +168,7 @@ pub fn expand(spec: Spec) -> Result<Plan> {
         }
     }
     check_unique(&runs).map_err(&err)?;
-    resolve_report(&spec, &varied, &chosen, &mut runs).map_err(&err)?;
+    resolve_targets(&spec, &varied, &mut runs).map_err(&err)?;
     Ok(Plan { spec, varied, runs })
 }
 
@@ -296,9 +294,8 @@ fn check_axis_key(
 /// Build a run config from a table and check everything that can be checked without data:
 /// every table's values, the model, and the schedule (against nominal run lengths).
 pub fn validate(table: toml::Table) -> Result<RunConfig> {
+    // from_table checks every table but the schedule, which needs the run length.
     let cfg = RunConfig::from_table(table)?;
-    cfg.data.validate()?;
-    cfg.model.validate()?;
     check_schedule(&cfg)?;
     Ok(cfg)
 }
@@ -368,49 +365,34 @@ fn check_unique(runs: &[PlannedRun]) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Each run's report values: `[report]` defaults, then every matching `[[report.point]]`.
-fn resolve_report(
+/// Each run's target: the first `[target.point]` whose conditions its labels meet, else
+/// `target.test_acc`. Every point must match some run (a misspelt key or value would
+/// silently match none).
+fn resolve_targets(
     spec: &Spec,
     varied: &[String],
-    chosen: &[Vec<Assign>],
     runs: &mut [PlannedRun],
 ) -> std::result::Result<(), String> {
-    for run in runs.iter_mut() {
-        run.report = spec.report.defaults.clone();
-    }
-    for (i, point) in spec.report.points.iter().enumerate() {
-        for (k, _) in &point.matches {
-            if !varied.contains(k) {
-                return Err(format!(
-                    "report.point[{i}].match: `{k}` is not a varied key of this sweep \
-                     (varied: {})",
-                    varied.join(", ")
-                ));
-            }
-        }
-        let mut hit = false;
-        for (run, assigns) in runs.iter_mut().zip(chosen) {
-            let all = point.matches.iter().all(|(k, want)| {
-                assigns
-                    .iter()
-                    .any(|a| &a.label_key == k && matches(want, &a.value))
-            });
-            if all {
-                run.report.apply(&point.values);
-                hit = true;
-            }
-        }
-        if !hit {
-            let m: Vec<String> = point
-                .matches
-                .iter()
-                .map(|(k, v)| format!("{k} = {v}"))
-                .collect();
+    let t = &spec.target;
+    for p in &t.points {
+        if !runs
+            .iter()
+            .any(|r| crate::report::paper::matches(&p.conditions, &r.labels))
+        {
             return Err(format!(
-                "report.point[{i}].match {{ {} }} matches no run",
-                m.join(", ")
+                "target.point.\"{}\" matches no run (the varied keys are {})",
+                p.key,
+                varied.join(", ")
             ));
         }
+    }
+    for r in runs.iter_mut() {
+        r.target_acc = t
+            .points
+            .iter()
+            .find(|p| crate::report::paper::matches(&p.conditions, &r.labels))
+            .map(|p| p.test_acc)
+            .or(t.test_acc);
     }
     Ok(())
 }

@@ -68,11 +68,11 @@ impl Progress {
     /// Update the overall bar.
     pub fn counts(&self, c: Counts) {
         if let Some(b) = &self.overall {
-            b.set_position((c.finished + c.failed) as u64);
             b.set_message(format!(
                 "({} done, {} running, {} failed)",
                 c.finished, c.running, c.failed
             ));
+            b.set_position((c.finished + c.failed) as u64);
         }
     }
 

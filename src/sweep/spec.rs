@@ -1,5 +1,6 @@
 //! The sweep spec: a TOML file naming a base run, the axes that vary (`[grid]`, `[[zip]]`,
-//! `seeds`) and the values reports compare against (`[report]`).
+//! `seeds`), the target accuracy collect reports on (`[target]`) and the papers' numbers
+//! for `lrlab report` (`[report]`).
 //!
 //! ```toml
 //! name = "fashion-wd"                    # optional; default: the file name without .toml
@@ -17,12 +18,15 @@
 //! "optim.momentum" = [0.9, 0.95]
 //! "optim.nesterov" = [false, true]
 //!
-//! [report]                               # defaults for every run ...
-//! target_acc = 0.85
-//! [[report.point]]                       # ... and per grid point (later entries win)
-//! match = { schedule = "sgdr" }
-//! paper_acc = 0.9
-//! paper_source = "Loshchilov & Hutter 2017, Table 1"
+//! [target]                               # collect reports the first epoch reaching it
+//! test_acc = 0.85                        # every run (a fraction, like epochs.csv's test_acc)
+//! [target.point]                         # grid points: param=value conditions, first match
+//! "schedule=sgdr" = 0.9
+//!
+//! [report]                               # read by `lrlab report` (see report::paper)
+//! title = "SGDR on Fashion-MNIST"
+//! [report.paper]
+//! "schedule=sgdr" = { test_error = 4.03, source = "Loshchilov & Hutter 2017, Table 1" }
 //! ```
 //!
 //! Instead of a file, the base may be given inline: `[base.data]`, `[base.train]`, ...
@@ -30,14 +34,12 @@
 
 use crate::error::input_error;
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The tables of a run config, the only first components an axis key may have.
 pub const RUN_TABLES: [&str; 6] = ["data", "model", "optim", "train", "lr_find", "schedule"];
 
-const TOP_KEYS: [&str; 6] = ["name", "base", "seeds", "grid", "zip", "report"];
-const VALUE_KEYS: [&str; 3] = ["target_acc", "paper_acc", "paper_source"];
+const TOP_KEYS: [&str; 7] = ["name", "base", "seeds", "grid", "zip", "target", "report"];
 
 /// A parsed sweep spec.
 #[derive(Clone, Debug)]
@@ -56,8 +58,10 @@ pub struct Spec {
     pub zips: Vec<Vec<Axis>>,
     /// `seeds`, if given.
     pub seeds: Option<Vec<u64>>,
-    /// `[report]`.
-    pub report: ReportSpec,
+    /// `[target]`.
+    pub target: Targets,
+    /// `[report]`, checked here and read by `lrlab report`.
+    pub report: crate::report::paper::ReportSpec,
 }
 
 /// One varied key and its values.
@@ -78,51 +82,25 @@ pub struct AxisValue {
     pub value: toml::Value,
 }
 
-/// Values that collect and reports compare a run against.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ReportValues {
-    /// Accuracy whose first reaching epoch `collect` reports (fraction, in (0, 1]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_acc: Option<f64>,
-    /// The accuracy the paper reports for this point (fraction, in [0, 1]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub paper_acc: Option<f64>,
-    /// Where the paper value comes from (paper, table, figure).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub paper_source: Option<String>,
-}
-
-impl ReportValues {
-    /// Overwrite the fields that `other` sets.
-    pub fn apply(&mut self, other: &ReportValues) {
-        if other.target_acc.is_some() {
-            self.target_acc = other.target_acc;
-        }
-        if other.paper_acc.is_some() {
-            self.paper_acc = other.paper_acc;
-        }
-        if other.paper_source.is_some() {
-            self.paper_source.clone_from(&other.paper_source);
-        }
-    }
-}
-
-/// The `[report]` table.
+/// The `[target]` table: the test accuracy whose first reaching epoch `collect` reports.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct ReportSpec {
-    /// Values for every run.
-    pub defaults: ReportValues,
-    /// `[[report.point]]` entries, in file order.
-    pub points: Vec<ReportPoint>,
+pub struct Targets {
+    /// `test_acc`: for every run not matched by a point.
+    pub test_acc: Option<f64>,
+    /// `[target.point]` entries in file order; a run takes the first whose conditions it
+    /// meets.
+    pub points: Vec<TargetPoint>,
 }
 
-/// One `[[report.point]]`: values for the runs whose labels match.
+/// One `[target.point]` entry.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ReportPoint {
-    /// Varied key (`schedule`, `optim.weight_decay`, `seed`) → value or variant name.
-    pub matches: Vec<(String, toml::Value)>,
-    /// The values these runs get.
-    pub values: ReportValues,
+pub struct TargetPoint {
+    /// The key as written: `"schedule=sgdr, optim.weight_decay=5e-4"`.
+    pub key: String,
+    /// Its conditions, matched as `[report.paper]` keys are ([`crate::report::paper::matches`]).
+    pub conditions: Vec<(String, String)>,
+    /// The target accuracy (fraction).
+    pub test_acc: f64,
 }
 
 impl Spec {
@@ -144,7 +122,8 @@ impl Spec {
             .map_err(|e| err(format!("invalid TOML: {}", e.to_string().trim())))?;
         if let Some(k) = table.keys().find(|k| !TOP_KEYS.contains(&k.as_str())) {
             return Err(err(format!(
-                "unknown key `{k}`: expected name, base, seeds, [grid], [[zip]] or [report]"
+                "unknown key `{k}`: expected name, base, seeds, [grid], [[zip]], [target] or \
+                 [report]"
             )));
         }
         let name = match table.get("name") {
@@ -207,16 +186,18 @@ impl Spec {
                 )))
             }
         };
-        let report = match table.get("report") {
-            None => ReportSpec::default(),
-            Some(toml::Value::Table(t)) => parse_report(t).map_err(err)?,
+        let target = match table.get("target") {
+            None => Targets::default(),
+            Some(toml::Value::Table(t)) => parse_target(t).map_err(err)?,
             Some(v) => {
                 return Err(err(format!(
-                    "`report` must be a table, found {}",
+                    "`target` must be a table, found {}",
                     v.type_str()
                 )))
             }
         };
+        // `lrlab report` reads [report]; its errors name the file already.
+        let report = crate::report::paper::parse(path, &table)?;
         let spec = Spec {
             path: path.to_path_buf(),
             text: text.to_string(),
@@ -225,6 +206,7 @@ impl Spec {
             grid,
             zips,
             seeds,
+            target,
             report,
         };
         spec.check_axes().map_err(err)?;
@@ -432,101 +414,43 @@ fn parse_zip(i: usize, g: &toml::Value) -> std::result::Result<Vec<Axis>, String
     Ok(axes)
 }
 
-fn parse_report(t: &toml::Table) -> std::result::Result<ReportSpec, String> {
-    if let Some(k) = t
-        .keys()
-        .find(|k| !VALUE_KEYS.contains(&k.as_str()) && k.as_str() != "point")
-    {
-        return Err(format!(
-            "report: unknown key `{k}`: expected target_acc, paper_acc, paper_source or \
-             [[report.point]]"
-        ));
-    }
-    let defaults = report_values("report", t)?;
-    let mut points = Vec::new();
-    match t.get("point") {
-        None => {}
-        Some(toml::Value::Array(list)) => {
-            for (i, p) in list.iter().enumerate() {
-                let at = format!("report.point[{i}]");
-                let p = p
-                    .as_table()
-                    .ok_or_else(|| format!("{at}: expected a table"))?;
-                if let Some(k) = p
-                    .keys()
-                    .find(|k| !VALUE_KEYS.contains(&k.as_str()) && k.as_str() != "match")
-                {
-                    return Err(format!(
-                        "{at}: unknown key `{k}`: expected match, target_acc, paper_acc or \
-                         paper_source"
-                    ));
-                }
-                let m = match p.get("match") {
-                    Some(toml::Value::Table(m)) if !m.is_empty() => m,
-                    _ => {
-                        return Err(format!(
-                            "{at}: missing `match`: a table of varied keys and values, like \
-                             match = {{ schedule = \"sgdr\" }}"
-                        ))
-                    }
-                };
-                points.push(ReportPoint {
-                    matches: m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                    values: report_values(&at, p)?,
-                });
-            }
-        }
-        Some(v) => {
-            return Err(format!(
-                "report.point: expected [[report.point]] tables, found {}",
-                v.type_str()
-            ))
-        }
-    }
-    Ok(ReportSpec { defaults, points })
-}
-
-fn report_values(at: &str, t: &toml::Table) -> std::result::Result<ReportValues, String> {
-    let frac = |key: &str, lo_open: bool| -> std::result::Result<Option<f64>, String> {
-        match t.get(key) {
-            None => Ok(None),
-            Some(v) => {
-                let x = v.as_float().or(v.as_integer().map(|i| i as f64));
-                match x {
-                    Some(x) if (if lo_open { x > 0.0 } else { x >= 0.0 }) && x <= 1.0 => {
-                        Ok(Some(x))
-                    }
-                    _ => Err(format!(
-                        "{at}.{key} = {v}: must be a fraction in {}0, 1] (0.93 for 93%)",
-                        if lo_open { "(" } else { "[" }
-                    )),
-                }
-            }
+/// `[target]`: `test_acc` and `[target.point]`.
+fn parse_target(t: &toml::Table) -> std::result::Result<Targets, String> {
+    let frac = |at: &str, v: &toml::Value| -> std::result::Result<f64, String> {
+        match v.as_float().or(v.as_integer().map(|i| i as f64)) {
+            Some(x) if x > 0.0 && x <= 1.0 => Ok(x),
+            _ => Err(format!(
+                "{at} = {v}: must be a test accuracy in (0, 1], a fraction like epochs.csv's \
+                 test_acc (0.93 for 93%)"
+            )),
         }
     };
-    let paper_source = match t.get("paper_source") {
-        None => None,
-        Some(toml::Value::String(s)) => Some(s.clone()),
-        Some(v) => return Err(format!("{at}.paper_source = {v}: must be a string")),
-    };
-    Ok(ReportValues {
-        target_acc: frac("target_acc", true)?,
-        paper_acc: frac("paper_acc", false)?,
-        paper_source,
-    })
-}
-
-/// Does a `match` value select an axis value? Variant names and labels compare as text,
-/// numbers by value (`5e-4` matches `0.0005`).
-pub fn matches(want: &toml::Value, got: &AxisValue) -> bool {
-    if let toml::Value::String(s) = want {
-        if *s == got.label {
-            return true;
+    let mut out = Targets::default();
+    for (k, v) in t {
+        match k.as_str() {
+            "test_acc" => out.test_acc = Some(frac("target.test_acc", v)?),
+            "point" => {
+                let points = v.as_table().ok_or_else(|| {
+                    "target.point: expected a table of \"param=value, ...\" = accuracy".to_string()
+                })?;
+                for (key, v) in points {
+                    let at = format!("target.point.\"{key}\"");
+                    let conditions = crate::report::paper::conditions(key).ok_or_else(|| {
+                        format!("{at}: the key must be param=value pairs joined by commas")
+                    })?;
+                    out.points.push(TargetPoint {
+                        key: key.clone(),
+                        conditions,
+                        test_acc: frac(&at, v)?,
+                    });
+                }
+            }
+            other => {
+                return Err(format!(
+                    "target: unknown key `{other}`: expected test_acc or [target.point]"
+                ))
+            }
         }
     }
-    let num = |v: &toml::Value| v.as_float().or(v.as_integer().map(|i| i as f64));
-    match (num(want), num(&got.value)) {
-        (Some(a), Some(b)) => a == b,
-        _ => *want == got.value,
-    }
+    Ok(out)
 }
