@@ -75,13 +75,18 @@ fn four_runs_two_at_a_time_collect_and_resume_without_rerunning() {
             a[0]["cuda_visible_devices"], "",
             "GPUs are hidden from CPU runs"
         );
-        // train verified the config.toml the sweep wrote: it is the planned one on the CPU.
-        let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
-        let planned = &m.runs.iter().find(|r| &r.name == n).unwrap().config;
+        // train verified the config.toml the sweep wrote: it is the planned run, on the CPU
+        // with its share of the cores for the loader (the base fixes threads = 1).
+        let parse = |t: &str| lrlab::sweep::exec::parse_config(t).unwrap();
+        let cfg = parse(&std::fs::read_to_string(run.join("config.toml")).unwrap());
+        let planned = parse(&m.runs.iter().find(|r| &r.name == n).unwrap().config);
+        assert!(lrlab::sweep::exec::same_run(&cfg, &planned));
         assert_eq!(
-            cfg,
-            planned.replace("device = \"auto\"", "device = \"cpu\"")
+            (planned.train.device.as_str(), planned.data.workers),
+            ("auto", 0)
         );
+        assert_eq!((cfg.train.device.as_str(), cfg.train.threads), ("cpu", 1));
+        assert!(cfg.data.workers >= 1);
     }
     let iv = intervals(&sweep, &names);
     assert!(

@@ -91,7 +91,7 @@ pub struct SweepArgs {
     /// Time limit per task, e.g. 04:00:00.
     #[arg(long, requires = "slurm")]
     pub time: Option<String>,
-    /// CPUs per task (runs with train.threads = 0 use that many threads).
+    /// CPUs per task (runs with train.threads or data.workers = 0 use that many).
     #[arg(long, requires = "slurm")]
     pub cpus_per_task: Option<u32>,
     /// Memory per task, e.g. 16G.

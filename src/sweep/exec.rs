@@ -150,6 +150,8 @@ pub struct ExecKeys {
     pub device: Option<String>,
     /// `train.threads` to use.
     pub threads: Option<usize>,
+    /// `data.workers` (loader threads) to use; the loader's batches do not depend on it.
+    pub workers: Option<usize>,
 }
 
 impl ExecKeys {
@@ -162,7 +164,20 @@ impl ExecKeys {
         if let Some(t) = self.threads {
             c.train.threads = t;
         }
+        if let Some(w) = self.workers {
+            c.data.workers = w;
+        }
         c
+    }
+
+    /// Keys for a run planned as `plan` that may use `cores` CPU cores: the device, and
+    /// `cores` compute threads and loader workers where the plan leaves them automatic (0).
+    pub fn share(plan: &RunConfig, device: Option<String>, cores: Option<usize>) -> ExecKeys {
+        ExecKeys {
+            device,
+            threads: cores.filter(|_| plan.train.threads == 0),
+            workers: cores.filter(|_| plan.data.workers == 0),
+        }
     }
 }
 
@@ -248,6 +263,7 @@ pub fn same_run(a: &RunConfig, b: &RunConfig) -> bool {
     let keys = ExecKeys {
         device: Some(b.train.device.clone()),
         threads: Some(b.train.threads),
+        workers: Some(b.data.workers),
     };
     match (keys.apply(a).to_toml(), b.to_toml()) {
         (Ok(x), Ok(y)) => x == y,

@@ -27,7 +27,8 @@ pub struct LocalOptions {
     pub slots: Vec<Slot>,
     /// Runs at once.
     pub jobs: usize,
-    /// `train.threads` for runs whose config says 0 (all cores).
+    /// `train.threads` and `data.workers` for runs whose config says 0 (automatic): each
+    /// run's share of the cores.
     pub threads: usize,
     /// Run failed runs again.
     pub retry_failed: bool,
@@ -198,12 +199,9 @@ pub fn run_local(sweep: &Path, m: &Manifest, opts: &LocalOptions) -> Result<Loca
                 continue;
             }
             let slot = free.pop_front().expect("checked above");
-            let threads = exec::parse_config(&run.config)
-                .map(|c| c.train.threads)
-                .unwrap_or(0);
-            let keys = ExecKeys {
-                device: Some(slot.device.clone()),
-                threads: (threads == 0).then_some(opts.threads),
+            let keys = match exec::parse_config(&run.config) {
+                Ok(plan) => ExecKeys::share(&plan, Some(slot.device.clone()), Some(opts.threads)),
+                Err(_) => ExecKeys::default(),
             };
             let launch = Launch {
                 program: opts.program.clone(),

@@ -42,7 +42,8 @@ pub struct SlurmOptions {
     pub gres: Option<String>,
     /// `--time`, e.g. `04:00:00`.
     pub time: Option<String>,
-    /// `--cpus-per-task`; runs whose config says `train.threads = 0` use that many threads.
+    /// `--cpus-per-task`; runs whose config says `train.threads = 0` (or `data.workers = 0`)
+    /// use that many threads (loader workers).
     pub cpus_per_task: Option<u32>,
     /// `--mem`, e.g. `16G`.
     pub mem: Option<String>,
@@ -458,18 +459,17 @@ pub fn run_index(
             continue;
         }
         let plan = exec::parse_config(&run.config)?;
-        let keys = ExecKeys {
-            // Slurm shows the task only its own GPUs: the first is cuda:0.
-            device: plan
-                .train
-                .device
-                .starts_with("cuda")
-                .then(|| "cuda:0".to_string()),
-            threads: (plan.train.threads == 0)
-                .then(|| std::env::var("SLURM_CPUS_PER_TASK").ok())
-                .flatten()
-                .and_then(|v| v.parse().ok()),
-        };
+        // Slurm shows the task only its own GPUs: the first is cuda:0. Automatic threads and
+        // loader workers take the task's CPUs, not the node's.
+        let device = plan
+            .train
+            .device
+            .starts_with("cuda")
+            .then(|| "cuda:0".to_string());
+        let cpus = std::env::var("SLURM_CPUS_PER_TASK")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let keys = ExecKeys::share(&plan, device, cpus);
         let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
         let launch = Launch {
             program: program.to_path_buf(),
