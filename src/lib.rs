@@ -6,6 +6,7 @@
 //! - [`train`] — the training loop, the exact optimizer, checkpoints and resume.
 //! - [`config`] — run configuration (TOML + `--set` overrides).
 //! - [`report`] — figures drawn from the CSVs.
+//! - [`sweep`] — grids of runs, local or on Slurm, resumable, collected into CSVs.
 //! - [`util`] — small shared helpers (atomic writes, float formatting).
 
 pub mod config;
@@ -15,6 +16,7 @@ pub mod lr_find;
 pub mod models;
 pub mod report;
 pub mod schedule;
+pub mod sweep;
 pub mod train;
 pub mod util;
 

@@ -69,6 +69,13 @@ enum Command {
     },
     /// The LR range test: train while the learning rate ramps up, then suggest learning rates.
     FindLr(FindLrArgs),
+    /// Run a sweep spec's grid of runs (locally or as Slurm arrays); `sweep status DIR`.
+    Sweep(lrlab::sweep::cli::SweepCommand),
+    /// Write summary.csv, curves.csv and summary_by_point.csv of a sweep folder.
+    Collect {
+        /// The sweep folder.
+        dir: PathBuf,
+    },
     /// Draw the figures of a run, sweep or range-test folder as SVG and PNG.
     ///
     /// DIR is recognised by its files: epochs.csv (a run), lr_find.csv (a range test), or
@@ -407,6 +414,8 @@ fn main() -> ExitCode {
             quiet,
         } => train(config, set, out, quiet),
         Command::FindLr(a) => find_lr(a).map(|_| 0),
+        Command::Sweep(c) => lrlab::sweep::cli::sweep_main(c),
+        Command::Collect { dir } => lrlab::sweep::cli::collect_main(&dir),
         Command::Plot(a) => lrlab::report::plot_dir(&a.dir, a.out.as_deref(), a.figure.options())
             .map(|p| print_paths(&p))
             .map(|_| 0),

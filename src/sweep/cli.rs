@@ -1,0 +1,373 @@
+//! The `lrlab sweep` and `lrlab collect` commands: argument structs (clap) and the functions
+//! the binary calls, which return the exit status.
+
+use super::devices::{concurrency, parse_devices, slots, Devices};
+use super::exec;
+use super::local::{run_local, LocalOptions};
+use super::manifest::{freeze, Manifest, MANIFEST};
+use super::plan::{self, sanitize, Plan};
+use super::slurm::{self, SlurmOptions};
+use super::status::{status_text, table};
+use crate::train::device::available_cores;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// `lrlab sweep`: a spec's runs, locally or on Slurm; `status` and (hidden) `run-index`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SweepCommand {
+    /// `status` or `run-index`; without one, run a spec.
+    #[command(subcommand)]
+    pub command: Option<SweepSub>,
+    /// Running a spec.
+    #[command(flatten)]
+    pub args: SweepArgs,
+}
+
+/// Subcommands of `lrlab sweep`.
+#[derive(Debug, clap::Subcommand)]
+pub enum SweepSub {
+    /// Print one row per run of a sweep folder: status, epoch, step, best test accuracy.
+    Status {
+        /// The sweep folder.
+        dir: PathBuf,
+    },
+    /// Run the run(s) of one Slurm array task of a frozen sweep folder (used by the scripts).
+    #[command(hide = true)]
+    RunIndex {
+        /// The sweep folder.
+        dir: PathBuf,
+        /// Task number: the run index when one run per task.
+        index: usize,
+        /// Runs per task: the task runs indices INDEX×N .. INDEX×N+N−1.
+        #[arg(long, default_value_t = 1)]
+        runs_per_task: usize,
+        /// Run a failed run again.
+        #[arg(long)]
+        retry_failed: bool,
+    },
+}
+
+/// Options of `lrlab sweep SPEC`.
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    /// Sweep spec (TOML), or an existing sweep folder to continue.
+    #[arg(required = true)]
+    pub spec: Option<PathBuf>,
+    /// Sweep folder [default: out/<the spec's name>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// List the runs (index, id, name, varied values) and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Devices: `cpu`, `cuda` (every GPU) or a list `cuda:0,cuda:1` [default: every GPU,
+    /// else the CPU].
+    #[arg(long, conflicts_with = "slurm")]
+    pub devices: Option<String>,
+    /// Runs at once per GPU [default: 1]; on the CPU, runs at once when --jobs is not given.
+    #[arg(long, conflicts_with = "slurm")]
+    pub per_device: Option<usize>,
+    /// Runs at once, at most [default: one per device token].
+    #[arg(long, conflicts_with = "slurm")]
+    pub jobs: Option<usize>,
+    /// Run failed runs again.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Stop at the first failure (running runs stop at a checkpoint).
+    #[arg(long, conflicts_with = "slurm")]
+    pub fail_fast: bool,
+    /// No progress bars (plain lines).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Write Slurm job-array scripts into DIR/slurm/ instead of running locally.
+    #[arg(long)]
+    pub slurm: bool,
+    /// Slurm partition.
+    #[arg(long, requires = "slurm")]
+    pub partition: Option<String>,
+    /// Generic resources per task, e.g. gpu:1.
+    #[arg(long, requires = "slurm")]
+    pub gres: Option<String>,
+    /// Time limit per task, e.g. 04:00:00.
+    #[arg(long, requires = "slurm")]
+    pub time: Option<String>,
+    /// CPUs per task (runs with train.threads or data.workers = 0 use that many).
+    #[arg(long, requires = "slurm")]
+    pub cpus_per_task: Option<u32>,
+    /// Memory per task, e.g. 16G.
+    #[arg(long, requires = "slurm")]
+    pub mem: Option<String>,
+    /// At most this many tasks at once (`--array=...%N`).
+    #[arg(long, requires = "slurm")]
+    pub array_parallel: Option<usize>,
+    /// Runs per array task, one after the other.
+    #[arg(long, requires = "slurm", default_value_t = 1)]
+    pub runs_per_task: usize,
+    /// Seconds before the time limit when Slurm signals the task to checkpoint.
+    #[arg(long, requires = "slurm", default_value_t = 120)]
+    pub signal_lead: u32,
+    /// Largest array size [default: MaxArraySize from `scontrol show config`, else 1001].
+    #[arg(long, requires = "slurm")]
+    pub max_array_size: Option<usize>,
+    /// Another sbatch option for the scripts, e.g. --sbatch=--account=abc (repeatable).
+    #[arg(long = "sbatch", requires = "slurm", allow_hyphen_values = true)]
+    pub sbatch: Vec<String>,
+    /// Submit the scripts with sbatch.
+    #[arg(long, requires = "slurm")]
+    pub submit: bool,
+    /// Only the runs that are not finished (and failed ones with --retry-failed).
+    #[arg(long, requires = "slurm")]
+    pub only_missing: bool,
+}
+
+/// Run `lrlab sweep ...`; returns the exit status.
+pub fn sweep_main(cmd: SweepCommand) -> Result<u8> {
+    match cmd.command {
+        Some(SweepSub::Status { dir }) => {
+            print!("{}", status_text(&dir)?);
+            Ok(0)
+        }
+        Some(SweepSub::RunIndex {
+            dir,
+            index,
+            runs_per_task,
+            retry_failed,
+        }) => {
+            let exe = std::env::current_exe().context("cannot find the lrlab binary")?;
+            slurm::run_index(&dir, index, runs_per_task, retry_failed, &exe)
+        }
+        None => sweep(cmd.args),
+    }
+}
+
+/// A spec planned, or a sweep folder already frozen.
+enum Source {
+    Plan(Box<Plan>),
+    Folder(Manifest),
+}
+
+fn sweep(a: SweepArgs) -> Result<u8> {
+    let spec = a.spec.clone().expect("clap requires SPEC");
+    let (source, out) = if spec.is_dir() && spec.join(MANIFEST).exists() {
+        if let Some(o) = &a.out {
+            if o != &spec {
+                crate::bail_input!(
+                    "--out {}: {} is a sweep folder already; continue it without --out",
+                    o.display(),
+                    spec.display()
+                );
+            }
+        }
+        (Source::Folder(Manifest::load(&spec)?), spec.clone())
+    } else {
+        let p = plan::load(&spec)?;
+        let out = a
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("out").join(sanitize(&p.spec.name)));
+        (Source::Plan(Box::new(p)), out)
+    };
+
+    if a.dry_run {
+        print!("{}", dry_run_text(&source, &out));
+        return Ok(0);
+    }
+
+    let program = std::env::current_exe().context("cannot find the lrlab binary")?;
+    let abs_out =
+        std::path::absolute(&out).with_context(|| format!("cannot resolve {}", out.display()))?;
+    // Everything that can be refused is checked before the folder is written.
+    let mut local = None;
+    let mut slurm_opts = None;
+    if a.slurm {
+        let o = SlurmOptions {
+            partition: a.partition.clone(),
+            gres: a.gres.clone(),
+            time: a.time.clone(),
+            cpus_per_task: a.cpus_per_task,
+            mem: a.mem.clone(),
+            array_parallel: a.array_parallel,
+            runs_per_task: a.runs_per_task,
+            signal_lead: a.signal_lead,
+            max_array_size: a.max_array_size,
+            extra: a.sbatch.clone(),
+            submit: a.submit,
+            only_missing: a.only_missing,
+            retry_failed: a.retry_failed,
+            program: program.clone(),
+        };
+        o.validate(&abs_out)?;
+        slurm_opts = Some(o);
+    } else {
+        local = Some(local_options(&a, &source, program)?);
+    }
+
+    let m = match source {
+        Source::Plan(p) => freeze(&abs_out, &p)?,
+        Source::Folder(m) => m,
+    };
+
+    if let Some(o) = slurm_opts {
+        return slurm_main(&abs_out, &m, &o);
+    }
+    let opts = local.expect("set above");
+    eprintln!(
+        "sweep {}: {} runs in {}, {} at a time on {}",
+        m.name,
+        m.runs.len(),
+        out.display(),
+        opts.jobs,
+        opts.slots
+            .iter()
+            .take(opts.jobs)
+            .map(|s| s.label.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let report = run_local(&abs_out, &m, &opts)?;
+    let c = super::collect::collect(&abs_out)?;
+    eprintln!(
+        "{} runs: {} done, {} diverged, {} failed, {} unfinished; {} started now; results in {}",
+        m.runs.len(),
+        report.done,
+        report.diverged,
+        report.failed,
+        report.unfinished,
+        report.launched,
+        c.files[0].display()
+    );
+    if report.stopped {
+        eprintln!("interrupted: run the same command again to resume");
+    }
+    Ok(report.exit_code())
+}
+
+/// The device pool and concurrency for a local sweep (input errors for bad devices).
+fn local_options(a: &SweepArgs, source: &Source, program: PathBuf) -> Result<LocalOptions> {
+    if a.jobs == Some(0) {
+        crate::bail_input!("--jobs 0: must be >= 1");
+    }
+    if a.per_device == Some(0) {
+        crate::bail_input!("--per-device 0: must be >= 1");
+    }
+    let configs: Vec<String> = match source {
+        Source::Plan(p) => p.runs.iter().map(|r| r.config.clone()).collect(),
+        Source::Folder(m) => m.runs.iter().map(|r| r.config.clone()).collect(),
+    };
+    let parsed: Vec<crate::config::RunConfig> = configs
+        .iter()
+        .filter_map(|c| exec::parse_config(c).ok())
+        .collect();
+    let gpus = || tch::Cuda::device_count().max(0) as usize;
+    let devices = match &a.devices {
+        Some(d) => parse_devices(d, gpus())?,
+        None if parsed.iter().all(|c| c.train.device == "cpu") => Devices::Cpu,
+        None => match gpus() {
+            0 => Devices::Cpu,
+            n => Devices::Cuda((0..n).collect()),
+        },
+    };
+    let cpu = devices == Devices::Cpu;
+    let per_device = a.per_device.unwrap_or(1);
+    let cpu_jobs = a.jobs.unwrap_or(per_device);
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    let pool = slots(&devices, per_device, cpu_jobs, visible.as_deref());
+    let fixed = parsed.iter().map(|c| c.train.threads).max().unwrap_or(0);
+    let (jobs, threads, note) = concurrency(pool.len(), a.jobs, available_cores(), fixed, cpu);
+    if let Some(n) = note {
+        eprintln!("note: {n}");
+    }
+    Ok(LocalOptions {
+        slots: pool,
+        jobs,
+        threads,
+        retry_failed: a.retry_failed,
+        fail_fast: a.fail_fast,
+        program,
+        progress: !a.quiet,
+    })
+}
+
+fn slurm_main(sweep: &Path, m: &Manifest, o: &SlurmOptions) -> Result<u8> {
+    let tasks = slurm::tasks_to_submit(sweep, m, o);
+    if tasks.is_empty() {
+        eprintln!("nothing to submit: every run of {} is finished", m.name);
+        return Ok(0);
+    }
+    let cap = o.max_array_size.unwrap_or_else(slurm::max_array_size);
+    let scripts = slurm::write_scripts(sweep, m, o, &tasks, cap)?;
+    for s in &scripts {
+        eprintln!("{}: --array={}", s.path.display(), s.array);
+    }
+    if o.submit {
+        let ids = slurm::submit(sweep, &scripts)?;
+        println!("{}", ids.join("\n"));
+        eprintln!(
+            "submitted {} array job(s); `lrlab sweep status {}` shows progress",
+            ids.len(),
+            sweep.display()
+        );
+    } else {
+        eprintln!("submit with: sbatch FILE (or run again with --submit)");
+    }
+    Ok(0)
+}
+
+/// The `--dry-run` listing.
+fn dry_run_text(source: &Source, out: &Path) -> String {
+    // One row per run: index, id, name, the labels of the varied keys.
+    let row = |index: usize, id: &str, name: &str, labels: Vec<String>| {
+        let mut r = vec![index.to_string(), id.to_string(), name.to_string()];
+        r.extend(labels);
+        r
+    };
+    let (name, varied, runs): (&str, &[String], Vec<Vec<String>>) = match source {
+        Source::Plan(p) => (
+            &p.spec.name,
+            &p.varied,
+            p.runs
+                .iter()
+                .map(|r| {
+                    let labels = r.labels.iter().map(|(_, l)| l.clone()).collect();
+                    row(r.index, &r.id, &r.name, labels)
+                })
+                .collect(),
+        ),
+        Source::Folder(m) => (
+            &m.name,
+            &m.varied,
+            m.runs
+                .iter()
+                .map(|r| row(r.index, &r.id, &r.name, r.label_values(&m.varied)))
+                .collect(),
+        ),
+    };
+    let n = runs.len();
+    let mut rows = vec![row(0, "id", "name", varied.to_vec())];
+    rows[0][0] = "index".into();
+    rows.extend(runs);
+    format!(
+        "sweep {name}: {n} runs, folder {}\n{}",
+        out.display(),
+        table(&rows)
+    )
+}
+
+/// Run `lrlab collect DIR`; exit status 1 when a run failed.
+pub fn collect_main(dir: &Path) -> Result<u8> {
+    let c = super::collect::collect(dir)?;
+    for f in &c.files {
+        println!("{}", f.display());
+    }
+    eprintln!(
+        "{} runs: {} done, {} diverged, {} failed, {} not finished",
+        c.runs,
+        c.done,
+        c.diverged,
+        c.failed,
+        c.runs - c.done - c.diverged - c.failed
+    );
+    Ok(if c.failed > 0 { 1 } else { 0 })
+}

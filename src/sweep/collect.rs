@@ -1,0 +1,370 @@
+//! `lrlab collect DIR`: the results of a sweep folder as three CSVs, written atomically.
+//!
+//! - `summary.csv`: one row per run: `index,name,id`, the varied keys' labels, `status`,
+//!   `epochs` (completed), `final_test_acc` (last evaluation), `best_test_acc`, `best_epoch`
+//!   (first epoch with the best), `target_acc`, `epoch_to_target` (first epoch whose test_acc
+//!   reaches target_acc), `final_test_loss`, `final_train_loss`, `wall_s` (the run's time_s:
+//!   training and evaluation time over all attempts), `attempts`, `reason` (why a run
+//!   failed or diverged). `lrlab report` puts the papers' numbers beside these.
+//! - `curves.csv`: every run's `epochs.csv` rows in long format, prefixed by
+//!   `index,name` and the varied keys' labels.
+//! - `summary_by_point.csv`: one row per grid point (the varied keys but the seed), with
+//!   counts and the mean and sample standard deviation (n − 1) over the point's done runs of
+//!   final_test_acc, best_test_acc, best_epoch, epoch_to_target (over the runs reaching it) and
+//!   wall_s. A std needs two runs; with fewer it is empty.
+
+use super::exec::{attempts, run_state, RunState};
+use super::manifest::{Manifest, ManifestRun};
+use super::plan::SEED;
+use crate::train::record::{Status, EPOCHS_HEADER};
+use crate::util::{fmt_f64, write_atomic};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// The summary of one run.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// The run.
+    pub run: ManifestRun,
+    /// Its state.
+    pub state: RunState,
+    /// `status.json`, if any.
+    pub status: Option<Status>,
+    /// Epochs the run will have (`meta.json`), once started.
+    pub total_epochs: Option<u64>,
+    /// Completed epochs (last `epochs.csv` row).
+    pub epochs: Option<u64>,
+    /// Test accuracy of the last evaluated epoch.
+    pub final_test_acc: Option<f64>,
+    /// Test loss of the last evaluated epoch.
+    pub final_test_loss: Option<f64>,
+    /// Training loss of the last epoch.
+    pub final_train_loss: Option<f64>,
+    /// Best test accuracy.
+    pub best_test_acc: Option<f64>,
+    /// First epoch with the best test accuracy.
+    pub best_epoch: Option<u64>,
+    /// First epoch whose test accuracy reaches the run's target.
+    pub epoch_to_target: Option<u64>,
+    /// `time_s` of the last row: training and evaluation seconds over all attempts.
+    pub wall_s: Option<f64>,
+    /// Attempts recorded by runners.
+    pub attempts: usize,
+    /// The `epochs.csv` rows (fields as written).
+    pub rows: Vec<Vec<String>>,
+}
+
+/// The column of `epochs.csv` called `name`.
+fn col(name: &str) -> usize {
+    EPOCHS_HEADER
+        .split(',')
+        .position(|c| c == name)
+        .expect("a column of epochs.csv")
+}
+
+/// Read `epochs.csv` (missing: no rows).
+pub fn read_epochs(path: &Path) -> Result<Vec<Vec<String>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut lines = text.lines();
+    match lines.next() {
+        None => return Ok(Vec::new()),
+        Some(h) if h == EPOCHS_HEADER => {}
+        Some(h) => anyhow::bail!(
+            "{}: unexpected header {h:?}, expected {EPOCHS_HEADER:?}",
+            path.display()
+        ),
+    }
+    let n = EPOCHS_HEADER.split(',').count();
+    Ok(lines
+        .map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>())
+        .filter(|f| f.len() == n)
+        .collect())
+}
+
+/// Summarise one run folder.
+pub fn summarize_run(sweep: &Path, run: &ManifestRun) -> Result<RunSummary> {
+    let dir = run.dir(sweep);
+    let (state, status) = run_state(sweep, run);
+    let rows = read_epochs(&dir.join("epochs.csv"))?;
+    let num = |r: &Vec<String>, c: &str| r[col(c)].parse::<f64>().ok();
+    let evaluated: Vec<(u64, f64, Option<f64>)> = rows
+        .iter()
+        .filter_map(|r| {
+            let e = r[col("epoch")].parse::<u64>().ok()?;
+            Some((e, num(r, "test_acc")?, num(r, "test_loss")))
+        })
+        .collect();
+    let last = evaluated.last();
+    let mut best: Option<(u64, f64)> = None;
+    for &(e, acc, _) in &evaluated {
+        if best.is_none_or(|(_, b)| acc > b) {
+            best = Some((e, acc));
+        }
+    }
+    let epoch_to_target = run.target_acc.and_then(|t| {
+        evaluated
+            .iter()
+            .find(|(_, a, _)| *a >= t)
+            .map(|(e, _, _)| *e)
+    });
+    let total_epochs = std::fs::read_to_string(dir.join("meta.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|m| m.get("epochs").and_then(|e| e.as_u64()));
+    Ok(RunSummary {
+        run: run.clone(),
+        state,
+        status,
+        total_epochs,
+        epochs: rows.last().and_then(|r| r[col("epoch")].parse().ok()),
+        final_test_acc: last.map(|l| l.1),
+        final_test_loss: last.and_then(|l| l.2),
+        final_train_loss: rows.last().and_then(|r| num(r, "train_loss")),
+        best_test_acc: best.map(|b| b.1),
+        best_epoch: best.map(|b| b.0),
+        epoch_to_target,
+        wall_s: rows.last().and_then(|r| num(r, "time_s")),
+        attempts: attempts(&dir),
+        rows,
+    })
+}
+
+/// Summarise every run of a sweep folder.
+pub fn summarize(sweep: &Path, m: &Manifest) -> Result<Vec<RunSummary>> {
+    m.runs.iter().map(|r| summarize_run(sweep, r)).collect()
+}
+
+/// What [`collect`] wrote.
+#[derive(Clone, Debug)]
+pub struct CollectReport {
+    /// Runs in the sweep.
+    pub runs: usize,
+    /// Runs done.
+    pub done: usize,
+    /// Runs diverged.
+    pub diverged: usize,
+    /// Runs failed.
+    pub failed: usize,
+    /// The files written.
+    pub files: Vec<PathBuf>,
+}
+
+fn opt_f(x: Option<f64>) -> String {
+    x.map(fmt_f64).unwrap_or_default()
+}
+
+fn opt_u(x: Option<u64>) -> String {
+    x.map(|x| x.to_string()).unwrap_or_default()
+}
+
+/// Mean and sample standard deviation (n − 1); the std needs two values.
+pub fn mean_std(xs: &[f64]) -> (Option<f64>, Option<f64>) {
+    let n = xs.len();
+    if n == 0 {
+        return (None, None);
+    }
+    let mean = xs.iter().sum::<f64>() / n as f64;
+    if n < 2 {
+        return (Some(mean), None);
+    }
+    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1) as f64;
+    (Some(mean), Some(var.sqrt()))
+}
+
+fn csv_text(header: &[String], rows: &[Vec<String>]) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(header)?;
+    for r in rows {
+        w.write_record(r)?;
+    }
+    Ok(String::from_utf8(w.into_inner()?)?)
+}
+
+/// Is a varied key the seed (the repeat axis that `summary_by_point` averages over)?
+pub fn is_seed_key(k: &str) -> bool {
+    k == SEED || k == "train.seed"
+}
+
+/// Write `summary.csv`, `curves.csv` and `summary_by_point.csv` into the sweep folder.
+pub fn collect(sweep: &Path) -> Result<CollectReport> {
+    let m = Manifest::load(sweep)?;
+    let sums = summarize(sweep, &m)?;
+    let files = vec![
+        sweep.join("summary.csv"),
+        sweep.join("curves.csv"),
+        sweep.join("summary_by_point.csv"),
+    ];
+    write_atomic(&files[0], summary_csv(&m, &sums)?.as_bytes())?;
+    write_atomic(&files[1], curves_csv(&m, &sums)?.as_bytes())?;
+    write_atomic(&files[2], by_point_csv(&m, &sums)?.as_bytes())?;
+    let count = |s: RunState| sums.iter().filter(|r| r.state == s).count();
+    Ok(CollectReport {
+        runs: sums.len(),
+        done: count(RunState::Done),
+        diverged: count(RunState::Diverged),
+        failed: count(RunState::Failed),
+        files,
+    })
+}
+
+/// `summary.csv` text.
+pub fn summary_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
+    let mut header: Vec<String> = ["index", "name", "id"].map(String::from).to_vec();
+    header.extend(m.varied.iter().cloned());
+    header.extend(
+        [
+            "status",
+            "epochs",
+            "final_test_acc",
+            "best_test_acc",
+            "best_epoch",
+            "target_acc",
+            "epoch_to_target",
+            "final_test_loss",
+            "final_train_loss",
+            "wall_s",
+            "attempts",
+            "reason",
+        ]
+        .map(String::from),
+    );
+    let rows: Vec<Vec<String>> = sums
+        .iter()
+        .map(|s| {
+            let r = &s.run;
+            let mut row = vec![r.index.to_string(), r.name.clone(), r.id.clone()];
+            row.extend(r.label_values(&m.varied));
+            row.extend([
+                s.state.as_str().to_string(),
+                opt_u(s.epochs),
+                opt_f(s.final_test_acc),
+                opt_f(s.best_test_acc),
+                opt_u(s.best_epoch),
+                opt_f(r.target_acc),
+                opt_u(s.epoch_to_target),
+                opt_f(s.final_test_loss),
+                opt_f(s.final_train_loss),
+                opt_f(s.wall_s),
+                s.attempts.to_string(),
+                match s.state {
+                    RunState::Failed | RunState::Diverged => s
+                        .status
+                        .as_ref()
+                        .map(|st| st.reason.clone())
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                },
+            ]);
+            row
+        })
+        .collect();
+    csv_text(&header, &rows)
+}
+
+/// `curves.csv` text.
+pub fn curves_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
+    let mut header: Vec<String> = vec!["index".into(), "name".into()];
+    header.extend(m.varied.iter().cloned());
+    header.extend(EPOCHS_HEADER.split(',').map(String::from));
+    let mut rows = Vec::new();
+    for s in sums {
+        for r in &s.rows {
+            let mut row = vec![s.run.index.to_string(), s.run.name.clone()];
+            row.extend(s.run.label_values(&m.varied));
+            row.extend(r.iter().cloned());
+            rows.push(row);
+        }
+    }
+    csv_text(&header, &rows)
+}
+
+/// `summary_by_point.csv` text.
+pub fn by_point_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
+    let keys: Vec<String> = m
+        .varied
+        .iter()
+        .filter(|k| !is_seed_key(k))
+        .cloned()
+        .collect();
+    let mut points: Vec<(Vec<String>, Vec<&RunSummary>)> = Vec::new();
+    for s in sums {
+        let labels: Vec<String> = keys
+            .iter()
+            .map(|k| s.run.labels.get(k).cloned().unwrap_or_default())
+            .collect();
+        match points.iter_mut().find(|(l, _)| *l == labels) {
+            Some((_, v)) => v.push(s),
+            None => points.push((labels, vec![s])),
+        }
+    }
+    let mut header = keys.clone();
+    header.extend(
+        [
+            "runs",
+            "done",
+            "diverged",
+            "failed",
+            "final_test_acc_mean",
+            "final_test_acc_std",
+            "best_test_acc_mean",
+            "best_test_acc_std",
+            "best_epoch_mean",
+            "target_acc",
+            "reached_target",
+            "epoch_to_target_mean",
+            "epoch_to_target_std",
+            "wall_s_mean",
+        ]
+        .map(String::from),
+    );
+    let mut rows = Vec::new();
+    for (labels, runs) in &points {
+        let done: Vec<&&RunSummary> = runs.iter().filter(|s| s.state == RunState::Done).collect();
+        let vals = |f: &dyn Fn(&RunSummary) -> Option<f64>| -> Vec<f64> {
+            done.iter().filter_map(|s| f(s)).collect()
+        };
+        let (fa, fs) = mean_std(&vals(&|s| s.final_test_acc));
+        let (ba, bs) = mean_std(&vals(&|s| s.best_test_acc));
+        let (be, _) = mean_std(&vals(&|s| s.best_epoch.map(|e| e as f64)));
+        let reached = vals(&|s| s.epoch_to_target.map(|e| e as f64));
+        let (ta, ts) = mean_std(&reached);
+        let (wa, _) = mean_std(&vals(&|s| s.wall_s));
+        let count = |st: RunState| runs.iter().filter(|s| s.state == st).count().to_string();
+        // The target is the point's when all its runs share it.
+        let shared = |f: &dyn Fn(&ManifestRun) -> String| -> String {
+            let v = f(&runs[0].run);
+            if runs.iter().all(|s| f(&s.run) == v) {
+                v
+            } else {
+                String::new()
+            }
+        };
+        let mut row = labels.clone();
+        row.extend([
+            runs.len().to_string(),
+            count(RunState::Done),
+            count(RunState::Diverged),
+            count(RunState::Failed),
+            opt_f(fa),
+            opt_f(fs),
+            opt_f(ba),
+            opt_f(bs),
+            opt_f(be),
+            shared(&|r| opt_f(r.target_acc)),
+            if runs.iter().any(|s| s.run.target_acc.is_some()) {
+                reached.len().to_string()
+            } else {
+                String::new()
+            },
+            opt_f(ta),
+            opt_f(ts),
+            opt_f(wa),
+        ]);
+        rows.push(row);
+    }
+    csv_text(&header, &rows)
+}

@@ -1,0 +1,577 @@
+//! Running one run of a sweep folder, shared by the local executor and Slurm tasks: the run's
+//! state, the claim lock, the config file the child reads, the child process
+//! (`lrlab train CONFIG --out RUN --quiet`) and what its exit means.
+//!
+//! A run is claimed with an exclusive lock on `SWEEP/.locks/<id>.lock` for as long as its
+//! child lives (the child inherits the lock's file descriptor), so two runners, local or
+//! Slurm, never train the same run at once. Every attempt appends one JSON line to
+//! `RUN/attempts.jsonl` (runner, host, device, Slurm ids, exit, outcome); the child's output
+//! goes to `RUN/train.log`.
+
+use super::manifest::{ManifestRun, LOCKS};
+use crate::config::RunConfig;
+use crate::train::record::{self, Status};
+use crate::util::write_atomic;
+use anyhow::{Context, Result};
+use fs2::FileExt;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+/// The config file of a run whose schedule has `"auto"` values: `lrlab train` resolves them
+/// with a range test and writes the resolved `config.toml` itself.
+pub const AUTO_CONFIG: &str = "config.auto.toml";
+
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Never started.
+    Pending,
+    /// A runner holds its claim now.
+    Running,
+    /// `status.json` says running, but no runner holds it (the runner was killed).
+    Stale,
+    /// Stopped at a checkpoint; the next attempt resumes.
+    Interrupted,
+    /// Finished all steps.
+    Done,
+    /// Finished early: the loss diverged (a result).
+    Diverged,
+    /// Failed (not retried without `--retry-failed`).
+    Failed,
+}
+
+impl RunState {
+    /// The name shown in tables and CSVs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Pending => "pending",
+            RunState::Running => "running",
+            RunState::Stale => "stale",
+            RunState::Interrupted => "interrupted",
+            RunState::Done => "done",
+            RunState::Diverged => "diverged",
+            RunState::Failed => "failed",
+        }
+    }
+
+    /// Done or diverged: nothing left to run.
+    pub fn finished(self) -> bool {
+        matches!(self, RunState::Done | RunState::Diverged)
+    }
+
+    /// The state recorded in `status.json` alone (no lock check).
+    pub fn from_status(s: Option<&Status>) -> RunState {
+        match s.map(|s| s.status.as_str()) {
+            None => RunState::Pending,
+            Some("done") => RunState::Done,
+            Some("diverged") => RunState::Diverged,
+            Some("failed") => RunState::Failed,
+            Some("interrupted") => RunState::Interrupted,
+            Some(_) => RunState::Stale,
+        }
+    }
+}
+
+/// A run's state from its `status.json`, and whether a runner holds its claim (this probes
+/// the lock, so runners must not call it on runs they may claim).
+pub fn run_state(sweep: &Path, run: &ManifestRun) -> (RunState, Option<Status>) {
+    let status = Status::read(&run.dir(sweep));
+    let state = RunState::from_status(status.as_ref());
+    let state = if !state.finished() && is_claimed(sweep, &run.id) {
+        RunState::Running
+    } else {
+        state
+    };
+    (state, status)
+}
+
+/// An exclusive claim on a run, released when dropped (and when its child has exited).
+#[derive(Debug)]
+pub struct Claim {
+    file: File,
+}
+
+fn lock_path(sweep: &Path, id: &str) -> PathBuf {
+    sweep.join(LOCKS).join(format!("{id}.lock"))
+}
+
+fn open_lock(sweep: &Path, id: &str) -> Result<File> {
+    let path = lock_path(sweep, id);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// Claim run `id` without waiting: `None` when another runner holds it.
+pub fn try_claim(sweep: &Path, id: &str) -> Result<Option<Claim>> {
+    let mut file = open_lock(sweep, id)?;
+    if file.try_lock_exclusive().is_err() {
+        return Ok(None);
+    }
+    // Who holds it, for people looking at the folder.
+    let who = serde_json::json!({
+        "host": record::hostname(),
+        "pid": std::process::id(),
+        "since": record::now(),
+        "slurm_job_id": std::env::var("SLURM_JOB_ID").ok(),
+    });
+    let _ = file
+        .set_len(0)
+        .and_then(|_| file.write_all(format!("{who}\n").as_bytes()));
+    Ok(Some(Claim { file }))
+}
+
+/// True when some runner holds the claim on run `id`.
+pub fn is_claimed(sweep: &Path, id: &str) -> bool {
+    if !lock_path(sweep, id).exists() {
+        return false;
+    }
+    match open_lock(sweep, id) {
+        // Closing the probe's descriptor releases the probe's lock and no other.
+        Ok(f) => f.try_lock_exclusive().is_err(),
+        Err(_) => false,
+    }
+}
+
+/// Values of a run config that say where it runs, not what it computes: the executor may
+/// set them, and a config differing only in them is the same run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExecKeys {
+    /// `train.device` to use.
+    pub device: Option<String>,
+    /// `train.threads` to use.
+    pub threads: Option<usize>,
+    /// `data.workers` (loader threads) to use; the loader's batches do not depend on it.
+    pub workers: Option<usize>,
+}
+
+impl ExecKeys {
+    /// `cfg` with these values set.
+    pub fn apply(&self, cfg: &RunConfig) -> RunConfig {
+        let mut c = cfg.clone();
+        if let Some(d) = &self.device {
+            c.train.device = d.clone();
+        }
+        if let Some(t) = self.threads {
+            c.train.threads = t;
+        }
+        if let Some(w) = self.workers {
+            c.data.workers = w;
+        }
+        c
+    }
+
+    /// Keys for a run planned as `plan` that may use `cores` CPU cores: the device, and
+    /// `cores` compute threads and loader workers where the plan leaves them automatic (0).
+    pub fn share(plan: &RunConfig, device: Option<String>, cores: Option<usize>) -> ExecKeys {
+        ExecKeys {
+            device,
+            threads: cores.filter(|_| plan.train.threads == 0),
+            workers: cores.filter(|_| plan.data.workers == 0),
+        }
+    }
+}
+
+/// Parse a resolved config text.
+pub fn parse_config(text: &str) -> Result<RunConfig> {
+    let table: toml::Table = text.parse().context("invalid TOML")?;
+    RunConfig::from_table(table)
+}
+
+/// The file (in the run folder) that the child trains from.
+pub fn config_file(run: &ManifestRun) -> &'static str {
+    let auto = run
+        .config
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|t| t.get("schedule").and_then(|s| s.as_table()).cloned())
+        .map(|s| !crate::lr_find::auto_keys(&s).is_empty())
+        .unwrap_or(false);
+    if auto {
+        AUTO_CONFIG
+    } else {
+        "config.toml"
+    }
+}
+
+/// Write the run's planned config into its folder unless a config is there already.
+pub fn write_planned_config(sweep: &Path, run: &ManifestRun) -> Result<()> {
+    let dir = run.dir(sweep);
+    let path = dir.join(config_file(run));
+    if !path.exists() {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        write_atomic(&path, run.config.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Make the run's config file hold the planned config with `exec` applied, and return its
+/// path. A config that differs from the plan in more than the exec keys is an error.
+pub fn prepare_config(sweep: &Path, run: &ManifestRun, exec: &ExecKeys) -> Result<PathBuf> {
+    let plan = parse_config(&run.config)
+        .with_context(|| format!("run {}: the manifest's config is invalid", run.name))?;
+    let want = exec.apply(&plan).to_toml()?;
+    let dir = run.dir(sweep);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(config_file(run));
+    match std::fs::read_to_string(&path) {
+        Ok(have) if have == want => {}
+        Ok(have) => {
+            let same = parse_config(&have)
+                .ok()
+                .map(|c| same_run(&c, &plan))
+                .unwrap_or(false);
+            if !same {
+                crate::bail_input!(
+                    "{} differs from the sweep's plan for run {} (edited by hand?); restore \
+                     it or delete the run folder",
+                    path.display(),
+                    run.name
+                );
+            }
+            write_atomic(&path, want.as_bytes())?;
+        }
+        Err(_) => write_atomic(&path, want.as_bytes())?,
+    }
+    if path.file_name() == Some(AUTO_CONFIG.as_ref()) {
+        // `train` wrote config.toml with the range test's values: keep its exec keys current.
+        let resolved = dir.join("config.toml");
+        if let Ok(text) = std::fs::read_to_string(&resolved) {
+            if let Ok(c) = parse_config(&text) {
+                let fixed = exec.apply(&c).to_toml()?;
+                if fixed != text {
+                    write_atomic(&resolved, fixed.as_bytes())?;
+                }
+            }
+        }
+    }
+    Ok(path)
+}
+
+/// Do two configs describe the same run, apart from where it runs?
+pub fn same_run(a: &RunConfig, b: &RunConfig) -> bool {
+    let keys = ExecKeys {
+        device: Some(b.train.device.clone()),
+        threads: Some(b.train.threads),
+        workers: Some(b.data.workers),
+    };
+    match (keys.apply(a).to_toml(), b.to_toml()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// How to start a run's child.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// The lrlab binary.
+    pub program: PathBuf,
+    /// `CUDA_VISIBLE_DEVICES` for the child (`Some("")` hides every GPU); `None` inherits.
+    pub cuda_visible: Option<String>,
+    /// The device as people see it (`cuda:1`, `cpu`, `slurm`).
+    pub device: String,
+    /// `local` or `slurm`, recorded in `attempts.jsonl`.
+    pub runner: &'static str,
+}
+
+/// How an attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// All steps trained.
+    Done,
+    /// The loss diverged.
+    Diverged,
+    /// Stopped at a checkpoint (or before the first one) by a signal.
+    Interrupted,
+    /// Any other end.
+    Failed,
+}
+
+impl Outcome {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Diverged => "diverged",
+            Outcome::Interrupted => "interrupted",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// A finished attempt.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why (failures and divergence), empty otherwise.
+    pub reason: String,
+    /// Seconds the child ran.
+    pub secs: f64,
+}
+
+/// A run whose child is running.
+#[derive(Debug)]
+pub struct Active {
+    /// The run.
+    pub run: ManifestRun,
+    /// The device it runs on.
+    pub device: String,
+    child: Child,
+    _claim: Claim,
+    sweep: PathBuf,
+    runner: &'static str,
+    cuda_visible: Option<String>,
+    threads: usize,
+    log_start: u64,
+    started: f64,
+    clock: std::time::Instant,
+}
+
+/// Start run `run` (already claimed) as a child process.
+pub fn start(
+    sweep: &Path,
+    run: &ManifestRun,
+    claim: Claim,
+    launch: &Launch,
+    exec: &ExecKeys,
+) -> Result<Active> {
+    let config = prepare_config(sweep, run, exec)?;
+    let dir = run.dir(sweep);
+    let log_path = dir.join("train.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut cmd = Command::new(&launch.program);
+    cmd.arg("train")
+        .arg(&config)
+        .arg("--out")
+        .arg(&dir)
+        .arg("--quiet")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    if let Some(v) = &launch.cuda_visible {
+        cmd.env("CUDA_VISIBLE_DEVICES", v);
+    }
+    let lock_fd = {
+        use std::os::unix::io::AsRawFd;
+        claim.file.as_raw_fd()
+    };
+    let parent = std::process::id() as libc::pid_t;
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only async-signal-safe calls (prctl, getppid, fcntl) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                // If the runner dies, the child gets SIGTERM: it checkpoints and stops.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other("the runner exited"));
+                }
+                // The child keeps the claim for as long as it lives.
+                let flags = libc::fcntl(lock_fd, libc::F_GETFD);
+                if flags >= 0 {
+                    libc::fcntl(lock_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                }
+                Ok(())
+            });
+        }
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", launch.program.display()))?;
+    let threads = parse_config(&std::fs::read_to_string(&config)?)
+        .map(|c| c.train.threads)
+        .unwrap_or(0);
+    Ok(Active {
+        run: run.clone(),
+        device: launch.device.clone(),
+        child,
+        _claim: claim,
+        sweep: sweep.to_path_buf(),
+        runner: launch.runner,
+        cuda_visible: launch.cuda_visible.clone(),
+        threads,
+        log_start,
+        started: record::now(),
+        clock: std::time::Instant::now(),
+    })
+}
+
+impl Active {
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Seconds since the child started.
+    pub fn elapsed(&self) -> f64 {
+        self.clock.elapsed().as_secs_f64()
+    }
+
+    /// Send `sig` to the child.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill with a pid this process started and has not reaped.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, sig);
+        }
+    }
+
+    /// If the child has exited: classify, record, release the claim. `stopping`: the runner
+    /// asked it to stop, so death by a signal is an interruption, not a failure.
+    pub fn try_finish(&mut self, stopping: bool) -> Result<Option<Finished>> {
+        match self.child.try_wait()? {
+            None => Ok(None),
+            Some(st) => Ok(Some(self.finish(st, stopping)?)),
+        }
+    }
+
+    /// Wait for the child to exit (see [`Active::try_finish`]).
+    pub fn wait(&mut self, stopping: bool) -> Result<Finished> {
+        let st = self.child.wait()?;
+        self.finish(st, stopping)
+    }
+
+    fn finish(&mut self, st: ExitStatus, stopping: bool) -> Result<Finished> {
+        use std::os::unix::process::ExitStatusExt;
+        let dir = self.run.dir(&self.sweep);
+        let status = Status::read(&dir);
+        let recorded = status.as_ref().map(|s| s.status.as_str()).unwrap_or("");
+        let (outcome, reason) = match (st.code(), st.signal()) {
+            (Some(0), _) => match recorded {
+                "done" => (Outcome::Done, String::new()),
+                "diverged" => (
+                    Outcome::Diverged,
+                    status
+                        .as_ref()
+                        .map(|s| s.reason.clone())
+                        .unwrap_or_default(),
+                ),
+                other => (
+                    Outcome::Failed,
+                    format!("lrlab train exited 0 but status.json says {other:?}"),
+                ),
+            },
+            (Some(3), _) => (Outcome::Interrupted, String::new()),
+            (Some(code), _) => {
+                let why = self.log_error().unwrap_or_default();
+                let reason = if recorded == "failed" {
+                    status.as_ref().map(|s| s.reason.clone()).unwrap_or(why)
+                } else if why.is_empty() {
+                    format!("lrlab train exited with status {code}")
+                } else {
+                    why
+                };
+                (Outcome::Failed, reason)
+            }
+            (None, Some(sig)) if stopping => (
+                Outcome::Interrupted,
+                format!("stopped by signal {sig} before a checkpoint"),
+            ),
+            (None, sig) => (
+                Outcome::Failed,
+                format!("lrlab train was killed by signal {}", sig.unwrap_or(0)),
+            ),
+        };
+        // Record what `train` could not record itself.
+        let keep = match outcome {
+            Outcome::Failed => recorded != "failed",
+            Outcome::Interrupted => recorded != "interrupted",
+            _ => false,
+        };
+        if keep {
+            Status {
+                status: outcome.as_str().into(),
+                reason: reason.clone(),
+                epoch: status.as_ref().map(|s| s.epoch).unwrap_or(0),
+                step: status.as_ref().map(|s| s.step).unwrap_or(0),
+                updated: record::now(),
+            }
+            .write(&dir)?;
+        }
+        let secs = self.elapsed();
+        self.record_attempt(&dir, st, outcome, &reason)?;
+        Ok(Finished {
+            outcome,
+            reason,
+            secs,
+        })
+    }
+
+    /// The last `error:` line this attempt wrote to `train.log`, else its last line.
+    fn log_error(&self) -> Option<String> {
+        let path = self.run.dir(&self.sweep).join("train.log");
+        let mut f = File::open(path).ok()?;
+        let len = f.metadata().ok()?.len();
+        let from = self.log_start.max(len.saturating_sub(16 * 1024));
+        f.seek(SeekFrom::Start(from)).ok()?;
+        let mut text = String::new();
+        f.take(16 * 1024).read_to_string(&mut text).ok()?;
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("error:"))
+            .or(lines.last())
+            .map(|l| l.trim().to_string())
+    }
+
+    fn record_attempt(
+        &self,
+        dir: &Path,
+        st: ExitStatus,
+        outcome: Outcome,
+        reason: &str,
+    ) -> Result<()> {
+        use std::os::unix::process::ExitStatusExt;
+        let env = |k: &str| std::env::var(k).ok();
+        let line = serde_json::json!({
+            "runner": self.runner,
+            "host": record::hostname(),
+            "runner_pid": std::process::id(),
+            "pid": self.child.id(),
+            "device": self.device,
+            "cuda_visible_devices": self.cuda_visible.clone().or_else(|| env("CUDA_VISIBLE_DEVICES")),
+            "threads": self.threads,
+            "slurm_job_id": env("SLURM_JOB_ID"),
+            "slurm_array_job_id": env("SLURM_ARRAY_JOB_ID"),
+            "slurm_array_task_id": env("SLURM_ARRAY_TASK_ID"),
+            "slurm_restart_count": env("SLURM_RESTART_COUNT"),
+            "started": self.started,
+            "ended": record::now(),
+            "exit_code": st.code(),
+            "signal": st.signal(),
+            "outcome": outcome.as_str(),
+            "reason": reason,
+        });
+        let path = dir.join("attempts.jsonl");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        f.write_all(format!("{line}\n").as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+/// Number of attempts recorded in a run folder's `attempts.jsonl`.
+pub fn attempts(run_dir: &Path) -> usize {
+    std::fs::read_to_string(run_dir.join("attempts.jsonl"))
+        .map(|t| t.lines().filter(|l| !l.trim().is_empty()).count())
+        .unwrap_or(0)
+}

@@ -1,0 +1,126 @@
+//! Shared pieces of the sweep tests: a tiny synthetic base run, files, the binary, CSVs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A run of about a second: LeNet on 512 synthetic 28x28 images, 2 epochs of 8 steps.
+pub const BASE: &str = r#"
+[data]
+dataset = "synthetic"
+shape = [1, 28, 28]
+size = 512
+test_size = 128
+
+[model]
+arch = "lenet"
+
+[train]
+epochs = 2
+batch_size = 64
+threads = 1
+
+[schedule]
+kind = "constant"
+lr = 0.01
+"#;
+
+/// Write `text` to `dir/name`.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// The lrlab binary.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lrlab")
+}
+
+/// Run lrlab with `args` and wait.
+pub fn lrlab(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("run lrlab")
+}
+
+/// Path as &str.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// stdout and stderr of an output, for messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A CSV file as (header, rows).
+pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let header = r.headers().unwrap().iter().map(String::from).collect();
+    let rows = r
+        .records()
+        .map(|rec| rec.unwrap().iter().map(String::from).collect())
+        .collect();
+    (header, rows)
+}
+
+/// The value of column `name` in `row`.
+pub fn field<'a>(header: &[String], row: &'a [String], name: &str) -> &'a str {
+    let i = header
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name} in {header:?}"));
+    &row[i]
+}
+
+/// The JSON lines of a run's `attempts.jsonl`.
+pub fn attempts(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("attempts.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `status` of a run's status.json.
+pub fn status(run: &Path) -> String {
+    lrlab::train::record::Status::read(run)
+        .map(|s| s.status)
+        .unwrap_or_default()
+}
+
+/// `meta.json` of a run.
+pub fn meta(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap()
+}
+
+/// epochs.csv without the timing columns (time_s, images_per_sec): what must not change
+/// when a run is interrupted and resumed.
+pub fn curve(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("epochs.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            f[..f.len() - 2].join(",")
+        })
+        .collect()
+}
+
+/// Poll `cond` every 50 ms for at most `secs` seconds.
+pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !cond() {
+        if t.elapsed().as_secs() >= secs {
+            panic!("timed out after {secs} s waiting for {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

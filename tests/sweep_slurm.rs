@@ -1,0 +1,442 @@
+//! The Slurm executor: the array scripts (quoting, array lists, MaxArraySize chunks,
+//! --only-missing), and a real one-node Slurm started by the test (tests/slurm-local.sh,
+//! root and Debian's slurm packages, installed with apt-get when missing): an array finishes,
+//! each task sees its own fake GPU, a failing task leaves the others done, and a task
+//! preempted with SIGUSR1 requeues itself and resumes to the same curve.
+
+#[path = "sweep_fixtures/mod.rs"]
+mod fx;
+
+use fx::{attempts, lrlab, meta, s, status, text, write, BASE};
+use lrlab::sweep::manifest::{freeze, Manifest};
+use lrlab::sweep::plan;
+use lrlab::sweep::slurm::{
+    compress, parse_max_array_size, render_script, sbatch_quote, shell_quote, task_runs,
+    tasks_to_submit, write_scripts, SlurmOptions,
+};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn options(program: &str) -> SlurmOptions {
+    SlurmOptions {
+        partition: Some("gpu part".into()),
+        gres: Some("gpu:1".into()),
+        time: Some("04:00:00".into()),
+        cpus_per_task: Some(2),
+        mem: None,
+        array_parallel: Some(3),
+        runs_per_task: 1,
+        signal_lead: 90,
+        max_array_size: None,
+        extra: vec!["--account=o'brien \"lab\"".into()],
+        submit: false,
+        only_missing: false,
+        retry_failed: false,
+        program: PathBuf::from(program),
+    }
+}
+
+fn seven_runs(dir: &Path, sweep: &Path) -> Manifest {
+    write(dir, "base.toml", BASE);
+    let spec = write(
+        dir,
+        "spec.toml",
+        "base = \"base.toml\"\nseeds = [0, 1, 2, 3, 4, 5, 6]\n",
+    );
+    freeze(sweep, &plan::load(&spec).unwrap()).unwrap()
+}
+
+#[test]
+fn quoting_array_lists_and_limits() {
+    assert_eq!(compress(&[3, 7, 12, 13, 14, 15]), "3,7,12-15");
+    assert_eq!(compress(&[5, 0, 1, 2, 1]), "0-2,5");
+    assert_eq!(compress(&[]), "");
+    assert_eq!(sbatch_quote(r#"a "b" c\d"#), r#""a \"b\" c\\d""#);
+    assert_eq!(
+        parse_max_array_size("Foo = 1\nMaxArraySize            = 4001\nX = 2"),
+        Some(4001)
+    );
+    assert_eq!(task_runs(2, 3, 7), 6..7);
+    assert_eq!(task_runs(3, 3, 7), 7..7);
+    // The shell reads a quoted value back unchanged.
+    for v in ["plain", "with space", "it's", "\"dq\" $HOME `x` \\ *", ""] {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", shell_quote(v)))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(o.stdout).unwrap(), v);
+    }
+}
+
+#[test]
+fn scripts_are_valid_shell_with_every_value_quoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = dir.path().join("sw 'it' \"q\" $x %p");
+    let m = seven_runs(dir.path(), &sweep);
+    let o = options("/opt/lr lab/bin/lrlab");
+    o.validate(&sweep).unwrap();
+    let text = render_script(&sweep, &m, &o, "0-6%3", 0, (0, 1));
+    let f = write(dir.path(), "check.sh", &text);
+    let check = Command::new("bash").arg("-n").arg(&f).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let sb: Vec<&str> = text.lines().filter(|l| l.starts_with("#SBATCH")).collect();
+    let sw = s(&sweep);
+    let out = format!("{}/slurm/%A_%a.out", sw.replace('%', "%%"));
+    for want in [
+        "#SBATCH --array=\"0-6%3\"".to_string(),
+        format!("#SBATCH --output={}", sbatch_quote(&out)),
+        "#SBATCH --partition=\"gpu part\"".into(),
+        "#SBATCH --gres=\"gpu:1\"".into(),
+        "#SBATCH --time=\"04:00:00\"".into(),
+        "#SBATCH --cpus-per-task=\"2\"".into(),
+        "#SBATCH --signal=\"B:USR1@90\"".into(),
+        "#SBATCH --requeue".into(),
+        "#SBATCH --open-mode=\"append\"".into(),
+        "#SBATCH --account=\"o'brien \\\"lab\\\"\"".into(),
+    ] {
+        assert!(sb.contains(&want.as_str()), "missing {want}\n{text}");
+    }
+    assert!(text.contains(&format!("sweep={}\n", shell_quote(sw))));
+    assert!(text.contains("lrlab='/opt/lr lab/bin/lrlab'\n"));
+    assert!(text.contains("scontrol requeue \"$me\""));
+
+    // Values that an #SBATCH line cannot carry are refused.
+    let mut bad = options("/x/lrlab");
+    bad.time = Some("1:00\n#SBATCH --x".into());
+    assert!(lrlab::is_input_error(&bad.validate(&sweep).unwrap_err()));
+    let e = options("/x/lrlab")
+        .validate(Path::new("/tmp/back\\slash"))
+        .unwrap_err();
+    assert!(e.to_string().contains("`\\`"), "{e}");
+}
+
+#[test]
+fn arrays_are_split_below_max_array_size_and_only_missing_runs_resubmitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = dir.path().join("sweep");
+    let m = seven_runs(dir.path(), &sweep);
+    let mut o = options("/x/lrlab");
+    o.array_parallel = None;
+    let tasks = tasks_to_submit(&sweep, &m, &o);
+    assert_eq!(tasks, [0, 1, 2, 3, 4, 5, 6]);
+    // MaxArraySize 3: task ids 0..=2 per array, offsets 0, 3, 6.
+    let scripts = write_scripts(&sweep, &m, &o, &tasks, 3).unwrap();
+    let got: Vec<_> = scripts
+        .iter()
+        .map(|a| (a.array.as_str(), a.offset, a.tasks.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("0-2", 0, vec![0, 1, 2]),
+            ("0-2", 3, vec![3, 4, 5]),
+            ("0", 6, vec![6])
+        ]
+    );
+    let t = std::fs::read_to_string(&scripts[1].path).unwrap();
+    assert!(t.contains("task=$((3 + SLURM_ARRAY_TASK_ID))"), "{t}");
+
+    // Finished and failed runs are not resubmitted (failed ones with --retry-failed).
+    let done = |i: usize, st: &str| {
+        lrlab::train::record::Status {
+            status: st.into(),
+            reason: String::new(),
+            epoch: 2,
+            step: 16,
+            updated: 0.0,
+        }
+        .write(&m.runs[i].dir(&sweep))
+        .unwrap()
+    };
+    for i in [0, 1, 2, 4, 5] {
+        done(i, "done");
+    }
+    done(6, "failed");
+    o.only_missing = true;
+    assert_eq!(tasks_to_submit(&sweep, &m, &o), [3]);
+    o.retry_failed = true;
+    let tasks = tasks_to_submit(&sweep, &m, &o);
+    assert_eq!(tasks, [3, 6]);
+    let scripts = write_scripts(&sweep, &m, &o, &tasks, 1001).unwrap();
+    assert_eq!(scripts.len(), 1, "earlier scripts are replaced");
+    assert_eq!(scripts[0].array, "3,6");
+    let t = std::fs::read_to_string(&scripts[0].path).unwrap();
+    assert!(t.contains("--retry-failed"));
+    assert_eq!(std::fs::read_dir(sweep.join("slurm")).unwrap().count(), 1);
+    // Two runs per task: tasks are index / 2.
+    o.runs_per_task = 2;
+    assert_eq!(tasks_to_submit(&sweep, &m, &o), [1, 3]);
+}
+
+// ---- a real one-node cluster ----------------------------------------------------------------
+
+/// The cluster of tests/slurm-local.sh, stopped when dropped.
+struct Cluster {
+    script: PathBuf,
+    state: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn env(&self, cmd: &mut Command) {
+        cmd.env("SLURM_LOCAL_DIR", self.state.path())
+            .env("SLURM_LOCAL_CTLD_PORT", "16817")
+            .env("SLURM_LOCAL_SLURMD_PORT", "16818")
+            .env("SLURM_LOCAL_FAKE_GPUS", "4")
+            .env("SLURM_LOCAL_CPUS", "4")
+            .env("SLURM_CONF", self.state.path().join("slurm.conf"));
+    }
+
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        self.env(&mut c);
+        c
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Output {
+        self.cmd(program).args(args).output().expect(program)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let mut c = Command::new("bash");
+        c.arg(&self.script).arg("down");
+        self.env(&mut c);
+        let _ = c.status();
+    }
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd} >/dev/null"))
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Start the cluster, or say why it cannot run here.
+fn cluster() -> Result<Cluster, String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("not root (munged and the fake GPUs need root)".into());
+    }
+    if !have("slurmctld") && !have("apt-get") {
+        return Err("no slurmctld and no apt-get to install it".into());
+    }
+    let c = Cluster {
+        script: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slurm-local.sh"),
+        state: tempfile::Builder::new()
+            .prefix("slurm-local")
+            .tempdir()
+            .unwrap(),
+    };
+    let mut up = Command::new("bash");
+    up.arg(&c.script).arg("up");
+    c.env(&mut up);
+    let o = up.output().unwrap();
+    if !o.status.success() {
+        if !have("slurmctld") {
+            return Err(format!(
+                "the slurm packages could not be installed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+        panic!("slurm-local.sh up failed: {}", text(&o));
+    }
+    Ok(c)
+}
+
+/// Poll `cond` every 200 ms for at most `secs` seconds (every wait is bounded).
+fn wait(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed().as_secs() < secs, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+const ZIP: &str = r#"
+base = "base.toml"
+# Four runs: two short, one that fails when it starts (no such validation split), one long
+# enough to be preempted.
+[[zip]]
+"data.size" = [256, 320, 384, 512]
+"data.val_split" = [0, 0, 100000, 0]
+"train.epochs" = [2, 2, 2, 12]
+"#;
+
+#[test]
+fn slurm_array_runs_pins_gpus_isolates_failures_and_requeues_preempted_tasks() {
+    let c = match cluster() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("skipped: the Slurm integration test cannot run here: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "base.toml", BASE);
+    let spec = write(dir.path(), "spec.toml", ZIP);
+    // Spaces and quotes in the sweep folder must survive the script and sbatch.
+    let sweep = dir.path().join("sweep dir 'q' \"d\" $x");
+    let o = c
+        .cmd(fx::bin())
+        .args([
+            "sweep",
+            s(&spec),
+            "--out",
+            s(&sweep),
+            "--slurm",
+            "--gres",
+            "gpu:1",
+        ])
+        .args(["--time", "10", "--submit"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let job = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    assert!(job.parse::<u64>().is_ok(), "job id {job:?}");
+    let m = Manifest::load(&sweep).unwrap();
+    let long = m.runs[3].dir(&sweep);
+    assert!(m.runs[3].name.contains("train.epochs=12"));
+
+    // Preempt the long run once it has trained an epoch: SIGUSR1 to its batch shell, as
+    // --signal=B:USR1 does before the time limit.
+    wait(90, "an epoch of the long run", || {
+        lrlab::train::record::Status::read(&long).is_some_and(|st| st.epoch >= 1)
+    });
+    let task = format!("{job}_3");
+    let o = c.run("scancel", &["--signal=USR1", "--batch", &task]);
+    assert!(o.status.success(), "{}", text(&o));
+    // It checkpoints, the script requeues it; skip the requeue delay.
+    wait(60, "the interrupted attempt", || attempts(&long).len() == 1);
+    let first = &attempts(&long)[0];
+    assert_eq!(first["outcome"], "interrupted", "{first}");
+    wait(60, "the requeued task to pend", || {
+        let o = c.run("squeue", &["-h", "-j", &task, "-t", "PD"]);
+        !o.stdout.is_empty()
+    });
+    // Only that task was requeued.
+    let pending = c.run("squeue", &["-h", "-j", &job, "-t", "PD", "-o", "%i"]);
+    assert_eq!(String::from_utf8_lossy(&pending.stdout).trim(), task);
+    let o = c.run(
+        "scontrol",
+        &["update", &format!("JobId={task}"), "StartTime=now"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    wait(120, "the array to finish", || {
+        c.run("squeue", &["-h", "-j", &job]).stdout.is_empty()
+    });
+
+    // A failing task leaves the others done.
+    let states: Vec<String> = m.runs.iter().map(|r| status(&r.dir(&sweep))).collect();
+    assert_eq!(states, ["done", "done", "failed", "done"]);
+    let o = c.run("scontrol", &["-o", "show", "job", &job]);
+    let show = String::from_utf8_lossy(&o.stdout).to_string();
+    for (i, want) in ["COMPLETED", "COMPLETED", "FAILED", "COMPLETED"]
+        .iter()
+        .enumerate()
+    {
+        let line = show
+            .lines()
+            .find(|l| l.contains(&format!("ArrayTaskId={i} ")))
+            .unwrap_or_else(|| panic!("task {i} in\n{show}"));
+        assert!(
+            line.contains(&format!("JobState={want}")),
+            "task {i}: {line}"
+        );
+    }
+
+    // Each task saw exactly one (fake) GPU; tasks running at the same time saw different ones.
+    let mut iv = Vec::new();
+    for r in &m.runs {
+        for a in attempts(&r.dir(&sweep)) {
+            let gpu = a["cuda_visible_devices"].as_str().unwrap_or("").to_string();
+            assert!(
+                ["0", "1", "2", "3"].contains(&gpu.as_str()),
+                "{}: {a}",
+                r.name
+            );
+            assert_eq!(a["runner"], "slurm");
+            iv.push((
+                a["started"].as_f64().unwrap(),
+                a["ended"].as_f64().unwrap(),
+                gpu,
+            ));
+        }
+    }
+    for (i, x) in iv.iter().enumerate() {
+        for y in &iv[i + 1..] {
+            if x.0 < y.1 && y.0 < x.1 {
+                assert_ne!(x.2, y.2, "two tasks on one GPU at once: {x:?} {y:?}");
+            }
+        }
+    }
+
+    // The preempted task was requeued and resumed from its checkpoint.
+    let a = attempts(&long);
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert_eq!(a[0]["slurm_restart_count"], serde_json::Value::Null);
+    assert_eq!(a[1]["slurm_restart_count"], "1");
+    assert_eq!(a[1]["outcome"], "done");
+    let mt = meta(&long);
+    assert_eq!(mt["attempts"], 2);
+    assert!(mt["resumed_from_step"].as_u64().unwrap() > 0);
+    let log = std::fs::read_to_string(sweep.join("slurm").join(format!("{job}_3.out"))).unwrap();
+    assert!(log.contains("requeueing job"), "{log}");
+    // ... to the curve of an uninterrupted run of the same config.
+    let reference = dir.path().join("reference");
+    let o = lrlab(&[
+        "train",
+        s(&long.join("config.toml")),
+        "--out",
+        s(&reference),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(fx::curve(&long), fx::curve(&reference));
+
+    // Resubmitting only what is missing: the failed run, with --retry-failed.
+    let o = c
+        .cmd(fx::bin())
+        .args([
+            "sweep",
+            s(&spec),
+            "--out",
+            s(&sweep),
+            "--slurm",
+            "--only-missing",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to submit"));
+    let o = c
+        .cmd(fx::bin())
+        .args([
+            "sweep",
+            s(&spec),
+            "--out",
+            s(&sweep),
+            "--slurm",
+            "--only-missing",
+        ])
+        .arg("--retry-failed")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let script = std::fs::read_to_string(sweep.join("slurm/array-0.sbatch")).unwrap();
+    assert!(script.contains("#SBATCH --array=\"2\""), "{script}");
+    let st = lrlab(&["sweep", "status", s(&sweep)]);
+    assert!(
+        String::from_utf8_lossy(&st.stdout).contains("3 done"),
+        "{}",
+        text(&st)
+    );
+}
