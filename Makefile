@@ -29,9 +29,17 @@ data:
 build: $(LIBTORCH_DEP)
 	$(CARGO) build --release --locked
 
-# The main job: the default demo on real data.
+# The main job: the default demo on real data. A second `make run` resumes or skips what is done.
 run: setup build
-	@$(MAKE) --no-print-directory gallery
+	@$(MAKE) --no-print-directory gallery >/dev/null
+	$(BIN) sweep runs/demo.toml --jobs 2
+	@$(BIN) report out/demo >/dev/null
+	@echo
+	@if command -v column >/dev/null; then column -s, -t < out/demo/summary.csv | cut -c1-160; else cat out/demo/summary.csv; fi
+	@echo
+	@echo "report:    out/demo/report.md"
+	@echo "figures:   out/demo/figures/ (curves.png, schedule.png); range test: out/demo/schedule=one_cycle,seed=0/lr_find/"
+	@echo "schedules: results/schedules/ (the papers' schedules rendered from runs/schedules/)"
 
 # Render every schedule spec of runs/schedules/ into results/schedules/ (CSV + SVG figure).
 gallery: build
