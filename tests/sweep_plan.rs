@@ -7,7 +7,7 @@ mod fx;
 
 use fx::{lrlab, s, text, write, BASE};
 use lrlab::config::RunConfig;
-use lrlab::sweep::devices::{concurrency, parse_devices, slots, Devices};
+use lrlab::sweep::devices::{check_config_devices, concurrency, parse_devices, slots, Devices};
 use lrlab::sweep::manifest::{freeze, Manifest};
 use lrlab::sweep::plan::{self, config_id, hex_sha256, sanitize, Plan, MAX_NAME};
 use std::collections::BTreeSet;
@@ -493,6 +493,24 @@ fn devices_are_checked_and_pinned() {
     assert!(msg("gpu0", 2).contains("`gpu0` is not a device"));
     assert!(msg("cuda:0,cuda:0", 2).contains("listed twice"));
 
+    // A GPU named in the run configs must exist (unless --devices overrides it).
+    let runs = |d: &str| {
+        vec![
+            ("a".to_string(), "cpu".to_string()),
+            ("b".to_string(), d.to_string()),
+        ]
+    };
+    check_config_devices("spec.toml", &runs("cuda:1"), 2).unwrap();
+    check_config_devices("spec.toml", &runs("auto"), 0).unwrap();
+    let e = check_config_devices("spec.toml", &runs("cuda:3"), 1).unwrap_err();
+    assert!(lrlab::is_input_error(&e));
+    assert!(
+        e.to_string()
+            .starts_with("spec.toml: run `b`: train.device = \"cuda:3\": this machine has 1 CUDA"),
+        "{e}"
+    );
+    assert!(check_config_devices("spec.toml", &runs("cuda"), 0).is_err());
+
     // Two runs per GPU, interleaved; ids through the runner's own CUDA_VISIBLE_DEVICES.
     let pool = slots(&Devices::Cuda(vec![0, 1]), 2, 0, Some("6,7"));
     let ids: Vec<_> = pool.iter().map(|s| s.cuda_visible.as_str()).collect();
@@ -580,6 +598,20 @@ fn bad_input_exits_2_before_anything_is_written() {
     let o = lrlab(&["sweep", s(&good), "--out", s(&out), "--devices", "cuda:99"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--devices cuda:99"));
+    assert!(!out.exists());
+    // ... or that a run config names.
+    let gpu = write(
+        dir.path(),
+        "gpu.toml",
+        "base = \"base.toml\"\n[grid]\n\"train.device\" = [\"cuda:99\"]",
+    );
+    let o = lrlab(&["sweep", s(&gpu), "--out", s(&out)]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(s(&gpu)) && err.contains("train.device = \"cuda:99\""),
+        "{err}"
+    );
     assert!(!out.exists());
 }
 

@@ -1,7 +1,7 @@
 //! The `lrlab sweep` and `lrlab collect` commands: argument structs (clap) and the functions
 //! the binary calls, which return the exit status.
 
-use super::devices::{concurrency, parse_devices, slots, Devices};
+use super::devices::{check_config_devices, concurrency, parse_devices, slots, Devices};
 use super::exec;
 use super::local::{run_local, LocalOptions};
 use super::manifest::{freeze, Manifest, MANIFEST};
@@ -252,15 +252,36 @@ fn local_options(a: &SweepArgs, source: &Source, program: PathBuf) -> Result<Loc
     if a.per_device == Some(0) {
         crate::bail_input!("--per-device 0: must be >= 1");
     }
-    let configs: Vec<String> = match source {
-        Source::Plan(p) => p.runs.iter().map(|r| r.config.clone()).collect(),
-        Source::Folder(m) => m.runs.iter().map(|r| r.config.clone()).collect(),
+    let (origin, configs): (String, Vec<(String, String)>) = match source {
+        Source::Plan(p) => (
+            p.spec.path.display().to_string(),
+            p.runs
+                .iter()
+                .map(|r| (r.name.clone(), r.config.clone()))
+                .collect(),
+        ),
+        Source::Folder(m) => (
+            m.spec.clone(),
+            m.runs
+                .iter()
+                .map(|r| (r.name.clone(), r.config.clone()))
+                .collect(),
+        ),
     };
-    let parsed: Vec<crate::config::RunConfig> = configs
+    let parsed: Vec<(String, crate::config::RunConfig)> = configs
         .iter()
-        .filter_map(|c| exec::parse_config(c).ok())
+        .filter_map(|(n, c)| exec::parse_config(c).ok().map(|c| (n.clone(), c)))
         .collect();
     let gpus = || tch::Cuda::device_count().max(0) as usize;
+    if a.devices.is_none() {
+        // Without --devices, a GPU the configs name must exist.
+        let named: Vec<(String, String)> = parsed
+            .iter()
+            .map(|(n, c)| (n.clone(), c.train.device.clone()))
+            .collect();
+        check_config_devices(&origin, &named, gpus())?;
+    }
+    let parsed: Vec<crate::config::RunConfig> = parsed.into_iter().map(|(_, c)| c).collect();
     let devices = match &a.devices {
         Some(d) => parse_devices(d, gpus())?,
         None if parsed.iter().all(|c| c.train.device == "cpu") => Devices::Cpu,

@@ -59,6 +59,27 @@ pub fn parse_devices(spec: &str, gpus: usize) -> Result<Devices> {
     Ok(Devices::Cuda(ids))
 }
 
+/// The GPUs that run configs name (`train.device = "cuda"` or `"cuda:N"`) must exist when no
+/// `--devices` overrides them: `runs` are `(run name, train.device)`, `origin` the spec.
+pub fn check_config_devices(origin: &str, runs: &[(String, String)], gpus: usize) -> Result<()> {
+    for (name, device) in runs {
+        let n = match device.as_str() {
+            "cuda" => 0,
+            d => match d.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => n,
+                _ => continue,
+            },
+        };
+        if n >= gpus {
+            crate::bail_input!(
+                "{origin}: run `{name}`: train.device = {device:?}: this machine has {gpus} CUDA \
+                 device(s); choose others with --devices (cpu, cuda, cuda:0,...)"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// One token of the pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Slot {

@@ -1,7 +1,7 @@
 //! Sweeps: a grid of runs from one spec, run locally in parallel child processes or as Slurm
 //! job arrays, resumable, and collected into CSV tables.
 //!
-//! - `spec.rs`: the sweep spec (base run, `[grid]`, `[[zip]]`, `seeds`, `[report]`).
+//! - `spec.rs`: the sweep spec (base run, `[grid]`, `[[zip]]`, `seeds`, `[target]`, `[report]`).
 //! - `plan.rs`: expansion into runs with readable names and config-hash ids; validation.
 //! - `manifest.rs`: the frozen sweep folder (`sweep.toml`, `manifest.json`, `runs.csv`).
 //! - `exec.rs`: one run: state, claim lock, config file, child process, outcome.
