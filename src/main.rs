@@ -128,6 +128,9 @@ struct FindLrArgs {
     /// Output folder [default: out/<config stem>-lr_find].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also draw the curve with the suggestions marked (figures/lr_find.svg and .png).
+    #[arg(long)]
+    plot: bool,
 }
 
 #[derive(clap::Args)]
@@ -332,6 +335,12 @@ fn find_lr(a: FindLrArgs) -> anyhow::Result<()> {
     println!("rule,lr");
     for s in &r.suggestions {
         println!("{},{}", s.rule, s.lr);
+    }
+    if a.plot {
+        let opts = lrlab::report::FigureOptions::default();
+        for p in lrlab::report::plot_dir(&out, None, opts)? {
+            eprintln!("{}", p.display());
+        }
     }
     eprintln!(
         "{} steps; curve and suggestions in {}",

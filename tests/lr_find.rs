@@ -233,3 +233,46 @@ fn bad_ranges_are_rejected() {
         assert!(!out.exists());
     }
 }
+
+#[test]
+fn accuracy_version_suggests_bounds_and_plots() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = t.path().join("run.toml");
+    std::fs::write(&cfg, SYNTHETIC).unwrap();
+    let out = t.path().join("find");
+    let r = lrlab()
+        .args([
+            "find-lr",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--metric",
+            "accuracy",
+            "--mode",
+            "linear",
+            "--start-lr",
+            "0",
+            "--end-lr",
+            "0.05",
+            "--epochs",
+            "1",
+            "--plot",
+        ])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let acc = std::fs::read_to_string(out.join("accuracy.csv")).unwrap();
+    assert!(acc.starts_with("step,lr,accuracy\n"));
+    // 16 steps, evaluated every 20 steps or at the end: one point.
+    assert_eq!(acc.lines().count(), 2, "{acc}");
+    let sug = json(&out.join("suggestion.json"));
+    let rules: Vec<&str> = sug["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["rule"].as_str().unwrap())
+        .collect();
+    assert!(rules.contains(&"clr_max"), "{rules:?}");
+    assert_eq!(sug["metric"], "accuracy");
+    assert!(out.join("figures/lr_find.png").exists() && out.join("figures/lr_find.svg").exists());
+}

@@ -10,7 +10,8 @@ use anyhow::Result;
 /// `exp`: `lr(k) = start_lr · (end_lr / start_lr)^(k / n)` (the default);
 /// `linear`: `lr(k) = start_lr + (k / n) · (end_lr − start_lr)` (Smith's linear ramp).
 ///
-/// Past the run `end_lr` is held. Keys: `start_lr` (> 0), `end_lr` (> start_lr), `mode`
+/// Past the run `end_lr` is held. Keys: `start_lr` (> 0; >= 0 when linear), `end_lr`
+/// (> start_lr), `mode`
 /// (`exp` | `linear`). The run must have at least 2 steps.
 #[derive(Clone, Debug)]
 pub struct LrRange {
@@ -22,14 +23,21 @@ pub struct LrRange {
 
 impl LrRange {
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
-        let start = keys.lr("start_lr")?;
+        // Mode first: the linear ramp may start at 0 (Smith's 0 -> 3 test), the geometric may not.
+        let exp = keys.choice("mode", &["exp", "linear"])?.unwrap_or("exp") == "exp";
+        let start = if exp {
+            keys.lr("start_lr")?
+        } else {
+            let v = keys.req_f64("start_lr")?;
+            keys.ensure(v >= 0.0, "start_lr", "must be >= 0 with mode = \"linear\"")?;
+            v
+        };
         let end = keys.lr("end_lr")?;
         keys.ensure(
             end > start,
             "end_lr",
             format_args!("must be > {} ({start})", keys.name("start_lr")),
         )?;
-        let exp = keys.choice("mode", &["exp", "linear"])?.unwrap_or("exp") == "exp";
         if len.total_steps < 2 {
             crate::bail_input!(
                 "{}: kind = \"lr_range\" needs a run of at least 2 steps (total_steps = {})",
