@@ -251,6 +251,10 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
             out.display()
         ))
     })?;
+    // A kill during an atomic write leaves its temporary file behind; with the lock held no
+    // other writer exists, so any such file here is stale.
+    remove_stale_temporaries(out)?;
+    remove_stale_temporaries(&out.join("snapshots"))?;
     if !config_path.exists() {
         write_atomic(&config_path, resolved.as_bytes())?;
     }
@@ -268,6 +272,25 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
     }
     drop(lock);
     result
+}
+
+/// Delete the temporary files of interrupted atomic writes (`.lrlab-tmp-*`,
+/// `.checkpoint-*.tmp`, `.snapshot-*.tmp`) in `dir`, if it exists.
+fn remove_stale_temporaries(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let stale = name.starts_with(".lrlab-tmp-")
+            || ((name.starts_with(".checkpoint-") || name.starts_with(".snapshot-"))
+                && name.ends_with(".tmp"));
+        if stale {
+            std::fs::remove_file(e.path())
+                .with_context(|| format!("cannot remove the stale {}", e.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn write_meta(out: &Path, meta: &serde_json::Value) -> Result<()> {
