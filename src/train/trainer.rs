@@ -596,8 +596,6 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
             elapsed: time_now,
             ..Progress::default()
         };
-        // The progress record keeps the time already spent, and this attempt's clock restarts.
-        let progress_for_clock = progress.clone();
         checkpoint::save(out, &vs, &optim.state(), &progress)?;
         Status {
             status: "running".into(),
@@ -621,7 +619,7 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
                 None => eprintln!("{line}"),
             }
         }
-        progress = progress_for_clock;
+        // `elapsed()` adds this attempt's clock to `progress.elapsed`: keep the sum at time_now.
         progress.elapsed -= attempt_start.elapsed().as_secs_f64();
         epoch += 1;
         if interrupted {
