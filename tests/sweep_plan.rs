@@ -128,6 +128,38 @@ base = "base.toml"
 }
 
 #[test]
+fn zip_pairs_named_tables_with_other_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan_of(
+        dir.path(),
+        r#"
+base = "base.toml"
+[[zip]]
+schedule = [
+  { name = "short", kind = "constant", lr = 0.1 },
+  { name = "long", kind = "step", lr = 0.1, milestones = [2], gamma = 0.1 },
+]
+"train.epochs" = [1, 3]
+"#,
+    )
+    .unwrap();
+    let names: Vec<_> = p.runs.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["schedule=short,train.epochs=1", "schedule=long,train.epochs=3"]);
+    let long = config(&p.runs[1]);
+    assert_eq!(long.train.epochs, 3);
+    // `name` labels the variant and is not part of the schedule table.
+    let want: toml::Table = "kind = \"step\"\nlr = 0.1\nmilestones = [2]\ngamma = 0.1"
+        .parse()
+        .unwrap();
+    assert_eq!(long.schedule, want);
+    let e = error_of(
+        "base = \"base.toml\"\n[[zip]]\nschedule = [{ kind = \"constant\", lr = 0.1 }]\n\
+         \"train.epochs\" = [1]",
+    );
+    assert!(e.contains("has no name; give it a `name"), "{e}");
+}
+
+#[test]
 fn names_and_ids_are_deterministic_and_ids_hash_the_resolved_config() {
     let dir = tempfile::tempdir().unwrap();
     let a = plan_of(dir.path(), GRID).unwrap();

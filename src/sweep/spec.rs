@@ -18,6 +18,11 @@
 //! "optim.momentum" = [0.9, 0.95]
 //! "optim.nesterov" = [false, true]
 //!
+//! [[zip]]                                # tables in a list are named by their `name` key
+//! schedule = [{ name = "one_cycle", kind = "one_cycle", max_lr = 0.1 },
+//!             { name = "step", kind = "step", lr = 0.02, milestones = [12, 18] }]
+//! "train.epochs" = [6, 24]
+//!
 //! [target]                               # collect reports the first epoch reaching it
 //! test_acc = 0.85                        # every run (a fraction, like epochs.csv's test_acc)
 //! [target.point]                         # grid points: param=value conditions, first match
@@ -341,10 +346,25 @@ fn parse_axis(
     })
 }
 
-/// Values of a list axis, labelled by their compact form.
+/// Values of a list axis, labelled by their compact form. A table in a list is labelled by
+/// its `name` key, which is removed from the value (so a `[[zip]]` can pair whole tables,
+/// e.g. a schedule with the run length it needs).
 fn list_values(at: &str, list: &[toml::Value]) -> std::result::Result<Vec<AxisValue>, String> {
     list.iter()
         .map(|v| {
+            if let toml::Value::Table(t) = v {
+                if let Some(name) = t.get("name") {
+                    let name = name.as_str().filter(|n| !n.is_empty()).ok_or_else(|| {
+                        format!("{at}: `name` of the table {v} must be a non-empty string")
+                    })?;
+                    let mut t = t.clone();
+                    t.remove("name");
+                    return Ok(AxisValue {
+                        label: name.to_string(),
+                        value: toml::Value::Table(t),
+                    });
+                }
+            }
             Ok(AxisValue {
                 label: label(v).map_err(|why| format!("{at}: {why}"))?,
                 value: v.clone(),
@@ -374,8 +394,8 @@ pub fn label(v: &toml::Value) -> std::result::Result<String, String> {
         }
         toml::Value::Table(_) => {
             return Err(format!(
-                "the table {v} in a list has no name; write the axis as a table of named \
-                 variants instead: [grid.KEY] name1 = {{...}}, name2 = {{...}}"
+                "the table {v} in a list has no name; give it a `name = \"...\"` key, or \
+                 write the axis as a table of named variants: [grid.KEY] name1 = {{...}}"
             ))
         }
     })
