@@ -12,6 +12,7 @@
 //! "schedule=step"         = { test_error = 4.24, source = "SGDR Table 1", note = "lr 0.1" }
 //! "kind=clr"              = { test_acc = 81.4, source = "CLR Table 1" }
 //! "t_0=10"                = { test_error = 4.03, epoch = 150, source = "SGDR §4.1" }
+//! "*"                     = { test_acc = 94.08, source = "..." }  # every point
 //! ```
 //!
 //! Each entry gives exactly one of `test_error` or `test_acc`, in percent; `source` (text),
@@ -203,8 +204,13 @@ fn entry_of(path: &Path, key: &str, v: &toml::Value) -> Result<PaperValue> {
     Ok(out)
 }
 
-/// `"a=1, b=x"` → `[("a","1"), ("b","x")]`; `None` when a part has no `=` or an empty name.
+/// `"a=1, b=x"` → `[("a","1"), ("b","x")]`; `"*"` → no conditions (every point: a sweep
+/// that only repeats seeds has a single point without parameters); `None` when a part has no
+/// `=` or an empty name.
 pub fn conditions(key: &str) -> Option<Vec<(String, String)>> {
+    if key.trim() == "*" {
+        return Some(Vec::new());
+    }
     key.split(',')
         .map(|part| {
             let (k, v) = part.split_once('=')?;
@@ -259,6 +265,10 @@ mod tests {
         assert!(!matches(&c, &p(&[("schedule", "sgdr"), ("t_0", "50")])));
         assert!(!matches(&c, &p(&[("schedule", "sgdr")])));
         assert!(conditions("no equals sign").is_none());
+        assert!(matches(
+            &conditions("*").unwrap(),
+            &p(&[("schedule", "sgdr")])
+        ));
     }
 
     #[test]

@@ -1,0 +1,168 @@
+//! Every spec shipped in `runs/` (the papers' full-scale tables, the CPU-scale reproductions,
+//! the demo and the examples) is valid: sweeps plan, every run config (base or expanded)
+//! validates, its schedule builds for the run's real length, and every paper value in a
+//! sweep's `[report.paper]` matches at least one grid point (a typo there would silently drop
+//! the paper's number from the report).
+
+use lrlab::config::RunConfig;
+use lrlab::data::DatasetName;
+use lrlab::report::paper::matches;
+use lrlab::schedule::{RunLength, Schedule};
+use lrlab::sweep::plan;
+use std::path::{Path, PathBuf};
+
+fn runs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("runs")
+}
+
+/// Every TOML file under `runs/` except the schedule gallery (rendered by `make gallery`).
+fn spec_files() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![runs_dir()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() && p.file_name().unwrap() != "schedules" {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "toml") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Training examples per epoch of the datasets the specs use (the official split sizes).
+fn train_examples(cfg: &RunConfig) -> u64 {
+    let full = match cfg.data.dataset {
+        DatasetName::Mnist | DatasetName::FashionMnist => 60_000,
+        DatasetName::Cifar10 | DatasetName::Cifar100 => 50_000,
+        DatasetName::Synthetic => cfg.data.size as u64,
+        other => panic!("no size known for dataset {other:?}"),
+    };
+    let n = full - cfg.data.val_split as u64;
+    match cfg.data.train_subset {
+        0 => n,
+        s => (s as u64).min(n),
+    }
+}
+
+/// Build the run's schedule for its real length, with `"auto"` values (chosen by a range test
+/// at run time) replaced by plausible numbers.
+fn check_schedule(cfg: &RunConfig, what: &str) {
+    let n = train_examples(cfg);
+    let b = cfg.train.batch_size as u64;
+    let spe = if cfg.data.drop_last {
+        n / b
+    } else {
+        n.div_ceil(b)
+    };
+    let total = if cfg.train.steps > 0 {
+        cfg.train.steps
+    } else {
+        cfg.train.epochs * spe
+    };
+    let mut table = cfg.schedule.clone();
+    for k in lrlab::lr_find::auto_keys(&table) {
+        let v = if k == "base_lr" { 0.001 } else { 0.1 };
+        table.insert(k, toml::Value::Float(v));
+    }
+    let len = RunLength {
+        steps_per_epoch: spe,
+        total_steps: total,
+    };
+    if let Err(e) = Schedule::from_table(&table, len) {
+        panic!("{what}: schedule does not build for {len:?}: {e:#}");
+    }
+}
+
+#[test]
+fn every_spec_in_runs_is_valid() {
+    let files = spec_files();
+    let (mut sweeps, mut configs) = (0, 0);
+    for f in &files {
+        let doc: toml::Table = std::fs::read_to_string(f).unwrap().parse().unwrap();
+        let what = f.strip_prefix(runs_dir()).unwrap().display().to_string();
+        if doc.contains_key("schedule") {
+            configs += 1;
+            let cfg = RunConfig::load(f, &[]).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+            check_schedule(&cfg, &what);
+            continue;
+        }
+        sweeps += 1;
+        let p = plan::load(f).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        assert!(!p.runs.is_empty(), "{what}: no runs");
+        for r in &p.runs {
+            let cfg = RunConfig::from_table(r.config.parse().unwrap())
+                .unwrap_or_else(|e| panic!("{what} / {}: {e:#}", r.name));
+            check_schedule(&cfg, &format!("{what} / {}", r.name));
+        }
+        for pv in &p.spec.report.paper {
+            assert!(
+                p.runs.iter().any(|r| matches(&pv.conditions, &r.labels)),
+                "{what}: [report.paper] \"{}\" matches no grid point",
+                pv.key
+            );
+        }
+    }
+    // The papers' tables and the CPU-scale reproductions are all there.
+    for name in [
+        "papers/sgdr_table1.toml",
+        "papers/clr_table1.toml",
+        "papers/superconv_table1.toml",
+        "papers/disciplined_resnet56.toml",
+        "papers/dawnbench_resnet9.toml",
+        "cpu/super_convergence.toml",
+        "cpu/sgdr.toml",
+        "cpu/clr.toml",
+    ] {
+        assert!(runs_dir().join(name).is_file(), "runs/{name} is missing");
+    }
+    assert!(
+        sweeps >= 10 && configs >= 5,
+        "{sweeps} sweeps, {configs} configs"
+    );
+}
+
+#[test]
+fn paper_tables_have_the_papers_shape() {
+    // SGDR Table 1: 7 schedules x 2 datasets x 5 seeds, every point with the paper's number.
+    let p = plan::load(&runs_dir().join("papers/sgdr_table1.toml")).unwrap();
+    assert_eq!(p.runs.len(), 70);
+    assert_eq!(p.spec.report.paper.len(), 14);
+    // The T_0 = 10, x2 model is read at its last completed cycle end: paper epoch 150 of 200,
+    // our 300 of 400 (the paper's epoch holds twice the images).
+    let t0_10 = p
+        .spec
+        .report
+        .paper
+        .iter()
+        .find(|pv| pv.key.contains("t0_10_x2"))
+        .unwrap();
+    assert_eq!(t0_10.epoch, Some(300.0));
+    let r = p.runs.iter().find(|r| r.name.contains("t0_10_x2")).unwrap();
+    let cfg = RunConfig::from_table(r.config.parse().unwrap()).unwrap();
+    let len = RunLength {
+        steps_per_epoch: 391,
+        total_steps: 400 * 391,
+    };
+    let s = Schedule::from_table(&cfg.schedule, len).unwrap();
+    let ends: Vec<u64> = s.cycle_ends();
+    assert_eq!(ends, [20 * 391, 60 * 391, 140 * 391, 300 * 391]);
+
+    // Super-convergence: CLR 10k iterations vs step 80k, at 5 training-set sizes.
+    let p = plan::load(&runs_dir().join("papers/superconv_table1.toml")).unwrap();
+    let steps: Vec<u64> = p
+        .runs
+        .iter()
+        .map(|r| {
+            RunConfig::from_table(r.config.parse().unwrap())
+                .unwrap()
+                .train
+                .steps
+        })
+        .collect();
+    assert_eq!(steps.iter().filter(|&&s| s == 10_000).count(), 10);
+    assert_eq!(steps.iter().filter(|&&s| s == 80_000).count(), 10);
+}
