@@ -285,6 +285,10 @@ fn train(
 /// `lrlab find-lr`: run the range test, write its files, print the suggestions.
 fn find_lr(a: FindLrArgs) -> anyhow::Result<()> {
     let cfg = lrlab::config::RunConfig::load(&a.config, &a.set)?;
+    // The config's own [lr_find] first, so its errors name its keys.
+    cfg.lr_find
+        .validate()
+        .map_err(|e| lrlab::input_error(format!("{}: {e}", a.config.display())))?;
     let mut fc = cfg.lr_find.clone();
     if let Some(x) = a.start_lr {
         fc.start_lr = x;
@@ -315,9 +319,24 @@ fn find_lr(a: FindLrArgs) -> anyhow::Result<()> {
     if let Some(x) = a.stop_factor {
         fc.stop_factor = x;
     }
-    // Flags use their own names in messages.
+    // What is wrong now came from a flag: name the flag.
     fc.validate().map_err(|e| {
-        lrlab::input_error(e.to_string().replace("lr_find.", "--").replace('_', "-"))
+        let mut msg = e.to_string();
+        for key in [
+            "start_lr",
+            "end_lr",
+            "steps",
+            "epochs",
+            "mode",
+            "beta",
+            "stop_factor",
+        ] {
+            msg = msg.replace(
+                &format!("lr_find.{key}"),
+                &format!("--{}", key.replace('_', "-")),
+            );
+        }
+        lrlab::input_error(msg)
     })?;
     let out = a.out.unwrap_or_else(|| {
         let stem = a

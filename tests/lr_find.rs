@@ -209,7 +209,7 @@ fn bad_ranges_are_rejected() {
     for (args, expect) in [
         (
             vec!["--start-lr", "1", "--end-lr", "0.1"],
-            "--end-lr = 0.1: must be greater than start-lr = 1",
+            "--end-lr = 0.1: must be greater than --start-lr = 1",
         ),
         (vec!["--start-lr", "0"], "--start-lr = 0: must be > 0"),
         (vec!["--start-lr=-1", "--mode", "linear"], "--start-lr = -1"),
@@ -232,6 +232,25 @@ fn bad_ranges_are_rejected() {
         );
         assert!(!out.exists());
     }
+    // A bad value in the config's own [lr_find] is named by its key and file, not as a flag.
+    let out = t.path().join("find");
+    let r = lrlab()
+        .args([
+            "find-lr",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--set", "lr_find.beta=2.0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("run.toml: lr_find.beta = 2: must be in [0, 1)"),
+        "{err}"
+    );
+    assert!(!out.exists());
 }
 
 #[test]

@@ -107,7 +107,7 @@ impl FindConfig {
         }
         if !self.end_lr.is_finite() || self.end_lr <= self.start_lr {
             crate::bail_input!(
-                "lr_find.end_lr = {}: must be greater than start_lr = {}",
+                "lr_find.end_lr = {}: must be greater than lr_find.start_lr = {}",
                 self.end_lr,
                 self.start_lr
             );
