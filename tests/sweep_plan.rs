@@ -144,7 +144,13 @@ schedule = [
     )
     .unwrap();
     let names: Vec<_> = p.runs.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["schedule=short,train.epochs=1", "schedule=long,train.epochs=3"]);
+    assert_eq!(
+        names,
+        [
+            "schedule=short,train.epochs=1",
+            "schedule=long,train.epochs=3"
+        ]
+    );
     let long = config(&p.runs[1]);
     assert_eq!(long.train.epochs, 3);
     // `name` labels the variant and is not part of the schedule table.
