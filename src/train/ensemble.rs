@@ -247,7 +247,7 @@ pub fn ensemble_dir(args: &EnsembleArgs) -> Result<Vec<RunEnsemble>> {
     for run in &runs {
         let snaps = list_snapshots(run)?;
         if snaps.is_empty() {
-            if runs.len() == 1 {
+            if run == &args.dir {
                 return Err(input_error(no_snapshots(run)));
             }
             eprintln!("skipped {}: no snapshots", run.display());
