@@ -263,7 +263,7 @@ fn snapshot_ensembles_of_an_sgdr_run() {
         ],
     );
     let bad = lrlab(&["ensemble", sweep.to_str().unwrap()]);
-    input_error(&bad, &[sweep.to_str().unwrap(), "none of its 1 runs"]);
+    input_error(&bad, &[sweep.to_str().unwrap(), "none of its 1 run folder"]);
 
     // A sweep folder: the runs with snapshots are evaluated, the others skipped.
     std::fs::rename(&run, sweep.join("sgdr")).unwrap();

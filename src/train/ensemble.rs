@@ -258,7 +258,7 @@ pub fn ensemble_dir(args: &EnsembleArgs) -> Result<Vec<RunEnsemble>> {
     }
     if todo.is_empty() {
         crate::bail_input!(
-            "{}: none of its {} runs has snapshots; set `train.snapshots = \"restarts\"` and use a schedule with restarts (e.g. kind = \"sgdr\")",
+            "{}: none of its {} run folder(s) has snapshots; set `train.snapshots = \"restarts\"` and use a schedule with restarts (e.g. kind = \"sgdr\")",
             args.dir.display(),
             runs.len()
         );
@@ -299,6 +299,14 @@ pub fn ensemble_run(
     let batches = loader.batches_per_epoch() as u64;
     let k = snaps.len();
     let bar = progress_bar(progress, batches * k as u64, 0);
+    if let Some(b) = &bar {
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} batches {msg} [{elapsed_precise} < {eta}]",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    }
     let _guard = tch::no_grad_guard();
 
     let mut labels: Vec<Tensor> = Vec::new();
