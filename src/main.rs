@@ -87,6 +87,11 @@ enum Command {
     /// numbers: [report.paper] "param=value, ..." = { test_error = 4.03, source = "..." }
     /// (or test_acc, in percent; optional epoch = N and note = "...").
     Report(ReportArgs),
+    /// Evaluate a run's SGDR snapshots alone and as ensembles of the last M (softmax average).
+    ///
+    /// DIR is a run folder trained with train.snapshots = "restarts", or a sweep folder (every
+    /// run in it with snapshots). Writes <run>/ensemble.csv and prints a table per run.
+    Ensemble(EnsembleArgs),
     /// Measure lrlab's own components.
     Bench {
         #[command(subcommand)]
@@ -131,6 +136,37 @@ struct FindLrArgs {
     /// Also draw the curve with the suggestions marked (figures/lr_find.svg and .png).
     #[arg(long)]
     plot: bool,
+}
+
+#[derive(clap::Args)]
+struct EnsembleArgs {
+    /// A run folder (with snapshots/) or a sweep folder.
+    dir: PathBuf,
+    /// Use only the last M snapshots [default: all].
+    #[arg(long, value_name = "M")]
+    last: Option<usize>,
+    /// Evaluate on this device (auto, cpu, cuda, cuda:N) [default: the run's train.device].
+    #[arg(long)]
+    device: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// `lrlab ensemble`: evaluate, write each run's ensemble.csv, print the tables.
+fn ensemble(a: EnsembleArgs) -> anyhow::Result<()> {
+    use lrlab::train::ensemble as ens;
+    let args = ens::EnsembleArgs {
+        dir: a.dir,
+        last: a.last,
+        device: a.device,
+        progress: !a.quiet,
+    };
+    for r in ens::ensemble_dir(&args)? {
+        print!("{}", ens::table(&r));
+        println!("  -> {}", r.run.join(ens::ENSEMBLE_CSV).display());
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -450,6 +486,7 @@ fn main() -> ExitCode {
         Command::Report(a) => lrlab::report::report_dir(&a.dir, a.figure.options())
             .map(|p| print_paths(&p))
             .map(|_| 0),
+        Command::Ensemble(a) => ensemble(a).map(|_| 0),
         Command::Bench {
             command: BenchCommand::Train(a),
         } => bench_train(a).map(|_| 0),

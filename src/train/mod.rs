@@ -4,10 +4,12 @@
 //! - `checkpoint.rs`: weights + optimizer state + progress, written atomically.
 //! - `record.rs`: `steps.csv`, `epochs.csv`, `status.json`, cut back on resume.
 //! - `device.rs`: device and thread selection.
+//! - `ensemble.rs`: snapshot ensembles of a run's cycle-end weights (`lrlab ensemble`).
 
 pub mod bench;
 pub mod checkpoint;
 pub mod device;
+pub mod ensemble;
 pub mod eval;
 pub mod optim;
 pub mod record;
