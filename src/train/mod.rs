@@ -10,5 +10,6 @@ pub mod checkpoint;
 pub mod device;
 pub mod eval;
 pub mod optim;
+pub mod overhead;
 pub mod record;
 pub mod trainer;
