@@ -14,8 +14,8 @@ fn lrlab(args: &[&str]) -> Output {
 #[test]
 fn every_benchmarked_family_builds_and_is_a_kind() {
     for (name, text) in lrlab::schedule::bench::FAMILIES {
-        let s = lrlab::schedule::bench::build_family(text)
-            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let s =
+            lrlab::schedule::bench::build_family(text).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert!(lrlab::schedule::KINDS.contains(&s.kind()), "{name}");
         assert!(s.lr(0).is_finite() && s.lr(0) >= 0.0, "{name}");
     }
@@ -24,10 +24,21 @@ fn every_benchmarked_family_builds_and_is_a_kind() {
 #[test]
 fn json_names_the_families_asked_for() {
     let out = lrlab(&[
-        "bench", "schedule", "--steps", "1000", "--family", "one_cycle", "--family", "sgdr",
+        "bench",
+        "schedule",
+        "--steps",
+        "1000",
+        "--family",
+        "one_cycle",
+        "--family",
+        "sgdr",
         "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["impl"], "lrlab");
     assert_eq!(v["steps"], 1000);

@@ -101,6 +101,7 @@ pub fn bench_overhead(a: &OverheadArgs) -> Result<OverheadResult> {
     let mut loss_sum = Tensor::from(0.0).to_kind(Kind::Double);
     let mut correct = Tensor::from(0.0).to_kind(Kind::Double);
     let mut seen = 0u64;
+    let mut pending: Vec<(u64, f64, f64, f64, Tensor, f64)> = Vec::new();
     let start = Instant::now();
     // Seconds per section over the timed steps: schedule, math, bookkeeping, logging.
     let mut secs = [0f64; 4];
@@ -132,7 +133,14 @@ pub fn bench_overhead(a: &OverheadArgs) -> Result<OverheadResult> {
             .eq_tensor(&y)
             .sum(Kind::Double);
         seen += n as u64;
-        let pending = vec![(step, step as f64, lr, momentum, loss, start.elapsed())];
+        pending.push((
+            step,
+            step as f64,
+            lr,
+            momentum,
+            loss,
+            start.elapsed().as_secs_f64(),
+        ));
         let t3 = Instant::now();
         let losses: Vec<f64> = Vec::<f64>::try_from(
             Tensor::stack(
@@ -151,10 +159,11 @@ pub fn bench_overhead(a: &OverheadArgs) -> Result<OverheadResult> {
                 fmt_f64(r.2),
                 fmt_f64(r.3),
                 fmt_f64(loss),
-                format!("{:.3}", r.5.as_secs_f64()),
+                format!("{:.3}", r.5),
             ])?;
             anyhow::ensure!(loss.is_finite(), "the loss diverged at step {}", r.0);
         }
+        pending.clear();
         let _ = stop.load(Ordering::SeqCst);
         let t4 = Instant::now();
         if step >= a.warmup {
