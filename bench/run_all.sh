@@ -2,8 +2,8 @@
 # Every benchmark of lrlab, on this machine, printed as ONE markdown table followed by a
 # description of the machine:
 #
-#   bench/run_all.sh > bench/RESULTS.md        # full run (about 10 minutes on 2 cores)
-#   QUICK=1 bench/run_all.sh                   # smoke run: few steps, few rounds (~3 minutes)
+#   bench/run_all.sh > bench/RESULTS.md        # full run (about 10 minutes on 2 quiet cores)
+#   QUICK=1 bench/run_all.sh                   # smoke run: few steps and rounds, no measurement
 #
 # Pairs (lrlab vs a reference) run alternately, A B A B ..., so machine drift hits both; each
 # round gives one ratio and the table shows the median ratio and its min-max:
@@ -43,7 +43,7 @@ if [ "$quick" = 1 ]; then
     jpegs=100 loader_batches=20 sweep_runs=4 sweep_size=512 sweep_rounds=1
 else
     rounds=${ROUNDS:-5}
-    r20_steps=10 r56_steps=4 warmup=2 sched_steps=1000000 sched_steps_py=10000
+    r20_steps=8 r56_steps=3 warmup=2 sched_steps=1000000 sched_steps_py=10000
     jpegs=500 loader_batches=200 sweep_runs=4 sweep_size=4096 sweep_rounds=3
 fi
 # Targets. Pairs: lrlab's speed over the reference's (> 1: lrlab faster).
@@ -87,6 +87,8 @@ if ! PYTHONPATH="$tv:$PYTHONPATH" python3 -c "import torchvision, PIL, numpy" 2>
     log "installing torchvision 0.28.0, Pillow, numpy into $tv"
     python3 -m pip install -q --no-deps --target "$tv" torchvision==0.28.0 pillow numpy >&2 || have_tv=0
 fi
+# numpy there also spares torch its warning about a missing numpy.
+if [ "$have_tv" = 1 ]; then export PYTHONPATH="$tv:$PYTHONPATH"; fi
 jpeg_dir="$cache/bench-jpegs-$jpegs"
 if [ "$have_tv" = 1 ] && [ ! -f "$jpeg_dir/.complete" ]; then
     log "writing $jpegs JPEGs to $jpeg_dir (once)"
@@ -239,6 +241,6 @@ PY
     echo "- memory: $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo 2>/dev/null)"
     echo "- OS: $( (. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME") || uname -s), kernel $(uname -r)"
     echo "- torch $(python3 -c 'import torch; print(torch.__version__)'), torchvision $(PYTHONPATH="$tv:$PYTHONPATH" python3 -c 'import torchvision; print(torchvision.__version__)' 2>/dev/null || echo 'not installed'), Python $(python3 -c 'import platform; print(platform.python_version())')"
-    echo "- lrlab $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)'), $("$bin" --version)"
+    echo "- lrlab $("$bin" --version | cut -d' ' -f2), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
     echo "- run: $(date -u '+%Y-%m-%d %H:%M UTC'), $(($(date +%s) - started)) s, $rounds rounds, $threads threads, load average at the end $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)$([ "$quick" = 1 ] && echo ', QUICK=1')"
 }
