@@ -225,6 +225,21 @@ enum BenchCommand {
     Train(BenchTrainArgs),
     /// Images per second of the training data loader (augmentation, tensors on the CPU).
     Data(lrlab::data::bench::DataBenchArgs),
+    /// Nanoseconds per training step of each schedule family's lr(k) and momentum(k).
+    Schedule(BenchScheduleArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchScheduleArgs {
+    /// Steps timed per family (best of three passes).
+    #[arg(long, default_value_t = 1_000_000)]
+    steps: u64,
+    /// Only this family (repeatable) [default: all].
+    #[arg(long)]
+    family: Vec<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -253,6 +268,10 @@ struct BenchTrainArgs {
     /// Classes.
     #[arg(long, default_value_t = 10)]
     classes: i64,
+    /// Instead: time the harness parts of the CPU training step (schedule, bookkeeping,
+    /// logging) against the math, and print their share of the step.
+    #[arg(long)]
+    overhead: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -406,6 +425,9 @@ fn find_lr(a: FindLrArgs) -> anyhow::Result<()> {
 }
 
 fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
+    if a.overhead {
+        return bench_overhead(a);
+    }
     let args = lrlab::train::bench::BenchTrainArgs {
         model: a.model,
         batch: a.batch,
@@ -424,6 +446,44 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
             "{} batch {} on {} ({} threads): {:.1} images/s",
             r.model, r.batch, r.device, r.threads, r.images_per_sec
         );
+    }
+    Ok(())
+}
+
+/// `lrlab bench train --overhead`: the harness share of a CPU training step.
+fn bench_overhead(a: BenchTrainArgs) -> anyhow::Result<()> {
+    if !matches!(a.device.as_str(), "auto" | "cpu") {
+        lrlab::bail_input!(
+            "--device {}: --overhead times CPU steps only (wall clocks around asynchronous \
+             GPU work would not measure it)",
+            a.device
+        );
+    }
+    let args = lrlab::train::overhead::OverheadArgs {
+        model: a.model,
+        batch: a.batch,
+        steps: a.steps,
+        warmup: a.warmup,
+        threads: a.threads,
+        size: a.size,
+        classes: a.classes,
+    };
+    let r = lrlab::train::overhead::bench_overhead(&args)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("{}", r.sentence());
+    }
+    Ok(())
+}
+
+/// `lrlab bench schedule`: per-family cost of the schedule per training step.
+fn bench_schedule(a: &BenchScheduleArgs) -> anyhow::Result<()> {
+    let r = lrlab::schedule::bench::bench_schedules(a.steps, &a.family)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        print!("{}", r.table());
     }
     Ok(())
 }
@@ -493,6 +553,9 @@ fn main() -> ExitCode {
         Command::Bench {
             command: BenchCommand::Data(a),
         } => bench_data(&a).map(|_| 0),
+        Command::Bench {
+            command: BenchCommand::Schedule(a),
+        } => bench_schedule(&a).map(|_| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -34,6 +34,7 @@
 //! Validation errors are [`crate::InputError`]s naming the key path (`schedule.t_mult`,
 //! `schedule.schedules[1].lr_max`), the value and the rule.
 
+pub mod bench;
 pub mod cli;
 pub mod clr;
 pub mod constant;

@@ -12,5 +12,6 @@ pub mod device;
 pub mod ensemble;
 pub mod eval;
 pub mod optim;
+pub mod overhead;
 pub mod record;
 pub mod trainer;

@@ -177,7 +177,7 @@ pub fn build_model(cfg: &RunConfig, setup: &Setup) -> Result<(VarStore, models::
 
 /// Seed of libtorch's generator for step `k`: dropout and any other torch randomness are a
 /// function of (seed, step), so a resumed run draws the same numbers.
-fn step_seed(seed: u64, step: u64) -> i64 {
+pub(crate) fn step_seed(seed: u64, step: u64) -> i64 {
     let mut x = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
