@@ -3,7 +3,9 @@
 //! time with the same command, and check that the result is the uninterrupted run's: same
 //! CSVs (time columns aside), same snapshots, no run trained to its end twice, no temporary
 //! file or held lock left. And Ctrl-C (SIGINT to the process group) on a sweep: exit 3, no
-//! process left, runs `interrupted`, a second `lrlab sweep` completes them.
+//! process left, runs `interrupted`, a second `lrlab sweep` completes them and removes the
+//! temporary files that kills inside atomic writes leave (planted there, since random kills
+//! seldom land inside such a short write; the torture test prints how many did).
 //!
 //! (SIGTERM on a single run is `sigterm_mid_epoch_resumes_exactly` in tests/train.rs.)
 
@@ -16,12 +18,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Eight epochs of four steps of LeNet on 16x16 synthetic images (a second or two), with
-/// snapshots at the SGDR restarts so that snapshot writes can be hit too.
+/// Four epochs of four steps of LeNet on 28x28 synthetic images (a few seconds), with
+/// snapshots at the SGDR restarts so that snapshot writes can be hit too. The model is small
+/// in compute but not in parameters (a 3.4 MB checkpoint), so that writing checkpoints takes
+/// a good part of the training time and kills land in them.
 const BASE: &str = r#"
 [data]
 dataset = "synthetic"
-shape = [1, 16, 16]
+shape = [1, 28, 28]
 size = 256
 test_size = 64
 
@@ -29,7 +33,7 @@ test_size = 64
 arch = "lenet"
 
 [train]
-epochs = 8
+epochs = 4
 batch_size = 64
 threads = 1
 snapshots = "restarts"
@@ -93,18 +97,20 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Is `p` the temporary file of an atomic write?
+fn is_temporary(p: &Path) -> bool {
+    let name = p.file_name().unwrap().to_string_lossy();
+    name.starts_with(".lrlab-tmp-")
+        || name.starts_with(".checkpoint-")
+        || name.starts_with(".snapshot-")
+        || name.ends_with(".tmp")
+}
+
 /// No temporary file of an atomic write anywhere under `dir`, and no lock file still held.
 fn nothing_left_behind(dir: &Path) {
     for p in files(dir) {
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(
-            !(name.starts_with(".lrlab-tmp-")
-                || name.starts_with(".checkpoint-")
-                || name.starts_with(".snapshot-")
-                || name.ends_with(".tmp")),
-            "temporary file left: {}",
-            p.display()
-        );
+        assert!(!is_temporary(&p), "temporary file left: {}", p.display());
         if name.ends_with(".lock") {
             let f = std::fs::File::open(&p).unwrap();
             use std::os::unix::io::AsRawFd;
@@ -189,13 +195,15 @@ fn spawn_group(mut cmd: Command, log: &Path) -> Child {
         .unwrap()
 }
 
-/// SIGKILL invocations of `cmd(folder)` at moments drawn uniformly from [0, span) and resume
+/// SIGKILL invocations of `cmd(folder)` at moments drawn from [0, early) (startup) or
+/// [early, span) (training), uniformly, and resume
 /// with the same command, until `want` kills have landed on a live process; an invocation
 /// that ends before its kill completes the round and `check` judges the folder; the next
 /// round starts afresh in a new folder.
 fn torture(
     rng: &mut Rng,
     want: usize,
+    early: Duration,
     span: Duration,
     work: &Path,
     cmd: impl Fn(&Path) -> Command,
@@ -205,6 +213,7 @@ fn torture(
     let mut kills = 0;
     let mut round = 0;
     let mut invocations = 0;
+    let mut torn = 0;
     while kills < want {
         let out = work.join(format!("round{round}"));
         round += 1;
@@ -212,7 +221,12 @@ fn torture(
             let mut child = spawn_group(cmd(&out), &log);
             invocations += 1;
             let pgid = child.id() as i32;
-            let delay = span.mul_f64(rng.unit());
+            // A quarter of the kills before training starts, the rest while it runs.
+            let delay = if rng.unit() < 0.25 {
+                early.mul_f64(rng.unit())
+            } else {
+                early + (span.saturating_sub(early)).mul_f64(rng.unit())
+            };
             let start = Instant::now();
             let mut exited = None;
             while kills < want && start.elapsed() < delay {
@@ -229,6 +243,9 @@ fn torture(
                 wait_group_gone(pgid);
                 if st.code().is_none() {
                     kills += 1;
+                    if out.exists() && files(&out).iter().any(|p| is_temporary(p)) {
+                        torn += 1;
+                    }
                     continue;
                 }
                 exited = Some(st); // it ended on its own just before the kill
@@ -244,7 +261,11 @@ fn torture(
         check(&out);
     }
     eprintln!(
-        "{want} kills in {invocations} invocations over {round} round(s), kill moments in [0, {:.1} s)",
+        "{want} kills in {invocations} invocations over {round} round(s), kill moments in \
+         [0, {:.1} s) and [{:.1} s, {:.1} s); {torn} kill(s) cut an atomic write short (its \
+         temporary file was left)",
+        early.as_secs_f64(),
+        early.as_secs_f64(),
         span.as_secs_f64()
     );
 }
@@ -264,15 +285,40 @@ fn sweep_cmd(spec: &Path, out: &Path) -> Command {
     c
 }
 
-/// The uninterrupted sweep (its runs are the references) and its wall time.
-fn reference_sweep(dir: &Path) -> (PathBuf, PathBuf, Duration) {
+/// Run `cmd` to its end: how long until `started()` first held (training began), and in all.
+fn timed(mut cmd: Command, started: impl Fn() -> bool) -> (Duration, Duration) {
+    let t = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut early = None;
+    loop {
+        if early.is_none() && started() {
+            early = Some(t.elapsed());
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let span = t.elapsed();
+    (early.unwrap_or(span / 2), span)
+}
+
+/// The uninterrupted sweep (its runs are the references): when its first run started
+/// training, and its wall time.
+fn reference_sweep(dir: &Path) -> (PathBuf, PathBuf, Duration, Duration) {
     write(dir, "base.toml", BASE);
     let spec = write(dir, "spec.toml", SPEC);
     let reference = dir.join("reference");
-    let t = Instant::now();
-    let o = sweep_cmd(&spec, &reference).output().unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    (spec, reference, t.elapsed())
+    let (early, span) = timed(sweep_cmd(&spec, &reference), || {
+        reference.join("seed=0").join("status.json").exists()
+    });
+    (spec, reference, early, span)
 }
 
 fn run_names(sweep: &Path) -> Vec<String> {
@@ -287,7 +333,7 @@ fn run_names(sweep: &Path) -> Vec<String> {
 #[test]
 fn sigkill_at_random_moments_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (spec, reference, sweep_span) = reference_sweep(dir.path());
+    let (spec, reference, sweep_early, sweep_span) = reference_sweep(dir.path());
     let names = run_names(&reference);
     let mut rng = Rng(20261128);
 
@@ -295,12 +341,13 @@ fn sigkill_at_random_moments_loses_nothing() {
     // checkpoints and CSVs, between runs, while collecting (8 kills).
     let work = dir.path().join("sweeps");
     std::fs::create_dir_all(&work).unwrap();
-    // Kill moments in the first half of an uninterrupted sweep's time: resumed invocations
-    // start from the checkpoints, so the kills still reach the later phases.
+    // Kill moments within the first 3/4 of an uninterrupted sweep's time: resumed
+    // invocations start from the checkpoints, so the kills still reach the later phases.
     torture(
         &mut rng,
         8,
-        sweep_span / 2,
+        sweep_early,
+        sweep_span.mul_f64(0.75),
         &work,
         |out| sweep_cmd(&spec, out),
         |out| {
@@ -317,22 +364,18 @@ fn sigkill_at_random_moments_loses_nothing() {
 
     // (b) A single run (the sweep's first run, trained alone), killed 12 times.
     let config = reference.join(&names[0]).join("config.toml");
-    let t = Instant::now();
-    let o = Command::new(bin())
-        .args(["train", s(&config), "--out"])
-        .arg(dir.path().join("alone"))
-        .arg("--quiet")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    let run_span = t.elapsed();
+    let alone = dir.path().join("alone");
+    let mut c = Command::new(bin());
+    c.args(["train", s(&config), "--out", s(&alone), "--quiet"]);
+    let (run_early, run_span) = timed(c, || alone.join("status.json").exists());
     same_as_reference(&dir.path().join("alone"), &reference.join(&names[0]));
     let work = dir.path().join("runs");
     std::fs::create_dir_all(&work).unwrap();
     torture(
         &mut rng,
         12,
-        run_span.mul_f64(0.75),
+        run_early,
+        run_span,
         &work,
         |out| {
             let mut c = Command::new(bin());
@@ -349,7 +392,7 @@ fn sigkill_at_random_moments_loses_nothing() {
 #[test]
 fn ctrl_c_stops_a_sweep_and_a_second_sweep_completes_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (spec, reference, _) = reference_sweep(dir.path());
+    let (spec, reference, _, _) = reference_sweep(dir.path());
     let names = run_names(&reference);
     let sweep = dir.path().join("sweep");
     let log = dir.path().join("stderr.log");
@@ -401,6 +444,18 @@ fn ctrl_c_stops_a_sweep_and_a_second_sweep_completes_it() {
         }
     }
     assert!(interrupted >= 1, "no run was in flight:\n{table}");
+
+    // What a SIGKILL inside an atomic write leaves behind (the random kills above seldom land
+    // in one: the writes are short): partial temporary files. The next sweep removes them.
+    write(&sweep, ".lrlab-tmp-Ab12Cd", "{\"format\": 1, \"na");
+    for n in &names {
+        let run = sweep.join(n);
+        if status(&run) != "done" {
+            write(&run, ".lrlab-tmp-Xy34Zw", "{\"status\": \"runn");
+            write(&run, ".checkpoint-Qq56Rr.tmp", "partial");
+            write(&run.join("snapshots"), ".snapshot-Ss78Tt.tmp", "partial");
+        }
+    }
 
     let o = sweep_cmd(&spec, &sweep).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
