@@ -192,6 +192,7 @@ pub fn is_seed_key(k: &str) -> bool {
 /// Write `summary.csv`, `curves.csv` and `summary_by_point.csv` into the sweep folder.
 pub fn collect(sweep: &Path) -> Result<CollectReport> {
     let m = Manifest::load(sweep)?;
+    let _lock = super::manifest::lock_sweep(sweep)?;
     let sums = summarize(sweep, &m)?;
     let files = vec![
         sweep.join("summary.csv"),

@@ -478,10 +478,16 @@ impl Active {
                 };
                 (Outcome::Failed, reason)
             }
-            (None, Some(sig)) if stopping => (
-                Outcome::Interrupted,
-                format!("stopped by signal {sig} before a checkpoint"),
-            ),
+            // SIGINT/SIGTERM/SIGHUP are requests to stop (a Ctrl-C reaches the whole
+            // process group, maybe before the runner has seen it), not failures.
+            (None, Some(sig))
+                if stopping || matches!(sig, libc::SIGINT | libc::SIGTERM | libc::SIGHUP) =>
+            {
+                (
+                    Outcome::Interrupted,
+                    format!("stopped by signal {sig} before a checkpoint"),
+                )
+            }
             (None, sig) => (
                 Outcome::Failed,
                 format!("lrlab train was killed by signal {}", sig.unwrap_or(0)),

@@ -123,8 +123,10 @@ impl Manifest {
     }
 }
 
-/// An exclusive lock on `DIR/.locks/sweep.lock`, held while the manifest is written.
-fn sweep_lock(dir: &Path) -> Result<std::fs::File> {
+/// An exclusive lock on `DIR/.locks/sweep.lock`, held while the sweep folder's own files
+/// (manifest, `runs.csv`, `sweep.toml`, the collected CSVs) are written. Taking it also
+/// removes the temporary files that a kill during such a write left behind.
+pub fn lock_sweep(dir: &Path) -> Result<std::fs::File> {
     let locks = dir.join(LOCKS);
     std::fs::create_dir_all(&locks)
         .with_context(|| format!("cannot create {}", locks.display()))?;
@@ -136,6 +138,7 @@ fn sweep_lock(dir: &Path) -> Result<std::fs::File> {
         .with_context(|| format!("cannot open a lock file in {}", locks.display()))?;
     f.lock_exclusive()
         .with_context(|| format!("cannot lock {}", locks.display()))?;
+    crate::util::remove_stale_temporaries(dir)?;
     Ok(f)
 }
 
@@ -209,7 +212,7 @@ fn same_config(old: &str, new: &str) -> bool {
 /// the same at the same time.
 pub fn freeze(dir: &Path, plan: &Plan) -> Result<Manifest> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let _lock = sweep_lock(dir)?;
+    let _lock = lock_sweep(dir)?;
     let old = if dir.join(MANIFEST).exists() {
         Some(Manifest::load(dir)?)
     } else {

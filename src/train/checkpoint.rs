@@ -53,17 +53,25 @@ pub fn save(
     let json = serde_json::to_vec(progress)?;
     named.push(("progress".to_string(), Tensor::from_slice(&json)));
     named.sort_by(|a, b| a.0.cmp(&b.0));
+    let path = dir.join(CHECKPOINT);
+    // The error names the file being replaced and the temporary file written (removed on
+    // failure: the previous checkpoint stays as it was).
+    let failed = |tmp: &Path| {
+        format!(
+            "cannot write {} (temporary file {})",
+            path.display(),
+            tmp.file_name().unwrap_or_default().to_string_lossy()
+        )
+    };
     let tmp = tempfile::Builder::new()
         .prefix(".checkpoint-")
         .suffix(".tmp")
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary checkpoint in {}", dir.display()))?;
-    Tensor::write_safetensors(&named, tmp.path())
-        .with_context(|| format!("cannot write a checkpoint in {}", dir.display()))?;
+    Tensor::write_safetensors(&named, tmp.path()).with_context(|| failed(tmp.path()))?;
     crate::util::set_default_mode(tmp.as_file())
         .and_then(|_| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write a checkpoint in {}", dir.display()))?;
-    let path = dir.join(CHECKPOINT);
+        .with_context(|| failed(tmp.path()))?;
     tmp.persist(&path)
         .map_err(|e| e.error)
         .with_context(|| format!("cannot write {}", path.display()))?;

@@ -9,7 +9,7 @@ use crate::util::{fmt_f64, write_atomic};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Header of `steps.csv`.
@@ -19,10 +19,20 @@ pub const EPOCHS_HEADER: &str =
     "epoch,step,lr,train_loss,train_acc,test_loss,test_acc,test_top5,time_s,images_per_sec";
 
 /// An append-only CSV file whose rows are keyed by an increasing integer in column 1.
+///
+/// Rows are buffered and written in whole rows; a write that fails (a full disk) is cut back
+/// off the file, so an error never leaves a half-written row behind.
 pub struct CsvLog {
     path: PathBuf,
-    out: BufWriter<File>,
+    file: File,
+    /// Rows not yet written.
+    buf: Vec<u8>,
+    /// Length of the file: complete rows only.
+    len: u64,
 }
+
+/// Rows are written once this many bytes are buffered.
+const BUFFER: usize = 8 * 1024;
 
 impl CsvLog {
     /// Open `path` for appending. A missing or empty file gets `header`. Rows whose first
@@ -63,24 +73,52 @@ impl CsvLog {
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open {} for appending", path.display()))?;
+        let len = file
+            .metadata()
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
         Ok(CsvLog {
             path: path.to_path_buf(),
-            out: BufWriter::new(file),
+            file,
+            buf: Vec::with_capacity(BUFFER),
+            len,
         })
     }
 
     /// Append one row (fields already formatted).
     pub fn row(&mut self, fields: &[String]) -> Result<()> {
-        let line = fields.join(",");
-        writeln!(self.out, "{line}")
-            .with_context(|| format!("cannot write {}", self.path.display()))
+        self.buf.extend_from_slice(fields.join(",").as_bytes());
+        self.buf.push(b'\n');
+        if self.buf.len() >= BUFFER {
+            self.write_buffered()?;
+        }
+        Ok(())
     }
 
-    /// Flush buffered rows to the file and sync it to disk.
+    /// Write the buffered rows; on failure cut the file back to its complete rows.
+    fn write_buffered(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        match self.file.write_all(&self.buf) {
+            Ok(()) => {
+                self.len += self.buf.len() as u64;
+                self.buf.clear();
+                Ok(())
+            }
+            Err(e) => {
+                // Best effort: a part of the rows may have reached the file.
+                let _ = self.file.set_len(self.len);
+                Err(e).with_context(|| format!("cannot write {}", self.path.display()))
+            }
+        }
+    }
+
+    /// Write buffered rows to the file and sync it to disk.
     pub fn sync(&mut self) -> Result<()> {
-        self.out
-            .flush()
-            .and_then(|_| self.out.get_ref().sync_data())
+        self.write_buffered()?;
+        self.file
+            .sync_data()
             .with_context(|| format!("cannot write {}", self.path.display()))
     }
 }

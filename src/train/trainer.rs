@@ -12,7 +12,7 @@ use crate::data::{self, Data};
 use crate::error::input_error;
 use crate::models;
 use crate::schedule::{RunLength, Schedule};
-use crate::util::{fmt_f64, write_atomic};
+use crate::util::{fmt_f64, remove_stale_temporaries, write_atomic};
 use anyhow::{Context, Result};
 use fs2::FileExt;
 use std::collections::HashSet;
@@ -220,6 +220,9 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
 /// Train the run `cfg` in folder `out`, resuming from its checkpoint if there is one.
 pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
     let resolved = cfg.to_toml()?;
+    // Installed first, so that a stop requested while the data loads still ends in a
+    // clean interruption (exit 3) instead of death by the signal.
+    let stop = stop_flag()?;
     // Everything that can be rejected is checked before the folder is touched.
     let setup = Setup::new(cfg)?;
     let config_path = out.join("config.toml");
@@ -258,7 +261,7 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
     if !config_path.exists() {
         write_atomic(&config_path, resolved.as_bytes())?;
     }
-    let result = train_locked(cfg, setup, out, opts);
+    let result = train_locked(cfg, setup, out, opts, &stop);
     if let Err(e) = &result {
         let prev = Status::read(out);
         let _ = Status {
@@ -274,31 +277,18 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
     result
 }
 
-/// Delete the temporary files of interrupted atomic writes (`.lrlab-tmp-*`,
-/// `.checkpoint-*.tmp`, `.snapshot-*.tmp`) in `dir`, if it exists.
-fn remove_stale_temporaries(dir: &Path) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let stale = name.starts_with(".lrlab-tmp-")
-            || ((name.starts_with(".checkpoint-") || name.starts_with(".snapshot-"))
-                && name.ends_with(".tmp"));
-        if stale {
-            std::fs::remove_file(e.path())
-                .with_context(|| format!("cannot remove the stale {}", e.path().display()))?;
-        }
-    }
-    Ok(())
-}
-
 fn write_meta(out: &Path, meta: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(meta)?;
     write_atomic(&out.join("meta.json"), format!("{text}\n").as_bytes())
 }
 
-fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) -> Result<Outcome> {
+fn train_locked(
+    cfg: &RunConfig,
+    setup: Setup,
+    out: &Path,
+    opts: &RunOptions,
+    stop: &AtomicBool,
+) -> Result<Outcome> {
     let tc = &cfg.train;
     let (vs, model) = build_model(cfg, &setup)?;
     let mut optim = Optimizer::new(&vs, &cfg.optim)?;
@@ -322,6 +312,10 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_else(|| serde_json::json!({}));
     let attempts = meta.get("attempts").and_then(|a| a.as_u64()).unwrap_or(0) + 1;
+    let completions = meta
+        .get("completions")
+        .and_then(|a| a.as_u64())
+        .unwrap_or(0);
     let started = meta
         .get("started")
         .and_then(|a| a.as_f64())
@@ -337,6 +331,7 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
         "started": started,
         "finished": serde_json::Value::Null,
         "attempts": attempts,
+        "completions": completions,
         "steps_per_epoch": setup.steps_per_epoch,
         "total_steps": setup.total_steps,
         "epochs": setup.epochs(),
@@ -361,7 +356,6 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
 
     let mut steps_log = CsvLog::open(&out.join("steps.csv"), STEPS_HEADER, progress.step)?;
     let mut epochs_log = CsvLog::open(&out.join("epochs.csv"), EPOCHS_HEADER, progress.epoch + 1)?;
-    let stop = stop_flag()?;
     let snapshot_steps: HashSet<u64> = if tc.snapshots == "restarts" {
         setup.schedule.cycle_ends().into_iter().collect()
     } else {
@@ -376,6 +370,7 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
     let bar = progress_bar(opts.progress, total, progress.step);
     let attempt_start = Instant::now();
     let elapsed = |p: &Progress| p.elapsed + attempt_start.elapsed().as_secs_f64();
+    let resumed_from = progress.step;
     let mut step = progress.step;
     let mut last_metrics: Option<Metrics> = None;
     let mut pending: Vec<PendingRow> = Vec::new();
@@ -517,6 +512,7 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
             diverged = flush(&mut pending, &mut steps_log)?;
         }
         if let Some(reason) = diverged {
+            meta["completions"] = completed(completions, step > resumed_from);
             return finish_diverged(
                 out,
                 &mut steps_log,
@@ -638,6 +634,7 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
         b.finish_and_clear();
     }
     meta["finished"] = serde_json::json!(record::now());
+    meta["completions"] = completed(completions, step > resumed_from);
     write_meta(out, &meta)?;
     Status {
         status: "done".into(),
@@ -648,6 +645,18 @@ fn train_locked(cfg: &RunConfig, setup: Setup, out: &Path, opts: &RunOptions) ->
     }
     .write(out)?;
     Ok(Outcome::Done(last_metrics))
+}
+
+/// `meta.json`'s `completions` once an attempt has reached the end of the run: the number of
+/// attempts that trained the run's last step, so 1 for a run that never trained twice. An
+/// attempt that trained nothing (its checkpoint was already the final one: the previous
+/// attempt was killed before recording its end) counts only if no end was recorded yet.
+fn completed(before: u64, trained: bool) -> serde_json::Value {
+    serde_json::json!(if trained || before == 0 {
+        before + 1
+    } else {
+        before
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
