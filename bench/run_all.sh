@@ -47,7 +47,7 @@ else
     jpegs=500 loader_batches=200 sweep_runs=4 sweep_size=4096 sweep_rounds=3
 fi
 # Targets. Pairs: lrlab's speed over the reference's (> 1: lrlab faster).
-target_train=">= 0.95" target_jpeg=">= 2.0" target_sched=">= 1.0"
+target_train=">= 1.0" target_jpeg=">= 1.3" target_sched=">= 1.0"
 target_loader=">= 20" target_overhead="< 0.5" target_sweep="<= 1.1"
 
 log() { echo "[run_all $(($(date +%s) - started))s] $*" >&2; }
