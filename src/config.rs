@@ -140,19 +140,29 @@ const TABLES: [&str; 6] = ["data", "model", "optim", "train", "lr_find", "schedu
 impl RunConfig {
     /// Read a run config file and apply `--set` overrides (`table.key=value`).
     pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfig> {
-        let text = std::fs::read(path)
+        let bytes = std::fs::read(path)
             .map_err(|e| input_error(format!("{}: cannot read: {e}", path.display())))?;
-        let text = String::from_utf8(text)
-            .map_err(|_| input_error(format!("{}: not valid UTF-8 text", path.display())))?;
+        Self::parse(&path.display().to_string(), &bytes, overrides)
+    }
+
+    /// Parse a run config file's bytes (UTF-8 TOML), apply `--set` overrides and validate
+    /// every table but `[schedule]`; `name` names the file in messages.
+    pub fn parse(name: &str, bytes: &[u8], overrides: &[String]) -> Result<RunConfig> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            input_error(format!(
+                "{name}: not valid UTF-8 text (bad byte at offset {})",
+                e.valid_up_to()
+            ))
+        })?;
         let mut table: toml::Table = text
             .parse()
-            .map_err(|e| input_error(format!("{}: invalid TOML: {e}", path.display())))?;
+            .map_err(|e| input_error(format!("{name}: invalid TOML: {e}")))?;
         for o in overrides {
             apply_override(&mut table, o)?;
         }
         Self::from_table(table).map_err(|e| {
             if crate::error::is_input_error(&e) {
-                input_error(format!("{}: {e:#}", path.display()))
+                input_error(format!("{name}: {e:#}"))
             } else {
                 e
             }
@@ -197,8 +207,11 @@ impl RunConfig {
 fn section<T: DeserializeOwned + Default>(table: &mut toml::Table, name: &str) -> Result<T> {
     match table.remove(name) {
         None => Ok(T::default()),
-        Some(toml::Value::Table(t)) => T::deserialize(toml::Value::Table(t))
-            .map_err(|e| input_error(format!("[{name}]: {}", e.to_string().trim()))),
+        Some(toml::Value::Table(t)) => T::deserialize(toml::Value::Table(t)).map_err(|e| {
+            // One line: the deserializer puts "in `key`" on a line of its own.
+            let msg = e.to_string().trim().replace('\n', " ");
+            input_error(format!("[{name}]: {msg}"))
+        }),
         Some(v) => crate::bail_input!("`{name}` must be a table, found {}", v.type_str()),
     }
 }

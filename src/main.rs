@@ -399,7 +399,7 @@ fn find_lr(a: FindLrArgs) -> anyhow::Result<()> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        PathBuf::from("out").join(format!("{stem}-lr_find"))
+        PathBuf::from("out").join(lrlab::sweep::plan::sanitize(&format!("{stem}-lr_find")))
     });
     let r = lrlab::lr_find::range_test(&cfg, &fc, true)?;
     lrlab::lr_find::write(&out, &fc, &r, None)?;

@@ -662,3 +662,116 @@ fn the_example_sweep_plans() {
     assert_eq!(p.runs.len(), 6);
     assert!(p.runs.iter().all(|r| r.target_acc == Some(0.85)));
 }
+
+/// `name` as a path: exactly one ordinary component (no `..`, no root, no separator).
+fn one_component(name: &str) -> bool {
+    let mut c = Path::new(name).components();
+    matches!(c.next(), Some(std::path::Component::Normal(_))) && c.next().is_none()
+}
+
+#[test]
+fn no_name_from_a_spec_a_manifest_or_a_config_escapes_its_folder() {
+    let long = "z".repeat(5000);
+    for raw in [
+        "",
+        ".",
+        "..",
+        "/",
+        "/etc/passwd",
+        "a\0b",
+        "..\\..",
+        "é/../x",
+        "-",
+        &long,
+        "CON",
+    ] {
+        let n = sanitize(raw);
+        assert!(one_component(&n) && !n.contains('\0'), "{raw:?} -> {n:?}");
+        assert!(
+            n.len() <= MAX_NAME && n != "." && n != "..",
+            "{raw:?} -> {n:?}"
+        );
+        assert_eq!(sanitize(&n), n, "sanitize is idempotent");
+    }
+
+    // Variant names from a spec: absolute, parent, NUL, very long.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!(
+        r#"
+name = "../../escaped"
+base = "base.toml"
+[grid.schedule]
+"/abs" = {{ kind = "constant", lr = 0.1 }}
+".." = {{ kind = "constant", lr = 0.2 }}
+"a\u0000b" = {{ kind = "constant", lr = 0.3 }}
+"{long}" = {{ kind = "constant", lr = 0.4 }}
+"#
+    );
+    let p = plan_of(dir.path(), &spec).unwrap();
+    let sweep = dir.path().join("sw");
+    let m = freeze(&sweep, &p).unwrap();
+    assert_eq!(m.runs.len(), 4);
+    for r in &m.runs {
+        assert!(one_component(&r.name), "{:?}", r.name);
+        assert_eq!(r.dir(&sweep).parent(), Some(sweep.as_path()));
+    }
+    // The default sweep folder comes from the name: out/<one component>.
+    let o = std::process::Command::new(fx::bin())
+        .args(["sweep", "spec.toml", "--dry-run"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let first = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let folder = first.rsplit("folder ").next().unwrap();
+    let rest = folder.strip_prefix("out/").expect("under out/");
+    assert!(one_component(rest), "{first}");
+
+    // An edited manifest whose run name or id points elsewhere is refused (exit 2), and
+    // nothing is created outside the sweep folder.
+    let original = std::fs::read_to_string(sweep.join("manifest.json")).unwrap();
+    let name0 = &m.runs[0].name;
+    let id0 = &m.runs[0].id;
+    for (from, to) in [
+        (
+            format!("\"name\": \"{name0}\""),
+            "\"name\": \"../outside\"".to_string(),
+        ),
+        (
+            format!("\"name\": \"{name0}\""),
+            "\"name\": \"/tmp/abs\"".to_string(),
+        ),
+        (
+            format!("\"id\": \"{id0}\""),
+            "\"id\": \"../../x\"".to_string(),
+        ),
+    ] {
+        assert!(original.contains(&from), "{from}");
+        std::fs::write(
+            sweep.join("manifest.json"),
+            original.replacen(&from, &to, 1),
+        )
+        .unwrap();
+        let e = Manifest::load(&sweep).unwrap_err();
+        assert!(lrlab::is_input_error(&e), "{e:#}");
+        assert!(format!("{e:#}").contains("manifest.json"), "{e:#}");
+        let o = lrlab(&["sweep", "status", s(&sweep)]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    }
+    assert!(!dir.path().join("outside").exists());
+
+    // `lrlab train` without --out: out/<config stem>, one component whatever the file name.
+    for f in ["..toml", "...toml", "a b.toml", ".toml"] {
+        let out = lrlab::train::trainer::default_out(Path::new(f));
+        let rest = out.strip_prefix("out").unwrap();
+        assert!(
+            one_component(rest.to_str().unwrap()),
+            "{f} -> {}",
+            out.display()
+        );
+    }
+}

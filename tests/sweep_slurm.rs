@@ -440,3 +440,100 @@ fn slurm_array_runs_pins_gpus_isolates_failures_and_requeues_preempted_tasks() {
         text(&st)
     );
 }
+
+#[test]
+fn hostile_values_reach_the_program_intact_and_run_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // The program and sweep paths hold spaces, quotes, `$`, backticks and a backslash; the
+    // sweep name holds a newline followed by a command.
+    let bin_dir = dir
+        .path()
+        .join("b i'n \"$HOME\" `touch pwned1` $(touch pwned2) \\");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let program = bin_dir.join("lr lab$1");
+    let argv_file = dir.path().join("argv");
+    write(
+        &bin_dir,
+        "lr lab$1",
+        "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done > \"$ARGV_OUT\"\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sweep = dir.path().join("s w 'q' \"d\" $X `touch pwned3` %x");
+    let m = Manifest {
+        format: 1,
+        name: "evil\ntouch pwned4\n$(touch pwned5)".into(),
+        spec: "spec.toml".into(),
+        varied: vec![],
+        runs: vec![],
+    };
+    let mut o = options(s(&program));
+    o.extra = vec![
+        "--comment=a \"b\" $(touch pwned6) `x` \\".into(),
+        "-A o'brien".into(),
+        "--exclusive".into(),
+    ];
+    o.runs_per_task = 2;
+    o.retry_failed = true;
+    o.validate(&sweep).unwrap();
+    let text = render_script(&sweep, &m, &o, "0-3", 4, (0, 1));
+    let script = write(dir.path(), "array.sbatch", &text);
+    let check = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(text.contains("#SBATCH -A \"o'brien\"\n"), "{text}");
+    assert!(text.contains("#SBATCH --exclusive\n"), "{text}");
+    // Every line is a comment, a directive or script: the name's newline did not escape.
+    assert!(!text.lines().any(|l| l.starts_with("touch")), "{text}");
+
+    let out = Command::new("bash")
+        .arg(&script)
+        .current_dir(dir.path())
+        .env("SLURM_ARRAY_TASK_ID", "2")
+        .env("ARGV_OUT", &argv_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let argv = std::fs::read(&argv_file).unwrap();
+    let argv: Vec<String> = argv
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8(a.to_vec()).unwrap())
+        .collect();
+    assert_eq!(
+        argv,
+        [
+            "sweep",
+            "run-index",
+            s(&sweep),
+            "6",
+            "--runs-per-task",
+            "2",
+            "--retry-failed"
+        ]
+    );
+    for i in 1..=6 {
+        assert!(!dir.path().join(format!("pwned{i}")).exists(), "pwned{i}");
+    }
+
+    // Option names that are not plain names are refused.
+    for e in ["--acc$(x)=1", "--a`b`", "-", "--a\"b=1"] {
+        let mut bad = options("/x/lrlab");
+        bad.extra = vec![e.into()];
+        assert!(
+            lrlab::is_input_error(&bad.validate(&sweep).unwrap_err()),
+            "{e}"
+        );
+    }
+}

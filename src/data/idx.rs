@@ -28,6 +28,9 @@ pub const NUM_CLASSES: u16 = 10;
 /// Deflate cannot expand data by more than about 1032:1; a header promising more data than
 /// that from a gzip file of this size is corrupt.
 const MAX_GZIP_RATIO: u64 = 1032;
+/// Largest buffer allocated up front from a header's sizes (64 MiB, more than MNIST's
+/// training images); beyond it the buffer grows with the data read.
+const MAX_PREALLOC: usize = 64 << 20;
 
 /// Open both splits of an IDX dataset in `dir` (10 classes, one channel).
 pub fn open(dir: &Path) -> Result<Splits> {
@@ -54,28 +57,51 @@ pub fn open(dir: &Path) -> Result<Splits> {
 pub fn read_split(dir: &Path, prefix: &str) -> Result<ArraySource> {
     let images_path = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
     let labels_path = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
-    let (dims, pixels) = read_idx(&images_path, IMAGES_MAGIC, "IDX images", 3)?;
+    let images = read_idx(&images_path, IMAGES_MAGIC, "IDX images", 3)?;
+    let labels = read_idx(&labels_path, LABELS_MAGIC, "IDX labels", 1)?;
+    check_split(
+        &images_path.display().to_string(),
+        images,
+        &labels_path.display().to_string(),
+        labels,
+    )
+}
+
+/// Parse an images file and a labels file given as bytes (raw or gzipped) into a split;
+/// `images_name` and `labels_name` name them in messages. Creates no tensors.
+pub fn parse_split(
+    images_name: &str,
+    images: &[u8],
+    labels_name: &str,
+    labels: &[u8],
+) -> Result<ArraySource> {
+    let i = parse_idx(images_name, images, IMAGES_MAGIC, "IDX images", 3)?;
+    let l = parse_idx(labels_name, labels, LABELS_MAGIC, "IDX labels", 1)?;
+    check_split(images_name, i, labels_name, l)
+}
+
+/// Square images, one label per image, every label a class.
+fn check_split(
+    images_name: &str,
+    (dims, pixels): (Vec<usize>, Vec<u8>),
+    labels_name: &str,
+    (ldims, labels): (Vec<usize>, Vec<u8>),
+) -> Result<ArraySource> {
     let (rows, cols) = (dims[1], dims[2]);
     if rows != cols {
         return Err(input_error(format!(
-            "{}: images are {rows}x{cols}; only square images are supported",
-            images_path.display()
+            "{images_name}: images are {rows}x{cols}; only square images are supported"
         )));
     }
-    let (ldims, labels) = read_idx(&labels_path, LABELS_MAGIC, "IDX labels", 1)?;
     if ldims[0] != dims[0] {
         return Err(input_error(format!(
-            "{}: {} labels, but {} holds {} images",
-            labels_path.display(),
-            ldims[0],
-            images_path.display(),
-            dims[0]
+            "{labels_name}: {} labels, but {images_name} holds {} images",
+            ldims[0], dims[0]
         )));
     }
     if let Some(i) = labels.iter().position(|&l| l as u16 >= NUM_CLASSES) {
         return Err(input_error(format!(
-            "{}: label {} of example {i} is out of range 0..{NUM_CLASSES}",
-            labels_path.display(),
+            "{labels_name}: label {} of example {i} is out of range 0..{NUM_CLASSES}",
             labels[i]
         )));
     }
@@ -121,19 +147,43 @@ pub fn read_idx(
     what: &str,
     ndims: usize,
 ) -> Result<(Vec<usize>, Vec<u8>)> {
-    let name = path.display();
-    let bad = |msg: String| input_error(format!("{name}: {msg}"));
-    let file = File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?;
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|e| input_error(format!("{name}: cannot open: {e}")))?;
     let file_len = file
         .metadata()
-        .map_err(|e| bad(format!("cannot read: {e}")))?
+        .map_err(|e| input_error(format!("{name}: cannot read: {e}")))?
         .len();
-    let mut reader = BufReader::new(file);
+    decode(&name, BufReader::new(file), file_len, magic, what, ndims)
+}
+
+/// Parse the bytes of an IDX file (raw or gzipped) of unsigned bytes with `ndims`
+/// dimensions; `name` names it in messages. The header is checked against `bytes.len()`
+/// exactly as [`read_idx`] checks it against the file's length.
+pub fn parse_idx(
+    name: &str,
+    bytes: &[u8],
+    magic: u32,
+    what: &str,
+    ndims: usize,
+) -> Result<(Vec<usize>, Vec<u8>)> {
+    decode(name, bytes, bytes.len() as u64, magic, what, ndims)
+}
+
+/// Decode an IDX stream of `file_len` stored bytes.
+fn decode(
+    name: &str,
+    mut reader: impl BufRead,
+    file_len: u64,
+    magic: u32,
+    what: &str,
+    ndims: usize,
+) -> Result<(Vec<usize>, Vec<u8>)> {
+    let bad = |msg: String| input_error(format!("{name}: {msg}"));
     let head = reader
         .fill_buf()
         .map_err(|e| bad(format!("cannot read: {e}")))?;
     let gzipped = head.starts_with(&[0x1f, 0x8b]);
-    let mut r: Box<dyn Read> = if gzipped {
+    let mut r: Box<dyn Read + '_> = if gzipped {
         Box::new(GzDecoder::new(reader))
     } else {
         Box::new(reader)
@@ -198,7 +248,9 @@ pub fn read_idx(
         )));
     }
     let payload = payload as usize;
-    let mut data = Vec::with_capacity(payload);
+    // A gzip header may still promise up to 1032 times the file's size: grow the buffer as
+    // data actually arrives rather than trusting the header with one large allocation.
+    let mut data = Vec::with_capacity(payload.min(MAX_PREALLOC));
     r.take(payload as u64 + 1)
         .read_to_end(&mut data)
         .map_err(io)?;

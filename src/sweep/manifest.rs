@@ -108,6 +108,27 @@ impl Manifest {
                 m.format
             );
         }
+        // Run names and ids become paths inside the sweep folder: an edited manifest must not
+        // point elsewhere.
+        for r in &m.runs {
+            if r.name.is_empty() || super::plan::sanitize(&r.name) != r.name {
+                crate::bail_input!(
+                    "{}: run {} has the name {:?}, which is not a safe folder name \
+                     (letters, digits, . _ , = + - @; no `..`, no leading `.` or `-`)",
+                    path.display(),
+                    r.index,
+                    r.name
+                );
+            }
+            if r.id.is_empty() || !r.id.chars().all(|c| c.is_ascii_hexdigit()) {
+                crate::bail_input!(
+                    "{}: run {} has the id {:?}; expected hex digits",
+                    path.display(),
+                    r.index,
+                    r.id
+                );
+            }
+        }
         Ok(m)
     }
 

@@ -21,6 +21,9 @@ use std::path::Path;
 /// Longest run folder name; longer names are cut and end in a hash of the full name.
 pub const MAX_NAME: usize = 120;
 
+/// Most runs one sweep may plan (each is validated and listed in the manifest).
+pub const MAX_RUNS: usize = 100_000;
+
 /// The label key of the `seeds` axis (it sets `train.seed`).
 pub const SEED: &str = "seed";
 
@@ -118,7 +121,17 @@ pub fn expand(spec: Spec) -> Result<Plan> {
         varied.push(SEED.into());
     }
 
-    let total: usize = dims.iter().map(|d| d.len()).product();
+    let total = dims
+        .iter()
+        .try_fold(1usize, |n, d| n.checked_mul(d.len()))
+        .filter(|&n| n <= MAX_RUNS)
+        .ok_or_else(|| {
+            let sizes: Vec<String> = dims.iter().map(|d| d.len().to_string()).collect();
+            err(format!(
+                "the grid has {} runs, more than {MAX_RUNS}; split the sweep",
+                sizes.join(" x ")
+            ))
+        })?;
     let mut runs: Vec<PlannedRun> = Vec::with_capacity(total);
     let mut odometer = vec![0usize; dims.len()];
     for index in 0..total {
@@ -339,13 +352,16 @@ fn check_unique(runs: &[PlannedRun]) -> std::result::Result<(), String> {
     let mut by_name = std::collections::HashMap::new();
     let mut by_id = std::collections::HashMap::new();
     for r in runs {
-        if let Some(&j) = by_name.get(&r.name) {
+        // Compared without case: on a case-insensitive file system `A` and `a` are one folder.
+        let folder = r.name.to_lowercase();
+        if let Some(&j) = by_name.get(&folder) {
             let o: &PlannedRun = &runs[j];
             return Err(format!(
-                "runs `{}` and `{}` get the same folder name `{}`; make the values or \
-                 variant names distinct",
+                "runs `{}` and `{}` get the same folder name `{}` (`{}` ignoring case); make \
+                 the values or variant names distinct",
                 raw_name(&o.labels),
                 raw_name(&r.labels),
+                o.name,
                 r.name
             ));
         }
@@ -359,7 +375,7 @@ fn check_unique(runs: &[PlannedRun]) -> std::result::Result<(), String> {
                 r.id
             ));
         }
-        by_name.insert(r.name.clone(), r.index);
+        by_name.insert(folder, r.index);
         by_id.insert(r.id.clone(), r.index);
     }
     Ok(())

@@ -99,6 +99,24 @@ pub fn sbatch_quote(s: &str) -> String {
     out
 }
 
+/// An `--sbatch` option split into its name and, if it has one, the separator (`=` or a
+/// space) and the value: `--account=abc`, `-A abc`, `--exclusive`.
+fn split_extra(e: &str) -> (&str, Option<(char, &str)>) {
+    match e.find(|c: char| c == '=' || c.is_whitespace()) {
+        Some(i) => {
+            let sep = e[i..].chars().next().expect("found above");
+            let value = &e[i + sep.len_utf8()..];
+            let value = if sep == '=' {
+                value
+            } else {
+                value.trim_start()
+            };
+            (&e[..i], Some((sep, value)))
+        }
+        None => (e, None),
+    }
+}
+
 /// Indices as a Slurm list: sorted, runs of consecutive ids as ranges (`0-3,7,12-15`).
 pub fn compress(ids: &[usize]) -> String {
     let mut ids = ids.to_vec();
@@ -176,8 +194,15 @@ impl SlurmOptions {
         }
         for e in &self.extra {
             check_line("--sbatch", e)?;
-            if !e.starts_with('-') {
-                crate::bail_input!("--sbatch {e:?}: expected an sbatch option like --account=abc");
+            let (name, _) = split_extra(e);
+            let ok_name = name.starts_with('-')
+                && name.len() > 1
+                && name.chars().all(|c| c == '-' || c.is_ascii_alphanumeric());
+            if !ok_name {
+                crate::bail_input!(
+                    "--sbatch {e:?}: expected an sbatch option like --account=abc \
+                     (the option's name: `-`, letters, digits)"
+                );
             }
         }
         let s = sweep.to_string_lossy();
@@ -276,10 +301,17 @@ pub fn render_script(
     let sw = sweep.to_string_lossy();
     let output = format!("{}/slurm/%A_%a.out", sw.replace('%', "%%"));
     let mut s = String::from("#!/bin/bash\n");
+    // Comment lines: a newline in a value would end the comment and start a command.
+    let comment = |v: &str| {
+        v.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect::<String>()
+    };
     s.push_str(&format!(
-        "# lrlab sweep {}: Slurm job array {} of {chunks} over the runs in\n# {sw}\n",
-        m.name,
-        chunk + 1
+        "# lrlab sweep {}: Slurm job array {} of {chunks} over the runs in\n# {}\n",
+        comment(&m.name),
+        chunk + 1,
+        comment(&sw)
     ));
     s.push_str(
         "# Submit with `sbatch FILE`; resubmit what is unfinished with\n\
@@ -308,9 +340,10 @@ pub fn render_script(
     }
     s.push_str("#SBATCH --requeue\n");
     for e in &o.extra {
-        match e.split_once('=') {
-            Some((k, v)) => s.push_str(&format!("#SBATCH {k}={}\n", sbatch_quote(v))),
-            None => s.push_str(&format!("#SBATCH {e}\n")),
+        match split_extra(e) {
+            (k, Some(('=', v))) => s.push_str(&format!("#SBATCH {k}={}\n", sbatch_quote(v))),
+            (k, Some((_, v))) => s.push_str(&format!("#SBATCH {k} {}\n", sbatch_quote(v))),
+            (k, None) => s.push_str(&format!("#SBATCH {k}\n")),
         }
     }
     let mut args = format!("--runs-per-task {}", o.runs_per_task.max(1));

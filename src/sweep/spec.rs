@@ -136,8 +136,16 @@ impl Spec {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "sweep".into()),
-            Some(toml::Value::String(s)) if !s.trim().is_empty() => s.clone(),
-            Some(v) => return Err(err(format!("name = {v}: must be a non-empty string"))),
+            Some(toml::Value::String(s))
+                if !s.trim().is_empty() && !s.chars().any(char::is_control) =>
+            {
+                s.clone()
+            }
+            Some(v) => {
+                return Err(err(format!(
+                    "name = {v}: must be a non-empty string without control characters"
+                )))
+            }
         };
         let base = match table.get("base") {
             None => {

@@ -184,13 +184,14 @@ pub(crate) fn step_seed(seed: u64, step: u64) -> i64 {
     ((x ^ (x >> 31)) >> 1) as i64
 }
 
-/// The default output folder of `lrlab train CONFIG`: `out/<config file stem>`.
+/// The default output folder of `lrlab train CONFIG`: `out/<config file stem>`, the stem
+/// made a safe folder name ([`crate::sweep::plan::sanitize`]) so that it stays inside `out/`.
 pub fn default_out(config: &Path) -> PathBuf {
     let stem = config
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "run".into());
-    PathBuf::from("out").join(stem)
+    PathBuf::from("out").join(crate::sweep::plan::sanitize(&stem))
 }
 
 struct PendingRow {

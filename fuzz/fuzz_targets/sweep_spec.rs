@@ -1,0 +1,12 @@
+//! Sweep-spec parsing and expansion on arbitrary bytes:
+//! every input gives a value or an input error, never a panic, an abort or a hang.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    lrlab_fuzz_check::sweep_spec(data);
+});
+
+#[path = "../src/checks.rs"]
+mod lrlab_fuzz_check;
