@@ -367,6 +367,27 @@ fn corrupt_and_truncated_jpegs_are_skipped_not_fatal() {
     assert!(format!("{err:#}").contains("good.JPEG"));
 }
 
+#[test]
+fn a_jpeg_header_cannot_claim_more_pixels_than_its_file_can_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("a.JPEG");
+    write_jpeg(&path, 16, 16, false, textured);
+    let small = std::fs::read(&path).unwrap();
+    assert!(lrlab::data::jpeg::decode(&small).is_ok());
+    // Patch the frame header (SOF0: FF C0, length, precision, height, width) to 30000x30000:
+    // decoding it would allocate 2.7 GB; it must be refused from the header.
+    let mut big = small.clone();
+    let sof = big.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    big[sof + 5..sof + 9].copy_from_slice(&[0x75, 0x30, 0x75, 0x30]);
+    let err = lrlab::data::jpeg::decode(&big).unwrap_err();
+    assert!(err.contains("header claims 30000x30000 pixels"), "{err}");
+    // A legitimately large but highly compressible image is still decoded.
+    write_jpeg(&path, 1600, 1200, false, |_, _| [200, 100, 50]);
+    let flat = std::fs::read(&path).unwrap();
+    let d = lrlab::data::jpeg::decode(&flat).unwrap();
+    assert_eq!((d.width, d.height), (1600, 1200));
+}
+
 fn input_error_message(root: &Path) -> String {
     let err = imagenet::open(root, 32).unwrap_err();
     assert!(lrlab::is_input_error(&err), "not an input error: {err:#}");

@@ -56,6 +56,17 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
     if width == 0 || height == 0 {
         return Err("image has zero width or height".to_string());
     }
+    // Every 8x8 block of a scan codes its DC coefficient in at least one bit, so a header
+    // claiming more blocks than the file has bits is corrupt. Checked before decoding, this
+    // bounds the pixel buffer by the file's size (at most 1536 bytes per byte of file).
+    let blocks = width.div_ceil(8) as u64 * height.div_ceil(8) as u64;
+    if blocks > 8 * bytes.len() as u64 {
+        return Err(format!(
+            "header claims {width}x{height} pixels, more than a {}-byte JPEG can code \
+             (at least one bit per 8x8 block)",
+            bytes.len()
+        ));
+    }
     let pixels = dec.decode().map_err(|e| format!("{e:?}"))?;
     if pixels.len() != width * height * channels {
         return Err(format!(
