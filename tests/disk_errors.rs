@@ -6,10 +6,10 @@
 //! Mounting needs root (CAP_SYS_ADMIN); where `mount` is not permitted each test prints why
 //! and returns without failing. Every mount is undone by a guard, also when a test fails.
 
-#[path = "sweep_fixtures/mod.rs"]
-mod fx;
+mod common;
+use common as fx;
 
-use fx::{bin, s, status, text, write};
+use fx::{bin, s, status, text, without_time, write};
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -111,22 +111,6 @@ fn sweep(spec: &Path, out: &Path) -> Output {
         .args(["sweep", s(spec), "--out", s(out), "--devices", "cpu"])
         .output()
         .unwrap()
-}
-
-/// A CSV without its time columns.
-fn without_time(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap();
-    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
-    let keep: Vec<usize> = (0..header.len())
-        .filter(|&i| header[i] != "time_s" && header[i] != "images_per_sec")
-        .collect();
-    text.lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            keep.iter().map(|&i| f[i]).collect::<Vec<_>>().join(",")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Every row of a CSV is complete: a final newline and the header's number of fields.

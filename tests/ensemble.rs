@@ -2,11 +2,14 @@
 //! `ensemble.csv` against the run's own evaluation and against an ensemble computed here
 //! independently, and the input errors.
 
+mod common;
+
+use common::{lrlab, ok};
 use lrlab::config::RunConfig;
 use lrlab::train::trainer::{build_model, Setup};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use tch::{Kind, Tensor};
 
 /// Synthetic 1x28x28 data in 20 classes, LeNet, 8 steps per epoch, 7 epochs of SGDR with
@@ -40,22 +43,6 @@ t_mult = 2
 
 /// Cycle ends of the run above, in steps: epochs 1, 1 + 2, 1 + 2 + 4 at 8 steps per epoch.
 const CYCLE_ENDS: [u64; 3] = [8, 24, 56];
-
-fn lrlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lrlab"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "lrlab failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Exit status 2 and a message on stderr containing every one of `parts`.
 fn input_error(out: &Output, parts: &[&str]) {

@@ -9,10 +9,10 @@
 //!
 //! (SIGTERM on a single run is `sigterm_mid_epoch_resumes_exactly` in tests/train.rs.)
 
-#[path = "sweep_fixtures/mod.rs"]
-mod fx;
+mod common;
+use common as fx;
 
-use fx::{bin, s, status, text, write};
+use fx::{bin, s, status, text, without_time, write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -65,22 +65,6 @@ impl Rng {
     fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
-}
-
-/// A CSV without its time columns (they differ between runs by nature).
-fn without_time(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
-    let keep: Vec<usize> = (0..header.len())
-        .filter(|&i| header[i] != "time_s" && header[i] != "images_per_sec")
-        .collect();
-    text.lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            keep.iter().map(|&i| f[i]).collect::<Vec<_>>().join(",")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Every file under `dir`, recursively.

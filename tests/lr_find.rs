@@ -1,15 +1,13 @@
 //! The LR range test: suggestions inside the swept range on real data, `max_lr = "auto"`,
 //! early stop on divergence, initial weights restored, bad ranges rejected.
 
+mod common;
+
+use common::cmd as lrlab;
 use lrlab::config::RunConfig;
 use lrlab::lr_find::{run_ramp, FindConfig};
 use lrlab::train::trainer::{build_model, Setup};
 use std::path::Path;
-use std::process::Command;
-
-fn lrlab() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lrlab"))
-}
 
 const SYNTHETIC: &str = r#"
 [data]

@@ -2,8 +2,8 @@
 //! by the test (no training): per-run summaries, the target epoch, and the
 //! mean and sample standard deviation over seeds per grid point.
 
-#[path = "sweep_fixtures/mod.rs"]
-mod fx;
+mod common;
+use common as fx;
 
 use fx::{field, lrlab, read_csv, s, text, write, BASE};
 use lrlab::sweep::collect::mean_std;

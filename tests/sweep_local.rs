@@ -3,10 +3,10 @@
 //! checkpoint to the same curve; a failed run is retried only with --retry-failed), two
 //! runners on one folder, and GPU tokens (with a stand-in for `lrlab train`).
 
+mod common;
 #[path = "data_fixtures/mod.rs"]
 mod data_fixtures;
-#[path = "sweep_fixtures/mod.rs"]
-mod fx;
+use common as fx;
 
 use fx::{attempts, bin, field, lrlab, meta, read_csv, s, status, text, write, BASE};
 use std::path::Path;

@@ -2,8 +2,8 @@
 //! ids, sanitised names, the frozen manifest, devices, the dry-run listing, and bad specs
 //! (an input error naming the spec and the key, exit status 2, nothing written).
 
-#[path = "sweep_fixtures/mod.rs"]
-mod fx;
+mod common;
+use common as fx;
 
 use fx::{lrlab, s, text, write, BASE};
 use lrlab::config::RunConfig;

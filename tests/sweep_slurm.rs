@@ -4,8 +4,8 @@
 //! each task sees its own fake GPU, a failing task leaves the others done, and a task
 //! preempted with SIGUSR1 requeues itself and resumes to the same curve.
 
-#[path = "sweep_fixtures/mod.rs"]
-mod fx;
+mod common;
+use common as fx;
 
 use fx::{attempts, lrlab, meta, s, status, text, write, BASE};
 use lrlab::sweep::manifest::{freeze, Manifest};

@@ -1,19 +1,12 @@
 //! The training loop end to end, through the binary: learning on real data, the schedule
 //! actually applied, exact resume after SIGTERM and SIGKILL, divergence, and bad configs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use common::{cmd as lrlab, ok, without_time, write};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
-
-fn lrlab() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lrlab"))
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
 
 /// A quick run on synthetic 1x28x28 data with LeNet (about a second per epoch).
 fn synthetic(epochs: u64, schedule: &str) -> String {
@@ -42,31 +35,6 @@ seed = 3
 
 fn run(args: &[&str]) -> Output {
     lrlab().args(args).output().unwrap()
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "lrlab failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CSV without its time columns (they differ between runs by nature).
-fn without_time(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap();
-    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
-    let keep: Vec<usize> = (0..header.len())
-        .filter(|&i| header[i] != "time_s" && header[i] != "images_per_sec")
-        .collect();
-    text.lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            keep.iter().map(|&i| f[i]).collect::<Vec<_>>().join(",")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn status(dir: &Path) -> serde_json::Value {

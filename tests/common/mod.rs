@@ -1,4 +1,4 @@
-//! Shared pieces of the sweep tests: a tiny synthetic base run, files, the binary, CSVs.
+//! Shared pieces of the integration tests: a tiny synthetic base run, files, the binary, CSVs.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -38,6 +38,38 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 /// The lrlab binary.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_lrlab")
+}
+
+/// A command for the lrlab binary, to add arguments to.
+pub fn cmd() -> Command {
+    Command::new(bin())
+}
+
+/// Assert that lrlab succeeded, with its stderr in the message.
+pub fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "lrlab failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CSV file's text without its time columns (`time_s`, `images_per_sec`): they differ
+/// between runs by nature; everything else must be equal after an interruption and resume.
+pub fn without_time(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|&i| header[i] != "time_s" && header[i] != "images_per_sec")
+        .collect();
+    text.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            keep.iter().map(|&i| f[i]).collect::<Vec<_>>().join(",")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Run lrlab with `args` and wait.
