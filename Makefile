@@ -14,7 +14,7 @@ export LIBTORCH_CXX11_ABI := 1
 LIBTORCH_DEP := libtorch
 endif
 
-.PHONY: all setup libtorch data build run test check fmt clippy golden bench gallery clean
+.PHONY: all setup libtorch data build run test check fmt clippy golden bench gallery reproduce clean
 
 all: build
 
@@ -49,6 +49,10 @@ gallery: build
 	    $(BIN) schedule $$f -o results/schedules/$$n.csv --plot results/schedules/$$n.svg || exit 1; \
 	    echo "results/schedules/$$n.csv  results/schedules/$$n.svg"; \
 	done
+
+# The CPU-scale reproductions of runs/cpu/ (about an hour on 2 cores); results in results/cpu/.
+reproduce: setup build
+	LRLAB=$(BIN) scripts/reproduce_cpu.sh
 
 test: setup
 	$(CARGO) test --release --locked
