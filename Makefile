@@ -35,7 +35,8 @@ run: setup build
 	$(BIN) sweep runs/demo.toml --jobs 2
 	@$(BIN) report out/demo >/dev/null
 	@echo
-	@if command -v column >/dev/null; then column -s, -t < out/demo/summary.csv | cut -c1-160; else cat out/demo/summary.csv; fi
+	@sed -n '/^| point/,/^$$/p' out/demo/report.md
+	@echo "per run: out/demo/summary.csv"
 	@echo
 	@echo "report:    out/demo/report.md"
 	@echo "figures:   out/demo/figures/ (curves.png, schedule.png); range test: out/demo/schedule=one_cycle,seed=0/lr_find/"
