@@ -453,3 +453,39 @@ fn gpu_tokens_pin_each_child_to_its_own_device() {
     }
     assert!(max_overlap(&iv) <= 2);
 }
+
+#[test]
+fn a_run_whose_attempt_cannot_be_recorded_does_not_stop_the_sweep() {
+    // The runner appends to RUN/attempts.jsonl after each run; when that fails (here a folder
+    // stands in its way, as a full disk would), the sweep warns and runs the other runs.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "base.toml", BASE);
+    let spec = write(
+        dir.path(),
+        "spec.toml",
+        "base = \"base.toml\"\nseeds = [0, 1]\n",
+    );
+    let sweep = dir.path().join("sweep");
+    std::fs::create_dir_all(sweep.join("seed=0/attempts.jsonl")).unwrap();
+    let o = lrlab(&[
+        "sweep",
+        s(&spec),
+        "--out",
+        s(&sweep),
+        "--devices",
+        "cpu",
+        "--jobs",
+        "1",
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning: seed=0: attempt not recorded: cannot open")
+            && err.contains("attempts.jsonl"),
+        "{err}"
+    );
+    assert_eq!(status(&sweep.join("seed=0")), "done");
+    assert_eq!(status(&sweep.join("seed=1")), "done");
+    assert_eq!(attempts(&sweep.join("seed=1")).len(), 1);
+}

@@ -499,18 +499,30 @@ impl Active {
             Outcome::Interrupted => recorded != "interrupted",
             _ => false,
         };
+        // The runner's bookkeeping below may fail (a full disk); the run itself has ended and
+        // `train` has recorded what it could, so warn and go on rather than abort every other
+        // run of the sweep over a log line.
+        let mut unrecorded = Vec::new();
         if keep {
-            Status {
+            let written = Status {
                 status: outcome.as_str().into(),
                 reason: reason.clone(),
                 epoch: status.as_ref().map(|s| s.epoch).unwrap_or(0),
                 step: status.as_ref().map(|s| s.step).unwrap_or(0),
                 updated: record::now(),
             }
-            .write(&dir)?;
+            .write(&dir);
+            if let Err(e) = written {
+                unrecorded.push(format!("{e:#}"));
+            }
         }
         let secs = self.elapsed();
-        self.record_attempt(&dir, st, outcome, &reason)?;
+        if let Err(e) = self.record_attempt(&dir, st, outcome, &reason) {
+            unrecorded.push(format!("{e:#}"));
+        }
+        for e in &unrecorded {
+            eprintln!("warning: {}: attempt not recorded: {e}", self.run.name);
+        }
         Ok(Finished {
             outcome,
             reason,
