@@ -49,21 +49,6 @@ fn run_folder_gets_curves_and_schedule_figures() {
     }
 }
 
-/// A sweep of two learning rates × two seeds whose names differ only in `seed=N`.
-fn two_point_sweep(root: &Path) {
-    for (lr, accs) in [("0.1", [0.80, 0.90]), ("0.2", [0.70, 0.74])] {
-        for (seed, acc) in [1, 2].iter().zip(accs) {
-            run_folder(
-                &root.join(format!("lr={lr},seed={seed}")),
-                &rows_ending_at(acc),
-                lr.parse().unwrap(),
-                "done",
-                None,
-            );
-        }
-    }
-}
-
 #[test]
 fn sweep_seeds_are_grouped_into_one_mean_line_per_point() {
     let tmp = tempfile::tempdir().unwrap();

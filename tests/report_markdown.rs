@@ -53,26 +53,11 @@ fn run_report_has_final_metrics_figures_and_config() {
     assert_eq!(assert_links(&run, &md), 4);
 }
 
-/// Two learning rates × two seeds; final test accuracies 0.80/0.90 and 0.70/0.74.
-fn sweep(root: &Path) {
-    for (lr, accs) in [("0.1", [0.80, 0.90]), ("0.2", [0.70, 0.74])] {
-        for (seed, acc) in [1, 2].iter().zip(accs) {
-            run_folder(
-                &root.join(format!("lr={lr},seed={seed}")),
-                &rows_ending_at(acc),
-                lr.parse().unwrap(),
-                "done",
-                None,
-            );
-        }
-    }
-}
-
 #[test]
 fn sweep_report_has_point_and_run_tables_with_paper_values() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("sw");
-    sweep(&dir);
+    two_point_sweep(&dir);
     write(
         &dir.join("sweep.toml"),
         r#"
@@ -166,7 +151,7 @@ fn range_test_report_lists_the_suggestions() {
 fn bad_report_table_exits_2_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("sw");
-    sweep(&dir);
+    two_point_sweep(&dir);
     for (spec, needle) in [
         (
             "[report.paper]\n\"lr=0.1\" = { test_eror = 4.0 }\n",

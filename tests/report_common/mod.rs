@@ -83,6 +83,22 @@ pub fn rows_ending_at(acc: f64) -> Vec<Row> {
     ]
 }
 
+/// A sweep of two learning rates × two seeds (run names differ only in `seed=N`), final test
+/// accuracies 0.80/0.90 (lr 0.1) and 0.70/0.74 (lr 0.2).
+pub fn two_point_sweep(root: &Path) {
+    for (lr, accs) in [("0.1", [0.80, 0.90]), ("0.2", [0.70, 0.74])] {
+        for (seed, acc) in [1, 2].iter().zip(accs) {
+            run_folder(
+                &root.join(format!("lr={lr},seed={seed}")),
+                &rows_ending_at(acc),
+                lr.parse().unwrap(),
+                "done",
+                None,
+            );
+        }
+    }
+}
+
 /// A range-test folder: an exponential ramp 1e-6..1 over 60 steps, a loss that falls then
 /// blows up, suggestions `valley` and `steepest`, and held-out accuracy when asked.
 pub fn range_folder(dir: &Path, with_accuracy: bool) {
