@@ -393,14 +393,9 @@ fn find_lr(a: FindLrArgs) -> anyhow::Result<()> {
         }
         lrlab::input_error(msg)
     })?;
-    let out = a.out.unwrap_or_else(|| {
-        let stem = a
-            .config
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        PathBuf::from("out").join(lrlab::sweep::plan::sanitize(&format!("{stem}-lr_find")))
-    });
+    let out = a
+        .out
+        .unwrap_or_else(|| lrlab::train::trainer::default_out(&a.config, "-lr_find"));
     let r = lrlab::lr_find::range_test(&cfg, &fc, true)?;
     lrlab::lr_find::write(&out, &fc, &r, None)?;
     if let Some(why) = &r.stopped {

@@ -65,7 +65,7 @@ pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| default_out(&args.config));
+        .unwrap_or_else(|| default_out(&args.config, ""));
     let (cfg, lr_find) = match crate::lr_find::resolve_auto(&cfg, &out, args.progress)? {
         Some((c, chosen)) => (c, Some(chosen)),
         None => (cfg, None),
@@ -184,14 +184,15 @@ pub(crate) fn step_seed(seed: u64, step: u64) -> i64 {
     ((x ^ (x >> 31)) >> 1) as i64
 }
 
-/// The default output folder of `lrlab train CONFIG`: `out/<config file stem>`, the stem
-/// made a safe folder name ([`crate::sweep::plan::sanitize`]) so that it stays inside `out/`.
-pub fn default_out(config: &Path) -> PathBuf {
+/// The default output folder of a command on CONFIG: `out/<config file stem><suffix>`
+/// (`lrlab train`: no suffix; `lrlab find-lr`: `-lr_find`), made a safe folder name
+/// ([`crate::sweep::plan::sanitize`]) so that it stays inside `out/`.
+pub fn default_out(config: &Path, suffix: &str) -> PathBuf {
     let stem = config
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "run".into());
-    PathBuf::from("out").join(crate::sweep::plan::sanitize(&stem))
+    PathBuf::from("out").join(crate::sweep::plan::sanitize(&format!("{stem}{suffix}")))
 }
 
 struct PendingRow {
