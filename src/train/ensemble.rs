@@ -8,7 +8,7 @@
 //! snapshots seen so far give the ensemble of the last M at once. Probabilities are summed
 //! in float64 on the device: one `examples x classes` float64 buffer per run.
 
-use super::eval::Metrics;
+use super::eval::{Metrics, Sums};
 use super::trainer::{build_model, progress_bar, Setup};
 use crate::config::RunConfig;
 use crate::error::input_error;
@@ -387,68 +387,6 @@ pub fn ensemble_run(
         examples: loader.len(),
         rows,
     })
-}
-
-/// Device-side sums of one evaluation pass (read once at the end).
-#[derive(Default)]
-struct Sums {
-    loss: Option<Tensor>,
-    top1: Option<Tensor>,
-    top5: Option<Tensor>,
-    seen: i64,
-}
-
-impl Sums {
-    /// Add a batch of logits with the arithmetic of `eval::evaluate` (f32 cross-entropy,
-    /// sums in f64), so a single snapshot's row equals the run's own evaluation.
-    fn add_logits(&mut self, logits: &Tensor, labels: &Tensor) {
-        let n = labels.size()[0];
-        let loss = logits
-            .cross_entropy_for_logits(labels)
-            .to_kind(Kind::Double)
-            * n as f64;
-        self.add(loss, logits, labels);
-    }
-
-    /// Add a batch of (averaged, float64) probabilities: the loss is their NLL.
-    fn add_probs(&mut self, probs: &Tensor, labels: &Tensor) {
-        let picked = probs.gather(1, &labels.unsqueeze(1), false);
-        let loss = -picked.log().sum(Kind::Double);
-        self.add(loss, probs, labels);
-    }
-
-    fn add(&mut self, loss: Tensor, scores: &Tensor, labels: &Tensor) {
-        let k = scores.size()[1].min(5);
-        let (_, idx) = scores.topk(k, 1, true, true);
-        let hits = idx.eq_tensor(&labels.unsqueeze(1));
-        let c1 = hits.narrow(1, 0, 1).sum(Kind::Double);
-        let c5 = hits.sum(Kind::Double);
-        let acc = |s: &mut Option<Tensor>, t: Tensor| {
-            *s = Some(match s.take() {
-                None => t,
-                Some(s) => s + t,
-            });
-        };
-        acc(&mut self.loss, loss);
-        acc(&mut self.top1, c1);
-        acc(&mut self.top5, c5);
-        self.seen += labels.size()[0];
-    }
-
-    fn metrics(self) -> Result<Metrics> {
-        let get = |t: Option<Tensor>| -> Result<f64> {
-            Ok(match t {
-                Some(t) => f64::try_from(&t)?,
-                None => 0.0,
-            })
-        };
-        let n = self.seen.max(1) as f64;
-        Ok(Metrics {
-            loss: get(self.loss)? / n,
-            acc: get(self.top1)? / n,
-            top5: get(self.top5)? / n,
-        })
-    }
 }
 
 /// The text of `ensemble.csv` for a run.

@@ -19,48 +19,78 @@ pub struct Metrics {
 /// are read once at the end.
 pub fn evaluate(net: &dyn ModuleT, loader: &Loader) -> Result<Metrics> {
     let _guard = tch::no_grad_guard();
-    let mut loss_sum: Option<Tensor> = None;
-    let mut top1: Option<Tensor> = None;
-    let mut top5: Option<Tensor> = None;
-    let mut seen = 0i64;
+    let mut sums = Sums::default();
     for batch in loader.epoch(0, 0) {
         let batch = batch?;
         let logits = net.forward_t(&batch.images, false).to_kind(Kind::Float);
-        let n = batch.labels.size()[0];
-        let loss = logits
-            .cross_entropy_for_logits(&batch.labels)
-            .to_kind(Kind::Double)
-            * n as f64;
-        let k = logits.size()[1].min(5);
-        let (_, idx) = logits.topk(k, 1, true, true);
-        let hits = idx.eq_tensor(&batch.labels.unsqueeze(1));
-        let c1 = hits.narrow(1, 0, 1).sum(Kind::Double);
-        let c5 = hits.sum(Kind::Double);
-        loss_sum = Some(match loss_sum {
-            None => loss,
-            Some(s) => s + loss,
-        });
-        top1 = Some(match top1 {
-            None => c1,
-            Some(s) => s + c1,
-        });
-        top5 = Some(match top5 {
-            None => c5,
-            Some(s) => s + c5,
-        });
-        seen += n;
+        sums.add_logits(&logits, &batch.labels);
     }
-    if seen == 0 {
+    if sums.seen == 0 {
         anyhow::bail!("the evaluation split is empty");
     }
-    let get = |t: Option<Tensor>| {
-        t.map(|t| f64::try_from(&t).unwrap_or(f64::NAN))
-            .unwrap_or(0.0)
-    };
-    let n = seen as f64;
-    Ok(Metrics {
-        loss: get(loss_sum) / n,
-        acc: get(top1) / n,
-        top5: get(top5) / n,
-    })
+    sums.metrics()
+}
+
+/// Device-side sums of one evaluation pass (loss, top-1 and top-5 hits, examples), read once
+/// at the end. Shared by [`evaluate`] and the snapshot ensembles, so that a snapshot evaluated
+/// alone gives exactly the numbers of the run's own evaluation.
+#[derive(Default)]
+pub(crate) struct Sums {
+    loss: Option<Tensor>,
+    top1: Option<Tensor>,
+    top5: Option<Tensor>,
+    seen: i64,
+}
+
+impl Sums {
+    /// Add a batch of logits: f32 cross-entropy, sums in f64.
+    pub(crate) fn add_logits(&mut self, logits: &Tensor, labels: &Tensor) {
+        let n = labels.size()[0];
+        let loss = logits
+            .cross_entropy_for_logits(labels)
+            .to_kind(Kind::Double)
+            * n as f64;
+        self.add(loss, logits, labels);
+    }
+
+    /// Add a batch of (averaged, float64) probabilities: the loss is their NLL.
+    pub(crate) fn add_probs(&mut self, probs: &Tensor, labels: &Tensor) {
+        let picked = probs.gather(1, &labels.unsqueeze(1), false);
+        let loss = -picked.log().sum(Kind::Double);
+        self.add(loss, probs, labels);
+    }
+
+    fn add(&mut self, loss: Tensor, scores: &Tensor, labels: &Tensor) {
+        let k = scores.size()[1].min(5);
+        let (_, idx) = scores.topk(k, 1, true, true);
+        let hits = idx.eq_tensor(&labels.unsqueeze(1));
+        let c1 = hits.narrow(1, 0, 1).sum(Kind::Double);
+        let c5 = hits.sum(Kind::Double);
+        let acc = |s: &mut Option<Tensor>, t: Tensor| {
+            *s = Some(match s.take() {
+                None => t,
+                Some(s) => s + t,
+            });
+        };
+        acc(&mut self.loss, loss);
+        acc(&mut self.top1, c1);
+        acc(&mut self.top5, c5);
+        self.seen += labels.size()[0];
+    }
+
+    /// The means (one read of each sum from the device).
+    pub(crate) fn metrics(self) -> Result<Metrics> {
+        let get = |t: Option<Tensor>| -> Result<f64> {
+            Ok(match t {
+                Some(t) => f64::try_from(&t)?,
+                None => 0.0,
+            })
+        };
+        let n = self.seen.max(1) as f64;
+        Ok(Metrics {
+            loss: get(self.loss)? / n,
+            acc: get(self.top1)? / n,
+            top5: get(self.top5)? / n,
+        })
+    }
 }
