@@ -495,6 +495,7 @@ fn bench_data(args: &lrlab::data::bench::DataBenchArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    lrlab::train::device::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => {
