@@ -34,6 +34,12 @@ pub struct Progress {
     pub epoch_train_secs: f64,
 }
 
+/// `t` on the host in the standard (row-major) layout, as safetensors stores it: weights and
+/// their momentum buffers live channels-last during training.
+fn host_copy(t: &Tensor) -> Tensor {
+    t.detach().to_device(tch::Device::Cpu).contiguous()
+}
+
 /// Save model weights (all VarStore variables, BN statistics included), optimizer state
 /// and progress atomically to `dir/checkpoint.safetensors`.
 pub fn save(
@@ -45,10 +51,10 @@ pub fn save(
     let mut named: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()
-        .map(|(k, v)| (format!("model.{k}"), v.detach().to_device(tch::Device::Cpu)))
+        .map(|(k, v)| (format!("model.{k}"), host_copy(&v)))
         .collect();
     for (k, v) in optim {
-        named.push((k.clone(), v.detach().to_device(tch::Device::Cpu)));
+        named.push((k.clone(), host_copy(v)));
     }
     let json = serde_json::to_vec(progress)?;
     named.push(("progress".to_string(), Tensor::from_slice(&json)));
@@ -132,7 +138,7 @@ pub fn save_weights(path: &Path, vs: &VarStore) -> Result<()> {
     let mut named: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()
-        .map(|(k, v)| (k, v.detach().to_device(tch::Device::Cpu)))
+        .map(|(k, v)| (k, host_copy(&v)))
         .collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let tmp = tempfile::Builder::new()
@@ -154,5 +160,55 @@ pub fn save_weights(path: &Path, vs: &VarStore) -> Result<()> {
 fn sync_dir(dir: &Path) {
     if let Ok(f) = std::fs::File::open(dir) {
         let _ = f.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::nn::VarStore;
+
+    #[test]
+    fn channels_last_weights_and_buffers_round_trip() {
+        let vs = VarStore::new(tch::Device::Cpu);
+        let conv = vs.root() / "conv";
+        let _ = conv.randn("weight", &[4, 3, 3, 3], 0.0, 1.0);
+        let b = conv.randn("bias", &[4], 0.0, 1.0);
+        crate::models::weights_to_channels_last(&vs);
+        let w = vs.variables()["conv.weight"].shallow_clone();
+        assert!(!w.is_contiguous(), "the test needs a channels-last weight");
+        let buf = crate::models::channels_last(&w.randn_like());
+        let dir = tempfile::tempdir().unwrap();
+        let progress = Progress {
+            step: 7,
+            ..Progress::default()
+        };
+        save(
+            dir.path(),
+            &vs,
+            &[("optim.buf.conv.weight".into(), buf.shallow_clone())],
+            &progress,
+        )
+        .unwrap();
+        let loaded = load(dir.path()).unwrap().unwrap();
+        assert_eq!(loaded.progress.step, 7);
+        assert!(loaded.tensors["model.conv.weight"].equal(&w));
+        assert!(loaded.tensors["model.conv.bias"].equal(&b));
+        assert!(loaded.tensors["optim.buf.conv.weight"].equal(&buf));
+
+        let other = VarStore::new(tch::Device::Cpu);
+        let _ = (other.root() / "conv").zeros("weight", &[4, 3, 3, 3]);
+        let _ = (other.root() / "conv").zeros("bias", &[4]);
+        crate::models::weights_to_channels_last(&other);
+        restore_weights(&other, &loaded.tensors).unwrap();
+        assert!(other.variables()["conv.weight"].equal(&w));
+
+        let snap = dir.path().join("snap.safetensors");
+        save_weights(&snap, &vs).unwrap();
+        let back: BTreeMap<String, Tensor> = Tensor::read_safetensors(&snap)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert!(back["conv.weight"].equal(&w));
     }
 }
