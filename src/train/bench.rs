@@ -61,17 +61,17 @@ pub fn bench_train(a: &BenchTrainArgs) -> Result<BenchTrainResult> {
         ..ModelConfig::default()
     };
     let model = models::build(&vs.root(), &cfg, 3, a.classes, a.size)?;
-    // On CUDA the step runs as the training loop runs it: channels-last, bf16 autocast.
+    // The step runs as the training loop runs it: channels-last; on CUDA bf16 autocast.
+    models::weights_to_channels_last(&vs);
     let cuda = device.is_cuda();
     if cuda {
-        models::weights_to_channels_last(&vs);
         tch::Cuda::cudnn_set_benchmark(true);
         super::device::set_autocast_bf16()?;
     }
     let mut opt = Optimizer::new(&vs, &OptimConfig::default())?;
     let b = a.batch as i64;
     let x = Tensor::randn([b, 3, a.size, a.size], (Kind::Float, device));
-    let x = if cuda { models::channels_last(&x) } else { x };
+    let x = models::channels_last(&x);
     let y = Tensor::randint(a.classes, [b], (Kind::Int64, device));
     let mut step = |k: u64| -> Tensor {
         let lr = 0.1 * (1.0 - k as f64 / 10000.0);

@@ -88,6 +88,7 @@ pub fn bench_overhead(a: &OverheadArgs) -> Result<OverheadResult> {
         ..ModelConfig::default()
     };
     let model = models::build(&vs.root(), &cfg, 3, a.classes, a.size)?;
+    models::weights_to_channels_last(&vs);
     let mut opt = Optimizer::new(&vs, &OptimConfig::default())?;
     let total = a.warmup + a.steps;
     if total > 200 * 391 {
@@ -101,7 +102,10 @@ pub fn bench_overhead(a: &OverheadArgs) -> Result<OverheadResult> {
     let mut log = CsvLog::open(&dir.path().join("steps.csv"), STEPS_HEADER, 0)?;
     let stop = AtomicBool::new(false);
     let b = a.batch as i64;
-    let x = Tensor::randn([b, 3, a.size, a.size], (Kind::Float, device));
+    let x = models::channels_last(&Tensor::randn(
+        [b, 3, a.size, a.size],
+        (Kind::Float, device),
+    ));
     let y = Tensor::randint(a.classes, [b], (Kind::Int64, device));
     let mut loss_sum = Tensor::from(0.0).to_kind(Kind::Double);
     let mut correct = Tensor::from(0.0).to_kind(Kind::Double);
