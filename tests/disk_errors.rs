@@ -274,3 +274,54 @@ fn a_read_only_output_folder_is_refused_and_nothing_is_written() {
         "written despite read-only"
     );
 }
+
+#[test]
+fn a_csv_append_that_runs_out_of_space_is_cut_back_to_whole_rows() {
+    use lrlab::train::record::CsvLog;
+    let t = tempfile::tempdir().unwrap();
+    let mnt = t.path().join("mnt");
+    // 3 pages: the 8 KiB row buffer fits once, the second write is cut short by the disk.
+    let Some(_m) = mount_or_skip(&mnt, 3 * 4096) else {
+        return;
+    };
+    let path = mnt.join("steps.csv");
+    let mut log = CsvLog::open(&path, "step,loss", 0).unwrap();
+    // 37-byte rows, so that no buffer boundary falls on a row boundary of the file.
+    let row = |k: u64| vec![format!("{k:06}"), format!("{:029}", k * 7)];
+    let mut written = 0;
+    let err = loop {
+        if let Err(e) = log.row(&row(written)) {
+            break e;
+        }
+        written += 1;
+        assert!(written < 10_000, "the disk never filled");
+    };
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains(&format!("cannot write {}", path.display()))
+            && msg.contains("No space left on device"),
+        "the error should name {} and the OS's reason: {msg}",
+        path.display()
+    );
+    // The disk had room for more rows than the file now holds, so the failed write put part
+    // of its rows there (a write fills the disk before it fails)...
+    let room = 3 * 4096;
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.len() + 2 * 37 < room,
+        "{} bytes left on a {room}-byte disk",
+        text.len()
+    );
+    // ...and was cut back: the file holds whole rows, the header and then rows 0, 1, ...
+    whole_rows(&path);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "step,loss");
+    for (k, l) in lines[1..].iter().enumerate() {
+        assert_eq!(*l, row(k as u64).join(","));
+    }
+    assert!(
+        lines.len() > 1 && (lines.len() as u64) < written + 1,
+        "{} lines, {written} rows appended",
+        lines.len()
+    );
+}
