@@ -11,7 +11,9 @@
 #     `lrlab bench train` vs bench/train_pytorch.py (PyTorch eager), images/s;
 #   - ImageNet-style loading on one core (decode a JPEG, RandomResizedCrop 224, flip):
 #     examples/bench_imagenet.rs vs bench/imagenet_torchvision.py (torchvision + Pillow),
-#     images/s, on JPEGs of ImageNet sizes written by scripts/make_jpegs.py;
+#     images/s, on JPEGs of ImageNet sizes written by scripts/make_jpegs.py; then on THREADS
+#     cores (lrlab's threads vs a torch DataLoader with THREADS worker processes), and
+#     lrlab's scaling from 1 to THREADS cores;
 #   - schedules: per training step, lr(k) and momentum(k) (`lrlab bench schedule`) vs
 #     scheduler.step() and reading the param group (bench/schedule_pytorch.py), per family.
 # Single-sided figures, also over several rounds:
@@ -43,12 +45,14 @@ if [ "$quick" = 1 ]; then
     jpegs=100 loader_batches=20 sweep_runs=4 sweep_size=512 sweep_rounds=1
 else
     rounds=${ROUNDS:-5}
-    r20_steps=8 r56_steps=3 warmup=2 sched_steps=1000000 sched_steps_py=10000
+    r20_steps=8 r56_steps=6 warmup=2 sched_steps=1000000 sched_steps_py=10000
     jpegs=500 loader_batches=200 sweep_runs=4 sweep_size=4096 sweep_rounds=3
 fi
 # Targets. Pairs: lrlab's speed over the reference's (> 1: lrlab faster).
 target_train=">= 1.0" target_jpeg=">= 1.3" target_sched=">= 1.0"
 target_loader=">= 20" target_overhead="< 0.5" target_sweep="<= 1.1"
+# Loading should scale with cores: at least 90% of linear.
+target_scaling=$(python3 -c "print(round(0.9 * $threads, 2))")
 
 log() { echo "[run_all $(($(date +%s) - started))s] $*" >&2; }
 tmp=$(mktemp -d)
@@ -158,6 +162,18 @@ for ((i = 1; i <= rounds; i++)); do
             "$jpeg_dir" --n "$jpegs" --repeat 1 | sed -n 's/.*: \([0-9.]*\) images\/s.*/\1/p')
         rec "ImageNet-style loading, 1 core: JPEG decode + RandomResizedCrop 224 + flip (img/s; ref: torchvision + Pillow)" \
             speed "$target_jpeg" "img/s" "$a" "$b"
+        if [ "$threads" -gt 1 ]; then
+            # The same work on every core: lrlab's threads vs a torch DataLoader's worker
+            # processes (batches of 64, as a training script collates them).
+            an=$("$out_dir/examples/bench_imagenet" "$jpeg_dir" "$jpegs" "$threads" 224 1 |
+                sed -n 's/.*: \([0-9.]*\) images\/s.*/\1/p')
+            bn=$(PYTHONPATH="$tv:$PYTHONPATH" python3 bench/imagenet_torchvision.py "$jpeg_dir" \
+                --n "$jpegs" --repeat 1 --workers "$threads" | sed -n 's/.*: \([0-9.]*\) images\/s.*/\1/p')
+            rec "ImageNet-style loading, $threads cores: the same (img/s; ref: torchvision + Pillow, DataLoader with $threads worker processes)" \
+                speed "$target_jpeg" "img/s" "$an" "$bn"
+            rec "ImageNet-style loading, scaling from 1 to $threads cores (lrlab img/s on $threads cores; ref: lrlab img/s on 1 core)" \
+                ratio ">= $target_scaling" "img/s" "$an" "$a"
+        fi
     fi
 
     log "round $i/$rounds: schedules"
@@ -229,7 +245,8 @@ for label, (mode, target, unit, pairs) in rows.items():
           f"{len(r)} rounds) | {target}{pct} | {'yes' if met(target, m) else 'no'} |")
 print()
 print("Ratios: speed rows are lrlab's speed over the reference's (> 1: lrlab faster); the loader "
-      "row is loader img/s over training img/s; the overhead row is the harness share of the "
+      "row is loader img/s over training img/s; the scaling row is img/s on all cores over img/s "
+      "on one; the overhead row is the harness share of the "
       "step; the sweep row is the sweep's wall time over the ideal split (1 = perfect)."
       + (" QUICK=1 smoke run: few steps and rounds, not a measurement." if sys.argv[2] == "1" else ""))
 PY
