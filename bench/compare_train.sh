@@ -4,6 +4,7 @@
 #
 # Usage: bench/compare_train.sh [MODEL] [BATCH] [STEPS] [THREADS] [DEVICE] [ROUNDS] [SIZE]
 #   e.g. bench/compare_train.sh resnet20 128 20 2 cpu 5
+# PYTORCH_ARGS adds arguments to the PyTorch side, e.g. PYTORCH_ARGS=--channels-last.
 # Needs `make build` and the torch wheel that `make` installs (or your own torch 2.13 on
 # PYTHONPATH).
 set -euo pipefail
@@ -17,7 +18,7 @@ a=() b=()
 for ((i = 0; i < rounds; i++)); do
     a+=("$("$bin" bench train --model "$model" --batch "$batch" --steps "$steps" --threads "$threads" --device "$device" --size "$size" --json \
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_sec"])')")
-    b+=("$(python3 bench/train_pytorch.py --model "$model" --batch "$batch" --steps "$steps" --threads "$threads" --device "$device" --size "$size" 2>/dev/null \
+    b+=("$(python3 bench/train_pytorch.py --model "$model" --batch "$batch" --steps "$steps" --threads "$threads" --device "$device" --size "$size" ${PYTORCH_ARGS:-} 2>/dev/null \
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_sec"])')")
 done
 python3 - "$model" "$batch" "$threads" "$device" "${a[*]}" "${b[*]}" <<'PY'

@@ -67,6 +67,11 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--size", type=int, default=32)
+    ap.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="NHWC weights and input on the CPU too (lrlab's layout on every device)",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -86,11 +91,15 @@ def main():
         momentum=0.9,
     )
     cuda = dev.type == "cuda"
-    if cuda:  # as lrlab's loop: channels-last, bf16 autocast, cuDNN benchmark
+    # On CUDA as lrlab's loop: channels-last, bf16 autocast, cuDNN benchmark. On the CPU the
+    # default is plain PyTorch eager (NCHW); --channels-last gives it lrlab's layout.
+    nhwc = cuda or args.channels_last
+    if nhwc:
         model = model.to(memory_format=torch.channels_last)
+    if cuda:
         torch.backends.cudnn.benchmark = True
     x = torch.randn(args.batch, 3, args.size, args.size, device=dev)
-    if cuda:
+    if nhwc:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (args.batch,), device=dev)
 
