@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-120}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(idx cifar run_config sweep_spec)
+[ ${#targets[@]} -gt 0 ] || targets=(idx cifar run_config sweep_spec jpeg)
 : "${LIBTORCH:?set LIBTORCH to the libtorch folder, as for the main build}"
 # The lrlab library links libtorch; its rpath reaches lrlab's own binaries only.
 export LD_LIBRARY_PATH="$LIBTORCH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

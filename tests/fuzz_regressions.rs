@@ -61,3 +61,22 @@ fn sweep_spec_regressions() {
     let (n, _) = replay("sweep_spec", checks::sweep_spec);
     assert!(n > 0, "no files");
 }
+
+#[test]
+fn jpeg_regressions() {
+    let (n, ok) = replay("jpeg", checks::jpeg);
+    assert!(
+        n > 0 && ok > 0,
+        "{n} files, {ok} accepted: the seeds include valid files"
+    );
+    // The seeds made by fuzz/make_jpeg_seeds.py: broken files are rejected, the others decode.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/jpeg");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        if let Some(rest) = name.strip_prefix("seed-") {
+            let bytes = std::fs::read(dir.join(&name)).unwrap();
+            let broken = rest.starts_with("broken-");
+            assert_eq!(checks::jpeg(&bytes), !broken, "{name}");
+        }
+    }
+}

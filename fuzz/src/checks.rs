@@ -3,11 +3,18 @@
 //!
 //! Each function parses arbitrary bytes with a parser of lrlab, panics if the parser panics
 //! or if an error is not an input error (the binary would exit 1 instead of 2), and returns
-//! whether the input was accepted.
+//! whether the input was accepted. (The JPEG decoder returns a message for the skip log
+//! instead of an input error: a bad image is skipped, not fatal.)
 #![allow(dead_code)]
 
 use lrlab::data::cifar::{parse_batch, Cifar100Labels, CifarFormat};
 use lrlab::data::idx::{parse_idx, parse_split, IMAGES_MAGIC, LABELS_MAGIC};
+use lrlab::data::imagenet::{eval_geometry, random_resized_crop_box, render};
+use lrlab::data::jpeg;
+use lrlab::data::resize::Image;
+use lrlab::data::Augment;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
 /// An error must be an input error that names the file.
@@ -133,6 +140,73 @@ pub fn sweep_spec(data: &[u8]) -> bool {
         for r in &plan.runs {
             assert_eq!(lrlab::sweep::plan::sanitize(&r.name), r.name);
             assert!(!r.name.contains('/') && !r.name.starts_with('.'));
+        }
+    }
+    true
+}
+
+/// Output sizes of the ImageNet crops: the usual 224 and an odd one whose evaluation resize
+/// (`size * 8 / 7` = 8) leaves an uneven margin to centre.
+const CROP_SIZES: [usize; 2] = [224, 7];
+
+/// A JPEG file: decoded (never a panic; an image whose buffer, channels and size agree with
+/// `jpeg::dimensions`, or a non-empty message), then cut and resized by the ImageNet
+/// pipeline (training, evaluation and flipped evaluation crops, fixed seed) at each of
+/// [`CROP_SIZES`], and the random-resized-crop box drawn for several seeds.
+pub fn jpeg(data: &[u8]) -> bool {
+    let img = match jpeg::decode(data) {
+        Ok(img) => img,
+        Err(msg) => {
+            assert!(!msg.is_empty(), "empty error message");
+            return false;
+        }
+    };
+    assert!(
+        img.channels == 1 || img.channels == 3,
+        "{} channels",
+        img.channels
+    );
+    assert!(img.width > 0 && img.height > 0);
+    assert_eq!(img.pixels.len(), img.width * img.height * img.channels);
+    assert_eq!(jpeg::dimensions(data), Ok((img.width, img.height)));
+    assert!(!jpeg::is_truncated(data), "a truncated file decoded");
+
+    let (width, height) = (img.width, img.height);
+    for seed in 0..16 {
+        let b = random_resized_crop_box(width, height, &mut ChaCha8Rng::seed_from_u64(seed));
+        assert!(
+            b.w > 0 && b.h > 0 && b.x + b.w <= width && b.y + b.h <= height,
+            "crop {b:?} outside a {width}x{height} image"
+        );
+    }
+    let view = Image {
+        pixels: &img.pixels,
+        width,
+        height,
+        channels: img.channels,
+    };
+    for size in CROP_SIZES {
+        let (w, h, win) = eval_geometry(width, height, size);
+        assert_eq!(
+            w.min(h),
+            size * 8 / 7,
+            "{width}x{height} resized to {w}x{h}"
+        );
+        assert!(
+            win.w == size && win.h == size && win.x + size <= w && win.y + size <= h,
+            "window {win:?} of {w}x{h}"
+        );
+        for augment in [Augment::RandomResizedCrop, Augment::None, Augment::Flip] {
+            let mut out = vec![0u8; 3 * size * size];
+            let mut rng = ChaCha8Rng::seed_from_u64(7);
+            render(view, size, augment, &mut rng, &mut out)
+                .unwrap_or_else(|e| panic!("{augment:?} at {size}: {e:#}"));
+            if img.channels == 1 {
+                // A grey image is replicated into all three planes.
+                let plane = size * size;
+                assert_eq!(out[..plane], out[plane..2 * plane]);
+                assert_eq!(out[..plane], out[2 * plane..]);
+            }
         }
     }
     true

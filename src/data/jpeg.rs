@@ -67,6 +67,8 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
             bytes.len()
         ));
     }
+    let components = dec.info().map_or(0, |i| usize::from(i.components));
+    check_sampling(bytes, width, height, components)?;
     let pixels = dec.decode().map_err(|e| format!("{e:?}"))?;
     if pixels.len() != width * height * channels {
         return Err(format!(
@@ -80,6 +82,59 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
         height,
         channels,
     })
+}
+
+/// Reject chroma subsampling where a later component is sampled more finely than the first
+/// (in either direction): zune-jpeg 0.4 panics on some of these layouts (upsampler length
+/// assertions), and no ordinary encoder writes them (4:4:4, 4:2:2, 4:2:0, 4:4:0 and 4:1:1 all
+/// give the first component the largest factors). zune-jpeg does not expose the factors, so
+/// they are read from every frame header (SOF0-SOF2) in the file that agrees with what
+/// zune-jpeg parsed (length, precision, size, component count); such a match by chance in
+/// other data is practically impossible, and would only reject the file.
+fn check_sampling(
+    bytes: &[u8],
+    width: usize,
+    height: usize,
+    components: usize,
+) -> Result<(), String> {
+    let len = 8 + 3 * components;
+    let mut found = false;
+    for (p, &b) in bytes.iter().enumerate() {
+        let Some(h) = bytes.get(p + 1..p + 1 + len) else {
+            break;
+        };
+        let be16 = |i: usize| usize::from(u16::from_be_bytes([h[i], h[i + 1]]));
+        if !(0xC0..=0xC2).contains(&b)
+            || be16(0) != len
+            || h[2] != 8
+            || be16(3) != height
+            || be16(5) != width
+            || usize::from(h[7]) != components
+        {
+            continue;
+        }
+        found = true;
+        let factors: Vec<(u8, u8)> = h[8..]
+            .chunks_exact(3)
+            .map(|c| (c[1] >> 4, c[1] & 15))
+            .collect();
+        let Some(&(h0, v0)) = factors.first() else {
+            continue;
+        };
+        if let Some(k) = factors.iter().position(|&(hk, vk)| hk > h0 || vk > v0) {
+            let (hk, vk) = factors[k];
+            return Err(format!(
+                "unsupported chroma subsampling: component {} is sampled {hk}x{vk}, \
+                 more finely than the first ({h0}x{v0})",
+                k + 1
+            ));
+        }
+    }
+    if found {
+        Ok(())
+    } else {
+        Err("frame header not found".to_string())
+    }
 }
 
 fn options() -> DecoderOptions {
@@ -106,6 +161,34 @@ pub fn is_truncated(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A frame header (SOF0) of a 7x5 image with three components sampled as given.
+    fn sof(factors: [u8; 3]) -> Vec<u8> {
+        let mut b = vec![0xFF, 0xD8, 0xFF, 0xC0, 0, 17, 8, 0, 5, 0, 7, 3];
+        for (id, f) in (1..).zip(factors) {
+            b.extend_from_slice(&[id, f, u8::from(id > 1)]);
+        }
+        b
+    }
+
+    #[test]
+    fn chroma_sampled_more_finely_than_luma_is_rejected() {
+        for ok in [
+            [0x11; 3],
+            [0x22, 0x11, 0x11],
+            [0x21, 0x11, 0x11],
+            [0x41, 0x11, 0x11],
+        ] {
+            assert_eq!(check_sampling(&sof(ok), 7, 5, 3), Ok(()), "{ok:x?}");
+        }
+        let err = check_sampling(&sof([0x22, 0x11, 0x14]), 7, 5, 3).unwrap_err();
+        assert!(err.contains("component 3 is sampled 1x4"), "{err}");
+        let err = check_sampling(&sof([0x11, 0x21, 0x11]), 7, 5, 3).unwrap_err();
+        assert!(err.contains("component 2 is sampled 2x1"), "{err}");
+        // Only a header agreeing with the parsed size and component count is read.
+        assert!(check_sampling(&sof([0x11, 0x21, 0x11]), 7, 6, 3)
+            .is_err_and(|e| e == "frame header not found"));
+    }
 
     #[test]
     fn truncation_is_judged_from_the_last_scan() {

@@ -12,6 +12,8 @@
 //! get in the full resize. On x86-64 with AVX2 (detected at run time) the horizontal pass
 //! uses explicit SIMD and the vertical pass 8-lane vectors; results are the same.
 
+use std::ops::Range;
+
 /// Fixed-point precision of the weights (PIL's `PRECISION_BITS` for 8-bit images).
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 /// Rounding offset added before the final shift.
@@ -43,9 +45,11 @@ pub struct Image<'a> {
     pub channels: usize,
 }
 
-/// Resampling weights along one axis: for each output index, the first source index, the
-/// number of taps and their fixed-point weights.
+/// Resampling weights along one axis: for each output index of a range, the first source
+/// index, the number of taps and their fixed-point weights.
 struct Coeffs {
+    /// First output index held.
+    lo: usize,
     ksize: usize,
     bounds: Vec<(usize, usize)>,
     weights: Vec<i32>,
@@ -53,17 +57,19 @@ struct Coeffs {
 
 impl Coeffs {
     /// PIL's `precompute_coeffs` for the bilinear filter (support 1) over a source of
-    /// `in_size` pixels and an output of `out_size` pixels, then `normalize_coeffs_8bpc`.
-    fn bilinear(in_size: usize, out_size: usize) -> Coeffs {
+    /// `in_size` pixels and an output of `out_size` pixels, then `normalize_coeffs_8bpc`,
+    /// for the output indices `outputs` only: the evaluation resize of a very thin image has
+    /// millions of output rows, of which the center crop keeps a few hundred.
+    fn bilinear(in_size: usize, out_size: usize, outputs: Range<usize>) -> Coeffs {
         let scale = in_size as f64 / out_size as f64;
         let filterscale = scale.max(1.0);
         let support = filterscale; // the triangle filter's support is 1
         let ksize = support.ceil() as usize * 2 + 1;
         let ss = 1.0 / filterscale;
-        let mut bounds = Vec::with_capacity(out_size);
-        let mut weights = vec![0i32; out_size * ksize];
+        let mut bounds = Vec::with_capacity(outputs.len());
+        let mut weights = vec![0i32; outputs.len() * ksize];
         let mut k = vec![0f64; ksize];
-        for (xx, row) in weights.chunks_exact_mut(ksize).enumerate() {
+        for (xx, row) in outputs.clone().zip(weights.chunks_exact_mut(ksize)) {
             let center = (xx as f64 + 0.5) * scale;
             // C casts truncate toward zero; negative values are clamped to 0 anyway.
             let xmin = ((center - support + 0.5) as i64).max(0) as usize;
@@ -88,17 +94,19 @@ impl Coeffs {
             bounds.push((xmin, n));
         }
         Coeffs {
+            lo: outputs.start,
             ksize,
             bounds,
             weights,
         }
     }
 
-    /// First source index and weights of output index `i`.
+    /// First source index and weights of output index `i` (within the range computed).
     #[inline]
     fn taps(&self, i: usize) -> (usize, &[i32]) {
-        let (first, n) = self.bounds[i];
-        (first, &self.weights[i * self.ksize..i * self.ksize + n])
+        let j = i - self.lo;
+        let (first, n) = self.bounds[j];
+        (first, &self.weights[j * self.ksize..j * self.ksize + n])
     }
 }
 
@@ -169,8 +177,8 @@ pub fn resample_to_chw(
         src,
         out_w,
         out_h,
-        hc: Coeffs::bilinear(src.w, out_w),
-        vc: Coeffs::bilinear(src.h, out_h),
+        hc: Coeffs::bilinear(src.w, out_w, win.x..win.x + win.w),
+        vc: Coeffs::bilinear(src.h, out_h, win.y..win.y + win.h),
         win,
         flip,
     };
@@ -243,9 +251,9 @@ impl Job<'_> {
         let c = img.channels;
         let plane = win.w * win.h;
         // Source rows (relative to src.y) that the window's output rows read.
-        let y_first = vc.bounds[win.y].0;
-        let (last_first, last_n) = vc.bounds[win.y + win.h - 1];
-        let rows = last_first + last_n - y_first;
+        let y_first = vc.taps(win.y).0;
+        let (last_first, last_taps) = vc.taps(win.y + win.h - 1);
+        let rows = last_first + last_taps.len() - y_first;
 
         let stride = rows * win.w;
         let mut tmp = vec![0u8; c * stride];
@@ -471,7 +479,7 @@ mod tests {
 
     #[test]
     fn identity_scale_has_unit_weights() {
-        let c = Coeffs::bilinear(7, 7);
+        let c = Coeffs::bilinear(7, 7, 0..7);
         for i in 0..7 {
             let (first, k) = c.taps(i);
             assert_eq!(first, i);
@@ -484,7 +492,7 @@ mod tests {
     fn downscale_by_two_averages_pairs_with_neighbours() {
         // PIL: scale 2, support 2, center 1.0 for output 0: taps at 0,1,2 with weights
         // triangle((x - 1 + 0.5) / 2) = 0.75, 0.75, 0.25 before normalisation.
-        let c = Coeffs::bilinear(8, 4);
+        let c = Coeffs::bilinear(8, 4, 0..4);
         let (first, k) = c.taps(0);
         assert_eq!(first, 0);
         assert_eq!(k.len(), 3);
@@ -495,10 +503,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn coefficients_of_a_range_are_those_of_the_full_axis() {
+        // Upscaling (1 to 3 taps) and downscaling (up to 9 taps), ranges at both ends.
+        for (in_size, out_size, outputs) in [(5, 40, 0..7), (5, 40, 33..40), (70, 9, 2..6)] {
+            let full = Coeffs::bilinear(in_size, out_size, 0..out_size);
+            let part = Coeffs::bilinear(in_size, out_size, outputs.clone());
+            assert_eq!(part.bounds.len(), outputs.len(), "only the range is held");
+            for i in outputs {
+                assert_eq!(
+                    part.taps(i),
+                    full.taps(i),
+                    "output {i} of {in_size}->{out_size}"
+                );
+            }
+        }
+    }
+
     /// One pass of PIL's resampling written plainly, over an HWC image of `w` x `h` pixels
     /// with `c` channels, along x (`horizontal`) or y, to `n` pixels along that axis.
     fn pass(px: &[u8], (w, h, c): (usize, usize, usize), n: usize, horizontal: bool) -> Vec<u8> {
-        let co = Coeffs::bilinear(if horizontal { w } else { h }, n);
+        let co = Coeffs::bilinear(if horizontal { w } else { h }, n, 0..n);
         let (ow, oh) = if horizontal { (n, h) } else { (w, n) };
         let mut out = vec![0u8; ow * oh * c];
         for y in 0..oh {
@@ -593,8 +618,8 @@ mod tests {
                     src,
                     out_w: ow,
                     out_h: oh,
-                    hc: Coeffs::bilinear(src.w, ow),
-                    vc: Coeffs::bilinear(src.h, oh),
+                    hc: Coeffs::bilinear(src.w, ow, 0..ow),
+                    vc: Coeffs::bilinear(src.h, oh, 0..oh),
                     win,
                     flip: false,
                 };
