@@ -88,46 +88,43 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
 /// (in either direction): zune-jpeg 0.4 panics on some of these layouts (upsampler length
 /// assertions), and no ordinary encoder writes them (4:4:4, 4:2:2, 4:2:0, 4:4:0 and 4:1:1 all
 /// give the first component the largest factors). zune-jpeg does not expose the factors, so
-/// they are read from every frame header (SOF0-SOF2) in the file that agrees with what
-/// zune-jpeg parsed (length, precision, size, component count); such a match by chance in
-/// other data is practically impossible, and would only reject the file.
+/// they are read from the frame header (SOF0-SOF2) that agrees with what zune-jpeg parsed
+/// (length, precision, size, component count): the one met walking the marker segments, or
+/// else every one found in the bytes; such a match by chance in other data is practically
+/// impossible, and would only reject the file.
 fn check_sampling(
     bytes: &[u8],
     width: usize,
     height: usize,
     components: usize,
 ) -> Result<(), String> {
-    let len = 8 + 3 * components;
-    let mut found = false;
-    for (p, &b) in bytes.iter().enumerate() {
-        let Some(h) = bytes.get(p + 1..p + 1 + len) else {
-            break;
-        };
-        let be16 = |i: usize| usize::from(u16::from_be_bytes([h[i], h[i + 1]]));
-        if !(0xC0..=0xC2).contains(&b)
-            || be16(0) != len
-            || h[2] != 8
-            || be16(3) != height
-            || be16(5) != width
-            || usize::from(h[7]) != components
-        {
+    // The marker segments before the first scan, walked by their lengths: the frame header
+    // is among them, and the entropy-coded data (most of the file) is never read. Files the
+    // walk cannot follow (bytes between segments, which the lenient decoder accepts) are
+    // scanned byte by byte instead.
+    let mut p = 2;
+    while let (Some(&0xFF), Some(&m)) = (bytes.get(p), bytes.get(p + 1)) {
+        if m == 0xFF {
+            p += 1; // fill byte
             continue;
         }
-        found = true;
-        let factors: Vec<(u8, u8)> = h[8..]
-            .chunks_exact(3)
-            .map(|c| (c[1] >> 4, c[1] & 15))
-            .collect();
-        let Some(&(h0, v0)) = factors.first() else {
-            continue;
+        if m == 0xDA {
+            break;
+        }
+        let Some(seg) = bytes.get(p + 2..p + 4) else {
+            break;
         };
-        if let Some(k) = factors.iter().position(|&(hk, vk)| hk > h0 || vk > v0) {
-            let (hk, vk) = factors[k];
-            return Err(format!(
-                "unsupported chroma subsampling: component {} is sampled {hk}x{vk}, \
-                 more finely than the first ({h0}x{v0})",
-                k + 1
-            ));
+        if let Some(verdict) = sampling_at(bytes, p + 1, width, height, components) {
+            return verdict;
+        }
+        p += 2 + usize::from(u16::from_be_bytes([seg[0], seg[1]]));
+    }
+    let mut found = false;
+    for p in 0..bytes.len() {
+        match sampling_at(bytes, p, width, height, components) {
+            Some(Ok(())) => found = true,
+            Some(err) => return err,
+            None => {}
         }
     }
     if found {
@@ -135,6 +132,43 @@ fn check_sampling(
     } else {
         Err("frame header not found".to_string())
     }
+}
+
+/// The verdict on the frame header whose marker byte (SOF0-SOF2) is at `bytes[p]`, or None
+/// when there is none there that agrees with what zune-jpeg parsed.
+fn sampling_at(
+    bytes: &[u8],
+    p: usize,
+    width: usize,
+    height: usize,
+    components: usize,
+) -> Option<Result<(), String>> {
+    let len = 8 + 3 * components;
+    let h = bytes.get(p + 1..p + 1 + len)?;
+    let be16 = |i: usize| usize::from(u16::from_be_bytes([h[i], h[i + 1]]));
+    if !(0xC0..=0xC2).contains(&bytes[p])
+        || be16(0) != len
+        || h[2] != 8
+        || be16(3) != height
+        || be16(5) != width
+        || usize::from(h[7]) != components
+    {
+        return None;
+    }
+    let factors: Vec<(u8, u8)> = h[8..]
+        .chunks_exact(3)
+        .map(|c| (c[1] >> 4, c[1] & 15))
+        .collect();
+    let &(h0, v0) = factors.first()?;
+    if let Some(k) = factors.iter().position(|&(hk, vk)| hk > h0 || vk > v0) {
+        let (hk, vk) = factors[k];
+        return Some(Err(format!(
+            "unsupported chroma subsampling: component {} is sampled {hk}x{vk}, \
+             more finely than the first ({h0}x{v0})",
+            k + 1
+        )));
+    }
+    Some(Ok(()))
 }
 
 fn options() -> DecoderOptions {
@@ -185,6 +219,13 @@ mod tests {
         assert!(err.contains("component 3 is sampled 1x4"), "{err}");
         let err = check_sampling(&sof([0x11, 0x21, 0x11]), 7, 5, 3).unwrap_err();
         assert!(err.contains("component 2 is sampled 2x1"), "{err}");
+        // The segments are walked: a bad header inside an APP1 segment (an EXIF thumbnail's,
+        // say) before the real one is not read.
+        let decoy = sof([0x11, 0x21, 0x11]);
+        let mut walked = vec![0xFF, 0xD8, 0xFF, 0xE1, 0, (2 + decoy.len()) as u8];
+        walked.extend_from_slice(&decoy);
+        walked.extend_from_slice(&sof([0x22, 0x11, 0x11])[2..]);
+        assert_eq!(check_sampling(&walked, 7, 5, 3), Ok(()));
         // Only a header agreeing with the parsed size and component count is read.
         assert!(check_sampling(&sof([0x11, 0x21, 0x11]), 7, 6, 3)
             .is_err_and(|e| e == "frame header not found"));
