@@ -356,7 +356,8 @@ pub struct BatchIter {
 }
 
 impl BatchIter {
-    /// Move a worker's bytes to the device and normalise them there.
+    /// Move a worker's bytes to the device and normalise them there, into a channels-last
+    /// float batch.
     fn to_batch(&self, raw: RawBatch) -> Result<Batch> {
         let (c, h, w) = self.shape;
         let n = raw.labels.len() as i64;
@@ -386,7 +387,9 @@ impl BatchIter {
         } else {
             (x.f_to_device(self.device)?, y.f_to_device(self.device)?)
         };
-        let images = x
+        // Channels-last, as the models' weights are (see `trainer::build_model`): the
+        // conversion is done once here, on the bytes, and normalising keeps the layout.
+        let images = crate::models::channels_last(&x)
             .f_to_kind(Kind::Float)?
             .f_mul(&self.scale)?
             .f_add(&self.shift)?;

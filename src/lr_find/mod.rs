@@ -229,8 +229,7 @@ pub fn run_ramp(
             let batch = batch?;
             let lr = setup.schedule.lr(step);
             let momentum = setup.schedule.momentum(step).unwrap_or(cfg.optim.momentum);
-            let images = crate::models::channels_last(&batch.images);
-            let logits = model.net.forward_t(&images, true);
+            let logits = model.net.forward_t(&batch.images, true);
             let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
                 &batch.labels,
                 None,

@@ -438,12 +438,8 @@ pub fn weights_to_channels_last(vs: &nn::VarStore) {
     });
 }
 
-/// A copy of the NCHW tensor `xs` with channels-last strides `[C·H·W, 1, W·C, C]`; a tensor
-/// of another rank is returned as it is.
+/// A copy of the NCHW tensor `xs` with channels-last strides `[C·H·W, 1, W·C, C]`.
 pub fn channels_last(xs: &Tensor) -> Tensor {
-    if xs.dim() != 4 {
-        return xs.shallow_clone();
-    }
     xs.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 

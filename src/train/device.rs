@@ -54,9 +54,6 @@ pub fn set_threads(threads: usize) -> usize {
     n
 }
 
-/// Largest block glibc may serve from its heap instead of a fresh `mmap` (its own cap).
-const MMAP_THRESHOLD: i32 = 32 << 20;
-
 /// Keep freed memory in the process instead of handing it back to the kernel, when the C
 /// library is glibc and the user has not tuned its allocator (`GLIBC_TUNABLES` or
 /// `MALLOC_*` variables) already. Returns whether the setting was applied.
@@ -88,6 +85,8 @@ fn malloc_tuned_by_user(vars: impl IntoIterator<Item = (String, String)>) -> boo
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn set_malloc_thresholds() -> bool {
+    /// Largest block glibc may serve from its heap instead of a fresh `mmap` (its own cap).
+    const MMAP_THRESHOLD: i32 = 32 << 20;
     // SAFETY: mallopt only changes the allocator's parameters, under the allocator's lock.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
@@ -97,7 +96,6 @@ fn set_malloc_thresholds() -> bool {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn set_malloc_thresholds() -> bool {
-    let _ = MMAP_THRESHOLD;
     false
 }
 

@@ -169,8 +169,8 @@ pub fn build_model(cfg: &RunConfig, setup: &Setup) -> Result<(VarStore, models::
         setup.data.image_size,
     )?;
     // cuDNN and oneDNN (CPU) both run NHWC convolutions faster: 10-30% per CPU training step
-    // here (LeNet, the Caffe net, resnet20/56; `lrlab bench train`). Inputs are converted per
-    // batch; a convolution given an NCHW input and NHWC weights converts it itself.
+    // here (LeNet, the Caffe net, resnet20/56; `lrlab bench train`). The loader's batches are
+    // channels-last too.
     models::weights_to_channels_last(&vs);
     Ok((vs, model))
 }
@@ -449,8 +449,7 @@ fn train_locked(
             let lr = setup.schedule.lr(step);
             let momentum = setup.schedule.momentum(step).unwrap_or(cfg.optim.momentum);
             tch::manual_seed(step_seed(tc.seed, step));
-            let images = models::channels_last(&batch.images);
-            let logits = tch::autocast(bf16, || model.net.forward_t(&images, true));
+            let logits = tch::autocast(bf16, || model.net.forward_t(&batch.images, true));
             let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
                 &batch.labels,
                 None,

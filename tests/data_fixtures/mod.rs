@@ -171,6 +171,17 @@ pub fn batches(
             assert_eq!(b.images.kind(), tch::Kind::Float);
             assert_eq!(b.labels.kind(), tch::Kind::Int64);
             let shape = b.images.size();
+            // Channels-last, as the models' weights (a dimension of size 1 has no stride to
+            // speak of: one grey channel is NCHW and NHWC at once).
+            let (c, h, w) = (shape[1], shape[2], shape[3]);
+            let nhwc = [c * h * w, 1, w * c, c];
+            for (d, (&got, &want)) in b.images.stride().iter().zip(&nhwc).enumerate() {
+                assert!(
+                    shape[d] == 1 || got == want,
+                    "batch strides {:?} of shape {shape:?}: not channels-last",
+                    b.images.stride()
+                );
+            }
             let x = Vec::<f32>::try_from(b.images.flatten(0, -1)).unwrap();
             let y = Vec::<i64>::try_from(&b.labels).unwrap();
             (x, shape, y)
