@@ -5,6 +5,7 @@
 //! - [`models`] — the papers' networks with PyTorch/torchvision initialisation.
 //! - [`train`] — the training loop, the exact optimizer, checkpoints and resume.
 //! - [`config`] — run configuration (TOML + `--set` overrides).
+//! - [`launch`] — `lrlab train`: the config file, the range test for `"auto"` values, the loop.
 //! - [`report`] — figures drawn from the CSVs.
 //! - [`sweep`] — grids of runs, local or on Slurm, resumable, collected into CSVs.
 //! - [`util`] — small shared helpers (atomic writes, float formatting).
@@ -12,6 +13,7 @@
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod launch;
 pub mod lr_find;
 pub mod models;
 pub mod report;

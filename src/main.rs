@@ -301,13 +301,13 @@ fn train(
     out: Option<PathBuf>,
     quiet: bool,
 ) -> anyhow::Result<u8> {
-    let args = lrlab::train::trainer::TrainArgs {
+    let args = lrlab::launch::TrainArgs {
         config,
         overrides: set,
         out,
         progress: !quiet,
     };
-    let (out, outcome) = lrlab::train::trainer::train_file(&args)?;
+    let (out, outcome) = lrlab::launch::train_file(&args)?;
     Ok(match outcome {
         Outcome::Done(m) => {
             let m = m
@@ -363,8 +363,8 @@ fn find_lr(a: FindLrArgs) -> anyhow::Result<()> {
     }
     if let Some(x) = a.metric {
         fc.metric = match x.as_str() {
-            "loss" => lrlab::lr_find::Metric::Loss,
-            "accuracy" => lrlab::lr_find::Metric::Accuracy,
+            "loss" => lrlab::config::Metric::Loss,
+            "accuracy" => lrlab::config::Metric::Accuracy,
             _ => lrlab::bail_input!("--metric {x:?}: expected loss or accuracy"),
         };
     }

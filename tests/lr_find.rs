@@ -4,8 +4,9 @@
 mod common;
 
 use common::cmd as lrlab;
+use lrlab::config::FindConfig;
 use lrlab::config::RunConfig;
-use lrlab::lr_find::{run_ramp, FindConfig};
+use lrlab::lr_find::run_ramp;
 use lrlab::train::trainer::{build_model, Setup};
 use std::path::Path;
 

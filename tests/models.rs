@@ -2,9 +2,10 @@
 //! shapes, initialisation statistics, seeding, config validation and `lrlab models`.
 
 use lrlab::models::{
-    build, caffe_cifar::lrn_within_channel, channels_last, count_params, names,
-    weights_to_channels_last, Model, ModelConfig, Shortcut,
+    build, caffe_cifar::lrn_within_channel, count_params, names, weights_to_channels_last, Model,
+    ModelConfig, Shortcut,
 };
+use lrlab::util::channels_last;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use tch::{nn, nn::ModuleT, Device, Kind, Tensor};

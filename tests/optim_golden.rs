@@ -2,7 +2,8 @@
 //! tiny float64 model whose learning rate and momentum change every step. References come
 //! from `scripts/golden_optim.py` (PyTorch 2.13) in `tests/golden/optim.json`.
 
-use lrlab::train::optim::{MomentumConvention, OptimConfig, OptimKind, Optimizer, WdScope};
+use lrlab::config::{MomentumConvention, OptimConfig, OptimKind, WdScope};
+use lrlab::train::optim::Optimizer;
 use std::collections::BTreeMap;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 

@@ -77,7 +77,7 @@ fn four_runs_two_at_a_time_collect_and_resume_without_rerunning() {
         );
         // train verified the config.toml the sweep wrote: it is the planned run, on the CPU
         // with its share of the cores for the loader (the base fixes threads = 1).
-        let parse = |t: &str| lrlab::sweep::exec::parse_config(t).unwrap();
+        let parse = |t: &str| lrlab::config::RunConfig::from_toml_str(t).unwrap();
         let cfg = parse(&std::fs::read_to_string(run.join("config.toml")).unwrap());
         let planned = parse(&m.runs.iter().find(|r| &r.name == n).unwrap().config);
         assert!(lrlab::sweep::exec::same_run(&cfg, &planned));

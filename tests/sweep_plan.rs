@@ -9,7 +9,8 @@ use fx::{lrlab, s, text, write, BASE};
 use lrlab::config::RunConfig;
 use lrlab::sweep::devices::{check_config_devices, concurrency, parse_devices, slots, Devices};
 use lrlab::sweep::manifest::{freeze, Manifest};
-use lrlab::sweep::plan::{self, config_id, hex_sha256, sanitize, Plan, MAX_NAME};
+use lrlab::sweep::plan::{self, config_id, Plan};
+use lrlab::util::{hex_sha256, sanitize, MAX_NAME};
 use std::collections::BTreeSet;
 use std::path::Path;
 

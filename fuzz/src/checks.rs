@@ -138,7 +138,7 @@ pub fn sweep_spec(data: &[u8]) -> bool {
     }
     if let Some(plan) = accepted(lrlab::sweep::plan::expand(spec), "spec.toml") {
         for r in &plan.runs {
-            assert_eq!(lrlab::sweep::plan::sanitize(&r.name), r.name);
+            assert_eq!(lrlab::util::sanitize(&r.name), r.name);
             assert!(!r.name.contains('/') && !r.name.starts_with('.'));
         }
     }

@@ -389,7 +389,7 @@ impl BatchIter {
         };
         // Channels-last, as the models' weights are (see `trainer::build_model`): the
         // conversion is done once here, on the bytes, and normalising keeps the layout.
-        let images = crate::models::channels_last(&x)
+        let images = crate::util::channels_last(&x)
             .f_to_kind(Kind::Float)?
             .f_mul(&self.scale)?
             .f_add(&self.shift)?;

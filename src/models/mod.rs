@@ -426,21 +426,16 @@ pub fn param_table(classes: i64, in_channels: i64, size: Option<i64>) -> Result<
 /// Give every rank-4 variable of `vs` (the conv weights) channels-last (NHWC) strides in place;
 /// values are unchanged. tch has no memory-format argument, so this permutes by hand. Call it
 /// before building the optimizer (it replaces the storage) and feed inputs through
-/// [`channels_last`].
+/// [`crate::util::channels_last`].
 pub fn weights_to_channels_last(vs: &nn::VarStore) {
     tch::no_grad(|| {
         for (_, mut v) in vs.variables() {
             if v.dim() == 4 {
-                let cl = channels_last(&v);
+                let cl = crate::util::channels_last(&v);
                 v.set_data(&cl);
             }
         }
     });
-}
-
-/// A copy of the NCHW tensor `xs` with channels-last strides `[C·H·W, 1, W·C, C]`.
-pub fn channels_last(xs: &Tensor) -> Tensor {
-    xs.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 /// Smallest image side for which `spatial` (side of a network's last feature map) is defined.

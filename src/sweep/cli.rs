@@ -2,13 +2,13 @@
 //! the binary calls, which return the exit status.
 
 use super::devices::{check_config_devices, concurrency, parse_devices, slots, Devices};
-use super::exec;
 use super::local::{run_local, LocalOptions};
 use super::manifest::{freeze, Manifest, MANIFEST};
-use super::plan::{self, sanitize, Plan};
+use super::plan::{self, Plan};
 use super::slurm::{self, SlurmOptions};
 use super::status::{status_text, table};
 use crate::train::device::available_cores;
+use crate::util::sanitize;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -270,7 +270,11 @@ fn local_options(a: &SweepArgs, source: &Source, program: PathBuf) -> Result<Loc
     };
     let parsed: Vec<(String, crate::config::RunConfig)> = configs
         .iter()
-        .filter_map(|(n, c)| exec::parse_config(c).ok().map(|c| (n.clone(), c)))
+        .filter_map(|(n, c)| {
+            crate::config::RunConfig::from_toml_str(c)
+                .ok()
+                .map(|c| (n.clone(), c))
+        })
         .collect();
     let gpus = || tch::Cuda::device_count().max(0) as usize;
     if a.devices.is_none() {

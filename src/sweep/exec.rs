@@ -8,7 +8,7 @@
 //! `RUN/attempts.jsonl` (runner, host, device, Slurm ids, exit, outcome); the child's output
 //! goes to `RUN/train.log`.
 
-use super::manifest::{ManifestRun, LOCKS};
+use super::manifest::{config_file, ManifestRun, AUTO_CONFIG, LOCKS};
 use crate::config::RunConfig;
 use crate::train::record::{self, Status};
 use crate::util::write_atomic;
@@ -18,10 +18,6 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-
-/// The config file of a run whose schedule has `"auto"` values: `lrlab train` resolves them
-/// with a range test and writes the resolved `config.toml` itself.
-pub const AUTO_CONFIG: &str = "config.auto.toml";
 
 /// Where a run stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,44 +177,10 @@ impl ExecKeys {
     }
 }
 
-/// Parse a resolved config text.
-pub fn parse_config(text: &str) -> Result<RunConfig> {
-    let table: toml::Table = text.parse().context("invalid TOML")?;
-    RunConfig::from_table(table)
-}
-
-/// The file (in the run folder) that the child trains from.
-pub fn config_file(run: &ManifestRun) -> &'static str {
-    let auto = run
-        .config
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|t| t.get("schedule").and_then(|s| s.as_table()).cloned())
-        .map(|s| !crate::lr_find::auto_keys(&s).is_empty())
-        .unwrap_or(false);
-    if auto {
-        AUTO_CONFIG
-    } else {
-        "config.toml"
-    }
-}
-
-/// Write the run's planned config into its folder unless a config is there already.
-pub fn write_planned_config(sweep: &Path, run: &ManifestRun) -> Result<()> {
-    let dir = run.dir(sweep);
-    let path = dir.join(config_file(run));
-    if !path.exists() {
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        write_atomic(&path, run.config.as_bytes())?;
-    }
-    Ok(())
-}
-
 /// Make the run's config file hold the planned config with `exec` applied, and return its
 /// path. A config that differs from the plan in more than the exec keys is an error.
 pub fn prepare_config(sweep: &Path, run: &ManifestRun, exec: &ExecKeys) -> Result<PathBuf> {
-    let plan = parse_config(&run.config)
+    let plan = RunConfig::from_toml_str(&run.config)
         .with_context(|| format!("run {}: the manifest's config is invalid", run.name))?;
     let want = exec.apply(&plan).to_toml()?;
     let dir = run.dir(sweep);
@@ -227,7 +189,7 @@ pub fn prepare_config(sweep: &Path, run: &ManifestRun, exec: &ExecKeys) -> Resul
     match std::fs::read_to_string(&path) {
         Ok(have) if have == want => {}
         Ok(have) => {
-            let same = parse_config(&have)
+            let same = RunConfig::from_toml_str(&have)
                 .ok()
                 .map(|c| same_run(&c, &plan))
                 .unwrap_or(false);
@@ -247,7 +209,7 @@ pub fn prepare_config(sweep: &Path, run: &ManifestRun, exec: &ExecKeys) -> Resul
         // `train` wrote config.toml with the range test's values: keep its exec keys current.
         let resolved = dir.join("config.toml");
         if let Ok(text) = std::fs::read_to_string(&resolved) {
-            if let Ok(c) = parse_config(&text) {
+            if let Ok(c) = RunConfig::from_toml_str(&text) {
                 let fixed = exec.apply(&c).to_toml()?;
                 if fixed != text {
                     write_atomic(&resolved, fixed.as_bytes())?;
@@ -394,7 +356,7 @@ pub fn start(
     let child = cmd
         .spawn()
         .with_context(|| format!("cannot start {}", launch.program.display()))?;
-    let threads = parse_config(&std::fs::read_to_string(&config)?)
+    let threads = RunConfig::from_toml_str(&std::fs::read_to_string(&config)?)
         .map(|c| c.train.threads)
         .unwrap_or(0);
     Ok(Active {

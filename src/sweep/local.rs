@@ -199,7 +199,7 @@ pub fn run_local(sweep: &Path, m: &Manifest, opts: &LocalOptions) -> Result<Loca
                 continue;
             }
             let slot = free.pop_front().expect("checked above");
-            let keys = match exec::parse_config(&run.config) {
+            let keys = match crate::config::RunConfig::from_toml_str(&run.config) {
                 Ok(plan) => ExecKeys::share(&plan, Some(slot.device.clone()), Some(opts.threads)),
                 Err(_) => ExecKeys::default(),
             };

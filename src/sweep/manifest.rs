@@ -111,7 +111,7 @@ impl Manifest {
         // Run names and ids become paths inside the sweep folder: an edited manifest must not
         // point elsewhere.
         for r in &m.runs {
-            if r.name.is_empty() || super::plan::sanitize(&r.name) != r.name {
+            if r.name.is_empty() || crate::util::sanitize(&r.name) != r.name {
                 crate::bail_input!(
                     "{}: run {} has the name {:?}, which is not a safe folder name \
                      (letters, digits, . _ , = + - @; no `..`, no leading `.` or `-`)",
@@ -223,7 +223,7 @@ pub fn merge(old: Option<&Manifest>, plan: &Plan) -> Result<Manifest> {
 /// Is the config text `old` (possibly written by another lrlab version) the config `new`
 /// once read by this version?
 fn same_config(old: &str, new: &str) -> bool {
-    super::exec::parse_config(old)
+    crate::config::RunConfig::from_toml_str(old)
         .and_then(|c| c.to_toml())
         .is_ok_and(|t| t == new)
 }
@@ -250,7 +250,7 @@ pub fn freeze(dir: &Path, plan: &Plan) -> Result<Manifest> {
         write_atomic(&spec_copy, plan.spec.text.as_bytes())?;
     }
     for r in &m.runs {
-        super::exec::write_planned_config(dir, r)?;
+        write_planned_config(dir, r)?;
     }
     Ok(m)
 }
@@ -292,4 +292,36 @@ fn inline(v: &serde_json::Value) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// The config file of a run whose schedule has `"auto"` values: `lrlab train` resolves them
+/// with a range test and writes the resolved `config.toml` itself.
+pub const AUTO_CONFIG: &str = "config.auto.toml";
+
+/// The file (in the run folder) that the child trains from.
+pub fn config_file(run: &ManifestRun) -> &'static str {
+    let auto = run
+        .config
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|t| t.get("schedule").and_then(|s| s.as_table()).cloned())
+        .map(|s| !crate::lr_find::auto_keys(&s).is_empty())
+        .unwrap_or(false);
+    if auto {
+        AUTO_CONFIG
+    } else {
+        "config.toml"
+    }
+}
+
+/// Write the run's planned config into its folder unless a config is there already.
+pub fn write_planned_config(sweep: &Path, run: &ManifestRun) -> Result<()> {
+    let dir = run.dir(sweep);
+    let path = dir.join(config_file(run));
+    if !path.exists() {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        write_atomic(&path, run.config.as_bytes())?;
+    }
+    Ok(())
 }

@@ -21,8 +21,8 @@
 
 use super::exec::{self, ExecKeys, Launch, Outcome, RunState};
 use super::manifest::Manifest;
-use super::plan::sanitize;
 use crate::error::input_error;
+use crate::util::sanitize;
 use crate::util::write_atomic;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -491,7 +491,7 @@ pub fn run_index(
             code = 1;
             continue;
         }
-        let plan = exec::parse_config(&run.config)?;
+        let plan = crate::config::RunConfig::from_toml_str(&run.config)?;
         // Slurm shows the task only its own GPUs: the first is cuda:0. Automatic threads and
         // loader workers take the task's CPUs, not the node's.
         let device = plan

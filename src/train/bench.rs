@@ -3,7 +3,8 @@
 //! `bench/train_pytorch.py` does the same steps in PyTorch eager for comparison.
 
 use super::device::{resolve_device, set_threads};
-use super::optim::{OptimConfig, Optimizer};
+use super::optim::Optimizer;
+use crate::config::OptimConfig;
 use crate::models::{self, ModelConfig};
 use anyhow::Result;
 use serde::Serialize;
@@ -71,7 +72,7 @@ pub fn bench_train(a: &BenchTrainArgs) -> Result<BenchTrainResult> {
     let mut opt = Optimizer::new(&vs, &OptimConfig::default())?;
     let b = a.batch as i64;
     let x = Tensor::randn([b, 3, a.size, a.size], (Kind::Float, device));
-    let x = models::channels_last(&x);
+    let x = crate::util::channels_last(&x);
     let y = Tensor::randint(a.classes, [b], (Kind::Int64, device));
     let mut step = |k: u64| -> Tensor {
         let lr = 0.1 * (1.0 - k as f64 / 10000.0);

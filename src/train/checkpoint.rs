@@ -177,7 +177,7 @@ mod tests {
         crate::models::weights_to_channels_last(&vs);
         let w = vs.variables()["conv.weight"].shallow_clone();
         assert!(!w.is_contiguous(), "the test needs a channels-last weight");
-        let buf = crate::models::channels_last(&w.randn_like());
+        let buf = crate::util::channels_last(&w.randn_like());
         let dir = tempfile::tempdir().unwrap();
         let progress = Progress {
             step: 7,

@@ -3,24 +3,9 @@
 use anyhow::Result;
 use tch::Device;
 
-/// Parse `train.device`: `auto`, `cpu`, `cuda` or `cuda:N`. `auto` resolves at run time.
-pub fn parse_device(s: &str) -> Result<Option<Device>> {
-    match s {
-        "auto" => Ok(None),
-        "cpu" => Ok(Some(Device::Cpu)),
-        "cuda" => Ok(Some(Device::Cuda(0))),
-        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => Ok(Some(Device::Cuda(n))),
-            _ => crate::bail_input!(
-                "train.device = {s:?}: expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\""
-            ),
-        },
-    }
-}
-
 /// Resolve `train.device` to a device that exists on this machine.
 pub fn resolve_device(s: &str) -> Result<Device> {
-    match parse_device(s)? {
+    match crate::config::parse_device(s)? {
         None => Ok(Device::cuda_if_available()),
         Some(Device::Cuda(n)) => {
             let count = tch::Cuda::device_count();

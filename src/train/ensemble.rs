@@ -235,7 +235,7 @@ pub fn ensemble_dir(args: &EnsembleArgs) -> Result<Vec<RunEnsemble>> {
         crate::bail_input!("--last 0: must be >= 1 (the number of snapshots to use)");
     }
     if let Some(d) = &args.device {
-        super::device::parse_device(d).map_err(|_| {
+        crate::config::parse_device(d).map_err(|_| {
             input_error(format!(
                 "--device {d:?}: expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\""
             ))

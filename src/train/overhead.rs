@@ -15,8 +15,9 @@
 //! share of the whole step.
 
 use super::device::set_threads;
-use super::optim::{OptimConfig, Optimizer};
+use super::optim::Optimizer;
 use super::record::{CsvLog, STEPS_HEADER};
+use crate::config::OptimConfig;
 use crate::models::{self, ModelConfig};
 use crate::schedule::{RunLength, Schedule};
 use crate::util::fmt_f64;
@@ -102,7 +103,7 @@ pub fn bench_overhead(a: &OverheadArgs) -> Result<OverheadResult> {
     let mut log = CsvLog::open(&dir.path().join("steps.csv"), STEPS_HEADER, 0)?;
     let stop = AtomicBool::new(false);
     let b = a.batch as i64;
-    let x = models::channels_last(&Tensor::randn(
+    let x = crate::util::channels_last(&Tensor::randn(
         [b, 3, a.size, a.size],
         (Kind::Float, device),
     ));

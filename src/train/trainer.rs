@@ -46,47 +46,6 @@ pub struct RunOptions {
     pub lr_find: Option<serde_json::Value>,
 }
 
-/// `lrlab train CONFIG [--set k=v]... [--out DIR]`.
-#[derive(Clone, Debug, Default)]
-pub struct TrainArgs {
-    /// The run config file.
-    pub config: PathBuf,
-    /// `table.key=value` overrides.
-    pub overrides: Vec<String>,
-    /// Run folder; default `out/<config stem>`.
-    pub out: Option<PathBuf>,
-    /// Progress bar and per-epoch lines.
-    pub progress: bool,
-}
-
-/// Load a config file, resolve `"auto"` schedule values with a range test, and train.
-pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
-    let cfg = RunConfig::load(&args.config, &args.overrides)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| default_out(&args.config, ""));
-    let (cfg, lr_find) = match crate::lr_find::resolve_auto(&cfg, &out, args.progress)? {
-        Some((c, chosen)) => (c, Some(chosen)),
-        None => (cfg, None),
-    };
-    let opts = RunOptions {
-        progress: args.progress,
-        verbose: true,
-        lr_find,
-    };
-    let outcome = run(&cfg, &out, &opts).map_err(|e| {
-        // Bad values found while setting up (schedule, data files) still name the config.
-        let name = args.config.display().to_string();
-        if crate::error::is_input_error(&e) && !format!("{e:#}").contains(&name) {
-            input_error(format!("{name}: {e:#}"))
-        } else {
-            e
-        }
-    })?;
-    Ok((out, outcome))
-}
-
 /// What a run needs besides the model: device, data, schedule and the run length. Shared by
 /// the training loop and the LR range test.
 pub struct Setup {
@@ -186,13 +145,13 @@ pub(crate) fn step_seed(seed: u64, step: u64) -> i64 {
 
 /// The default output folder of a command on CONFIG: `out/<config file stem><suffix>`
 /// (`lrlab train`: no suffix; `lrlab find-lr`: `-lr_find`), made a safe folder name
-/// ([`crate::sweep::plan::sanitize`]) so that it stays inside `out/`.
+/// ([`crate::util::sanitize`]) so that it stays inside `out/`.
 pub fn default_out(config: &Path, suffix: &str) -> PathBuf {
     let stem = config
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "run".into());
-    PathBuf::from("out").join(crate::sweep::plan::sanitize(&format!("{stem}{suffix}")))
+    PathBuf::from("out").join(crate::util::sanitize(&format!("{stem}{suffix}")))
 }
 
 struct PendingRow {

@@ -1,4 +1,11 @@
-//! Small helpers shared by several modules.
+//! Small helpers shared by several modules: atomic writes, float formatting, safe names
+//! ([`names`]), tensor layouts ([`layout`]).
+
+pub mod layout;
+pub mod names;
+
+pub use layout::channels_last;
+pub use names::{hex_sha256, sanitize, MAX_NAME};
 
 use anyhow::{Context, Result};
 use std::io::Write;

@@ -6,11 +6,15 @@
 //! reproduces the run on its own. The `[schedule]` table is validated by
 //! [`crate::schedule::Schedule::from_table`], which needs the run length.
 
+pub mod lr_find;
+pub mod optim;
+
+pub use lr_find::{FindConfig, Metric};
+pub use optim::{MomentumConvention, OptimConfig, OptimKind, WdScope};
+
 use crate::data::DataConfig;
 use crate::error::input_error;
-use crate::lr_find::FindConfig;
 use crate::models::ModelConfig;
-use crate::train::optim::OptimConfig;
 use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -112,8 +116,25 @@ impl TrainConfig {
                 self.snapshots
             );
         }
-        crate::train::device::parse_device(&self.device)?;
+        parse_device(&self.device)?;
         Ok(())
+    }
+}
+
+/// Parse `train.device`: `auto`, `cpu`, `cuda` or `cuda:N`. `auto` (`None`) resolves at run
+/// time ([`crate::train::device::resolve_device`]).
+pub fn parse_device(s: &str) -> Result<Option<tch::Device>> {
+    use tch::Device;
+    match s {
+        "auto" => Ok(None),
+        "cpu" => Ok(Some(Device::Cpu)),
+        "cuda" => Ok(Some(Device::Cuda(0))),
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Ok(Some(Device::Cuda(n))),
+            _ => crate::bail_input!(
+                "train.device = {s:?}: expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\""
+            ),
+        },
     }
 }
 
@@ -196,6 +217,12 @@ impl RunConfig {
         cfg.optim.validate()?;
         cfg.train.validate()?;
         Ok(cfg)
+    }
+
+    /// Parse a resolved config text (a run folder's `config.toml`, a manifest's entry).
+    pub fn from_toml_str(text: &str) -> Result<RunConfig> {
+        let table: toml::Table = text.parse().context("invalid TOML")?;
+        Self::from_table(table)
     }
 
     /// The resolved config as TOML text (what `config.toml` of a run holds).
