@@ -1,6 +1,7 @@
 # lrlab: `make run` (set up what is missing, then the demo) and `make test`.
 # libtorch: a user's own LIBTORCH (or LIBTORCH_USE_PYTORCH) wins; otherwise the PyPI wheel
-# torch==2.13.0 is installed once into $(LRLAB_CACHE) (default ~/.cache/lrlab).
+# torch==2.13.0 is installed once into $(LRLAB_CACHE) (default ~/.cache/lrlab) and linked as
+# .libtorch, which .cargo/config.toml hands to cargo: plain `cargo build/test/run` work too.
 SHELL := /bin/bash
 LRLAB_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/lrlab
 export LRLAB_CACHE
@@ -8,9 +9,9 @@ TORCH_DIR := $(LRLAB_CACHE)/torch-2.13.0
 CARGO ?= cargo
 BIN := target/release/lrlab
 
+# Without a libtorch of the user's, cargo takes LIBTORCH from .cargo/config.toml (the same
+# value as a plain `cargo build`, so torch-sys is not rebuilt between the two).
 ifeq ($(origin LIBTORCH)$(LIBTORCH_USE_PYTORCH),undefined)
-export LIBTORCH := $(TORCH_DIR)/torch
-export LIBTORCH_CXX11_ABI := 1
 LIBTORCH_DEP := libtorch
 endif
 
@@ -22,6 +23,7 @@ setup: $(LIBTORCH_DEP) data
 
 libtorch:
 	@scripts/libtorch.sh "$(TORCH_DIR)"
+	@[ "$$(readlink .libtorch 2>/dev/null)" = "$(TORCH_DIR)/torch" ] || ln -sfn "$(TORCH_DIR)/torch" .libtorch
 
 data:
 	@scripts/fashion-mnist.sh

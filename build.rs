@@ -9,6 +9,9 @@ fn main() {
     let lib = PathBuf::from(std::env::var("DEP_TCH_LIBTORCH_LIB").expect(
         "DEP_TCH_LIBTORCH_LIB not set: torch-sys must be a direct dependency in Cargo.toml",
     ));
+    // LIBTORCH may be the checkout's `.libtorch` link (.cargo/config.toml): the rpath names
+    // what it points to, so the binary keeps working from a copy or another folder.
+    let lib = std::fs::canonicalize(&lib).unwrap_or(lib);
     // A pip `site-packages/torch` passed as LIBTORCH skips torch-sys' version check, and
     // torch 2.14 headers need C++20: fail early with a readable message instead.
     if let Some(root) = lib.parent() {

@@ -73,10 +73,10 @@ done_or_die() {
 secs() { python3 -c 'import time; print(time.perf_counter())'; }
 
 # Build lrlab and the ImageNet example (a no-op when up to date). A user's own LIBTORCH wins,
-# as in the Makefile.
+# as in the Makefile; otherwise `make libtorch` installs the wheel and links .libtorch, which
+# .cargo/config.toml gives to cargo.
 if [ -z "${LIBTORCH:-}${LIBTORCH_USE_PYTORCH:-}" ]; then
-    [ -d "$cache/torch-2.13.0/torch" ] || make --no-print-directory libtorch >&2
-    export LIBTORCH="$cache/torch-2.13.0/torch" LIBTORCH_CXX11_ABI=1
+    make --no-print-directory libtorch >&2
 fi
 log "building"
 cargo build --release --locked --bin lrlab --example bench_imagenet >&2
