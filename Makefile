@@ -15,7 +15,7 @@ ifeq ($(origin LIBTORCH)$(LIBTORCH_USE_PYTORCH),undefined)
 LIBTORCH_DEP := libtorch
 endif
 
-.PHONY: all setup libtorch data build run test check fmt clippy golden bench gallery reproduce clean
+.PHONY: all setup libtorch data build run test test-repeat check fmt clippy golden bench gallery reproduce clean
 
 all: build
 
@@ -59,6 +59,11 @@ reproduce: setup build
 
 test: setup
 	$(CARGO) test --release --locked
+
+# The whole suite N times in a row, stopping at the first failure (`make test-repeat N=5`).
+N ?= 5
+test-repeat: setup
+	CARGO=$(CARGO) scripts/test-repeat.sh $(N)
 
 check: fmt clippy test
 

@@ -34,7 +34,7 @@ enum Command {
         /// Write the CSV here (atomically) instead of standard output.
         #[arg(short = 'o', long = "out")]
         out: Option<PathBuf>,
-        /// Also draw LR and momentum against epoch into this SVG file.
+        /// Also draw LR and momentum against epoch into this figure (.svg or .png).
         #[arg(long)]
         plot: Option<PathBuf>,
     },
@@ -555,6 +555,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        Err(e) if lrlab::train::stop::is_interrupted(&e) => {
+            // A range test (find-lr, or the one of an "auto" run) writes its files at the end.
+            eprintln!(
+                "interrupted before anything was written; run the same command to start again"
+            );
+            ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             if lrlab::is_input_error(&e) {

@@ -221,9 +221,22 @@ fn cases() -> Vec<Case> {
             &["run.toml", "unknown table or key `trian`"],
         ),
         train_case(
-            "config: unknown key",
+            "config: misspelt key",
             run_config("epoch = 2", SCHEDULE),
-            &["run.toml", "unknown field `epoch`"],
+            &["run.toml", "train.epoch = 2: unknown key; did you mean epochs?"],
+        ),
+        train_case(
+            "config: misspelt table",
+            run_config("", "[optimizer]\nmomentum = 0.9\n[schedule]\nkind = \"constant\"\nlr = 0.1"),
+            &["run.toml", "unknown table or key `optimizer`"],
+        ),
+        train_case(
+            "config: misspelt schedule key is named before the missing one",
+            run_config("", "[schedule]\nkind = \"cosine\"\nlr_maxx = 0.1"),
+            &[
+                "run.toml",
+                "schedule.lr_maxx = 0.1: unknown key for kind = \"cosine\"; did you mean lr_max?",
+            ],
         ),
         train_case(
             "config: wrong type",
@@ -453,7 +466,22 @@ fn cases() -> Vec<Case> {
         sweep_case(
             "sweep: unknown key",
             "base = \"base.toml\"\nseeds = [1]\ngrids = 3\n",
-            &["spec.toml", "unknown key `grids`"],
+            &["spec.toml", "unknown key `grids`; did you mean grid?"],
+        ),
+        sweep_case(
+            "sweep: misspelt key of a run config axis",
+            "base = \"base.toml\"\n[grid]\n\"optim.momentm\" = [0.8, 0.9]\n",
+            &[
+                "spec.toml",
+                "axis `optim.momentm` names no key",
+                "did you mean momentum?",
+            ],
+        ),
+        sweep_case(
+            "sweep: misspelt schedule key in a variant",
+            "base = \"base.toml\"\n[grid.schedule]\n\
+             cos = { kind = \"cosine\", lr_maxx = 0.1 }\nconst = { kind = \"constant\", lr = 0.1 }\n",
+            &["spec.toml", "lr_maxx", "did you mean lr_max?"],
         ),
         sweep_case(
             "sweep: nothing varies",
@@ -527,6 +555,16 @@ fn cases() -> Vec<Case> {
             "schedule: unknown key",
             b"kind = \"constant\"\nlr = 0.1\nlr_max = 3\n",
             &["sched.toml", "lr_max"],
+        ),
+        schedule_case(
+            "schedule: misspelt key",
+            b"kind = \"sgdr\"\nlr_max = 0.1\nt0 = 10\n",
+            &["sched.toml", "schedule.t0 = 10: unknown key", "did you mean t_0?"],
+        ),
+        schedule_case(
+            "schedule: a key that would be ignored",
+            b"kind = \"clr\"\nbase_lr = 0.01\nmax_lr = 0.1\nstep_size = 4\ngamma = 0.99\n",
+            &["sched.toml", "schedule.gamma = 0.99", "only used with mode = \"exp_range\""],
         ),
         schedule_case(
             "schedule: t_mult below 1",

@@ -294,3 +294,134 @@ fn accuracy_version_suggests_bounds_and_plots() {
     assert_eq!(sug["metric"], "accuracy");
     assert!(out.join("figures/lr_find.png").exists() && out.join("figures/lr_find.svg").exists());
 }
+
+/// A range test long enough that the signal lands inside it.
+fn long_test_config(dir: &Path, auto: bool) -> std::path::PathBuf {
+    let cfg = dir.join("run.toml");
+    let schedule = if auto {
+        "[lr_find]\nsteps = 1000000\n\n[schedule]\nkind = \"one_cycle\"\nmax_lr = \"auto\"\n"
+    } else {
+        "[schedule]\nkind = \"constant\"\nlr = 0.01\n"
+    };
+    let base = SYNTHETIC.split("[schedule]").next().unwrap();
+    std::fs::write(&cfg, format!("{base}{schedule}")).unwrap();
+    cfg
+}
+
+/// Ctrl-C stops `find-lr` at the next step with exit status 3 and nothing written (it ran
+/// on to the end before).
+#[test]
+fn ctrl_c_stops_find_lr_and_writes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = long_test_config(t.path(), false);
+    let out = t.path().join("find");
+    let mut child = lrlab()
+        .args([
+            "find-lr",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args([
+            "--steps",
+            "1000000",
+            "--start-lr",
+            "1e-6",
+            "--end-lr",
+            "1e-5",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_for(60, "the SIGINT handler", || {
+        common::catches(child.id(), libc::SIGINT)
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let st = common::wait_exit(&mut child, 60, "find-lr after SIGINT");
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(st.code(), Some(3), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(
+        !out.exists(),
+        "an interrupted range test wrote {}",
+        out.display()
+    );
+}
+
+/// Ctrl-C during the range test of a `max_lr = "auto"` run stops before training, with exit
+/// status 3 and nothing written (before, the test finished and the whole training ran).
+#[test]
+fn ctrl_c_stops_the_range_test_of_an_auto_run() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = long_test_config(t.path(), true);
+    let out = t.path().join("run");
+    let mut child = lrlab()
+        .args([
+            "train",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_for(60, "the SIGINT handler", || {
+        common::catches(child.id(), libc::SIGINT)
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let st = common::wait_exit(&mut child, 60, "train after SIGINT");
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(st.code(), Some(3), "{err}");
+    assert!(
+        !out.join("lr_find").exists() && !out.join("steps.csv").exists(),
+        "the interrupted run wrote files"
+    );
+}
+
+/// A finished `"auto"` run, run again with the same command, is recognised as finished (it
+/// was refused as "a different config" before), and a changed config names the key.
+#[test]
+fn an_auto_run_is_recognised_by_the_same_command() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = t.path().join("run.toml");
+    let base = SYNTHETIC.split("[schedule]").next().unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{base}[lr_find]\nsteps = 20\n\n[schedule]\nkind = \"one_cycle\"\nmax_lr = \"auto\"\n"
+        ),
+    )
+    .unwrap();
+    let out = t.path().join("run");
+    let args = [
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ];
+    let r = lrlab().args(args).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let r = lrlab().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{err}");
+    assert!(err.contains("already holds a finished run"), "{err}");
+    // Another change is still refused, and the message says what changed.
+    let r = lrlab()
+        .args(args)
+        .args(["--set", "schedule.pct_start=0.4"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("different config (schedule.pct_start: (none) → 0.4)"),
+        "{err}"
+    );
+}

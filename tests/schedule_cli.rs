@@ -149,6 +149,48 @@ fn plot_writes_an_svg_with_both_panels() {
         assert!(text.contains(needle), "figure lacks {needle}");
     }
     assert!(out.exists());
+
+    // The extension names the format: a .png file gets a PNG (it got SVG text before), of
+    // the figure's size; another extension is refused before anything is written.
+    let png = dir.path().join("fig.PNG");
+    let r = lrlab(&[
+        "schedule",
+        s(&f),
+        "--epochs",
+        "4",
+        "--steps-per-epoch",
+        "10",
+        "--plot",
+        s(&png),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    // IHDR: width and height, big-endian, at bytes 16..24.
+    let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    assert_eq!((w, h), (1000, 720));
+    let pdf = dir.path().join("fig.pdf");
+    let csv = dir.path().join("other.csv");
+    let r = lrlab(&[
+        "schedule",
+        s(&f),
+        "--epochs",
+        "4",
+        "--steps-per-epoch",
+        "10",
+        "-o",
+        s(&csv),
+        "--plot",
+        s(&pdf),
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("fig.pdf: a figure is written as .svg or .png"),
+        "{err}"
+    );
+    assert!(!pdf.exists() && !csv.exists());
 }
 
 /// Bad input: exit status 2, the message names the file, key and value, nothing is written
@@ -281,4 +323,48 @@ fn missing_run_length_and_files_are_input_errors() {
     );
     let r = lrlab(&["schedule", s(&g), "--epochs", "1", "--steps-per-epoch", "1"]);
     assert_eq!(r.status.code(), Some(2));
+}
+
+/// The issue a PyTorch user hit: CyclicLR's default `gamma = 1.0` written out in triangular
+/// mode. It changes nothing, so it is accepted with one warning line, and the CSV is the one
+/// without the key; a value that would be ignored is still refused.
+#[test]
+fn a_neutral_value_is_accepted_with_one_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = write(
+        dir.path(),
+        "with.toml",
+        "kind = \"clr\"\nbase_lr = 0.01\nmax_lr = 0.1\nstep_size = 3\nmode = \"triangular\"\ngamma = 1.0\n",
+    );
+    let without = write(
+        dir.path(),
+        "without.toml",
+        "kind = \"clr\"\nbase_lr = 0.01\nmax_lr = 0.1\nstep_size = 3\nmode = \"triangular\"\n",
+    );
+    let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+    let len = ["--epochs", "2", "--steps-per-epoch", "3"];
+    let r = lrlab(&[&["schedule", s(&with), "-o", s(&a)][..], &len].concat());
+    assert!(r.status.success(), "{r:?}");
+    let err = String::from_utf8_lossy(&r.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(
+        warnings,
+        ["warning: schedule.gamma = 1.0: only used with mode = \"exp_range\"; accepted, as this value changes nothing"],
+        "{err}"
+    );
+    let r = lrlab(&[&["schedule", s(&without), "-o", s(&b)][..], &len].concat());
+    assert!(r.status.success(), "{r:?}");
+    assert!(!String::from_utf8_lossy(&r.stderr).contains("warning"));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+
+    let ignored = write(
+        dir.path(),
+        "ignored.toml",
+        "kind = \"clr\"\nbase_lr = 0.01\nmax_lr = 0.1\nstep_size = 3\nmode = \"triangular\"\ngamma = 0.99\n",
+    );
+    let c = dir.path().join("c.csv");
+    let r = lrlab(&[&["schedule", s(&ignored), "-o", s(&c)][..], &len].concat());
+    assert_eq!(r.status.code(), Some(2), "{r:?}");
+    assert!(String::from_utf8_lossy(&r.stderr).contains("schedule.gamma = 0.99"));
+    assert!(!c.exists());
 }

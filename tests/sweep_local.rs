@@ -217,7 +217,7 @@ fn a_stopped_sweep_resumes_from_the_checkpoint_to_the_same_curve() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    fx::wait_for(120, "the first epoch", || {
+    fx::wait_for(300, "the first epoch", || {
         lrlab::train::record::Status::read(&run).is_some_and(|st| st.epoch >= 1)
     });
     // SIGTERM to the sweep: it passes it on; the run checkpoints and stops.

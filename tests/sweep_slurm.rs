@@ -308,17 +308,19 @@ fn slurm_array_runs_pins_gpus_isolates_failures_and_requeues_preempted_tasks() {
 
     // Preempt the long run once it has trained an epoch: SIGUSR1 to its batch shell, as
     // --signal=B:USR1 does before the time limit.
-    wait(90, "an epoch of the long run", || {
+    wait(300, "an epoch of the long run", || {
         lrlab::train::record::Status::read(&long).is_some_and(|st| st.epoch >= 1)
     });
     let task = format!("{job}_3");
     let o = c.run("scancel", &["--signal=USR1", "--batch", &task]);
     assert!(o.status.success(), "{}", text(&o));
     // It checkpoints, the script requeues it; skip the requeue delay.
-    wait(60, "the interrupted attempt", || attempts(&long).len() == 1);
+    wait(180, "the interrupted attempt", || {
+        attempts(&long).len() == 1
+    });
     let first = &attempts(&long)[0];
     assert_eq!(first["outcome"], "interrupted", "{first}");
-    wait(60, "the requeued task to pend", || {
+    wait(180, "the requeued task to pend", || {
         let o = c.run("squeue", &["-h", "-j", &task, "-t", "PD"]);
         !o.stdout.is_empty()
     });
@@ -330,7 +332,7 @@ fn slurm_array_runs_pins_gpus_isolates_failures_and_requeues_preempted_tasks() {
         &["update", &format!("JobId={task}"), "StartTime=now"],
     );
     assert!(o.status.success(), "{}", text(&o));
-    wait(120, "the array to finish", || {
+    wait(600, "the array to finish", || {
         c.run("squeue", &["-h", "-j", &job]).stdout.is_empty()
     });
 

@@ -193,8 +193,10 @@ impl RunConfig {
     /// Build from a parsed TOML document.
     pub fn from_table(mut table: toml::Table) -> Result<RunConfig> {
         if let Some(k) = table.keys().find(|k| !TABLES.contains(&k.as_str())) {
+            let hint = crate::util::did_you_mean(k, TABLES);
             crate::bail_input!(
-                "unknown table or key `{k}`: expected the tables [data], [model], [optim], [train], [lr_find], [schedule]"
+                "unknown table or key `{k}`{hint} (expected the tables [data], [model], [optim], \
+                 [train], [lr_find], [schedule])"
             );
         }
         let schedule = match table.remove("schedule") {
@@ -234,13 +236,34 @@ impl RunConfig {
 fn section<T: DeserializeOwned + Default>(table: &mut toml::Table, name: &str) -> Result<T> {
     match table.remove(name) {
         None => Ok(T::default()),
-        Some(toml::Value::Table(t)) => T::deserialize(toml::Value::Table(t)).map_err(|e| {
+        Some(toml::Value::Table(t)) => T::deserialize(toml::Value::Table(t.clone())).map_err(|e| {
             // One line: the deserializer puts "in `key`" on a line of its own.
             let msg = e.to_string().trim().replace('\n', " ");
-            input_error(format!("[{name}]: {msg}"))
+            match crate::util::spelling::serde_unknown_field(&msg) {
+                Some((key, valid)) => unknown_key(name, &key, t.get(&key), &valid),
+                None => input_error(format!("[{name}]: {msg}")),
+            }
         }),
         Some(v) => crate::bail_input!("`{name}` must be a table, found {}", v.type_str()),
     }
+}
+
+/// `TABLE.KEY = VALUE: unknown key; did you mean X? (known keys: ...)`, worded as for
+/// schedules.
+fn unknown_key(
+    table: &str,
+    key: &str,
+    value: Option<&toml::Value>,
+    valid: &[String],
+) -> anyhow::Error {
+    let mut valid: Vec<&str> = valid.iter().map(String::as_str).collect();
+    valid.sort_unstable();
+    let hint = crate::util::did_you_mean(key, valid.iter().copied());
+    let value = value.map(|v| format!(" = {v}")).unwrap_or_default();
+    input_error(format!(
+        "{table}.{key}{value}: unknown key{hint} (known keys: {})",
+        valid.join(", ")
+    ))
 }
 
 /// Apply one `table.key=value` override; the value is TOML (`0.1`, `true`, `"x"`,
@@ -256,8 +279,10 @@ pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
     }
     if !TABLES.contains(&parts[0]) {
         crate::bail_input!(
-            "--set {spec:?}: unknown table `{}`, expected data, model, optim, train, lr_find or schedule",
-            parts[0]
+            "--set {spec:?}: unknown table `{}`{}; expected data, model, optim, train, lr_find or \
+             schedule",
+            parts[0],
+            crate::util::did_you_mean(parts[0], TABLES)
         );
     }
     let value = parse_value(raw.trim());
@@ -283,5 +308,82 @@ pub fn parse_value(raw: &str) -> toml::Value {
             .remove("v")
             .unwrap_or(toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// The keys in which two config texts differ, as `table.key: OLD → NEW` (`(none)` for a key
+/// one side lacks), in key order: what a "different config" error shows so that the user
+/// sees which edit or `--set` caused it. Texts that do not parse are compared whole.
+pub fn differences(old: &str, new: &str) -> Vec<String> {
+    fn flat(prefix: &str, t: &toml::Table, out: &mut std::collections::BTreeMap<String, String>) {
+        for (k, v) in t {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(inner) => flat(&key, inner, out),
+                _ => {
+                    out.insert(key, v.to_string());
+                }
+            }
+        }
+    }
+    let (Ok(a), Ok(b)) = (old.parse::<toml::Table>(), new.parse::<toml::Table>()) else {
+        return vec!["(the stored config does not parse)".to_string()];
+    };
+    let (mut fa, mut fb) = (Default::default(), Default::default());
+    flat("", &a, &mut fa);
+    flat("", &b, &mut fb);
+    let keys: std::collections::BTreeSet<&String> = fa.keys().chain(fb.keys()).collect();
+    let none = "(none)".to_string();
+    keys.into_iter()
+        .filter(|k| fa.get(*k) != fb.get(*k))
+        .map(|k| {
+            format!(
+                "{k}: {} → {}",
+                fa.get(k).unwrap_or(&none),
+                fb.get(k).unwrap_or(&none)
+            )
+        })
+        .collect()
+}
+
+/// [`differences`] as one clause for an error message: `(schedule.lr_max: 0.03 → 0.04; ...)`,
+/// at most `max` keys named.
+pub fn differences_clause(old: &str, new: &str, max: usize) -> String {
+    let d = differences(old, new);
+    if d.is_empty() {
+        return String::new();
+    }
+    let more = d.len().saturating_sub(max);
+    let mut s = d.into_iter().take(max).collect::<Vec<_>>().join("; ");
+    if more > 0 {
+        s.push_str(&format!("; and {more} more"));
+    }
+    format!(" ({s})")
+}
+
+#[cfg(test)]
+mod difference_tests {
+    #[test]
+    fn differences_name_each_changed_added_and_removed_key() {
+        let old =
+            "[optim]\nlr = 0.1\nmomentum = 0.9\n[schedule]\nkind = \"cosine\"\nlr_max = 0.03\n";
+        let new = "[optim]\nlr = 0.1\n[schedule]\nkind = \"cosine\"\nlr_max = 0.04\nlr_min = 0.0\n";
+        assert_eq!(
+            super::differences(old, new),
+            [
+                "optim.momentum: 0.9 → (none)",
+                "schedule.lr_max: 0.03 → 0.04",
+                "schedule.lr_min: (none) → 0.0",
+            ]
+        );
+        assert!(super::differences(old, old).is_empty());
+        assert_eq!(
+            super::differences_clause(old, new, 1),
+            " (optim.momentum: 0.9 → (none); and 2 more)"
+        );
     }
 }

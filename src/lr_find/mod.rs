@@ -47,6 +47,8 @@ impl FindResult {
 /// those a training of `cfg` starts from.
 pub fn range_test(cfg: &RunConfig, fc: &FindConfig, progress: bool) -> Result<FindResult> {
     fc.validate()?;
+    // Before the data loads: Ctrl-C from here on stops the test cleanly.
+    crate::train::stop::flag()?;
     let ramp = ramp_config(cfg, fc);
     let setup = Setup::with_length(&ramp, |k| steps_of(fc, k))?;
     let (vs, model) = build_model(&ramp, &setup)?;
@@ -102,6 +104,12 @@ pub fn run_ramp(
         for batch in setup.data.train.epoch(epoch, 0) {
             if step >= total {
                 break 'outer;
+            }
+            if crate::train::stop::requested() {
+                if let Some(b) = &bar {
+                    b.finish_and_clear();
+                }
+                return Err(crate::train::stop::Interrupted.into());
             }
             let batch = batch?;
             let lr = setup.schedule.lr(step);

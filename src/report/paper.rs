@@ -124,7 +124,8 @@ pub fn parse(path: &Path, doc: &toml::Table) -> Result<ReportSpec> {
                 }
             }
             other => crate::bail_input!(
-                "{f}: unknown key report.{other}: expected report.title or report.paper"
+                "{f}: unknown key report.{other}{}: expected report.title or report.paper",
+                crate::util::did_you_mean(other, ["title", "paper"])
             ),
         }
     }
@@ -195,7 +196,9 @@ fn entry_of(path: &Path, key: &str, v: &toml::Value) -> Result<PaperValue> {
                 }
             }
             other => crate::bail_input!(
-                "{at}: unknown key `{other}`: expected test_error or test_acc (percent), source, note, epoch"
+                "{at}: unknown key `{other}`{}: expected test_error or test_acc (percent), source, \
+                 note, epoch",
+                crate::util::did_you_mean(other, ["test_error", "test_acc", "source", "note", "epoch"])
             ),
         }
     }

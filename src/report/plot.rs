@@ -1,10 +1,10 @@
-//! Figures, drawn with `plotters` into SVG.
+//! The schedule figure, drawn with `plotters` into SVG or PNG.
 //!
-//! No font is registered: the SVG backend writes `<text>` elements that the viewer renders,
-//! so the figures avoid the plotters features that measure text (chart captions).
+//! The SVG backend writes `<text>` elements that the viewer renders; the PNG is drawn with
+//! the embedded font. The figure avoids the plotters features that measure text (captions).
 
 use crate::util::write_atomic;
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use std::ops::Range;
@@ -17,16 +17,86 @@ const MAX_POINTS: usize = 4000;
 /// Characters per title line (20 px sans-serif across 1000 px).
 const TITLE_CHARS: usize = 100;
 
-/// Draw a schedule as an SVG at `path` (written atomically): the learning rate (top panel) and
-/// the momentum (bottom panel) against the epoch. `rows` are `(epoch, lr, momentum)`.
+/// The image formats a figure can be written in, named by the file's extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FigureFormat {
+    /// `.svg`: vector, text as text.
+    Svg,
+    /// `.png`: 1000×720 px bitmap.
+    Png,
+}
+
+impl FigureFormat {
+    /// The format `path`'s extension names (case-insensitive), or an input error naming the
+    /// path and the extensions there are: a `.png` file must not receive SVG text.
+    pub fn of(path: &Path) -> Result<FigureFormat> {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("svg") => Ok(FigureFormat::Svg),
+            Some("png") => Ok(FigureFormat::Png),
+            _ => crate::bail_input!(
+                "{}: a figure is written as .svg or .png; name the file with one of these \
+                 extensions",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// Draw a schedule at `path` (written atomically) in the format its extension names: the
+/// learning rate (top panel) and the momentum (bottom panel) against the epoch. `rows` are
+/// `(epoch, lr, momentum)`.
 pub fn schedule_figure(path: &Path, title: &str, rows: &[(f64, f64, f64)]) -> Result<()> {
-    let svg = schedule_svg(title, rows)?;
-    write_atomic(path, svg.as_bytes())
+    let bytes = schedule_bytes(FigureFormat::of(path)?, title, rows)?;
+    write_atomic(path, &bytes)
+}
+
+/// The bytes of the schedule figure in `format`.
+pub fn schedule_bytes(
+    format: FigureFormat,
+    title: &str,
+    rows: &[(f64, f64, f64)],
+) -> Result<Vec<u8>> {
+    match format {
+        FigureFormat::Svg => Ok(schedule_svg(title, rows)?.into_bytes()),
+        FigureFormat::Png => schedule_png(title, rows),
+    }
 }
 
 /// The SVG text of [`schedule_figure`]. The LR axis is logarithmic when the LR only grows and
 /// spans two decades or more (a range test), linear otherwise. A long title is wrapped.
 pub fn schedule_svg(title: &str, rows: &[(f64, f64, f64)]) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        draw_schedule(&root, title, rows)?;
+    }
+    Ok(svg)
+}
+
+/// The same figure as [`schedule_svg`], as PNG bytes (drawn with the embedded font into a
+/// temporary file, which plotters' encoder needs).
+pub fn schedule_png(title: &str, rows: &[(f64, f64, f64)]) -> Result<Vec<u8>> {
+    super::font::ensure();
+    let dir = tempfile::Builder::new()
+        .prefix("lrlab-png-")
+        .tempdir()
+        .context("cannot create a temporary folder for a PNG figure")?;
+    let path = dir.path().join("schedule.png");
+    {
+        let root = BitMapBackend::new(&path, (WIDTH, HEIGHT)).into_drawing_area();
+        draw_schedule(&root, title, rows)?;
+    }
+    std::fs::read(&path).with_context(|| format!("cannot read back {}", path.display()))
+}
+
+fn draw_schedule<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    rows: &[(f64, f64, f64)],
+) -> Result<()> {
     if rows.is_empty() {
         return Err(anyhow!("nothing to plot: no rows"));
     }
@@ -39,39 +109,35 @@ pub fn schedule_svg(title: &str, rows: &[(f64, f64, f64)]) -> Result<String> {
     let log_lr = grows && lo > 0.0 && hi / lo >= 100.0;
     let (mlo, mhi) = bounds(rows.iter().map(|r| r.2));
 
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(drawing)?;
-        let lines = wrap(title, TITLE_CHARS);
-        let head_h = 14 + 22 * lines.len() as u32;
-        let (head, body) = root.split_vertically(head_h);
-        for (i, line) in lines.iter().enumerate() {
-            let style = ("sans-serif", 20).into_font().color(&BLACK);
-            let pos = (20, 10 + 22 * i as i32);
-            head.draw(&Text::new(line.clone(), pos, style))
-                .map_err(drawing)?;
-        }
-        let (top, bottom) = body.split_vertically((HEIGHT - head_h) * 3 / 5);
-        if log_lr {
-            let desc = "learning rate (log scale)";
-            let y = (lo..hi).log_scale();
-            panel(&top, x0..x1, y, desc, &|v| sci(*v), &lr, &BLUE)?;
-        } else {
-            let (a, b) = pad(0.0f64.min(lo), hi);
-            let desc = "learning rate";
-            panel(&top, x0..x1, a..b, desc, &|v| tick(*v, b), &lr, &BLUE)?;
-        }
-        let (a, b) = pad(mlo, mhi);
-        let desc = if mlo == mhi {
-            "momentum (constant)"
-        } else {
-            "momentum"
-        };
-        panel(&bottom, x0..x1, a..b, desc, &|v| tick(*v, b), &mom, &RED)?;
-        root.present().map_err(drawing)?;
+    root.fill(&WHITE).map_err(drawing)?;
+    let lines = wrap(title, TITLE_CHARS);
+    let head_h = 14 + 22 * lines.len() as u32;
+    let (head, body) = root.split_vertically(head_h);
+    for (i, line) in lines.iter().enumerate() {
+        let style = ("sans-serif", 20).into_font().color(&BLACK);
+        let pos = (20, 10 + 22 * i as i32);
+        head.draw(&Text::new(line.clone(), pos, style))
+            .map_err(drawing)?;
     }
-    Ok(svg)
+    let (top, bottom) = body.split_vertically((HEIGHT - head_h) * 3 / 5);
+    if log_lr {
+        let desc = "learning rate (log scale)";
+        let y = (lo..hi).log_scale();
+        panel(&top, x0..x1, y, desc, &|v| sci(*v), &lr, &BLUE)?;
+    } else {
+        let (a, b) = pad(0.0f64.min(lo), hi);
+        let desc = "learning rate";
+        panel(&top, x0..x1, a..b, desc, &|v| tick(*v, b), &lr, &BLUE)?;
+    }
+    let (a, b) = pad(mlo, mhi);
+    let desc = if mlo == mhi {
+        "momentum (constant)"
+    } else {
+        "momentum"
+    };
+    panel(&bottom, x0..x1, a..b, desc, &|v| tick(*v, b), &mom, &RED)?;
+    root.present().map_err(drawing)?;
+    Ok(())
 }
 
 fn drawing(e: impl std::fmt::Display) -> anyhow::Error {
@@ -79,8 +145,8 @@ fn drawing(e: impl std::fmt::Display) -> anyhow::Error {
 }
 
 /// One panel: a line against the epoch, with labelled axes.
-fn panel<Y>(
-    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+fn panel<DB: DrawingBackend, Y>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
     x: Range<f64>,
     y: Y,
     y_desc: &str,

@@ -171,9 +171,10 @@ pub fn render(args: &RenderArgs) -> Result<()> {
         .with_context(|| args.spec.display().to_string())?;
     let rows = rows(&schedule, args.momentum).with_context(|| args.spec.display().to_string())?;
     let csv = to_csv(&rows);
-    let svg = match &args.plot {
+    let figure = match &args.plot {
         None => None,
-        Some(_) => {
+        Some(path) => {
+            let format = report::plot::FigureFormat::of(path)?;
             let name = args
                 .spec
                 .file_stem()
@@ -190,7 +191,7 @@ pub fn render(args: &RenderArgs) -> Result<()> {
             );
             let points: Vec<(f64, f64, f64)> =
                 rows.iter().map(|r| (r.epoch, r.lr, r.momentum)).collect();
-            Some(report::plot::schedule_svg(&title, &points)?)
+            Some(report::plot::schedule_bytes(format, &title, &points)?)
         }
     };
     match &args.out {
@@ -205,8 +206,8 @@ pub fn render(args: &RenderArgs) -> Result<()> {
             }
         }
     }
-    if let (Some(path), Some(svg)) = (&args.plot, svg) {
-        write_atomic(path, svg.as_bytes())?;
+    if let (Some(path), Some(bytes)) = (&args.plot, figure) {
+        write_atomic(path, &bytes)?;
     }
     Ok(())
 }

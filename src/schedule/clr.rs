@@ -49,6 +49,19 @@ pub struct Clr {
 }
 
 impl Clr {
+    /// The keys of this family (besides `kind` and the warmup keys).
+    pub(crate) const KEYS: &'static [&'static str] = &[
+        "base_lr",
+        "max_lr",
+        "step_size",
+        "step_size_down",
+        "mode",
+        "gamma",
+        "cycle_momentum",
+        "base_momentum",
+        "max_momentum",
+    ];
+
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
         let base_lr = keys.lr("base_lr")?;
         let max_lr = keys.lr("max_lr")?;
@@ -76,7 +89,7 @@ impl Clr {
             keys.ensure(g > 0.0 && g <= 1.0, "gamma", "must be in (0, 1]")?;
             g
         } else {
-            keys.forbid("gamma", "only used with mode = \"exp_range\"")?;
+            keys.forbid_unless("gamma", 1.0.into(), "only used with mode = \"exp_range\"")?;
             1.0
         };
         let momentum = read_cyclic_momentum(keys, 0.8, 0.9)?;
@@ -137,8 +150,16 @@ pub(crate) fn read_cyclic_momentum(
     max_default: f64,
 ) -> Result<Option<(f64, f64)>> {
     if !keys.bool("cycle_momentum")?.unwrap_or(true) {
-        for key in ["base_momentum", "max_momentum"] {
-            keys.forbid(key, "has no effect with cycle_momentum = false")?;
+        // PyTorch's CyclicLR and OneCycleLR take their defaults with cycle_momentum=False.
+        for (key, default) in [
+            ("base_momentum", base_default),
+            ("max_momentum", max_default),
+        ] {
+            keys.forbid_unless(
+                key,
+                default.into(),
+                "has no effect with cycle_momentum = false",
+            )?;
         }
         return Ok(None);
     }

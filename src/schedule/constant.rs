@@ -12,6 +12,9 @@ pub struct Constant {
 }
 
 impl Constant {
+    /// The keys of this family (besides `kind` and the warmup keys).
+    pub(crate) const KEYS: &'static [&'static str] = &["lr"];
+
     pub(crate) fn from_keys(keys: &mut Keys, _len: RunLength) -> Result<Self> {
         Ok(Constant { lr: keys.lr("lr")? })
     }

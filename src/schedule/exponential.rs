@@ -20,6 +20,9 @@ pub struct Exponential {
 }
 
 impl Exponential {
+    /// The keys of this family (besides `kind` and the warmup keys).
+    pub(crate) const KEYS: &'static [&'static str] = &["lr", "gamma", "staircase"];
+
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
         let lr = keys.lr("lr")?;
         let gamma = keys.req_f64("gamma")?;

@@ -23,6 +23,9 @@ pub struct FlatCosine {
 }
 
 impl FlatCosine {
+    /// The keys of this family (besides `kind` and the warmup keys).
+    pub(crate) const KEYS: &'static [&'static str] = &["lr", "pct_start", "lr_min"];
+
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
         let lr = keys.lr("lr")?;
         let pct = keys.fraction("pct_start", 0.75)?;

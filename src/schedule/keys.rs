@@ -1,5 +1,6 @@
-//! Reading a schedule's TOML table: typed getters that remember which keys were used, so that
-//! unknown keys can be rejected, and error messages of the form `schedule.KEY = VALUE: RULE`.
+//! Reading a schedule's TOML table: typed getters, error messages of the form
+//! `schedule.KEY = VALUE: RULE`, and unknown keys rejected before any value is read (with the
+//! closest valid key: a misspelt `lr_maxx` is named as such, not reported as `lr_max` missing).
 
 use crate::error::input_error;
 use anyhow::Result;
@@ -14,6 +15,9 @@ pub(crate) struct Keys<'a> {
     path: String,
     /// The family name, for messages (`kind = "sgdr"`).
     kind: String,
+    /// Every key the family may read (empty until [`Keys::declare`]); a getter asking for
+    /// another key is a bug in the family.
+    declared: Vec<&'static str>,
     known: BTreeSet<String>,
 }
 
@@ -24,6 +28,7 @@ impl<'a> Keys<'a> {
             table,
             path: path.to_string(),
             kind: String::new(),
+            declared: Vec::new(),
             known: BTreeSet::new(),
         }
     }
@@ -43,14 +48,55 @@ impl<'a> Keys<'a> {
         format!("{}.{}", self.path, key)
     }
 
+    /// Declare every key the family may read (its own, the warmup keys, `kind` and its
+    /// aliases) and reject, before any value is read, a key of the table that is none of
+    /// them, naming the closest declared key.
+    pub(crate) fn declare(&mut self, groups: &[&[&'static str]]) -> Result<()> {
+        self.declared = groups.iter().flat_map(|g| g.iter().copied()).collect();
+        if let Some(key) = self
+            .table
+            .keys()
+            .find(|k| !self.declared.contains(&k.as_str()))
+        {
+            let mut valid = self.declared.clone();
+            valid.sort_unstable();
+            valid.dedup();
+            return Err(self.unknown(key, &valid));
+        }
+        Ok(())
+    }
+
+    /// `PATH.KEY = VALUE: unknown key for kind = "K"; did you mean X? (known keys: ...)`.
+    fn unknown(&self, key: &str, valid: &[&str]) -> anyhow::Error {
+        let what = if self.kind.is_empty() {
+            String::new()
+        } else {
+            format!(" for kind = \"{}\"", self.kind)
+        };
+        let hint = crate::util::did_you_mean(key, valid.iter().copied());
+        self.bad(
+            key,
+            format!("unknown key{what}{hint} (known keys: {})", valid.join(", ")),
+        )
+    }
+
+    fn mark(&mut self, key: &str) {
+        assert!(
+            self.declared.is_empty() || self.declared.contains(&key),
+            "schedule family {:?} reads key {key:?}, which it does not declare",
+            self.kind
+        );
+        self.known.insert(key.to_string());
+    }
+
     /// True when the key is present (and marks it known).
     pub(crate) fn has(&mut self, key: &str) -> bool {
-        self.known.insert(key.to_string());
+        self.mark(key);
         self.table.contains_key(key)
     }
 
     fn get(&mut self, key: &str) -> Option<&'a Value> {
-        self.known.insert(key.to_string());
+        self.mark(key);
         self.table.get(key)
     }
 
@@ -232,19 +278,43 @@ impl<'a> Keys<'a> {
         Ok(())
     }
 
-    /// Reject every key that no getter asked for.
+    /// Like [`Keys::forbid`], but accept the key, with a one-line warning, when its value is
+    /// `neutral`: the value in effect anyway, which a config ported from another library may
+    /// spell out (PyTorch's `CyclicLR` takes `gamma = 1.0` in every mode).
+    pub(crate) fn forbid_unless(&mut self, key: &str, neutral: Value, why: &str) -> Result<()> {
+        if !self.has(key) {
+            return Ok(());
+        }
+        let v = &self.table[key];
+        let same = match (v, &neutral) {
+            (Value::Integer(a), Value::Float(b)) | (Value::Float(b), Value::Integer(a)) => {
+                *a as f64 == *b
+            }
+            _ => *v == neutral,
+        };
+        if same {
+            crate::util::warn_once(&format!(
+                "warning: {} = {}: {why}; accepted, as this value changes nothing",
+                self.name(key),
+                show(v)
+            ));
+            return Ok(());
+        }
+        Err(self.bad(
+            key,
+            format!(
+                "{why} (here only {key} = {}, which changes nothing, is accepted)",
+                show(&neutral)
+            ),
+        ))
+    }
+
+    /// Reject every key that no getter asked for (a backstop: [`Keys::declare`] has refused
+    /// undeclared keys already).
     pub(crate) fn finish(self) -> Result<()> {
         if let Some(key) = self.table.keys().find(|k| !self.known.contains(k.as_str())) {
             let known: Vec<&str> = self.known.iter().map(String::as_str).collect();
-            let what = if self.kind.is_empty() {
-                String::new()
-            } else {
-                format!(" for kind = \"{}\"", self.kind)
-            };
-            return Err(self.bad(
-                key,
-                format!("unknown key{what} (known keys: {})", known.join(", ")),
-            ));
+            return Err(self.unknown(key, &known));
         }
         Ok(())
     }

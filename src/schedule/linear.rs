@@ -22,6 +22,9 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// The keys of this family (besides `kind` and the warmup keys).
+    pub(crate) const KEYS: &'static [&'static str] = &["start_lr", "end_lr"];
+
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
         let start = keys.req_f64("start_lr")?;
         keys.ensure(start >= 0.0, "start_lr", "must be >= 0")?;

@@ -223,6 +223,7 @@ impl Schedule {
         let mut keys = Keys::new(table, path);
         let kind = read_kind(&mut keys)?;
         keys.set_kind(kind);
+        keys.declare(&[&KIND_KEYS, warmup::Warmup::KEYS, family_keys(kind)])?;
         let warmup = warmup::Warmup::from_keys(&mut keys, len)?;
         let inner = warmup.as_ref().map_or(len, |w| w.inner_length(len));
         let k = &mut keys;
@@ -301,12 +302,33 @@ impl Schedule {
     }
 }
 
+/// `kind` and its aliases.
+const KIND_KEYS: [&str; 3] = ["kind", "type", "family"];
+
+/// The keys of family `kind` (one of [`KINDS`]).
+fn family_keys(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "constant" => constant::Constant::KEYS,
+        "step" => step::MultiStep::KEYS,
+        "exponential" => exponential::Exponential::KEYS,
+        "linear" => linear::Linear::KEYS,
+        "cosine" => cosine::Cosine::KEYS,
+        "sgdr" => sgdr::Sgdr::KEYS,
+        "clr" => clr::Clr::KEYS,
+        "one_cycle" => one_cycle::OneCycle::KEYS,
+        "polynomial" => polynomial::Polynomial::KEYS,
+        "tanh" => tanh::Tanh::KEYS,
+        "flat_cosine" => flat_cosine::FlatCosine::KEYS,
+        "wsd" => wsd::Wsd::KEYS,
+        "sequence" => sequence::Sequence::KEYS,
+        "lr_range" => range::LrRange::KEYS,
+        _ => unreachable!("read_kind accepts only KINDS"),
+    }
+}
+
 /// Read `kind` (or its aliases `type`, `family`) and check it names a family.
 fn read_kind(keys: &mut Keys) -> Result<&'static str> {
-    let given: Vec<&str> = ["kind", "type", "family"]
-        .into_iter()
-        .filter(|k| keys.has(k))
-        .collect();
+    let given: Vec<&str> = KIND_KEYS.into_iter().filter(|k| keys.has(k)).collect();
     match given.as_slice() {
         [] => Err(crate::error::input_error(format!(
             "{}: missing; the schedule family, one of {}",

@@ -81,6 +81,22 @@ pub struct OneCycle {
 }
 
 impl OneCycle {
+    /// The keys of this family (besides `kind` and the warmup keys).
+    pub(crate) const KEYS: &'static [&'static str] = &[
+        "max_lr",
+        "pct_start",
+        "anneal_strategy",
+        "div_factor",
+        "final_div_factor",
+        "three_phase",
+        "annihilation_pct",
+        "div_final",
+        "convention",
+        "cycle_momentum",
+        "base_momentum",
+        "max_momentum",
+    ];
+
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
         let n = len.total_steps;
         let nf = n as f64;
@@ -108,8 +124,9 @@ impl OneCycle {
         let fastai_only = "only used with convention = \"fastai\"";
 
         let anneal = if convention == Convention::Smith {
-            keys.forbid(
+            keys.forbid_unless(
                 "anneal_strategy",
+                "linear".into(),
                 "the smith convention is linear throughout",
             )?;
             Anneal::Linear

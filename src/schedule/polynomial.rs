@@ -20,6 +20,9 @@ pub struct Polynomial {
 }
 
 impl Polynomial {
+    /// The keys of this family (besides `kind` and the warmup keys).
+    pub(crate) const KEYS: &'static [&'static str] = &["lr", "end_lr", "power"];
+
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
         let lr = keys.lr("lr")?;
         let end_lr = keys.lr_floor("end_lr", 0.0, "lr", lr)?;

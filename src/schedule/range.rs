@@ -22,6 +22,9 @@ pub struct LrRange {
 }
 
 impl LrRange {
+    /// The keys of this family (besides `kind` and the warmup keys).
+    pub(crate) const KEYS: &'static [&'static str] = &["start_lr", "end_lr", "mode"];
+
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
         // Mode first: the linear ramp may start at 0 (Smith's 0 -> 3 test), the geometric may not.
         let exp = keys.choice("mode", &["exp", "linear"])?.unwrap_or("exp") == "exp";

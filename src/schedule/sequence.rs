@@ -24,6 +24,9 @@ pub struct Sequence {
 }
 
 impl Sequence {
+    /// The keys of this family (besides `kind` and the warmup keys).
+    pub(crate) const KEYS: &'static [&'static str] = &["milestones", "schedules"];
+
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
         let milestones = keys
             .f64_list("milestones")?

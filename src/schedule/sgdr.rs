@@ -48,6 +48,16 @@ pub struct Sgdr {
 }
 
 impl Sgdr {
+    /// The keys of this family (besides `kind` and the warmup keys).
+    pub(crate) const KEYS: &'static [&'static str] = &[
+        "lr_max",
+        "lr_min",
+        "t_0",
+        "t_mult",
+        "restart_decay",
+        "cycle_limit",
+    ];
+
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
         let lr_max = keys.lr("lr_max")?;
         let lr_min = keys.lr_floor("lr_min", 0.0, "lr_max", lr_max)?;

@@ -23,6 +23,9 @@ pub struct MultiStep {
 }
 
 impl MultiStep {
+    /// The keys of this family (besides `kind` and the warmup keys).
+    pub(crate) const KEYS: &'static [&'static str] = &["lr", "milestones", "gamma"];
+
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
         let lr = keys.lr("lr")?;
         let milestones = keys

@@ -23,6 +23,9 @@ pub struct Tanh {
 }
 
 impl Tanh {
+    /// The keys of this family (besides `kind` and the warmup keys).
+    pub(crate) const KEYS: &'static [&'static str] = &["lr_max", "lr_min", "lb", "ub"];
+
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
         let lr_max = keys.lr("lr_max")?;
         let lr_min = keys.lr_floor("lr_min", 0.0, "lr_max", lr_max)?;

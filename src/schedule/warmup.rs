@@ -44,6 +44,14 @@ pub struct Warmup {
 }
 
 impl Warmup {
+    /// The warmup keys, which every family takes.
+    pub(crate) const KEYS: &'static [&'static str] = &[
+        "warmup_steps",
+        "warmup_epochs",
+        "warmup_start_lr",
+        "warmup_mode",
+    ];
+
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Option<Warmup>> {
         let steps = keys.u64("warmup_steps")?;
         let epochs = keys.f64("warmup_epochs")?;
@@ -60,9 +68,9 @@ impl Warmup {
                 ("warmup_epochs", len.first_step_at(e))
             }
             (None, None) => {
-                for key in ["warmup_start_lr", "warmup_mode"] {
-                    keys.forbid(key, "has no effect without warmup_steps or warmup_epochs")?;
-                }
+                let why = "has no effect without warmup_steps or warmup_epochs";
+                keys.forbid("warmup_start_lr", why)?;
+                keys.forbid_unless("warmup_mode", "prefix".into(), why)?;
                 return Ok(None);
             }
         };

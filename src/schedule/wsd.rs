@@ -55,6 +55,18 @@ pub struct Wsd {
 }
 
 impl Wsd {
+    /// The keys of this family (besides `kind` and the warmup keys).
+    pub(crate) const KEYS: &'static [&'static str] = &[
+        "lr",
+        "lr_min",
+        "decay_steps",
+        "decay_epochs",
+        "decay_pct",
+        "decay_shape",
+        "decay_power",
+        "decay_ratio",
+    ];
+
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
         let lr = keys.lr("lr")?;
         let lr_min = keys.lr_floor("lr_min", 0.0, "lr", lr)?;
@@ -108,10 +120,12 @@ impl Wsd {
             }
         };
         if !matches!(shape, DecayShape::Power(_)) {
-            keys.forbid("decay_power", "only used with decay_shape = \"power\"")?;
+            let why = "only used with decay_shape = \"power\"";
+            keys.forbid_unless("decay_power", 0.5.into(), why)?;
         }
         if !matches!(shape, DecayShape::Exp(_)) {
-            keys.forbid("decay_ratio", "only used with decay_shape = \"exp\"")?;
+            let why = "only used with decay_shape = \"exp\"";
+            keys.forbid_unless("decay_ratio", 0.1.into(), why)?;
         }
         Ok(Wsd {
             lr,

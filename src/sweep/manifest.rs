@@ -187,11 +187,12 @@ pub fn merge(old: Option<&Manifest>, plan: &Plan) -> Result<Manifest> {
                 ),
                 Some(p) if p.id != r.id && !same_config(&r.config, &p.config) => {
                     crate::bail_input!(
-                        "{spec}: run `{}` now has a different config (id {} → {}); its folder \
-                         holds results of the old one; use another --out",
+                        "{spec}: run `{}` now has a different config (id {} → {}){}; its \
+                         folder holds results of the old one; use another --out",
                         r.name,
                         r.id,
-                        p.id
+                        p.id,
+                        crate::config::differences_clause(&r.config, &p.config, 5)
                     )
                 }
                 Some(p) => {

@@ -252,7 +252,7 @@ fn check_axis_key(
     // Only an unknown-field error is about the key; others are checked per run.
     if let Err(e) = RunConfig::from_table(probe) {
         let msg = e.to_string();
-        if msg.contains(&format!("unknown field `{}`", parts[1])) {
+        if msg.starts_with(&format!("{key} = ")) && msg.contains(": unknown key") {
             return Err(format!(
                 "axis `{key}` names no key of the run config: {msg}"
             ));

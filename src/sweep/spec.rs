@@ -127,8 +127,9 @@ impl Spec {
             .map_err(|e| err(format!("invalid TOML: {}", e.to_string().trim())))?;
         if let Some(k) = table.keys().find(|k| !TOP_KEYS.contains(&k.as_str())) {
             return Err(err(format!(
-                "unknown key `{k}`: expected name, base, seeds, [grid], [[zip]], [target] or \
-                 [report]"
+                "unknown key `{k}`{}: expected name, base, seeds, [grid], [[zip]], [target] or \
+                 [report]",
+                crate::util::did_you_mean(k, TOP_KEYS)
             )));
         }
         let name = match table.get("name") {
@@ -292,9 +293,10 @@ fn check_key(at: &str, key: &str) -> std::result::Result<(), String> {
     }
     if !RUN_TABLES.contains(&parts[0]) {
         return Err(format!(
-            "{at}: unknown table `{}` in axis `{key}`: expected data, model, optim, train, \
+            "{at}: unknown table `{}` in axis `{key}`{}: expected data, model, optim, train, \
              lr_find or schedule",
-            parts[0]
+            parts[0],
+            crate::util::did_you_mean(parts[0], RUN_TABLES)
         ));
     }
     Ok(())
@@ -475,7 +477,8 @@ fn parse_target(t: &toml::Table) -> std::result::Result<Targets, String> {
             }
             other => {
                 return Err(format!(
-                    "target: unknown key `{other}`: expected test_acc or [target.point]"
+                    "target: unknown key `{other}`{}: expected test_acc or [target.point]",
+                    crate::util::did_you_mean(other, ["test_acc", "point"])
                 ))
             }
         }

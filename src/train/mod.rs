@@ -3,6 +3,7 @@
 //! - `optim.rs`: SGD (PyTorch and Caffe momentum conventions) and AdamW, state savable.
 //! - `checkpoint.rs`: weights + optimizer state + progress, written atomically.
 //! - `record.rs`: `steps.csv`, `epochs.csv`, `status.json`, cut back on resume.
+//! - `stop.rs`: SIGINT/SIGTERM/SIGUSR1 as a stop at the next safe point.
 //! - `device.rs`: device and thread selection.
 //! - `ensemble.rs`: snapshot ensembles of a run's cycle-end weights (`lrlab ensemble`).
 
@@ -14,4 +15,5 @@ pub mod eval;
 pub mod optim;
 pub mod overhead;
 pub mod record;
+pub mod stop;
 pub mod trainer;

@@ -18,7 +18,6 @@ use fs2::FileExt;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
@@ -99,6 +98,7 @@ impl Setup {
                 total_steps,
             },
         )?;
+        warn_unused_momentum(cfg, &schedule);
         Ok(Setup {
             device,
             threads,
@@ -114,6 +114,36 @@ impl Setup {
     pub fn epochs(&self) -> u64 {
         self.total_steps.div_ceil(self.steps_per_epoch)
     }
+}
+
+/// A schedule that cycles momentum sets every step's momentum, so `optim.momentum` is not
+/// used: say so when it was changed from its default (a `--set optim.momentum=...` that would
+/// otherwise change nothing without a word).
+fn warn_unused_momentum(cfg: &RunConfig, schedule: &Schedule) {
+    let default = crate::config::OptimConfig::default().momentum;
+    if schedule.momentum(0).is_none() || cfg.optim.momentum == default {
+        return;
+    }
+    let n = schedule.run_length().total_steps;
+    let (lo, hi) = (0..n)
+        .filter_map(|k| schedule.momentum(k))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), m| {
+            (a.min(m), b.max(m))
+        });
+    crate::util::warn_once(&format!(
+        "warning: optim.momentum = {} is not used: the {} schedule sets the momentum of every \
+         step ({} to {}, recorded in steps.csv); set the schedule's momentum keys instead",
+        fmt_f64(cfg.optim.momentum),
+        schedule.kind(),
+        short(lo),
+        short(hi)
+    ));
+}
+
+/// At most 4 decimals, trailing zeros trimmed (`0.85`, not `0.8500786592491092`).
+fn short(x: f64) -> String {
+    let s = format!("{x:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// Build the model of a config on `device`, seeded, in the memory format the device prefers.
@@ -164,26 +194,12 @@ struct PendingRow {
     log: bool,
 }
 
-/// Signals that ask a run to stop at the next safe point.
-fn stop_flag() -> Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for sig in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGUSR1,
-    ] {
-        signal_hook::flag::register(sig, Arc::clone(&flag))
-            .context("cannot install a signal handler")?;
-    }
-    Ok(flag)
-}
-
 /// Train the run `cfg` in folder `out`, resuming from its checkpoint if there is one.
 pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
     let resolved = cfg.to_toml()?;
     // Installed first, so that a stop requested while the data loads still ends in a
     // clean interruption (exit 3) instead of death by the signal.
-    let stop = stop_flag()?;
+    let stop = super::stop::flag()?;
     // Everything that can be rejected is checked before the folder is touched.
     let setup = Setup::new(cfg)?;
     let config_path = out.join("config.toml");
@@ -192,8 +208,10 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
             .with_context(|| format!("cannot read {}", config_path.display()))?;
         if old != resolved {
             return Err(input_error(format!(
-                "{} holds a run with a different config; use another --out (or delete the folder)",
-                out.display()
+                "{} holds a run with a different config{}; use another --out (or delete the \
+                 folder)",
+                out.display(),
+                crate::config::differences_clause(&old, &resolved, 5)
             )));
         }
         if let Some(s) = Status::read(out) {
@@ -301,6 +319,8 @@ fn train_locked(
         "eval_split": setup.data.eval_name,
         "parameters": models::count_params(&vs),
         "schedule": setup.schedule.kind(),
+        // Where each step's momentum (AdamW: beta1) came from; the values are in steps.csv.
+        "momentum_from": if setup.schedule.momentum(0).is_some() { "schedule" } else { "optim.momentum" },
         "resumed_from_step": progress.step,
         "precision": if bf16 { "bf16" } else { "fp32" },
         "lr_find": opts.lr_find,

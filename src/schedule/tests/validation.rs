@@ -97,6 +97,18 @@ fn each_rule_has_its_message() {
             "kind = 'cosine'\ntype = 'cosine'\nlr_max = 1",
             "schedule.type = \"cosine\": the family is given twice (kind and type are aliases; use one)",
         ),
+        // a misspelt key is named, with the closest valid key, before any missing key
+        (
+            "kind = 'cosine'\nlr_maxx = 0.1",
+            "schedule.lr_maxx = 0.1: unknown key for kind = \"cosine\"; did you mean lr_max? (known keys: \
+             family, kind, lr_max, lr_min, type, warmup_epochs, warmup_mode, warmup_start_lr, warmup_steps)",
+        ),
+        (
+            "kind = 'sgdr'\nlr_max = 0.1\nt0 = 10",
+            "schedule.t0 = 10: unknown key for kind = \"sgdr\"; did you mean t_0? (known keys: cycle_limit, \
+             family, kind, lr_max, lr_min, restart_decay, t_0, t_mult, type, warmup_epochs, warmup_mode, \
+             warmup_start_lr, warmup_steps)",
+        ),
         (
             "kind = 'constant'\nlr = 0.1\nlr_max = 1",
             "schedule.lr_max = 1: unknown key for kind = \"constant\" (known keys: family, kind, lr, type, \
@@ -105,15 +117,18 @@ fn each_rule_has_its_message() {
         // keys that would have no effect
         (
             "kind = 'clr'\nbase_lr = 0.01\nmax_lr = 0.1\nstep_size = 4\ngamma = 0.99",
-            "schedule.gamma = 0.99: only used with mode = \"exp_range\"",
+            "schedule.gamma = 0.99: only used with mode = \"exp_range\" (here only gamma = 1.0, which \
+             changes nothing, is accepted)",
         ),
         (
-            "kind = 'clr'\nbase_lr = 0.01\nmax_lr = 0.1\nstep_size = 4\ncycle_momentum = false\nbase_momentum = 0.8",
-            "schedule.base_momentum = 0.8: has no effect with cycle_momentum = false",
+            "kind = 'clr'\nbase_lr = 0.01\nmax_lr = 0.1\nstep_size = 4\ncycle_momentum = false\nbase_momentum = 0.7",
+            "schedule.base_momentum = 0.7: has no effect with cycle_momentum = false (here only \
+             base_momentum = 0.8, which changes nothing, is accepted)",
         ),
         (
             "kind = 'constant'\nlr = 1\nwarmup_mode = 'overlay'",
-            "schedule.warmup_mode = \"overlay\": has no effect without warmup_steps or warmup_epochs",
+            "schedule.warmup_mode = \"overlay\": has no effect without warmup_steps or warmup_epochs \
+             (here only warmup_mode = \"prefix\", which changes nothing, is accepted)",
         ),
         // one cycle
         (
@@ -132,7 +147,8 @@ fn each_rule_has_its_message() {
         ),
         (
             "kind = 'one_cycle'\nconvention = 'smith'\nmax_lr = 1\nanneal_strategy = 'cos'",
-            "schedule.anneal_strategy = \"cos\": the smith convention is linear throughout",
+            "schedule.anneal_strategy = \"cos\": the smith convention is linear throughout (here only \
+             anneal_strategy = \"linear\", which changes nothing, is accepted)",
         ),
         (
             "kind = 'one_cycle'\nconvention = 'smith'\nmax_lr = 1\nannihilation_pct = 0.005",
@@ -256,4 +272,40 @@ fn accepted_edge_cases() {
     );
     // Integers where floats are expected.
     sched("kind = 'cosine'\nlr_max = 1\nlr_min = 0", 10, 10);
+    // Keys spelt out at the value in effect anyway (as a config ported from PyTorch has them):
+    // accepted, and the schedule is the one without them.
+    for (with, without) in [
+        (
+            "kind = 'clr'\nbase_lr = 0.01\nmax_lr = 0.1\nstep_size = 4\nmode = 'triangular'\ngamma = 1.0",
+            "kind = 'clr'\nbase_lr = 0.01\nmax_lr = 0.1\nstep_size = 4\nmode = 'triangular'",
+        ),
+        (
+            "kind = 'clr'\nbase_lr = 0.01\nmax_lr = 0.1\nstep_size = 4\nmode = 'triangular2'\ngamma = 1",
+            "kind = 'clr'\nbase_lr = 0.01\nmax_lr = 0.1\nstep_size = 4\nmode = 'triangular2'",
+        ),
+        (
+            "kind = 'clr'\nbase_lr = 0.01\nmax_lr = 0.1\nstep_size = 4\ncycle_momentum = false\n\
+             base_momentum = 0.8\nmax_momentum = 0.9",
+            "kind = 'clr'\nbase_lr = 0.01\nmax_lr = 0.1\nstep_size = 4\ncycle_momentum = false",
+        ),
+        (
+            "kind = 'one_cycle'\nmax_lr = 1\ncycle_momentum = false\nbase_momentum = 0.85\nmax_momentum = 0.95",
+            "kind = 'one_cycle'\nmax_lr = 1\ncycle_momentum = false",
+        ),
+        (
+            "kind = 'one_cycle'\nconvention = 'smith'\nmax_lr = 1\nanneal_strategy = 'linear'",
+            "kind = 'one_cycle'\nconvention = 'smith'\nmax_lr = 1",
+        ),
+        (
+            "kind = 'wsd'\nlr = 1\ndecay_shape = 'linear'\ndecay_power = 0.5\ndecay_ratio = 0.1",
+            "kind = 'wsd'\nlr = 1\ndecay_shape = 'linear'",
+        ),
+        ("kind = 'constant'\nlr = 1\nwarmup_mode = 'prefix'", "kind = 'constant'\nlr = 1"),
+    ] {
+        let (a, b) = (sched(with, 10, 10), sched(without, 10, 10));
+        for k in 0..100 {
+            assert_eq!(a.lr(k), b.lr(k), "{with}: step {k}");
+            assert_eq!(a.momentum(k), b.momentum(k), "{with}: step {k}");
+        }
+    }
 }

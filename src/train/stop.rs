@@ -1,0 +1,53 @@
+//! Stopping at a safe point: SIGTERM, SIGINT and SIGUSR1 set one process-wide flag that the
+//! training loop and the range test poll between steps. A run checkpoints and exits 3; a range
+//! test writes nothing and fails with [`Interrupted`] (exit 3 too).
+
+use anyhow::{Context, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// Install the handlers (once per process) and return the flag they set. Install it before
+/// slow setup, so that a signal during data loading is a clean stop, not death by the signal.
+pub fn flag() -> Result<Arc<AtomicBool>> {
+    if let Some(f) = FLAG.get() {
+        return Ok(Arc::clone(f));
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGUSR1,
+    ] {
+        signal_hook::flag::register(sig, Arc::clone(&flag))
+            .context("cannot install a signal handler")?;
+    }
+    // Two threads racing here would both register; the loser's handlers set a flag nobody
+    // reads, and the winner's flag is the one returned to both.
+    Ok(Arc::clone(FLAG.get_or_init(|| flag)))
+}
+
+/// True once a stop has been requested (false when no handler was installed).
+pub fn requested() -> bool {
+    FLAG.get().is_some_and(|f| f.load(Ordering::SeqCst))
+}
+
+/// The error of work that a signal stopped before it could finish (a range test): nothing of
+/// it was written, and running the same command again starts it afresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted by a signal")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// True when the error (or any error it wraps) is [`Interrupted`].
+pub fn is_interrupted(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|e| e.downcast_ref::<Interrupted>().is_some())
+}

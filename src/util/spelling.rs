@@ -1,0 +1,73 @@
+//! "Did you mean ...?" for misspelt keys: the closest valid name by edit distance.
+
+/// The candidate closest to `word` (optimal-string-alignment distance, so a swap of two
+/// letters counts once), if it is close enough to be a likely misspelling: at most one edit
+/// for words of up to 4 characters, otherwise up to a third of the word's length. Ties go to
+/// the first candidate.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(1);
+    let mut best: Option<(usize, &'a str)> = None;
+    for c in candidates {
+        let d = strsim::osa_distance(word, c);
+        if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+/// `; did you mean NAME?` for the closest candidate, or an empty string.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    match closest(word, candidates) {
+        Some(c) => format!("; did you mean {c}?"),
+        None => String::new(),
+    }
+}
+
+/// The unknown field and the expected ones of serde's `deny_unknown_fields` message
+/// ("unknown field `x`, expected one of `a`, `b`" / "expected `a` or `b`" / "there are no
+/// fields"), or `None` for another message.
+pub fn serde_unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
+    let rest = msg.trim().strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let expected = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    Some((field.to_string(), expected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_names_are_suggested_and_far_ones_are_not() {
+        let keys = ["lr_max", "lr_min", "epochs", "steps"];
+        assert_eq!(closest("lr_maxx", keys), Some("lr_max"));
+        assert_eq!(closest("lr_mni", keys), Some("lr_min"));
+        assert_eq!(closest("epoch", keys), Some("epochs"));
+        assert_eq!(closest("momentum", keys), None);
+        assert_eq!(closest("x", keys), None);
+        assert_eq!(did_you_mean("step", keys), "; did you mean steps?");
+        assert_eq!(did_you_mean("batch", keys), "");
+    }
+
+    #[test]
+    fn serde_messages_are_read() {
+        let (f, e) =
+            serde_unknown_field("unknown field `epoch`, expected one of `epochs`, `steps`, `seed`")
+                .unwrap();
+        assert_eq!(f, "epoch");
+        assert_eq!(e, ["epochs", "steps", "seed"]);
+        let (f, e) = serde_unknown_field("unknown field `b`, expected `a` or `c`").unwrap();
+        assert_eq!(f, "b");
+        assert_eq!(e, ["a", "c"]);
+        let (f, e) = serde_unknown_field("unknown field `b`, there are no fields").unwrap();
+        assert_eq!(f, "b");
+        assert!(e.is_empty());
+        assert!(serde_unknown_field("invalid type: string, expected u64").is_none());
+    }
+}
