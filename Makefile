@@ -36,8 +36,6 @@ run: setup build
 	@$(MAKE) --no-print-directory gallery >/dev/null
 	$(BIN) sweep runs/demo.toml --jobs 2
 	@$(BIN) report out/demo >/dev/null
-	@echo
-	@sed -n '/^| point/,/^$$/p' out/demo/report.md
 	@echo "per run: out/demo/summary.csv"
 	@echo
 	@echo "report:    out/demo/report.md"

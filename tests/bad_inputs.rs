@@ -287,7 +287,31 @@ fn cases() -> Vec<Case> {
             "config: bad --set value",
             vec![("run.toml", run_config("", SCHEDULE))],
             &["train", "run.toml", "--set", "train.epochs=-3", "--quiet"],
-            &["run.toml", "[train]", "`epochs`", "-3"],
+            &["--set \"train.epochs=-3\"", "[train]", "`epochs`", "-3"],
+        ),
+        case(
+            "config: misspelt key in a --set",
+            vec![("run.toml", run_config("", SCHEDULE))],
+            &["train", "run.toml", "--set", "optim.momentm=0.8", "--quiet"],
+            &["--set \"optim.momentm=0.8\": optim.momentm = 0.8: unknown key; did you mean momentum?"],
+        ),
+        case(
+            "config: bad schedule value from a --set",
+            vec![("run.toml", run_config("", SCHEDULE))],
+            &["train", "run.toml", "--set", "schedule.lr=-1", "--quiet"],
+            &["--set \"schedule.lr=-1\": schedule.lr = -1"],
+        ),
+        case(
+            "config: --set schedule.kind keeps the file's other keys",
+            vec![("run.toml", run_config("", SCHEDULE))],
+            &["train", "run.toml", "--set", "schedule.kind=cosine", "--set", "schedule.lr_max=0.1", "--quiet"],
+            &["run.toml: schedule.lr = 0.01: unknown key for kind = \"cosine\"", "give the whole table instead"],
+        ),
+        case(
+            "config: a whole table from a --set that is not a table",
+            vec![("run.toml", run_config("", SCHEDULE))],
+            &["train", "run.toml", "--set", "schedule=0.1", "--quiet"],
+            &["--set \"schedule=0.1\": `schedule` is a table; give an inline table"],
         ),
         // Dataset files: IDX (MNIST, Fashion-MNIST).
         data_case(

@@ -110,10 +110,12 @@ fn sweep_report_shows_summary_csv_when_present() {
     );
     write(
         &dir.join("sweep.toml"),
-        "[report.paper]\n\"schedule=sgdr\" = { test_error = 4.03, source = \"SGDR Table 1\" }\n",
+        "name = \"sgdr short\"\n[report.paper]\n\"schedule=sgdr\" = { test_error = 4.03, source = \"SGDR Table 1\" }\n",
     );
     let md = report(&dir);
     for needle in [
+        // Without a [report] title, the spec's name.
+        "# sgdr short\n",
         "From summary.csv.",
         "| run | schedule | seed | status | final_test_acc |",
         "| 0000-a1f3 | sgdr | 1 | done | 0.8 |",

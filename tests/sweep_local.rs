@@ -169,6 +169,27 @@ fn four_runs_two_at_a_time_collect_and_resume_without_rerunning() {
     let (bh, brows) = read_csv(&sweep.join("summary_by_point.csv"));
     assert_eq!(brows.len(), 2);
     assert!(brows.iter().all(|r| field(&bh, r, "runs") == "2"));
+    // The sweep ended by printing the same per-point numbers, in percent.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("point") && err.contains("final test acc %"),
+        "{err}"
+    );
+    for r in &brows {
+        let wd = field(&bh, r, "optim.weight_decay");
+        let mean: f64 = field(&bh, r, "final_test_acc_mean").parse().unwrap();
+        let line = err
+            .lines()
+            .find(|l| l.starts_with(&format!("optim.weight_decay={wd} ")))
+            .unwrap_or_else(|| panic!("no line for weight_decay {wd}: {err}"));
+        assert!(line.contains("2 (2)"), "{line}");
+        assert!(line.contains(&format!("{:.2} ± ", 100.0 * mean)), "{line}");
+    }
+    // `sweep status` takes the spec (with its --out) as well as the folder.
+    let by_folder = lrlab(&["sweep", "status", s(&sweep)]);
+    let by_spec = lrlab(&["sweep", "status", s(&spec), "--out", s(&sweep)]);
+    assert!(by_spec.status.success(), "{}", text(&by_spec));
+    assert_eq!(by_folder.stdout, by_spec.stdout);
 
     // The same command again runs nothing.
     let o = lrlab(&[

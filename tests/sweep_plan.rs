@@ -378,7 +378,11 @@ fn bad_specs_are_input_errors_naming_the_key() {
         ),
         (
             "base = \"base.toml\"\nseeds = [0]\n[report]\npapers = 1",
-            &["unknown key report.papers"],
+            &["unknown key report.papers", "did you mean paper?"],
+        ),
+        (
+            "base = \"base.toml\"\nseeds = [0, 1]\n[report.paper]\n\"seed=3\" = { test_acc = 90 }",
+            &["report.paper.\"seed=3\" matches no run", "seed"],
         ),
         (
             "base = \"base.toml\"\nseeds = [0]\n[report.paper]\n\"seed=0\" = { test_acc = 140 }",

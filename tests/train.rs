@@ -365,6 +365,24 @@ fn a_different_config_cannot_reuse_a_run_folder() {
         err.contains("different config (train.seed: 3 → 9)"),
         "{err}"
     );
+
+    // A whole table from one --set replaces the file's: no leftover `lr` for the cosine.
+    let other = t.path().join("other");
+    ok(&run(&[
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        other.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "schedule={kind = \"cosine\", lr_max = 0.05}",
+    ]));
+    let config: toml::Table = std::fs::read_to_string(other.join("config.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected: toml::Table = "kind = \"cosine\"\nlr_max = 0.05".parse().unwrap();
+    assert_eq!(config["schedule"].as_table(), Some(&expected));
 }
 
 #[test]

@@ -181,13 +181,7 @@ impl RunConfig {
         for o in overrides {
             apply_override(&mut table, o)?;
         }
-        Self::from_table(table).map_err(|e| {
-            if crate::error::is_input_error(&e) {
-                input_error(format!("{name}: {e:#}"))
-            } else {
-                e
-            }
-        })
+        Self::from_table(table).map_err(|e| blame(name, overrides, e))
     }
 
     /// Build from a parsed TOML document.
@@ -266,6 +260,47 @@ fn unknown_key(
     ))
 }
 
+/// Name the source of an input error about a run config: the `--set` that wrote the key the
+/// message names (the last such `--set`, as the last one wins), else the file `name`. An
+/// unknown schedule key after `--set schedule.kind=...` comes with the way to replace the
+/// whole table. Other errors pass unchanged.
+pub fn blame(name: &str, overrides: &[String], e: anyhow::Error) -> anyhow::Error {
+    if !crate::error::is_input_error(&e) {
+        return e;
+    }
+    let msg = format!("{e:#}");
+    let kind_set = overrides.iter().find(|o| {
+        let key = o.split('=').next().unwrap_or("").trim();
+        ["schedule.kind", "schedule.type", "schedule.family"].contains(&key)
+    });
+    let hint = match kind_set {
+        Some(o) if msg.contains("unknown key for kind") => format!(
+            "; `--set {o}` changes only the kind and keeps the file's other schedule keys: \
+             give the whole table instead, e.g. --set 'schedule={{kind = \"cosine\", lr_max = \
+             0.05}}'"
+        ),
+        _ => String::new(),
+    };
+    let names = |key: &str| {
+        let serde_form = match key.split_once('.') {
+            // serde's own wording: "[train]: invalid value ... for key `epochs`".
+            Some((t, k)) => msg.contains(&format!("[{t}]")) && msg.contains(&format!("`{k}`")),
+            // A whole table given by one --set: any of its keys.
+            None => msg.contains(&format!("{key}.")) || msg.contains(&format!("[{key}]")),
+        };
+        serde_form || msg.contains(&format!("{key} =")) || msg.contains(&format!("{key}:"))
+    };
+    let source = overrides.iter().rev().find(|o| {
+        let key = o.split('=').next().unwrap_or("").trim();
+        !key.is_empty() && names(key)
+    });
+    match source {
+        Some(o) => input_error(format!("--set {o:?}: {msg}{hint}")),
+        None if msg.starts_with(name) => input_error(format!("{msg}{hint}")),
+        None => input_error(format!("{name}: {msg}{hint}")),
+    }
+}
+
 /// Apply one `table.key=value` override; the value is TOML (`0.1`, `true`, `"x"`,
 /// `[1, 2]`), and a bare word that is not TOML is taken as a string (`data.dataset=cifar10`).
 pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
@@ -274,8 +309,28 @@ pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
         .ok_or_else(|| input_error(format!("--set {spec:?}: expected table.key=value")))?;
     let key = key.trim();
     let parts: Vec<&str> = key.split('.').collect();
-    if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
+    if parts.iter().any(|p| p.is_empty()) {
         crate::bail_input!("--set {spec:?}: the key must be dotted, like optim.momentum");
+    }
+    if parts.len() == 1 {
+        // A whole table: `--set 'schedule={kind = "cosine", lr_max = 0.05}'` replaces it.
+        if !TABLES.contains(&key) {
+            crate::bail_input!(
+                "--set {spec:?}: expected table.key=value (like optim.momentum=0.9) or a whole \
+                 table (like schedule={{kind = \"cosine\", lr_max = 0.05}})"
+            );
+        }
+        match parse_value(raw.trim()) {
+            toml::Value::Table(t) => {
+                table.insert(key.to_string(), toml::Value::Table(t));
+                return Ok(());
+            }
+            v => crate::bail_input!(
+                "--set {spec:?}: `{key}` is a table; give an inline table, like \
+                 {key}={{kind = \"cosine\", lr_max = 0.05}}, found {}",
+                v.type_str()
+            ),
+        }
     }
     if !TABLES.contains(&parts[0]) {
         crate::bail_input!(

@@ -3,7 +3,6 @@
 //! It sits above both, so that the loop never calls the range test that runs it.
 
 use crate::config::RunConfig;
-use crate::error::input_error;
 use crate::train::trainer::{default_out, run, Outcome, RunOptions};
 use anyhow::Result;
 use std::path::PathBuf;
@@ -28,7 +27,10 @@ pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
         .out
         .clone()
         .unwrap_or_else(|| default_out(&args.config, ""));
-    let (cfg, lr_find) = match crate::lr_find::resolve_auto(&cfg, &out, args.progress)? {
+    let name = args.config.display().to_string();
+    let resolved = crate::lr_find::resolve_auto(&cfg, &out, args.progress)
+        .map_err(|e| crate::config::blame(&name, &args.overrides, e))?;
+    let (cfg, lr_find) = match resolved {
         Some((c, chosen)) => (c, Some(chosen)),
         None => (cfg, None),
     };
@@ -37,14 +39,9 @@ pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
         verbose: true,
         lr_find,
     };
-    let outcome = run(&cfg, &out, &opts).map_err(|e| {
-        // Bad values found while setting up (schedule, data files) still name the config.
-        let name = args.config.display().to_string();
-        if crate::error::is_input_error(&e) && !format!("{e:#}").contains(&name) {
-            input_error(format!("{name}: {e:#}"))
-        } else {
-            e
-        }
-    })?;
+    // Bad values found while setting up (schedule, data files) name the config, or the
+    // --set that gave the value.
+    let outcome =
+        run(&cfg, &out, &opts).map_err(|e| crate::config::blame(&name, &args.overrides, e))?;
     Ok((out, outcome))
 }

@@ -297,9 +297,23 @@ pub fn resolve_auto(
         }
     };
     let mut resolved = cfg.clone();
+    let mut said = Vec::new();
     for k in &keys {
         let v = chosen[k].as_f64().expect("checked above");
         resolved.schedule.insert(k.clone(), toml::Value::Float(v));
+        let rule = if k == "base_lr" {
+            "clr_base"
+        } else {
+            &cfg.lr_find.rule
+        };
+        said.push(format!("schedule.{k} = {} (rule {rule})", fmt_f64(v)));
+    }
+    if progress {
+        eprintln!(
+            "range test: {}; curve and suggestions in {}",
+            said.join(", "),
+            dir.display()
+        );
     }
     Ok(Some((resolved, chosen)))
 }

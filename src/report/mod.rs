@@ -139,13 +139,21 @@ pub fn report_dir(dir: &Path, opts: FigureOptions) -> Result<Vec<PathBuf>> {
     let input = read::load(dir)?;
     let name = read::folder_name(dir);
     // The spec is checked before anything is drawn or written.
-    let spec = match &input {
+    let mut spec = match &input {
         Input::Sweep(sw) => match &sw.spec {
             Some((path, text)) => paper::parse_text(path, text)?,
             None => paper::ReportSpec::default(),
         },
         _ => paper::ReportSpec::default(),
     };
+    // Without a [report] title, a sweep's report is titled with the spec's `name`.
+    if let (None, Input::Sweep(sw)) = (&spec.title, &input) {
+        spec.title = sw
+            .spec
+            .as_ref()
+            .and_then(|(_, text)| text.parse::<toml::Table>().ok())
+            .and_then(|t| t.get("name").and_then(|n| n.as_str()).map(String::from));
+    }
     let r = render(&input, &name, opts)?;
     let text = match &input {
         Input::Run(run) => markdown::run_report(run, &r.refs),

@@ -27,10 +27,13 @@ pub struct SweepCommand {
 /// Subcommands of `lrlab sweep`.
 #[derive(Debug, clap::Subcommand)]
 pub enum SweepSub {
-    /// Print one row per run of a sweep folder: status, epoch, step, best test accuracy.
+    /// Print one row per run of a sweep: status, epoch, step, best test accuracy.
     Status {
-        /// The sweep folder.
+        /// The sweep folder, or the spec (its folder is out/<name>, or --out).
         dir: PathBuf,
+        /// The folder of a spec swept with --out.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Run the run(s) of one Slurm array task of a frozen sweep folder (used by the scripts).
     #[command(hide = true)]
@@ -123,7 +126,15 @@ pub struct SweepArgs {
 /// Run `lrlab sweep ...`; returns the exit status.
 pub fn sweep_main(cmd: SweepCommand) -> Result<u8> {
     match cmd.command {
-        Some(SweepSub::Status { dir }) => {
+        Some(SweepSub::Status { dir, out }) => {
+            let dir = match out {
+                Some(o) => o,
+                // A spec file: the folder `lrlab sweep SPEC` writes.
+                None if dir.is_file() => {
+                    PathBuf::from("out").join(sanitize(&plan::load(&dir)?.spec.name))
+                }
+                None => dir,
+            };
             print!("{}", status_text(&dir)?);
             Ok(0)
         }
@@ -228,6 +239,12 @@ fn sweep(a: SweepArgs) -> Result<u8> {
     );
     let report = run_local(&abs_out, &m, &opts)?;
     let c = super::collect::collect(&abs_out)?;
+    // The per-point table, read back from what collect wrote.
+    if let Ok(text) = std::fs::read_to_string(&c.files[2]) {
+        if let Ok(table) = super::collect::points_text(&text) {
+            eprint!("\n{table}\n");
+        }
+    }
     eprintln!(
         "{} runs: {} done, {} diverged, {} failed, {} unfinished; {} started now; results in {}",
         m.runs.len(),

@@ -212,6 +212,70 @@ pub fn collect(sweep: &Path) -> Result<CollectReport> {
     })
 }
 
+/// The per-point results of `summary_by_point.csv` as an aligned text table for a terminal:
+/// the point's varied values, runs (done), and final and best test accuracy in percent,
+/// mean ± std over the point's finished runs.
+pub fn points_text(by_point_csv: &str) -> Result<String> {
+    let mut r = csv::Reader::from_reader(by_point_csv.as_bytes());
+    let header: Vec<String> = r.headers()?.iter().map(String::from).collect();
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let (Some(runs), Some(done)) = (col("runs"), col("done")) else {
+        anyhow::bail!("summary_by_point.csv lacks its runs/done columns");
+    };
+    let pct = |row: &csv::StringRecord, mean: &str, std: &str| -> String {
+        let get = |c: Option<usize>| {
+            c.and_then(|i| row.get(i))
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        match (get(col(mean)), get(col(std))) {
+            (Some(m), Some(s)) => format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * s),
+            (Some(m), None) => format!("{:.2}", 100.0 * m),
+            _ => "–".to_string(),
+        }
+    };
+    let mut rows = vec![[
+        "point".to_string(),
+        "runs (done)".to_string(),
+        "final test acc %".to_string(),
+        "best test acc %".to_string(),
+    ]];
+    for row in r.records() {
+        let row = row?;
+        let point: Vec<String> = (0..runs)
+            .map(|i| format!("{}={}", header[i], row.get(i).unwrap_or("")))
+            .collect();
+        rows.push([
+            if point.is_empty() {
+                "(all)".to_string()
+            } else {
+                point.join(" ")
+            },
+            format!("{} ({})", &row[runs], &row[done]),
+            pct(&row, "final_test_acc_mean", "final_test_acc_std"),
+            pct(&row, "best_test_acc_mean", "best_test_acc_std"),
+        ]);
+    }
+    let width: Vec<usize> = (0..4)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let cells: Vec<String> = (0..4)
+            .map(|c| {
+                let pad = width[c] - r[c].chars().count();
+                if c == 0 {
+                    format!("{}{}", r[c], " ".repeat(pad))
+                } else {
+                    format!("{}{}", " ".repeat(pad), r[c])
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 /// `summary.csv` text.
 pub fn summary_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
     let mut header: Vec<String> = ["index", "name", "id"].map(String::from).to_vec();

@@ -339,8 +339,8 @@ fn check_unique(runs: &[PlannedRun]) -> std::result::Result<(), String> {
 }
 
 /// Each run's target: the first `[target.point]` whose conditions its labels meet, else
-/// `target.test_acc`. Every point must match some run (a misspelt key or value would
-/// silently match none).
+/// `target.test_acc`. Every point, and every `[report.paper]` key, must match some run (a
+/// misspelt key or value would silently match none).
 fn resolve_targets(
     spec: &Spec,
     varied: &[String],
@@ -354,6 +354,20 @@ fn resolve_targets(
         {
             return Err(format!(
                 "target.point.\"{}\" matches no run (the varied keys are {})",
+                p.key,
+                varied.join(", ")
+            ));
+        }
+    }
+    // The same for the papers' numbers of [report.paper]: a key that matches no run would
+    // never be compared with anything.
+    for p in &spec.report.paper {
+        if !runs
+            .iter()
+            .any(|r| crate::report::paper::matches(&p.conditions, &r.labels))
+        {
+            return Err(format!(
+                "report.paper.\"{}\" matches no run (the varied keys are {})",
                 p.key,
                 varied.join(", ")
             ));

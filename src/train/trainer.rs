@@ -276,6 +276,16 @@ fn train_locked(
         checkpoint::restore_weights(&vs, &ck.tensors)?;
         optim.load_state(&ck.tensors, ck.progress.optim_steps)?;
         progress = ck.progress;
+        if opts.verbose {
+            eprintln!(
+                "resuming from step {} of {} (epoch {}/{}, batch {})",
+                progress.step,
+                setup.total_steps,
+                progress.epoch + 1,
+                setup.epochs(),
+                progress.batch
+            );
+        }
     }
     let bf16 = setup.bf16;
     if setup.device.is_cuda() {
