@@ -40,12 +40,16 @@ enum Command {
     },
     /// Print the trainable parameter count of every model as CSV (model,params).
     Models {
-        /// Number of classes.
-        #[arg(long, default_value_t = 10)]
-        classes: i64,
-        /// Input channels.
-        #[arg(long, default_value_t = 3)]
-        in_channels: i64,
+        /// Classes, channels and image side of this dataset's runs (mnist, fashion-mnist,
+        /// cifar10, cifar100, imagenet, imagenet32, synthetic); the flags below win.
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Number of classes [default: 10].
+        #[arg(long)]
+        classes: Option<i64>,
+        /// Input channels [default: 3].
+        #[arg(long)]
+        in_channels: Option<i64>,
         /// Image side [default: 224 for the ImageNet models, 32 for the others].
         #[arg(long)]
         size: Option<i64>,
@@ -279,14 +283,41 @@ struct BenchTrainArgs {
 
 /// `lrlab models`: one CSV row per model; a model that cannot take the input gets an empty
 /// count and a note on stderr.
-fn models(classes: i64, in_channels: i64, size: Option<i64>) -> anyhow::Result<()> {
+fn models(
+    dataset: Option<String>,
+    classes: Option<i64>,
+    in_channels: Option<i64>,
+    size: Option<i64>,
+) -> anyhow::Result<()> {
+    let from_data = match dataset {
+        None => None,
+        Some(d) => {
+            let name: lrlab::data::DatasetName =
+                toml::Value::String(d.clone()).try_into().map_err(|_| {
+                    let all: Vec<&str> = lrlab::data::DatasetName::ALL
+                        .iter()
+                        .map(|n| n.as_str())
+                        .collect();
+                    lrlab::input_error(format!(
+                        "--dataset {d:?}: expected one of {}",
+                        all.join(", ")
+                    ))
+                })?;
+            Some(name.input())
+        }
+    };
+    let classes = classes.or(from_data.map(|d| d.0)).unwrap_or(10);
+    let in_channels = in_channels.or(from_data.map(|d| d.1)).unwrap_or(3);
+    let size = size.or(from_data.map(|d| d.2));
     let rows = lrlab::models::param_table(classes, in_channels, size)?;
-    println!("model,params");
-    for (name, count) in rows {
+    // The input each count assumes: classes and a CxHxW image.
+    println!("model,params,input");
+    for (name, side, count) in rows {
+        let input = format!("{classes} classes {in_channels}x{side}x{side}");
         match count {
-            Ok(n) => println!("{name},{n}"),
+            Ok(n) => println!("{name},{n},{input}"),
             Err(why) => {
-                println!("{name},");
+                println!("{name},,{input}");
                 eprintln!("note: {why}");
             }
         }
@@ -512,21 +543,30 @@ fn main() -> ExitCode {
             out,
             plot,
         } => {
-            let args = lrlab::schedule::cli::RenderArgs {
-                spec,
-                epochs,
-                steps_per_epoch,
-                momentum,
-                out,
-                plot,
+            // A run config gives its own length, unless both flags do.
+            let run = match (epochs, steps_per_epoch) {
+                (Some(_), Some(_)) => Ok(None),
+                _ => lrlab::launch::run_length_of(&spec),
             };
-            lrlab::schedule::cli::render(&args).map(|_| 0)
+            run.and_then(|run| {
+                let args = lrlab::schedule::cli::RenderArgs {
+                    spec,
+                    epochs,
+                    steps_per_epoch,
+                    momentum,
+                    out,
+                    plot,
+                    run,
+                };
+                lrlab::schedule::cli::render(&args).map(|_| 0)
+            })
         }
         Command::Models {
+            dataset,
             classes,
             in_channels,
             size,
-        } => models(classes, in_channels, size).map(|_| 0),
+        } => models(dataset, classes, in_channels, size).map(|_| 0),
         Command::Train {
             config,
             set,

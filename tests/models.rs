@@ -686,14 +686,56 @@ fn cli_prints_one_row_per_model() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("model,params"));
-    let rows: Vec<(&str, &str)> = lines.map(|l| l.split_once(',').unwrap()).collect();
-    assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), names());
-    let get = |n: &str| rows.iter().find(|r| r.0 == n).unwrap().1;
-    assert_eq!(get("resnet20"), "269722");
-    assert_eq!(get("wrn_28_10"), "36479194");
+    assert_eq!(lines.next(), Some("model,params,input"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.iter().map(|r| r[0]).collect::<Vec<_>>(), names());
+    let get = |n: &str| rows.iter().find(|r| r[0] == n).unwrap().clone();
+    assert_eq!(get("resnet20")[1..], ["269722", "10 classes 3x32x32"]);
+    assert_eq!(get("wrn_28_10")[1], "36479194");
     // 10 classes: torchvision's 11,689,512 minus 990 fc rows of 513.
-    assert_eq!(get("resnet18"), (11_689_512 - 990 * 513).to_string());
+    assert_eq!(
+        get("resnet18")[1..],
+        [
+            &(11_689_512 - 990 * 513).to_string(),
+            "10 classes 3x224x224"
+        ]
+    );
+
+    // --dataset takes the dataset's classes, channels and side; a flag still wins.
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lrlab"))
+            .arg("models")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run(&["--dataset", "cifar100"]);
+    let row = text.lines().find(|l| l.starts_with("resnet20,")).unwrap();
+    // 64 x 90 more fc weights and 90 more biases than with 10 classes.
+    assert_eq!(
+        row,
+        format!("resnet20,{},100 classes 3x32x32", 269_722 + 64 * 90 + 90)
+    );
+    let text = run(&["--dataset", "fashion-mnist", "--classes", "5"]);
+    assert!(text.contains(",5 classes 1x28x28\n"), "{text}");
+    // The full torchvision ResNet-18 on ImageNet: 11,689,512.
+    let text = run(&["--dataset", "imagenet"]);
+    assert!(
+        text.contains("resnet18,11689512,1000 classes 3x224x224\n"),
+        "{text}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lrlab"))
+        .args(["models", "--dataset", "cifar"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--dataset \"cifar\": expected one of"));
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lrlab"))
         .args(["models", "--classes", "0"])

@@ -368,3 +368,37 @@ fn a_neutral_value_is_accepted_with_one_warning() {
     assert!(String::from_utf8_lossy(&r.stderr).contains("schedule.gamma = 0.99"));
     assert!(!c.exists());
 }
+
+/// `lrlab schedule RUN.toml` without length flags renders the run's own length: steps per
+/// epoch from its data and batch size (as training counts them, `drop_last` included), and
+/// its epochs or `train.steps`. A flag still wins.
+#[test]
+fn a_run_config_gives_its_own_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |train: &str, data: &str| {
+        format!(
+            "[data]\ndataset = \"synthetic\"\nshape = [1, 8, 8]\nsize = 100\ntest_size = 10\n{data}\n\
+             [train]\nbatch_size = 32\n{train}\n[schedule]\nkind = \"cosine\"\nlr_max = 0.1\n"
+        )
+    };
+    let rows = |text: &str, extra: &[&str]| -> usize {
+        let f = write(dir.path(), "run.toml", text);
+        let r = lrlab(&[&["schedule", s(&f)][..], extra].concat());
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let out = String::from_utf8(r.stdout).unwrap();
+        parse(&out).len()
+    };
+    // 100 examples in batches of 32: 4 steps an epoch (the last partial), 3 with drop_last.
+    assert_eq!(rows(&run("epochs = 2", ""), &[]), 8);
+    assert_eq!(rows(&run("epochs = 2", "drop_last = true"), &[]), 6);
+    assert_eq!(rows(&run("steps = 7", ""), &[]), 7);
+    assert_eq!(rows(&run("epochs = 2", ""), &["--epochs", "5"]), 20);
+    assert_eq!(
+        rows(&run("epochs = 2", ""), &["--steps-per-epoch", "10"]),
+        20
+    );
+    // The epoch column follows the data's steps per epoch.
+    let f = write(dir.path(), "run.toml", &run("epochs = 2", ""));
+    let out = String::from_utf8(lrlab(&["schedule", s(&f)]).stdout).unwrap();
+    assert_eq!(parse(&out)[5].1, 1.25);
+}

@@ -221,9 +221,30 @@ impl RunConfig {
         Self::from_table(table)
     }
 
-    /// The resolved config as TOML text (what `config.toml` of a run holds).
+    /// The resolved config as TOML text (what `config.toml` of a run holds): the dataset's
+    /// folder and augmentation written out, and the `[data]` keys that do not apply to the
+    /// dataset left out ([`crate::data::DataConfig::unused_keys`]; parsing fills them back
+    /// with their defaults, so the text parses to the same run).
     pub fn to_toml(&self) -> Result<String> {
-        toml::to_string(self).context("cannot serialize the run config")
+        let mut c = self.clone();
+        c.data = self.data.resolved();
+        let text = toml::to_string(&c).context("cannot serialize the run config")?;
+        let unused = c.data.unused_keys();
+        let mut out = String::with_capacity(text.len());
+        let mut in_data = false;
+        for line in text.lines() {
+            if line.starts_with('[') {
+                in_data = line == "[data]";
+            } else if in_data {
+                let key = line.split('=').next().unwrap_or("").trim();
+                if unused.contains(&key) {
+                    continue;
+                }
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        Ok(out)
     }
 }
 
@@ -366,6 +387,16 @@ pub fn parse_value(raw: &str) -> toml::Value {
     }
 }
 
+/// True when the config text `old` (a run's `config.toml`, a manifest entry, perhaps written
+/// by an older lrlab) is the run `new` (the text [`RunConfig::to_toml`] writes now): equal, or
+/// equal once parsed and written again.
+pub fn same_config(old: &str, new: &str) -> bool {
+    old == new
+        || RunConfig::from_toml_str(old)
+            .and_then(|c| c.to_toml())
+            .is_ok_and(|t| t == new)
+}
+
 /// The keys in which two config texts differ, as `table.key: OLD → NEW` (`(none)` for a key
 /// one side lacks), in key order: what a "different config" error shows so that the user
 /// sees which edit or `--set` caused it. Texts that do not parse are compared whole.
@@ -418,6 +449,66 @@ pub fn differences_clause(old: &str, new: &str, max: usize) -> String {
         s.push_str(&format!("; and {more} more"));
     }
     format!(" ({s})")
+}
+
+#[cfg(test)]
+mod resolved_tests {
+    use super::*;
+
+    fn keys_of_data(text: &str) -> Vec<String> {
+        let t: toml::Table = text.parse().unwrap();
+        t["data"].as_table().unwrap().keys().cloned().collect()
+    }
+
+    #[test]
+    fn the_resolved_config_shows_the_folder_used_and_only_keys_that_apply() {
+        let cfg = RunConfig::from_table(
+            "[data]\ndataset = \"fashion-mnist\"\n[schedule]\nkind = \"constant\"\nlr = 0.1\n"
+                .parse()
+                .unwrap(),
+        )
+        .unwrap();
+        let text = cfg.to_toml().unwrap();
+        for line in [
+            "path = \"/usr/share/datasets/fashion-mnist\"\n",
+            "augment = \"none\"\n",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+        let keys = keys_of_data(&text);
+        for unused in [
+            "image_size",
+            "shape",
+            "classes",
+            "size",
+            "test_size",
+            "labels",
+            "pad",
+        ] {
+            assert!(!keys.contains(&unused.to_string()), "{unused} in\n{text}");
+        }
+        // It parses back to the same run, and writing it again gives the same text.
+        let again = RunConfig::from_toml_str(&text).unwrap();
+        assert_eq!(again.data, cfg.data.resolved());
+        assert_eq!(again.to_toml().unwrap(), text);
+        // A config.toml of the older form (every key, no path) is the same run.
+        let old = toml::to_string(&cfg).unwrap();
+        assert_ne!(old, text);
+        assert!(same_config(&old, &text));
+
+        // CIFAR-100 with crop_flip keeps labels and the padding; ImageNet its crop size.
+        let c100 = RunConfig::from_table(
+            "[data]\ndataset = \"cifar100\"\npath = \"c\"\n[schedule]\nkind = \"constant\"\nlr = 0.1\n"
+                .parse()
+                .unwrap(),
+        )
+        .unwrap();
+        let keys = keys_of_data(&c100.to_toml().unwrap());
+        for k in ["labels", "pad", "pad_mode", "augment", "path"] {
+            assert!(keys.contains(&k.to_string()), "{k}: {keys:?}");
+        }
+        assert!(!keys.contains(&"image_size".to_string()));
+    }
 }
 
 #[cfg(test)]

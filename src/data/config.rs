@@ -55,6 +55,19 @@ impl DatasetName {
         }
     }
 
+    /// `(classes, channels, side)` of the dataset's images as the models see them
+    /// (CIFAR-100 with its fine labels, ImageNet at the default 224 crop, synthetic data at
+    /// its default shape).
+    pub fn input(self) -> (i64, i64, i64) {
+        match self {
+            DatasetName::Mnist | DatasetName::FashionMnist => (10, 1, 28),
+            DatasetName::Cifar10 | DatasetName::Synthetic => (10, 3, 32),
+            DatasetName::Cifar100 => (100, 3, 32),
+            DatasetName::Imagenet => (1000, 3, 224),
+            DatasetName::Imagenet32 => (1000, 3, 32),
+        }
+    }
+
     /// True for the ImageNet variants (full-size images, streamed from disk).
     pub fn is_imagenet(self) -> bool {
         matches!(self, DatasetName::Imagenet | DatasetName::Imagenet32)
@@ -257,6 +270,27 @@ impl DataConfig {
             c.path = self.path();
         }
         c
+    }
+
+    /// The keys of `[data]` that do nothing for this dataset and augmentation (the synthetic
+    /// data's shape for a real dataset, `image_size` outside ImageNet, ...): left out of the
+    /// resolved config, which should show what the run used.
+    pub fn unused_keys(&self) -> Vec<&'static str> {
+        let d = self.dataset;
+        let mut out = Vec::new();
+        if d != DatasetName::Synthetic {
+            out.extend(["classes", "size", "test_size", "shape"]);
+        }
+        if d != DatasetName::Cifar100 {
+            out.push("labels");
+        }
+        if d != DatasetName::Imagenet {
+            out.push("image_size");
+        }
+        if self.augment() != Augment::CropFlip {
+            out.extend(["pad", "pad_mode"]);
+        }
+        out
     }
 
     /// Number of loader threads: `workers`, or automatic.

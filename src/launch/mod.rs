@@ -45,3 +45,47 @@ pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
         run(&cfg, &out, &opts).map_err(|e| crate::config::blame(&name, &args.overrides, e))?;
     Ok((out, outcome))
 }
+
+/// For `lrlab schedule RUN.toml`: the run's length as its training would see it (steps per
+/// epoch from its data, `train_subset`, `val_split`, batch size and `drop_last`; epochs or
+/// `train.steps`), or `None` when the file is not a run config (it has neither `[data]` nor
+/// `[train]`, or has a `[preview]` table). Opening the data is what makes the count exact.
+pub fn run_length_of(path: &std::path::Path) -> Result<Option<crate::schedule::RunLength>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None); // the schedule command reports the unreadable file itself
+    };
+    let Ok(doc) = text.parse::<toml::Table>() else {
+        return Ok(None);
+    };
+    // A [preview] table is the spec's own choice of length, and wins.
+    if doc.contains_key("preview") || (!doc.contains_key("data") && !doc.contains_key("train")) {
+        return Ok(None);
+    }
+    let cfg = RunConfig::load(path, &[])?;
+    let name = path.display().to_string();
+    let tc = &cfg.train;
+    let eval_bs = if tc.eval_batch_size == 0 {
+        2 * tc.batch_size
+    } else {
+        tc.eval_batch_size
+    };
+    let data = crate::data::load(&cfg.data, tc.batch_size, eval_bs, tc.seed, tch::Device::Cpu)
+        .map_err(|e| crate::config::blame(&name, &[], e))?;
+    let k = data.train.batches_per_epoch() as u64;
+    if k == 0 {
+        crate::bail_input!(
+            "{name}: train.batch_size = {}: the training split has only {} examples",
+            tc.batch_size,
+            data.train.len()
+        );
+    }
+    let total = if tc.steps > 0 {
+        tc.steps
+    } else {
+        tc.epochs * k
+    };
+    Ok(Some(crate::schedule::RunLength {
+        steps_per_epoch: k,
+        total_steps: total,
+    }))
+}

@@ -385,9 +385,9 @@ pub fn count_params(vs: &nn::VarStore) -> i64 {
         .sum()
 }
 
-/// One row of [`param_table`]: the model name and its parameter count, or why it cannot be
-/// built for the requested input.
-pub type ParamRow = (String, std::result::Result<i64, String>);
+/// One row of [`param_table`]: the model name, the image side its count assumes, and its
+/// parameter count, or why it cannot be built for that input.
+pub type ParamRow = (String, i64, std::result::Result<i64, String>);
 
 /// Parameter count of every model of [`names`] for `classes` outputs and `in_channels`-channel
 /// inputs of side `size` (None: 224 for the ImageNet models, 32 for the others). Models that
@@ -418,7 +418,7 @@ pub fn param_table(classes: i64, in_channels: i64, size: Option<i64>) -> Result<
             Err(e) if crate::is_input_error(&e) => Err(e.to_string()),
             Err(e) => return Err(e),
         };
-        rows.push((name.to_string(), count));
+        rows.push((name.to_string(), s, count));
     }
     Ok(rows)
 }

@@ -2,8 +2,8 @@
 //! optionally, an SVG figure.
 //!
 //! The spec holds the schedule keys at top level or in a `[schedule]` table (so a full run
-//! config works; its other tables are ignored), plus an optional `[preview]` table with
-//! `epochs` and `steps_per_epoch` used when the flags are not given.
+//! config works, and gives the run's length from its data and batch size), plus an optional
+//! `[preview]` table with `epochs` and `steps_per_epoch` used when the flags are not given.
 
 use super::keys::Keys;
 use super::{RunLength, Schedule};
@@ -28,8 +28,12 @@ pub struct RenderArgs {
     pub momentum: f64,
     /// CSV output (written atomically); `None`: standard output.
     pub out: Option<PathBuf>,
-    /// SVG figure of LR and momentum against epoch.
+    /// Figure of LR and momentum against epoch (`.svg` or `.png`).
     pub plot: Option<PathBuf>,
+    /// The run length of the spec when it is a run config (epochs or total steps, and steps
+    /// per epoch, from its data and batch size), used where neither a flag nor `[preview]`
+    /// gives one.
+    pub run: Option<RunLength>,
 }
 
 /// A schedule spec file, read and split.
@@ -156,17 +160,37 @@ pub fn to_csv(rows: &[Row]) -> String {
 /// and the figure. Nothing is written when the input is bad.
 pub fn render(args: &RenderArgs) -> Result<()> {
     let spec = load_spec(&args.spec)?;
-    let epochs = pick(args.epochs, spec.epochs, "--epochs", "epochs")?;
-    let steps = pick(
-        args.steps_per_epoch,
-        spec.steps_per_epoch,
-        "--steps-per-epoch",
-        "steps_per_epoch",
-    )?;
     if !(args.momentum.is_finite() && (0.0..1.0).contains(&args.momentum)) {
         bail_input!("--momentum {}: must be in [0, 1)", fmt_f64(args.momentum));
     }
-    let len = RunLength::from_epochs(epochs, steps)?;
+    let given = (
+        args.epochs.or(spec.epochs),
+        args.steps_per_epoch.or(spec.steps_per_epoch),
+    );
+    let len = match (args.run, given) {
+        // A run config with nothing given: exactly the run's length.
+        (Some(run), (None, None)) => run,
+        (run, _) => {
+            let epochs = pick(
+                args.epochs,
+                spec.epochs
+                    .or(run.map(|r| r.total_steps.div_ceil(r.steps_per_epoch))),
+                "--epochs",
+                "epochs",
+            )?;
+            let steps = pick(
+                args.steps_per_epoch,
+                spec.steps_per_epoch.or(run.map(|r| r.steps_per_epoch)),
+                "--steps-per-epoch",
+                "steps_per_epoch",
+            )?;
+            RunLength::from_epochs(epochs, steps)?
+        }
+    };
+    let (epochs, steps) = (
+        len.total_steps.div_ceil(len.steps_per_epoch),
+        len.steps_per_epoch,
+    );
     let schedule = Schedule::from_table(&spec.schedule, len)
         .with_context(|| args.spec.display().to_string())?;
     let rows = rows(&schedule, args.momentum).with_context(|| args.spec.display().to_string())?;

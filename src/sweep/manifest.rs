@@ -185,7 +185,7 @@ pub fn merge(old: Option<&Manifest>, plan: &Plan) -> Result<Manifest> {
                     r.name,
                     r.index
                 ),
-                Some(p) if p.id != r.id && !same_config(&r.config, &p.config) => {
+                Some(p) if p.id != r.id && !crate::config::same_config(&r.config, &p.config) => {
                     crate::bail_input!(
                         "{spec}: run `{}` now has a different config (id {} → {}){}; its \
                          folder holds results of the old one; use another --out",
@@ -219,14 +219,6 @@ pub fn merge(old: Option<&Manifest>, plan: &Plan) -> Result<Manifest> {
         varied: plan.varied.clone(),
         runs,
     })
-}
-
-/// Is the config text `old` (possibly written by another lrlab version) the config `new`
-/// once read by this version?
-fn same_config(old: &str, new: &str) -> bool {
-    crate::config::RunConfig::from_toml_str(old)
-        .and_then(|c| c.to_toml())
-        .is_ok_and(|t| t == new)
 }
 
 /// Write (or extend) the sweep folder for a plan: `sweep.toml`, `manifest.json`, `runs.csv`

@@ -206,7 +206,7 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
     if config_path.exists() {
         let old = std::fs::read_to_string(&config_path)
             .with_context(|| format!("cannot read {}", config_path.display()))?;
-        if old != resolved {
+        if !crate::config::same_config(&old, &resolved) {
             return Err(input_error(format!(
                 "{} holds a run with a different config{}; use another --out (or delete the \
                  folder)",
@@ -327,6 +327,7 @@ fn train_locked(
         "train_examples": setup.data.train.len(),
         "eval_examples": setup.data.eval.len(),
         "eval_split": setup.data.eval_name,
+        "data_path": cfg.data.path().map(|p| p.display().to_string()),
         "parameters": models::count_params(&vs),
         "schedule": setup.schedule.kind(),
         // Where each step's momentum (AdamW: beta1) came from; the values are in steps.csv.
