@@ -425,3 +425,39 @@ fn an_auto_run_is_recognised_by_the_same_command() {
         "{err}"
     );
 }
+
+/// fastai's `valley` and `minimum`, run by fastai itself (`scripts/golden_lr_find.py`) on the
+/// smoothed curves in `tests/golden/lr_find/`: three real range tests of the demo's config
+/// (stopped early by divergence), one cut by a NaN, one that never falls. lrlab's rules read
+/// the same window (the first num_it/10 and the last 5 points trimmed) and give the same LRs.
+#[test]
+fn valley_and_minimum_equal_fastais_on_the_golden_curves() {
+    use lrlab::lr_find::suggest;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/lr_find");
+    let golden = json(&dir.join("fastai.json"));
+    let curves = golden["curves"].as_object().unwrap();
+    assert_eq!(curves.len(), 5);
+    for (name, want) in curves {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.csv"))).unwrap();
+        let rows: Vec<Vec<f64>> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(|x| x.parse().unwrap()).collect())
+            .collect();
+        let lr: Vec<f64> = rows.iter().map(|r| r[1]).collect();
+        let loss: Vec<f64> = rows.iter().map(|r| r[2]).collect();
+        let smoothed: Vec<f64> = rows.iter().map(|r| r[3]).collect();
+        // The column is lrlab's smoothing of the raw losses (fastai's AvgSmoothLoss).
+        for (a, b) in suggest::smooth(&loss, 0.98).iter().zip(&smoothed) {
+            assert!(
+                (a - b).abs() <= 1e-12 * b.abs() || (a.is_nan() && b.is_nan()),
+                "{name}: smoothing {a} vs {b}"
+            );
+        }
+        let num_it = want["num_it"].as_u64().unwrap() as usize;
+        let v = suggest::valley(&lr, &smoothed, num_it).unwrap();
+        assert_eq!(v.lr, want["valley"].as_f64().unwrap(), "{name}: valley");
+        let m = suggest::minimum_div10(&lr, &smoothed, num_it).unwrap();
+        assert_eq!(m.lr, want["minimum"].as_f64().unwrap(), "{name}: minimum");
+    }
+}

@@ -182,8 +182,11 @@ pub fn run_ramp(
         fc.skip_start,
         fc.skip_end,
     ));
-    suggestions.extend(suggest::valley(&lrs, &losses));
-    suggestions.extend(suggest::minimum_div10(&lrs, &smoothed));
+    // fastai's rules read the curve as its lr_find hands it to them (trimmed by the number
+    // of steps asked for).
+    let num_it = total as usize;
+    suggestions.extend(suggest::valley(&lrs, &smoothed, num_it));
+    suggestions.extend(suggest::minimum_div10(&lrs, &smoothed, num_it));
     if fc.metric == Metric::Accuracy {
         let lr: Vec<f64> = accuracy.iter().map(|a| a.1).collect();
         let acc: Vec<f64> = accuracy.iter().map(|a| a.2).collect();

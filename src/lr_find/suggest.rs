@@ -75,12 +75,25 @@ pub fn steepest(
     })
 }
 
-/// fastai's `valley`: the longest run of strictly decreasing loss (longest decreasing
-/// subsequence ending at each point, O(n²)); with `end` the first point of maximal length `L`
-/// and `start = end − L`, the suggestion is `start + ⌊L/3⌋ + ⌊L/3/2⌋`, about halfway. Cut at
-/// the first non-finite loss; no other trimming.
-pub fn valley(lr: &[f64], loss: &[f64]) -> Option<Suggestion> {
-    let n = finite_prefix(loss).min(lr.len());
+/// The points fastai's suggestion functions read: `lr_find` hands them the recorder's
+/// smoothed losses from `num_it // 10` to the fifth-last, cut at the first NaN. `num_it` is the
+/// requested number of steps (a test stopped early has fewer points). Empty when nothing is
+/// left.
+pub fn fastai_window(smoothed: &[f64], num_it: usize) -> std::ops::Range<usize> {
+    let lo = num_it / 10;
+    let hi = smoothed.len().saturating_sub(5);
+    let hi = lo + finite_prefix(&smoothed[lo.min(hi)..hi]);
+    lo.min(hi)..hi
+}
+
+/// fastai's `valley` on the smoothed losses of [`fastai_window`]: the longest strictly
+/// decreasing subsequence (ending at each point, O(n²)); with `end` the first point of
+/// maximal length `L` and `start = end − L`, the suggestion is `start + ⌊L/3⌋ + ⌊L/3/2⌋`,
+/// about halfway down the valley. The index is the point's in the whole curve.
+pub fn valley(lr: &[f64], smoothed: &[f64], num_it: usize) -> Option<Suggestion> {
+    let w = fastai_window(&smoothed[..smoothed.len().min(lr.len())], num_it);
+    let loss = &smoothed[w.clone()];
+    let n = loss.len();
     if n < 2 {
         return None;
     }
@@ -94,32 +107,50 @@ pub fn valley(lr: &[f64], loss: &[f64]) -> Option<Suggestion> {
     }
     let max_len = *len.iter().max()?;
     let end = len.iter().position(|&l| l == max_len)?;
-    // fastai: start = end − L (one before the run's first point), sections = L/3 in floats.
-    let start = end.saturating_sub(max_len);
-    let sections = max_len as f64 / 3.0;
-    let idx = (start + sections as usize + (sections / 2.0) as usize).min(n - 1);
+    // fastai: start = end − L, one before the run's first point (−1 for a run from the
+    // window's first point), sections = L/3 in floats; a negative index counts from the end,
+    // as Python's does (a run of two from the first point).
+    // fastai only sets start when some point extends a run, so a curve that never falls
+    // keeps start = end = 0.
+    let start = if max_len > 1 {
+        end as isize - max_len as isize
+    } else {
+        0
+    };
+    let sections = (end as isize - start) as f64 / 3.0;
+    let idx = start + sections as isize + (sections / 2.0) as isize;
+    let idx = w.start + if idx < 0 { idx + n as isize } else { idx } as usize;
     Some(Suggestion {
         rule: "valley".into(),
         lr: lr[idx],
         index: idx,
         how: format!(
-            "longest strictly decreasing run of the loss ending at point {end} (length {max_len}); index (end - L) + L/3 + L/6 (fastai)"
+            "fastai's valley: longest strictly decreasing run of the smoothed loss over points {}..{} \
+             (the first num_it/10 and the last 5 trimmed, as fastai's lr_find does), length {max_len}; \
+             index (end - L) + L/3 + L/6",
+            w.start, w.end
         ),
     })
 }
 
-/// The learning rate of the lowest smoothed loss, divided by 10 (fastai's `minimum`).
-pub fn minimum_div10(lr: &[f64], smoothed: &[f64]) -> Option<Suggestion> {
-    let n = finite_prefix(smoothed).min(lr.len());
-    let (i, _) = smoothed[..n]
+/// The learning rate of the lowest smoothed loss, divided by 10 (fastai's `minimum`, over
+/// the points of [`fastai_window`]).
+pub fn minimum_div10(lr: &[f64], smoothed: &[f64], num_it: usize) -> Option<Suggestion> {
+    let w = fastai_window(&smoothed[..smoothed.len().min(lr.len())], num_it);
+    let (i, _) = smoothed[w.clone()]
         .iter()
         .enumerate()
         .min_by(|a, b| a.1.total_cmp(b.1))?;
+    let i = w.start + i;
     Some(Suggestion {
         rule: "minimum_div10".into(),
         lr: lr[i] / 10.0,
         index: i,
-        how: "learning rate of the lowest smoothed loss, divided by 10".into(),
+        how: format!(
+            "fastai's minimum: learning rate of the lowest smoothed loss over points {}..{} (the first \
+             num_it/10 and the last 5 trimmed), divided by 10",
+            w.start, w.end
+        ),
     })
 }
 
@@ -227,9 +258,9 @@ mod tests {
             .collect();
         let st = steepest(&lr, &loss, 5, 5).unwrap();
         assert!((st.lr / 1e-2).ln().abs() < 0.2, "steepest at {}", st.lr);
-        let min = minimum_div10(&lr, &loss).unwrap();
+        let min = minimum_div10(&lr, &loss, 100).unwrap();
         assert!(min.lr > 1e-2 && min.lr < 0.05, "minimum/10 at {}", min.lr);
-        let v = valley(&lr, &loss).unwrap();
+        let v = valley(&lr, &loss, 100).unwrap();
         assert!(v.lr > 1e-4 && v.lr < 0.5, "valley at {}", v.lr);
         let b = clr_bounds(&lr, &loss, 0);
         assert_eq!(b[0].rule, "clr_base");
@@ -238,20 +269,34 @@ mod tests {
 
     #[test]
     fn valley_follows_fastai_index_rule() {
-        let lr: Vec<f64> = (1..=10).map(|i| i as f64).collect();
         // The longest decreasing subsequence 5, 4, 3.5, ..., 1 ends at index 8 (L = 8):
         // start = 0, sections = 8/3, idx = 0 + 2 + 1 = 3 (what fastai's loop gives).
-        let loss = [5.0, 6.0, 4.0, 3.5, 3.0, 2.5, 2.0, 1.5, 1.0, 9.0];
-        let v = valley(&lr, &loss).unwrap();
+        // Five more points past the end, which fastai's trim drops; num_it = 9 trims none
+        // at the start.
+        let loss = [
+            5.0, 6.0, 4.0, 3.5, 3.0, 2.5, 2.0, 1.5, 1.0, 9.0, 0.1, 0.1, 0.1, 0.1, 0.1,
+        ];
+        let lr: Vec<f64> = (1..=15).map(|i| i as f64).collect();
+        let v = valley(&lr, &loss, 9).unwrap();
         assert_eq!(v.index, 3);
+        // num_it = 20 trims the first 2: the run 4.0 .. 1.0 (L = 7) from the window's first
+        // point; start = -1, sections 7/3: -1 + 2 + 1 = 2 in the window, 4 in the curve.
+        assert_eq!(valley(&lr, &loss, 20).unwrap().index, 4);
     }
 
     #[test]
-    fn non_finite_points_are_cut() {
-        let lr = exp_lrs(10);
-        let loss = [3.0, 2.5, 2.0, 1.5, f64::NAN, 0.1, 0.1, 0.1, 0.1, 0.1];
-        assert_eq!(minimum_div10(&lr, &loss).unwrap().index, 3);
-        assert_eq!(valley(&lr, &loss).unwrap().index, 1);
+    fn non_finite_points_are_cut_and_the_ends_trimmed() {
+        let lr = exp_lrs(20);
+        let mut loss = vec![3.0, 2.5, 2.0, 1.5, f64::NAN];
+        loss.extend([0.1; 15]);
+        assert_eq!(minimum_div10(&lr, &loss, 20).unwrap().index, 3);
+        // Window 2..4 = [2.0, 1.5]: L = 2 ending at 1, start -1, index -1: the last point.
+        assert_eq!(valley(&lr, &loss, 20).unwrap().index, 3);
+        // The lowest point among the last five is not read.
+        let mut loss: Vec<f64> = (0..20).map(|i| 3.0 - 0.1 * i as f64).collect();
+        loss[17] = -5.0;
+        assert_eq!(minimum_div10(&lr, &loss, 20).unwrap().index, 14);
+        assert_eq!(fastai_window(&loss, 20), 2..15);
     }
 
     #[test]
