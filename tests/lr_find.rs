@@ -461,3 +461,95 @@ fn valley_and_minimum_equal_fastais_on_the_golden_curves() {
         assert_eq!(m.lr, want["minimum"].as_f64().unwrap(), "{name}: minimum");
     }
 }
+
+/// The range test trains exactly as the run would: a training whose schedule is the test's
+/// ramp gives, step for step, the learning rates and losses of the test, here with dropout
+/// (seeded per step), gradient clipping and label smoothing, which the test used to skip.
+#[test]
+fn the_range_test_steps_exactly_as_training_does() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = t.path().join("run.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[data]
+dataset = "synthetic"
+shape = [3, 32, 32]
+size = 128
+test_size = 32
+
+[model]
+arch = "wrn_10_1"
+dropout = 0.3
+
+[train]
+epochs = 1
+batch_size = 32
+threads = 1
+seed = 11
+grad_clip = 0.5
+label_smoothing = 0.1
+
+[schedule]
+kind = "constant"
+lr = 0.01
+"#,
+    )
+    .unwrap();
+    let find = t.path().join("find");
+    let r = lrlab()
+        .args([
+            "find-lr",
+            cfg.to_str().unwrap(),
+            "--out",
+            find.to_str().unwrap(),
+        ])
+        .args([
+            "--steps",
+            "10",
+            "--start-lr",
+            "1e-3",
+            "--end-lr",
+            "1",
+            "--stop-factor",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let run = t.path().join("run");
+    let r = lrlab()
+        .args([
+            "train",
+            cfg.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--quiet",
+        ])
+        .args(["--set", "train.steps=10"])
+        .args([
+            "--set",
+            "schedule={kind = \"lr_range\", start_lr = 1e-3, end_lr = 1.0}",
+        ])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let column = |path: &Path, name: &str| -> Vec<f64> {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let i = header.iter().position(|h| *h == name).unwrap();
+        lines
+            .map(|l| l.split(',').nth(i).unwrap().parse().unwrap())
+            .collect()
+    };
+    let (test_lr, run_lr) = (
+        column(&find.join("lr_find.csv"), "lr"),
+        column(&run.join("steps.csv"), "lr"),
+    );
+    assert_eq!(test_lr.len(), 10);
+    assert_eq!(test_lr, run_lr);
+    let test_loss = column(&find.join("lr_find.csv"), "loss");
+    let run_loss = column(&run.join("steps.csv"), "loss");
+    assert_eq!(test_loss, run_loss);
+}

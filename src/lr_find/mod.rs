@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;
 use suggest::Suggestion;
-use tch::{Kind, Reduction, Tensor};
+use tch::{Kind, Tensor};
 
 /// The recorded curve and what was read from it.
 #[derive(Clone, Debug, Serialize)]
@@ -90,6 +90,9 @@ pub fn run_ramp(
         .map(|(k, v)| (k, v.detach().copy()))
         .collect();
     let mut optim = Optimizer::new(vs, &cfg.optim)?;
+    if setup.bf16 {
+        crate::train::device::set_autocast_bf16()?;
+    }
     let total = setup.total_steps;
     let bar = crate::train::trainer::progress_bar(progress, total, 0);
     let mut lrs = Vec::new();
@@ -114,17 +117,10 @@ pub fn run_ramp(
             let batch = batch?;
             let lr = setup.schedule.lr(step);
             let momentum = setup.schedule.momentum(step).unwrap_or(cfg.optim.momentum);
-            let logits = model.net.forward_t(&batch.images, true);
-            let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
-                &batch.labels,
-                None,
-                Reduction::Mean,
-                -100,
-                cfg.train.label_smoothing,
+            // The run's own step: clipping, bf16 autocast and dropout seeding as in training.
+            let (loss, _) = crate::train::trainer::train_step(
+                cfg, model, &mut optim, &batch, setup.bf16, step, lr, momentum,
             );
-            optim.zero_grad();
-            loss.backward();
-            optim.step(lr, momentum);
             let l = f64::try_from(&loss).context("reading the loss")?;
             lrs.push(lr);
             losses.push(l);

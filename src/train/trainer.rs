@@ -164,6 +164,41 @@ pub fn build_model(cfg: &RunConfig, setup: &Setup) -> Result<(VarStore, models::
     Ok((vs, model))
 }
 
+/// One optimizer step of run `cfg` at step `step`: libtorch's generator seeded for the step
+/// (dropout), the forward pass under bf16 autocast when `bf16`, cross-entropy with the run's
+/// label smoothing, backward, the run's gradient clipping, the update with `lr` and
+/// `momentum`. Returns the loss and the logits, detached. The range test steps with it too,
+/// so that a bound it finds is one for the run as configured.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step(
+    cfg: &RunConfig,
+    model: &models::Model,
+    optim: &mut Optimizer,
+    batch: &data::Batch,
+    bf16: bool,
+    step: u64,
+    lr: f64,
+    momentum: f64,
+) -> (Tensor, Tensor) {
+    let tc = &cfg.train;
+    tch::manual_seed(step_seed(tc.seed, step));
+    let logits = tch::autocast(bf16, || model.net.forward_t(&batch.images, true));
+    let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
+        &batch.labels,
+        None,
+        Reduction::Mean,
+        -100,
+        tc.label_smoothing,
+    );
+    optim.zero_grad();
+    loss.backward();
+    if tc.grad_clip > 0.0 {
+        optim.clip_grad_norm(tc.grad_clip);
+    }
+    optim.step(lr, momentum);
+    (loss.detach(), logits.detach())
+}
+
 /// Seed of libtorch's generator for step `k`: dropout and any other torch randomness are a
 /// function of (seed, step), so a resumed run draws the same numbers.
 pub(crate) fn step_seed(seed: u64, step: u64) -> i64 {
@@ -438,26 +473,11 @@ fn train_locked(
             let batch = batch?;
             let lr = setup.schedule.lr(step);
             let momentum = setup.schedule.momentum(step).unwrap_or(cfg.optim.momentum);
-            tch::manual_seed(step_seed(tc.seed, step));
-            let logits = tch::autocast(bf16, || model.net.forward_t(&batch.images, true));
-            let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
-                &batch.labels,
-                None,
-                Reduction::Mean,
-                -100,
-                tc.label_smoothing,
-            );
-            optim.zero_grad();
-            loss.backward();
-            if tc.grad_clip > 0.0 {
-                optim.clip_grad_norm(tc.grad_clip);
-            }
-            optim.step(lr, momentum);
+            let (loss, logits) =
+                train_step(cfg, &model, &mut optim, &batch, bf16, step, lr, momentum);
             let n = batch.labels.size()[0];
-            let loss = loss.detach();
             loss_sum += loss.to_kind(Kind::Double) * n as f64;
             correct += logits
-                .detach()
                 .argmax(1, false)
                 .eq_tensor(&batch.labels)
                 .sum(Kind::Double);
