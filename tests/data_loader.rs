@@ -296,7 +296,9 @@ fn normalisation_matches_its_definition() {
         }
     }
 
+    // f32 arithmetic: errors relative to the input's scale (255 for Caffe's raw pixels).
     let check = |cfg: &DataConfig, f: &dyn Fn(usize, u8) -> f64| {
+        let unit = cfg.input_scale;
         let data = load(cfg, 4, 4, 0, Device::Cpu).unwrap();
         let mut i = 0;
         for (x, _, _) in batches(&data.eval, 0, 0) {
@@ -304,7 +306,7 @@ fn normalisation_matches_its_definition() {
                 for (j, (&got, &p)) in img.iter().zip(test.image(i)).enumerate() {
                     let want = f(j, p);
                     assert!(
-                        (got as f64 - want).abs() < 2e-6 * want.abs().max(1.0),
+                        (got as f64 - want).abs() < 2e-6 * want.abs().max(unit),
                         "{got} vs {want}"
                     );
                 }
@@ -338,6 +340,13 @@ fn normalisation_matches_its_definition() {
         ..base.clone()
     };
     check(&pm, &|j, p| p as f64 / 255.0 - pixel_mean[j]);
+    // Caffe's input: raw 0-255 pixels minus the mean image (in 0-255 units).
+    let caffe = DataConfig {
+        normalize: Normalize::PixelMean,
+        input_scale: 255.0,
+        ..base.clone()
+    };
+    check(&caffe, &|j, p| p as f64 - 255.0 * pixel_mean[j]);
     let none = DataConfig {
         normalize: Normalize::None,
         ..base.clone()

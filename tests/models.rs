@@ -559,7 +559,8 @@ fn config_parses_with_documented_defaults() {
             shortcut: Shortcut::A,
             dropout: 0.3,
             bn_momentum: 0.1,
-            zero_init_residual: false
+            zero_init_residual: false,
+            bn_stats: lrlab::models::BnStats::Torch,
         }
     );
     let c: ModelConfig = toml::from_str("arch = \"resnet56\"\nshortcut = \"B\"").unwrap();
@@ -743,4 +744,64 @@ fn cli_prints_one_row_per_model() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--classes 0"));
+}
+
+/// Caffe's BatchNorm keeps running sums and a normaliser (`acc = f·acc + batch statistic`,
+/// `norm = f·norm + 1`, the variance unbiased by m/(m−1)) and evaluates with `acc / norm`.
+/// `caffe_bn_stats` turns torch's running averages after n passes into exactly that.
+#[test]
+fn caffe_bn_stats_equal_caffes_normalised_accumulators() {
+    tch::manual_seed(3);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let momentum = 0.05;
+    let bn = lrlab::models::init::batch_norm(&(vs.root() / "bn"), 3, momentum, 1.0);
+    let f = 1.0 - momentum;
+    let (mut acc_mean, mut acc_var, mut norm) = (vec![0f64; 3], vec![0f64; 3], 0f64);
+    let n = 7u64;
+    for k in 0..n {
+        let x = tch::Tensor::randn([4, 3, 5, 5], (tch::Kind::Float, tch::Device::Cpu))
+            * (k as f64 + 1.0)
+            + 2.0;
+        let _ = tch::nn::ModuleT::forward_t(&bn, &x, true);
+        let m = (4 * 5 * 5) as f64;
+        for c in 0..3 {
+            let xc: Vec<f64> = Vec::<f32>::try_from(x.select(1, c as i64).flatten(0, -1))
+                .unwrap()
+                .into_iter()
+                .map(f64::from)
+                .collect();
+            let mean = xc.iter().sum::<f64>() / m;
+            let var = xc.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (m - 1.0);
+            acc_mean[c] = f * acc_mean[c] + mean;
+            acc_var[c] = f * acc_var[c] + var;
+        }
+        norm = f * norm + 1.0;
+    }
+    let saved = lrlab::models::caffe_bn_stats(&vs, momentum, n);
+    assert_eq!(saved.len(), 2);
+    let vars = vs.variables();
+    let got = |name: &str| -> Vec<f64> {
+        Vec::<f32>::try_from(&vars[name])
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect()
+    };
+    for (c, (&a, &v)) in acc_mean.iter().zip(&acc_var).enumerate() {
+        let (mean, var) = (got("bn.running_mean")[c], got("bn.running_var")[c]);
+        assert!(
+            (mean - a / norm).abs() < 1e-5 * (a / norm).abs().max(1.0),
+            "{mean} vs {}",
+            a / norm
+        );
+        assert!(
+            (var - v / norm).abs() < 1e-5 * (v / norm).abs().max(1.0),
+            "{var} vs {}",
+            v / norm
+        );
+    }
+    // And the raw torch values come back.
+    lrlab::models::restore_vars(&vs, &saved);
+    let raw = got("bn.running_mean");
+    assert!((raw[0] - (1.0 - f.powi(n as i32)) * acc_mean[0] / norm).abs() < 1e-4);
 }

@@ -183,6 +183,11 @@ pub struct DataConfig {
     pub val_split: usize,
     /// `mean_std` (default), `pixel_mean` or `none`; see [`Normalize`].
     pub normalize: Normalize,
+    /// Factor on the normalised input (default 1). Caffe's nets read raw 0–255 pixels minus
+    /// the mean image (`cifar10_full_train_test.prototxt` has a `mean_file` and no `scale`):
+    /// `normalize = "pixel_mean"` with `input_scale = 255` gives exactly that, where the
+    /// default feeds them inputs 255 times too small.
+    pub input_scale: f64,
     /// Per-channel means replacing the computed ones (`normalize = "mean_std"` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mean: Option<Vec<f64>>,
@@ -228,6 +233,7 @@ impl Default for DataConfig {
             train_subset: 0,
             val_split: 0,
             normalize: Normalize::MeanStd,
+            input_scale: 1.0,
             mean: None,
             std: None,
             augment: None,
@@ -340,6 +346,12 @@ impl DataConfig {
             return bad(format!(
                 "data.workers = {}: must be at most 256",
                 self.workers
+            ));
+        }
+        if !(self.input_scale.is_finite() && self.input_scale > 0.0) {
+            return bad(format!(
+                "data.input_scale = {}: must be a finite number > 0 (255 for Caffe's raw pixels)",
+                self.input_scale
             ));
         }
         if (self.mean.is_some() || self.std.is_some()) && self.normalize != Normalize::MeanStd {

@@ -45,6 +45,8 @@ pub struct LoaderOptions {
     pub prefetch: usize,
     /// The split's name in messages (`train`, `test`, `val`).
     pub name: &'static str,
+    /// Factor on the normalised input (`data.input_scale`; 1 leaves it as normalised).
+    pub input_scale: f64,
 }
 
 /// What the workers share.
@@ -90,9 +92,15 @@ impl Loader {
         let (c, h, w) = source.shape();
         let (c, h, w) = (c as i64, h as i64, w as i64);
         let opt = (Kind::Float, Device::Cpu);
+        // data.input_scale multiplies the normalised value: folded into both factors, in f64.
+        anyhow::ensure!(
+            opts.input_scale.is_finite() && opts.input_scale > 0.0,
+            "input scale must be finite and positive"
+        );
+        let k = opts.input_scale;
         let (scale, shift) = match &stats {
             Stats::None => (
-                Tensor::from_slice(&[1.0f32 / 255.0]),
+                Tensor::from_slice(&[(k / 255.0) as f32]),
                 Tensor::zeros([1], opt),
             ),
             Stats::MeanStd { mean, std } => {
@@ -103,8 +111,12 @@ impl Loader {
                         std.len()
                     )));
                 }
-                let scale: Vec<f32> = std.iter().map(|s| (1.0 / (255.0 * s)) as f32).collect();
-                let shift: Vec<f32> = mean.iter().zip(std).map(|(m, s)| (-m / s) as f32).collect();
+                let scale: Vec<f32> = std.iter().map(|s| (k / (255.0 * s)) as f32).collect();
+                let shift: Vec<f32> = mean
+                    .iter()
+                    .zip(std)
+                    .map(|(m, s)| (-k * m / s) as f32)
+                    .collect();
                 (
                     Tensor::from_slice(&scale).view([1, c, 1, 1]),
                     Tensor::from_slice(&shift).view([1, c, 1, 1]),
@@ -112,9 +124,9 @@ impl Loader {
             }
             Stats::PixelMean(image) => {
                 anyhow::ensure!(image.len() == (c * h * w) as usize, "mean image size");
-                let shift: Vec<f32> = image.iter().map(|m| -m as f32).collect();
+                let shift: Vec<f32> = image.iter().map(|m| (-k * m) as f32).collect();
                 (
-                    Tensor::from_slice(&[1.0f32 / 255.0]),
+                    Tensor::from_slice(&[(k / 255.0) as f32]),
                     Tensor::from_slice(&shift).view([1, c, h, w]),
                 )
             }

@@ -50,7 +50,12 @@ pub enum Shortcut {
 /// - `dropout` = 0.0: in [0, 1), WRNs only (between the two convs of each block).
 /// - `bn_momentum` = 0.1: running-average momentum in the torch convention,
 ///   `running = (1 − m)·running + m·batch`, in (0, 1]. Caffe's `moving_average_fraction` f
-///   is m = 1 − f (0.999 → 0.001). Networks with batch norm only.
+///   is m = 1 − f (0.999 → 0.001), but Caffe's statistics are bias-corrected: use
+///   `bn_stats = "caffe"` with it. Networks with batch norm only.
+/// - `bn_stats` = `"torch"`: how evaluation reads the BN running statistics. `"caffe"`:
+///   bias-corrected, as Caffe's BatchNorm layer keeps them (it divides its accumulators by
+///   their normaliser; torch's average starts from mean 0 / variance 1 and keeps weight fⁿ on
+///   them). Networks with batch norm only; see [`caffe_bn_stats`].
 /// - `zero_init_residual` = false: start the last BN γ of each residual branch at 0
 ///   (torchvision's option); networks whose residual branch ends in a BN only (CIFAR
 ///   ResNets, `resnet9`, torchvision ResNets).
@@ -75,6 +80,59 @@ pub struct ModelConfig {
     /// Zero-initialise the last BN γ of each residual branch.
     #[serde(default)]
     pub zero_init_residual: bool,
+    /// How evaluation reads the BN running statistics.
+    #[serde(default)]
+    pub bn_stats: BnStats,
+}
+
+/// How evaluation reads batch norm's running statistics (`model.bn_stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BnStats {
+    /// As kept: torch's exponential average from mean 0 and variance 1.
+    #[default]
+    Torch,
+    /// Bias-corrected like Caffe's (the Super-Convergence paper's framework).
+    Caffe,
+}
+
+/// Put Caffe's view of the running statistics into every batch-norm layer of `vs` after `n`
+/// training passes with torch momentum `momentum` (Caffe's f = 1 − momentum): the average
+/// divided by its normaliser, `mean / (1 − fⁿ)` and `(var − fⁿ) / (1 − fⁿ)` (torch's running
+/// variance starts at 1, its mean at 0). Returns the raw values, which [`restore_vars`] puts
+/// back (checkpoints keep them, so resume stays exact). Nothing changes when `n` is 0.
+pub fn caffe_bn_stats(vs: &nn::VarStore, momentum: f64, n: u64) -> Vec<(String, Tensor)> {
+    let fn_ = (1.0 - momentum).powf(n as f64);
+    if n == 0 || fn_ >= 1.0 {
+        return Vec::new();
+    }
+    let mut saved = Vec::new();
+    tch::no_grad(|| {
+        for (name, mut v) in vs.variables() {
+            let corrected = if name.ends_with("running_mean") {
+                v.to_kind(tch::Kind::Double) / (1.0 - fn_)
+            } else if name.ends_with("running_var") {
+                (v.to_kind(tch::Kind::Double) - fn_) / (1.0 - fn_)
+            } else {
+                continue;
+            };
+            saved.push((name, v.copy()));
+            v.copy_(&corrected.to_kind(v.kind()));
+        }
+    });
+    saved
+}
+
+/// Copy saved values back into the variables of `vs` they were taken from.
+pub fn restore_vars(vs: &nn::VarStore, saved: &[(String, Tensor)]) {
+    let now = vs.variables();
+    tch::no_grad(|| {
+        for (name, v) in saved {
+            if let Some(mut t) = now.get(name).map(|t| t.shallow_clone()) {
+                t.copy_(v);
+            }
+        }
+    });
 }
 
 /// PyTorch's `nn.BatchNorm2d` default momentum.
@@ -91,6 +149,7 @@ impl Default for ModelConfig {
             dropout: 0.0,
             bn_momentum: default_bn_momentum(),
             zero_init_residual: false,
+            bn_stats: BnStats::Torch,
         }
     }
 }
@@ -260,6 +319,9 @@ impl ModelConfig {
                 "model.bn_momentum = {}: {name} has no batch norm",
                 self.bn_momentum
             );
+        }
+        if self.bn_stats != BnStats::Torch && !arch.has_batch_norm() {
+            bail_input!("model.bn_stats = \"caffe\": {name} has no batch norm");
         }
         if self.zero_init_residual && !arch.has_residual_bn() {
             bail_input!(

@@ -566,9 +566,15 @@ fn train_locked(
         let train_acc = f64::try_from(&correct)? / seen.max(1) as f64;
         let last = epoch + 1 == epochs;
         let metrics = if (epoch + 1) % tc.eval_every == 0 || last {
-            Some(tch::autocast(bf16, || {
-                evaluate(model.net.as_ref(), &setup.data.eval)
-            })?)
+            // Caffe's bias-corrected BN statistics for the evaluation only; the checkpoint
+            // keeps torch's.
+            let saved = match cfg.model.bn_stats {
+                models::BnStats::Caffe => models::caffe_bn_stats(&vs, cfg.model.bn_momentum, step),
+                models::BnStats::Torch => Vec::new(),
+            };
+            let m = tch::autocast(bf16, || evaluate(model.net.as_ref(), &setup.data.eval));
+            models::restore_vars(&vs, &saved);
+            Some(m?)
         } else {
             None
         };
