@@ -293,6 +293,32 @@ fn accuracy_version_suggests_bounds_and_plots() {
     assert!(rules.contains(&"clr_max"), "{rules:?}");
     assert_eq!(sug["metric"], "accuracy");
     assert!(out.join("figures/lr_find.png").exists() && out.join("figures/lr_find.svg").exists());
+    // Read on the test set (no val_split): said once; with a validation split, not at all.
+    let warned = |r: &std::process::Output| {
+        String::from_utf8_lossy(&r.stderr)
+            .matches("reads accuracy on the test set")
+            .count()
+    };
+    assert_eq!(warned(&r), 1, "{}", String::from_utf8_lossy(&r.stderr));
+    let r = lrlab()
+        .args([
+            "find-lr",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args([
+            "--metric",
+            "accuracy",
+            "--steps",
+            "4",
+            "--set",
+            "data.val_split=64",
+        ])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(warned(&r), 0);
 }
 
 /// A range test long enough that the signal lands inside it.

@@ -49,6 +49,13 @@ pub fn range_test(cfg: &RunConfig, fc: &FindConfig, progress: bool) -> Result<Fi
     fc.validate()?;
     // Before the data loads: Ctrl-C from here on stops the test cleanly.
     crate::train::stop::flag()?;
+    if fc.metric == Metric::Accuracy && cfg.data.val_split == 0 {
+        crate::util::warn_once(
+            "warning: lr_find.metric = \"accuracy\" with data.val_split = 0 reads accuracy on the \
+             test set, which the run is then reported on; set data.val_split to choose the \
+             learning rate on held-out training images",
+        );
+    }
     let ramp = ramp_config(cfg, fc);
     let setup = Setup::with_length(&ramp, |k| steps_of(fc, k))?;
     let (vs, model) = build_model(&ramp, &setup)?;
