@@ -224,3 +224,43 @@ fn bad_values_are_named() {
     .unwrap_err();
     assert!(e.to_string().contains("optim.nesterov"), "{e}");
 }
+
+/// Which parameters each weight-decay scope decays, on a WRN (convs, BN, a linear layer):
+/// `weights` the convolution and linear weights; `weights_and_gamma` those and every BN γ
+/// (Lasagne's regularizable parameters, as SGDR's code decays them); `all` everything.
+#[test]
+fn weight_decay_scopes_pick_their_parameters() {
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let cfg = lrlab::models::ModelConfig {
+        arch: "wrn_10_1".into(),
+        ..Default::default()
+    };
+    lrlab::models::build(&vs.root(), &cfg, 3, 10, 32).unwrap();
+    let vars = vs.trainable_variables().len();
+    let named = vs.variables();
+    let decayed = |scope: WdScope| -> Vec<String> {
+        let oc = OptimConfig {
+            wd_scope: scope,
+            ..OptimConfig::default()
+        };
+        let o = lrlab::train::optim::Optimizer::new(&vs, &oc).unwrap();
+        o.decayed().into_iter().map(String::from).collect()
+    };
+    let weights = decayed(WdScope::Weights);
+    let with_gamma = decayed(WdScope::WeightsAndGamma);
+    assert!(weights.iter().all(|n| named[n].dim() >= 2));
+    let gammas: Vec<&String> = with_gamma.iter().filter(|n| !weights.contains(n)).collect();
+    // Every BN layer (it has running statistics) adds exactly its γ.
+    let bn_layers: Vec<String> = named
+        .keys()
+        .filter_map(|k| k.strip_suffix(".running_mean").map(String::from))
+        .collect();
+    assert!(!bn_layers.is_empty());
+    assert_eq!(gammas.len(), bn_layers.len());
+    for g in gammas {
+        let layer = g.strip_suffix(".weight").unwrap();
+        assert!(bn_layers.iter().any(|b| b == layer), "{g}");
+    }
+    assert_eq!(decayed(WdScope::All).len(), vars);
+    assert!(with_gamma.iter().all(|n| !n.ends_with(".bias")));
+}

@@ -30,6 +30,10 @@ pub enum MomentumConvention {
 pub enum WdScope {
     /// Convolution and linear weights only (tensors of rank >= 2); not BN, not biases.
     Weights,
+    /// Those weights and batch norm's scale γ, not biases or BN's shift β: Lasagne's
+    /// `regularize_layer_params(layers, l2)`, which SGDR's code uses (its `BatchNormLayer`
+    /// marks γ regularizable).
+    WeightsAndGamma,
     /// Every trainable parameter.
     All,
 }

@@ -49,9 +49,14 @@ impl Optimizer {
         let params = named
             .into_iter()
             .map(|(name, tensor)| {
+                // BN's γ is the only rank-1 `weight` (tch names it `<layer>.weight`, its
+                // shift `<layer>.bias`).
                 let decay = match cfg.wd_scope {
                     WdScope::All => true,
                     WdScope::Weights => tensor.dim() >= 2,
+                    WdScope::WeightsAndGamma => {
+                        tensor.dim() >= 2 || (tensor.dim() == 1 && name.ends_with(".weight"))
+                    }
                 };
                 Param {
                     name,
@@ -67,6 +72,15 @@ impl Optimizer {
             params,
             steps: 0,
         })
+    }
+
+    /// The names of the parameters that receive weight decay, in name order.
+    pub fn decayed(&self) -> Vec<&str> {
+        self.params
+            .iter()
+            .filter(|p| p.decay)
+            .map(|p| p.name.as_str())
+            .collect()
     }
 
     /// The configuration this optimizer was built with.
