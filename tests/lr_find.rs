@@ -334,6 +334,24 @@ fn long_test_config(dir: &Path, auto: bool) -> std::path::PathBuf {
     cfg
 }
 
+/// Start `cmd`, send SIGINT once its handler is installed, and return how it exited (within a
+/// minute) and its stderr.
+fn ctrl_c_once_handled(
+    mut cmd: std::process::Command,
+    what: &str,
+) -> (std::process::ExitStatus, String) {
+    let mut child = cmd.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    common::wait_for(60, "the SIGINT handler", || {
+        common::catches(child.id(), libc::SIGINT)
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let st = common::wait_exit(&mut child, 60, &format!("{what} after SIGINT"));
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    (st, err)
+}
+
 /// Ctrl-C stops `find-lr` at the next step with exit status 3 and nothing written (it ran
 /// on to the end before).
 #[test]
@@ -341,7 +359,8 @@ fn ctrl_c_stops_find_lr_and_writes_nothing() {
     let t = tempfile::tempdir().unwrap();
     let cfg = long_test_config(t.path(), false);
     let out = t.path().join("find");
-    let mut child = lrlab()
+    let mut child = lrlab();
+    child
         .args([
             "find-lr",
             cfg.to_str().unwrap(),
@@ -356,18 +375,8 @@ fn ctrl_c_stops_find_lr_and_writes_nothing() {
             "--end-lr",
             "1e-5",
         ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    common::wait_for(60, "the SIGINT handler", || {
-        common::catches(child.id(), libc::SIGINT)
-    });
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let st = common::wait_exit(&mut child, 60, "find-lr after SIGINT");
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        .stdout(std::process::Stdio::null());
+    let (st, err) = ctrl_c_once_handled(child, "find-lr");
     assert_eq!(st.code(), Some(3), "{err}");
     assert!(err.contains("interrupted"), "{err}");
     assert!(
@@ -384,25 +393,15 @@ fn ctrl_c_stops_the_range_test_of_an_auto_run() {
     let t = tempfile::tempdir().unwrap();
     let cfg = long_test_config(t.path(), true);
     let out = t.path().join("run");
-    let mut child = lrlab()
-        .args([
-            "train",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    common::wait_for(60, "the SIGINT handler", || {
-        common::catches(child.id(), libc::SIGINT)
-    });
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let st = common::wait_exit(&mut child, 60, "train after SIGINT");
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let mut child = lrlab();
+    child.args([
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let (st, err) = ctrl_c_once_handled(child, "train");
     assert_eq!(st.code(), Some(3), "{err}");
     assert!(
         !out.join("lr_find").exists() && !out.join("steps.csv").exists(),
