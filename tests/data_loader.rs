@@ -176,7 +176,7 @@ fn reference_crop(
         .to_kind(Kind::Float);
     let p = pad as i64;
     let padded = match mode {
-        PadMode::Zero => x.constant_pad_nd([p, p, p, p]),
+        PadMode::Zero | PadMode::Mean => x.constant_pad_nd([p, p, p, p]),
         PadMode::Reflect => x.unsqueeze(0).reflection_pad2d([p, p, p, p]).squeeze_dim(0),
     };
     let mut crop = padded
@@ -519,4 +519,68 @@ fn config_parsing_defaults_and_errors() {
             "{err:#} lacks {needle}"
         );
     }
+}
+
+/// `pad_mode = "mean"` (SGDR's border: zeros after subtracting the mean): the same crops as
+/// zero padding, and every padded pixel, and only those, reads exactly 0 after normalising,
+/// where zero padding gives the normalised black, −mean/std.
+#[test]
+fn mean_padding_reads_zero_after_normalising_exactly_at_the_border() {
+    let seed = 5;
+    let pad = 4;
+    let (c, h, w) = (3usize, 12usize, 12usize);
+    let cfg = |mode| DataConfig {
+        augment: Some(Augment::CropFlip),
+        pad_mode: mode,
+        pad,
+        normalize: Normalize::MeanStd,
+        ..synthetic(24, 3)
+    };
+    let load_all = |mode| {
+        let data = load(&cfg(mode), 8, 8, seed, Device::Cpu).unwrap();
+        let stats = data.train.stats().clone();
+        // The fixture checks that the masked batches are still channels-last.
+        let xs: Vec<Vec<f32>> = batches(&data.train, 1, 0)
+            .into_iter()
+            .map(|(x, _, _)| x)
+            .collect();
+        (xs, stats)
+    };
+    let (zero, stats) = load_all(PadMode::Zero);
+    let (mean, _) = load_all(PadMode::Mean);
+    let (m, sd) = match stats {
+        Stats::MeanStd { mean, std } => (mean, std),
+        other => panic!("{other:?}"),
+    };
+    let mut pos = 0;
+    let mut padded = 0;
+    for (bz, bm) in zero.iter().zip(&mean) {
+        for k in 0..bz.len() / (c * h * w) {
+            let mut rng = example_rng(seed, 1, pos);
+            let (oy, ox, flip) = draw_crop_flip(&mut rng, pad);
+            for ch in 0..c {
+                for y in 0..h {
+                    for x in 0..w {
+                        let xs = if flip { w - 1 - x } else { x };
+                        let border = oy + y < pad
+                            || oy + y >= h + pad
+                            || ox + xs < pad
+                            || ox + xs >= w + pad;
+                        let i = k * c * h * w + (ch * h + y) * w + x;
+                        if border {
+                            padded += 1;
+                            assert_eq!(bm[i], 0.0, "pos {pos}");
+                            let black = (-m[ch] / sd[ch]) as f32;
+                            assert!((bz[i] - black).abs() < 1e-5, "{} vs {black}", bz[i]);
+                        } else {
+                            assert_eq!(bm[i], bz[i], "pos {pos}");
+                        }
+                    }
+                }
+            }
+            pos += 1;
+        }
+    }
+    assert_eq!(pos, 24);
+    assert!(padded > 0);
 }

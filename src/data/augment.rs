@@ -55,7 +55,7 @@ fn source_coord(p: usize, pad: usize, len: usize, mode: PadMode) -> Option<usize
         return Some(i as usize);
     }
     match mode {
-        PadMode::Zero => None,
+        PadMode::Zero | PadMode::Mean => None,
         // ReflectionPad2d: -1 -> 1, n -> n-2 (the edge is not repeated); needs pad < len.
         PadMode::Reflect => {
             let r = if i < 0 { -i } else { 2 * (n - 1) - i };
@@ -111,27 +111,49 @@ pub fn flip_in_place(buf: &mut [u8], shape: (usize, usize, usize)) {
 }
 
 /// Apply `spec` (only its `Flip` and `CropFlip` cases; others leave `buf` as it is) to the
-/// CHW image in `buf`, drawing from `rng`. `scratch` is reused between calls.
+/// CHW image in `buf`, drawing from `rng`. `scratch` is reused between calls. Returns the
+/// crop `(oy, ox, flip)` of a `CropFlip`.
 pub fn apply(
     spec: &AugmentSpec,
     rng: &mut ChaCha8Rng,
     buf: &mut [u8],
     shape: (usize, usize, usize),
     scratch: &mut Vec<u8>,
-) {
+) -> Option<(usize, usize, bool)> {
     match spec.augment {
         Augment::Flip => {
             if draw_flip(rng) {
                 flip_in_place(buf, shape);
             }
+            None
         }
         Augment::CropFlip => {
             let (oy, ox, flip) = draw_crop_flip(rng, spec.pad);
             scratch.clear();
             scratch.extend_from_slice(buf);
             crop_flip(scratch, shape, spec.pad, spec.pad_mode, oy, ox, flip, buf);
+            Some((oy, ox, flip))
         }
-        Augment::None | Augment::RandomResizedCrop => {}
+        Augment::None | Augment::RandomResizedCrop => None,
+    }
+}
+
+/// Write into `out` (`H x W`) 1 where the crop `(oy, ox, flip)` of an image padded by `pad`
+/// reads padding and 0 where it reads the image (the mask of `PadMode::Mean`).
+pub fn pad_mask(
+    hw: (usize, usize),
+    pad: usize,
+    (oy, ox, flip): (usize, usize, bool),
+    out: &mut [u8],
+) {
+    let (h, w) = hw;
+    for y in 0..h {
+        let row_pad = source_coord(oy + y, pad, h, PadMode::Zero).is_none();
+        for x in 0..w {
+            let xs = if flip { w - 1 - x } else { x };
+            let col_pad = source_coord(ox + xs, pad, w, PadMode::Zero).is_none();
+            out[y * w + x] = u8::from(row_pad || col_pad);
+        }
     }
 }
 

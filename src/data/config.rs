@@ -201,7 +201,8 @@ pub struct DataConfig {
     pub augment: Option<Augment>,
     /// Padding of `crop_flip`, pixels per side (default 4).
     pub pad: usize,
-    /// Padding mode of `crop_flip`: `zero` (default; torchvision, SGDR) or `reflect`.
+    /// Padding mode of `crop_flip`: `zero` (default; torchvision), `reflect`, or `mean` (zeros
+    /// after normalising: the mean pixel, SGDR's border).
     pub pad_mode: PadMode,
     /// CIFAR-100 labels: `fine` (default, 100 classes) or `coarse` (20).
     pub labels: Labels,

@@ -265,6 +265,8 @@ struct RawBatch {
     index: usize,
     pixels: Vec<u8>,
     labels: Vec<i64>,
+    /// `PadMode::Mean`: per example, 1 where the crop read padding (`N x H x W`).
+    pad_mask: Option<Vec<u8>>,
 }
 
 /// One worker's share of an epoch.
@@ -306,6 +308,14 @@ impl Worker {
         let hi = (lo + opts.batch_size).min(plan.indices.len());
         pixels.resize((hi - lo) * chw, 0);
         let mut labels = Vec::with_capacity(hi - lo);
+        let mean_pad = opts.train
+            && opts.augment.augment == Augment::CropFlip
+            && opts.augment.pad_mode == super::PadMode::Mean;
+        let mut mask = if mean_pad {
+            vec![0u8; (hi - lo) * h * w]
+        } else {
+            Vec::new()
+        };
         let fetch_aug = if opts.train && opts.augment.augment == Augment::RandomResizedCrop {
             Augment::RandomResizedCrop
         } else {
@@ -338,15 +348,21 @@ impl Worker {
                 continue;
             }
             if opts.train {
-                augment::apply(&opts.augment, &mut rng, out, (c, h, w), scratch);
+                let crop = augment::apply(&opts.augment, &mut rng, out, (c, h, w), scratch);
+                if let (true, Some(crop)) = (mean_pad, crop) {
+                    let m = &mut mask[slot * h * w..(slot + 1) * h * w];
+                    augment::pad_mask((h, w), opts.augment.pad, crop, m);
+                }
             }
             labels.push(plan.source.label(index));
         }
         pixels.truncate(labels.len() * chw);
+        mask.truncate(labels.len() * h * w);
         Ok(RawBatch {
             index: b,
             pixels,
             labels,
+            pad_mask: mean_pad.then_some(mask),
         })
     }
 }
@@ -376,6 +392,14 @@ impl BatchIter {
         let x =
             Tensor::f_from_data_size(&raw.pixels, &[n, c as i64, h as i64, w as i64], Kind::Uint8)?;
         let y = Tensor::f_from_slice(&raw.labels)?;
+        let mask = match &raw.pad_mask {
+            Some(m) => Some(
+                Tensor::f_from_data_size(m, &[n, 1, h as i64, w as i64], Kind::Uint8)?
+                    .f_to_kind(Kind::Float)?
+                    .f_to_device(self.device)?,
+            ),
+            None => None,
+        };
         // Recycle the buffer: from_data_size copied it.
         let _ = self.pool.try_send(raw.pixels);
         let (x, y) = if self.device.is_cuda() {
@@ -405,6 +429,11 @@ impl BatchIter {
             .f_to_kind(Kind::Float)?
             .f_mul(&self.scale)?
             .f_add(&self.shift)?;
+        // PadMode::Mean: the padded pixels read 0 after normalising, the mean pixel.
+        let images = match &mask {
+            Some(m) => images.f_mul(&(1.0 - m))?,
+            None => images,
+        };
         Ok(Batch {
             images,
             labels: y,

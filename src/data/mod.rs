@@ -66,6 +66,9 @@ pub enum PadMode {
     Zero,
     /// Reflection padding (the WRN code, fastai).
     Reflect,
+    /// Zero padding after normalisation: the border reads as the mean pixel (SGDR_WRNs.py
+    /// subtracts the mean, then pads with zeros).
+    Mean,
 }
 
 impl PadMode {
@@ -74,6 +77,7 @@ impl PadMode {
         match self {
             PadMode::Zero => "zero",
             PadMode::Reflect => "reflect",
+            PadMode::Mean => "mean",
         }
     }
 }
