@@ -3,6 +3,7 @@
 //! - `optim.rs`: SGD (PyTorch and Caffe momentum conventions) and AdamW, state savable.
 //! - `checkpoint.rs`: weights + optimizer state + progress, written atomically.
 //! - `record.rs`: `steps.csv`, `epochs.csv`, `status.json`, cut back on resume.
+//! - `hf_lr.rs`: the super-convergence paper's Hessian-free learning-rate estimate.
 //! - `stop.rs`: SIGINT/SIGTERM/SIGUSR1 as a stop at the next safe point.
 //! - `device.rs`: device and thread selection.
 //! - `ensemble.rs`: snapshot ensembles of a run's cycle-end weights (`lrlab ensemble`).
@@ -12,6 +13,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod ensemble;
 pub mod eval;
+pub mod hf_lr;
 pub mod optim;
 pub mod overhead;
 pub mod record;
