@@ -35,6 +35,24 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// `lrlab find-lr CFG --out OUT`, to which a test adds its flags.
+fn find_lr(cfg: &Path, out: &Path) -> std::process::Command {
+    let mut c = lrlab();
+    c.args([
+        "find-lr",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    c
+}
+
+/// `SYNTHETIC` with its `[schedule]` table replaced by `tail` (tables that end the file).
+fn synthetic_ending(tail: &str) -> String {
+    let base = SYNTHETIC.split("[schedule]").next().unwrap();
+    format!("{base}{tail}")
+}
+
 #[test]
 fn auto_max_lr_on_real_data_lies_in_range_and_trains() {
     if !Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists() {
@@ -300,13 +318,7 @@ fn accuracy_version_suggests_bounds_and_plots() {
             .count()
     };
     assert_eq!(warned(&r), 1, "{}", String::from_utf8_lossy(&r.stderr));
-    let r = lrlab()
-        .args([
-            "find-lr",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
+    let r = find_lr(&cfg, &out)
         .args([
             "--metric",
             "accuracy",
@@ -329,8 +341,7 @@ fn long_test_config(dir: &Path, auto: bool) -> std::path::PathBuf {
     } else {
         "[schedule]\nkind = \"constant\"\nlr = 0.01\n"
     };
-    let base = SYNTHETIC.split("[schedule]").next().unwrap();
-    std::fs::write(&cfg, format!("{base}{schedule}")).unwrap();
+    std::fs::write(&cfg, synthetic_ending(schedule)).unwrap();
     cfg
 }
 
@@ -359,14 +370,8 @@ fn ctrl_c_stops_find_lr_and_writes_nothing() {
     let t = tempfile::tempdir().unwrap();
     let cfg = long_test_config(t.path(), false);
     let out = t.path().join("find");
-    let mut child = lrlab();
+    let mut child = find_lr(&cfg, &out);
     child
-        .args([
-            "find-lr",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
         .args([
             "--steps",
             "1000000",
@@ -415,11 +420,10 @@ fn ctrl_c_stops_the_range_test_of_an_auto_run() {
 fn an_auto_run_is_recognised_by_the_same_command() {
     let t = tempfile::tempdir().unwrap();
     let cfg = t.path().join("run.toml");
-    let base = SYNTHETIC.split("[schedule]").next().unwrap();
     std::fs::write(
         &cfg,
-        format!(
-            "{base}[lr_find]\nsteps = 20\n\n[schedule]\nkind = \"one_cycle\"\nmax_lr = \"auto\"\n"
+        synthetic_ending(
+            "[lr_find]\nsteps = 20\n\n[schedule]\nkind = \"one_cycle\"\nmax_lr = \"auto\"\n",
         ),
     )
     .unwrap();
@@ -522,13 +526,7 @@ lr = 0.01
     )
     .unwrap();
     let find = t.path().join("find");
-    let r = lrlab()
-        .args([
-            "find-lr",
-            cfg.to_str().unwrap(),
-            "--out",
-            find.to_str().unwrap(),
-        ])
+    let r = find_lr(&cfg, &find)
         .args([
             "--steps",
             "10",
