@@ -271,14 +271,9 @@ fn unknown_key(
     value: Option<&toml::Value>,
     valid: &[String],
 ) -> anyhow::Error {
-    let mut valid: Vec<&str> = valid.iter().map(String::as_str).collect();
-    valid.sort_unstable();
-    let hint = crate::util::did_you_mean(key, valid.iter().copied());
+    let rule = crate::util::spelling::unknown_key_rule(key, "", valid.iter().map(String::as_str));
     let value = value.map(|v| format!(" = {v}")).unwrap_or_default();
-    input_error(format!(
-        "{table}.{key}{value}: unknown key{hint} (known keys: {})",
-        valid.join(", ")
-    ))
+    input_error(format!("{table}.{key}{value}: {rule}"))
 }
 
 /// Name the source of an input error about a run config: the `--set` that wrote the key the
@@ -401,27 +396,16 @@ pub fn same_config(old: &str, new: &str) -> bool {
 /// one side lacks), in key order: what a "different config" error shows so that the user
 /// sees which edit or `--set` caused it. Texts that do not parse are compared whole.
 pub fn differences(old: &str, new: &str) -> Vec<String> {
-    fn flat(prefix: &str, t: &toml::Table, out: &mut std::collections::BTreeMap<String, String>) {
-        for (k, v) in t {
-            let key = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
-            match v {
-                toml::Value::Table(inner) => flat(&key, inner, out),
-                _ => {
-                    out.insert(key, v.to_string());
-                }
-            }
-        }
-    }
+    let flat = |t: &toml::Table| -> std::collections::BTreeMap<String, String> {
+        crate::util::flatten_toml(t)
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect()
+    };
     let (Ok(a), Ok(b)) = (old.parse::<toml::Table>(), new.parse::<toml::Table>()) else {
         return vec!["(the stored config does not parse)".to_string()];
     };
-    let (mut fa, mut fb) = (Default::default(), Default::default());
-    flat("", &a, &mut fa);
-    flat("", &b, &mut fb);
+    let (fa, fb) = (flat(&a), flat(&b));
     let keys: std::collections::BTreeSet<&String> = fa.keys().chain(fb.keys()).collect();
     let none = "(none)".to_string();
     keys.into_iter()

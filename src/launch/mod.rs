@@ -63,27 +63,9 @@ pub fn run_length_of(path: &std::path::Path) -> Result<Option<crate::schedule::R
     }
     let cfg = RunConfig::load(path, &[])?;
     let name = path.display().to_string();
-    let tc = &cfg.train;
-    let eval_bs = if tc.eval_batch_size == 0 {
-        2 * tc.batch_size
-    } else {
-        tc.eval_batch_size
-    };
-    let data = crate::data::load(&cfg.data, tc.batch_size, eval_bs, tc.seed, tch::Device::Cpu)
+    let (_, k) = crate::train::trainer::open_data(&cfg, tch::Device::Cpu)
         .map_err(|e| crate::config::blame(&name, &[], e))?;
-    let k = data.train.batches_per_epoch() as u64;
-    if k == 0 {
-        crate::bail_input!(
-            "{name}: train.batch_size = {}: the training split has only {} examples",
-            tc.batch_size,
-            data.train.len()
-        );
-    }
-    let total = if tc.steps > 0 {
-        tc.steps
-    } else {
-        tc.epochs * k
-    };
+    let total = crate::train::trainer::total_steps(&cfg, k);
     Ok(Some(crate::schedule::RunLength {
         steps_per_epoch: k,
         total_steps: total,

@@ -169,14 +169,7 @@ pub fn run_ramp(
         b.finish_and_clear();
     }
     // Put the initial weights back: a training that follows starts where it would have.
-    tch::no_grad(|| {
-        let now = vs.variables();
-        for (k, v) in &initial {
-            if let Some(mut t) = now.get(k).map(|t| t.shallow_clone()) {
-                t.copy_(v);
-            }
-        }
-    });
+    crate::models::restore_vars(vs, &initial);
     let smoothed = suggest::smooth(&losses, fc.beta);
     let mut suggestions = Vec::new();
     suggestions.extend(suggest::steepest(

@@ -159,19 +159,27 @@ pub fn svg(fig: &Figure) -> Result<String> {
     Ok(out)
 }
 
-/// The PNG bytes of `fig` (drawn into a temporary file, which plotters' encoder needs).
+/// The PNG bytes of `fig`.
 pub fn png(fig: &Figure) -> Result<Vec<u8>> {
+    png_of((WIDTH, HEIGHT), |root| {
+        draw(root, fig)?;
+        root.present().map_err(drawing)
+    })
+}
+
+/// The PNG bytes of a `size` bitmap that `paint` draws and presents, with the embedded font;
+/// drawn into a temporary file, which plotters' encoder needs.
+pub(crate) fn png_of(
+    size: (u32, u32),
+    paint: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>,
+) -> Result<Vec<u8>> {
     font::ensure();
     let dir = tempfile::Builder::new()
         .prefix("lrlab-png-")
         .tempdir()
         .context("cannot create a temporary folder for a PNG figure")?;
     let path = dir.path().join("figure.png");
-    {
-        let root = BitMapBackend::new(&path, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(&root, fig)?;
-        root.present().map_err(drawing)?;
-    }
+    paint(&BitMapBackend::new(&path, size).into_drawing_area())?;
     std::fs::read(&path).with_context(|| format!("cannot read back {}", path.display()))
 }
 

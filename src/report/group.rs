@@ -54,10 +54,7 @@ pub fn points(runs: &[Run], single: &str, params_from_tables: bool) -> Vec<Point
     } else if !runs.is_empty() && runs.iter().all(|r| r.config.is_some()) {
         runs.iter()
             .map(|r| {
-                let mut flat = Vec::new();
-                if let Some(c) = &r.config {
-                    flatten("", c, &mut flat);
-                }
+                let mut flat = r.config.as_ref().map(flatten).unwrap_or_default();
                 flat.retain(|(k, _)| !IGNORED.contains(&k.as_str()));
                 flat
             })
@@ -164,19 +161,14 @@ fn label_points(points: &mut [Point], single: &str) {
 
 /// Flatten a TOML table into `("table.key", value)` pairs, values as written in a grid
 /// (strings without quotes).
-pub fn flatten(prefix: &str, t: &toml::Table, out: &mut Vec<(String, String)>) {
-    for (k, v) in t {
-        let key = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
-        match v {
-            toml::Value::Table(t) => flatten(&key, t, out),
-            toml::Value::String(s) => out.push((key, s.clone())),
-            other => out.push((key, other.to_string())),
-        }
-    }
+pub fn flatten(t: &toml::Table) -> Vec<(String, String)> {
+    crate::util::flatten_toml(t)
+        .into_iter()
+        .map(|(k, v)| match v {
+            toml::Value::String(s) => (k, s.clone()),
+            other => (k, other.to_string()),
+        })
+        .collect()
 }
 
 fn is_sep(c: char) -> bool {

@@ -4,7 +4,7 @@
 //! the embedded font. The figure avoids the plotters features that measure text (captions).
 
 use crate::util::write_atomic;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use std::ops::Range;
@@ -76,20 +76,9 @@ pub fn schedule_svg(title: &str, rows: &[(f64, f64, f64)]) -> Result<String> {
     Ok(svg)
 }
 
-/// The same figure as [`schedule_svg`], as PNG bytes (drawn with the embedded font into a
-/// temporary file, which plotters' encoder needs).
+/// The same figure as [`schedule_svg`], as PNG bytes (drawn with the embedded font).
 pub fn schedule_png(title: &str, rows: &[(f64, f64, f64)]) -> Result<Vec<u8>> {
-    super::font::ensure();
-    let dir = tempfile::Builder::new()
-        .prefix("lrlab-png-")
-        .tempdir()
-        .context("cannot create a temporary folder for a PNG figure")?;
-    let path = dir.path().join("schedule.png");
-    {
-        let root = BitMapBackend::new(&path, (WIDTH, HEIGHT)).into_drawing_area();
-        draw_schedule(&root, title, rows)?;
-    }
-    std::fs::read(&path).with_context(|| format!("cannot read back {}", path.display()))
+    super::chart::png_of((WIDTH, HEIGHT), |root| draw_schedule(root, title, rows))
 }
 
 fn draw_schedule<DB: DrawingBackend>(

@@ -58,10 +58,7 @@ impl<'a> Keys<'a> {
             .keys()
             .find(|k| !self.declared.contains(&k.as_str()))
         {
-            let mut valid = self.declared.clone();
-            valid.sort_unstable();
-            valid.dedup();
-            return Err(self.unknown(key, &valid));
+            return Err(self.unknown(key, &self.declared));
         }
         Ok(())
     }
@@ -73,11 +70,8 @@ impl<'a> Keys<'a> {
         } else {
             format!(" for kind = \"{}\"", self.kind)
         };
-        let hint = crate::util::did_you_mean(key, valid.iter().copied());
-        self.bad(
-            key,
-            format!("unknown key{what}{hint} (known keys: {})", valid.join(", ")),
-        )
+        let rule = crate::util::spelling::unknown_key_rule(key, &what, valid.iter().copied());
+        self.bad(key, rule)
     }
 
     fn mark(&mut self, key: &str) {

@@ -13,7 +13,7 @@ use super::exec::{self, Active, ExecKeys, Launch, Outcome, RunState};
 use super::manifest::Manifest;
 use super::progress::{Counts, Progress};
 use crate::train::record::Status;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,16 +75,11 @@ impl LocalReport {
 
 /// Signals that stop the sweep.
 fn stop_flag() -> Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for sig in [
+    crate::train::stop::on_signals(&[
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(sig, Arc::clone(&flag))
-            .context("cannot install a signal handler")?;
-    }
-    Ok(flag)
+    ])
 }
 
 /// Run every unfinished run of a frozen sweep folder.

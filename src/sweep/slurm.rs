@@ -26,8 +26,7 @@ use crate::util::sanitize;
 use crate::util::write_atomic;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// `MaxArraySize` when `scontrol` cannot tell (Slurm's default).
@@ -455,15 +454,11 @@ pub fn run_index(
             runs_per_task.max(1)
         )));
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [
+    let stop = crate::train::stop::on_signals(&[
         signal_hook::consts::SIGUSR1,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
-    ] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("cannot install a signal handler")?;
-    }
+    ])?;
     let mut code = 0u8;
     for i in range {
         if stop.load(Ordering::SeqCst) {

@@ -14,18 +14,25 @@ pub fn flag() -> Result<Arc<AtomicBool>> {
     if let Some(f) = FLAG.get() {
         return Ok(Arc::clone(f));
     }
-    let flag = Arc::new(AtomicBool::new(false));
-    for sig in [
+    let flag = on_signals(&[
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGUSR1,
-    ] {
-        signal_hook::flag::register(sig, Arc::clone(&flag))
-            .context("cannot install a signal handler")?;
-    }
+    ])?;
     // Two threads racing here would both register; the loser's handlers set a flag nobody
     // reads, and the winner's flag is the one returned to both.
     Ok(Arc::clone(FLAG.get_or_init(|| flag)))
+}
+
+/// A fresh flag that any of `signals` sets (the handlers stay installed for the process).
+/// The sweep runners use their own sets of signals through it.
+pub fn on_signals(signals: &[i32]) -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for &sig in signals {
+        signal_hook::flag::register(sig, Arc::clone(&flag))
+            .context("cannot install a signal handler")?;
+    }
+    Ok(flag)
 }
 
 /// True once a stop has been requested (false when no handler was installed).

@@ -67,8 +67,7 @@ pub struct Setup {
 impl Setup {
     /// Resolve the device, open the data and build the schedule from a config.
     pub fn new(cfg: &RunConfig) -> Result<Setup> {
-        let (steps, epochs) = (cfg.train.steps, cfg.train.epochs);
-        Setup::with_length(cfg, |k| if steps > 0 { steps } else { epochs * k })
+        Setup::with_length(cfg, |k| total_steps(cfg, k))
     }
 
     /// Like [`Setup::new`], with the run length given by `total(steps_per_epoch)`.
@@ -76,20 +75,7 @@ impl Setup {
         let device = resolve_device(&cfg.train.device)?;
         let bf16 = super::device::use_bf16(&cfg.train.precision, device)?;
         let threads = set_threads(cfg.train.threads);
-        let bs = cfg.train.batch_size;
-        let eval_bs = if cfg.train.eval_batch_size == 0 {
-            2 * bs
-        } else {
-            cfg.train.eval_batch_size
-        };
-        let data = data::load(&cfg.data, bs, eval_bs, cfg.train.seed, device)?;
-        let steps_per_epoch = data.train.batches_per_epoch() as u64;
-        if steps_per_epoch == 0 {
-            crate::bail_input!(
-                "train.batch_size = {bs}: the training split has only {} examples (no full batch)",
-                data.train.len()
-            );
-        }
+        let (data, steps_per_epoch) = open_data(cfg, device)?;
         let total_steps = total(steps_per_epoch);
         let schedule = Schedule::from_table(
             &cfg.schedule,
@@ -113,6 +99,36 @@ impl Setup {
     /// Number of epochs the loop visits (the last one may be partial with `train.steps`).
     pub fn epochs(&self) -> u64 {
         self.total_steps.div_ceil(self.steps_per_epoch)
+    }
+}
+
+/// Open a run's data on `device` with its batch sizes, and count its optimizer steps per
+/// epoch as the loop batches them (at least 1, else an input error).
+pub fn open_data(cfg: &RunConfig, device: Device) -> Result<(Data, u64)> {
+    let tc = &cfg.train;
+    let bs = tc.batch_size;
+    let eval_bs = if tc.eval_batch_size == 0 {
+        2 * bs
+    } else {
+        tc.eval_batch_size
+    };
+    let data = data::load(&cfg.data, bs, eval_bs, tc.seed, device)?;
+    let steps_per_epoch = data.train.batches_per_epoch() as u64;
+    if steps_per_epoch == 0 {
+        crate::bail_input!(
+            "train.batch_size = {bs}: the training split has only {} examples (no full batch)",
+            data.train.len()
+        );
+    }
+    Ok((data, steps_per_epoch))
+}
+
+/// The run's optimizer steps for `steps_per_epoch`: `train.steps`, else `train.epochs` epochs.
+pub fn total_steps(cfg: &RunConfig, steps_per_epoch: u64) -> u64 {
+    if cfg.train.steps > 0 {
+        cfg.train.steps
+    } else {
+        cfg.train.epochs * steps_per_epoch
     }
 }
 

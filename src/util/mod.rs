@@ -78,6 +78,27 @@ pub fn resolve_links(path: &Path) -> Result<std::path::PathBuf> {
     )
 }
 
+/// The leaves of a TOML table with their dotted keys (`optim.momentum`), nested tables
+/// walked depth first, in key order.
+pub fn flatten_toml(t: &toml::Table) -> Vec<(String, &toml::Value)> {
+    fn walk<'a>(prefix: &str, t: &'a toml::Table, out: &mut Vec<(String, &'a toml::Value)>) {
+        for (k, v) in t {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(inner) => walk(&key, inner, out),
+                _ => out.push((key, v)),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", t, &mut out);
+    out
+}
+
 /// Print `line` on stderr unless this process printed it already: a config is parsed more
 /// than once (plan, run, resume), and its warnings should be read once.
 pub fn warn_once(line: &str) {

@@ -24,6 +24,21 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
     }
 }
 
+/// The rule of an unknown-key message: `unknown key{what}; did you mean X? (known keys: a,
+/// b, ...)`, the valid keys sorted and each named once. `what` qualifies the key, e.g.
+/// ` for kind = "cosine"`, or is empty.
+pub fn unknown_key_rule<'a>(
+    key: &str,
+    what: &str,
+    valid: impl IntoIterator<Item = &'a str>,
+) -> String {
+    let mut valid: Vec<&str> = valid.into_iter().collect();
+    valid.sort_unstable();
+    valid.dedup();
+    let hint = did_you_mean(key, valid.iter().copied());
+    format!("unknown key{what}{hint} (known keys: {})", valid.join(", "))
+}
+
 /// The unknown field and the expected ones of serde's `deny_unknown_fields` message
 /// ("unknown field `x`, expected one of `a`, `b`" / "expected `a` or `b`" / "there are no
 /// fields"), or `None` for another message.
