@@ -15,7 +15,7 @@ ifeq ($(origin LIBTORCH)$(LIBTORCH_USE_PYTORCH),undefined)
 LIBTORCH_DEP := libtorch
 endif
 
-.PHONY: all setup libtorch data build run test test-repeat check fmt clippy golden bench gallery reproduce clean
+.PHONY: all setup libtorch data build run test test-repeat check fmt clippy golden bench gallery reproduce bundle check-torch gpu-bundle clean
 
 all: build
 
@@ -64,6 +64,22 @@ test-repeat: setup
 	CARGO=$(CARGO) scripts/test-repeat.sh $(N)
 
 check: fmt clippy test
+
+# lrlab for another installed PyTorch release (2.10.0, 2.11.0 or 2.13.0): its wheel is
+# installed into the cache, the sources are built in target/torch-$(TORCH)/ with the tch
+# release made for it, and dist/lrlab-torch$(TORCH)/lrlab runs on the machine's own PyTorch.
+TORCH ?= 2.13.0
+bundle:
+	scripts/bundle.sh $(TORCH) build
+
+# The CPU test suite built and run against release $(TORCH) (keeps the sources building on it).
+check-torch:
+	scripts/bundle.sh $(TORCH) check
+
+# dist/gpu-check/: the bundle, the test binaries that exercise CUDA and run.sh, for a GPU
+# machine with only its own PyTorch: `dist/gpu-check/run.sh RESULTS_DIR` there.
+gpu-bundle:
+	scripts/gpu-bundle.sh $(TORCH)
 
 fmt:
 	$(CARGO) fmt --check

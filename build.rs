@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=Cargo.toml");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let lib = PathBuf::from(std::env::var("DEP_TCH_LIBTORCH_LIB").expect(
         "DEP_TCH_LIBTORCH_LIB not set: torch-sys must be a direct dependency in Cargo.toml",
@@ -12,16 +13,18 @@ fn main() {
     // LIBTORCH may be the checkout's `.libtorch` link (.cargo/config.toml): the rpath names
     // what it points to, so the binary keeps working from a copy or another folder.
     let lib = std::fs::canonicalize(&lib).unwrap_or(lib);
-    // A pip `site-packages/torch` passed as LIBTORCH skips torch-sys' version check, and
-    // torch 2.14 headers need C++20: fail early with a readable message instead.
+    // A pip `site-packages/torch` passed as LIBTORCH skips torch-sys' version check, and a
+    // libtorch of another release fails deep in the C++ build: say early which one is needed.
+    let (tch, torch) = torch_release_for_tch();
     if let Some(root) = lib.parent() {
         if let Ok(v) = std::fs::read_to_string(root.join("version.py")) {
             if let Some(line) = v.lines().find(|l| l.starts_with("__version__")) {
                 let version = line.split('\'').nth(1).unwrap_or("");
                 println!("cargo:rustc-env=LRLAB_LIBTORCH_VERSION={version}");
-                if !line.contains("'2.13.") {
+                if !version.starts_with(&format!("{torch}.")) {
                     panic!(
-                        "lrlab needs torch 2.13.x (tch 0.26), found {line} in {}",
+                        "lrlab built with tch {tch} needs torch {torch}.x, found {version} in {} \
+                         (`make bundle TORCH=...` builds for another release)",
                         root.display()
                     );
                 }
@@ -30,16 +33,49 @@ fn main() {
     }
     git_commit();
     shim(&lib);
+    println!("cargo:rerun-if-env-changed=LRLAB_NO_RPATH");
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+        // A bundle (`make bundle`) finds libtorch through its launcher instead, and carries
+        // no path of the machine it was built on.
+        if std::env::var_os("LRLAB_NO_RPATH").is_none() {
+            println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+        }
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-ltorch");
     }
 }
 
+/// The tch release this manifest pins and the torch release (major.minor) it is built for:
+/// tch's own table (its README); `make bundle` pins another tch in a copy of the manifest.
+fn torch_release_for_tch() -> (String, &'static str) {
+    let manifest = std::fs::read_to_string("Cargo.toml").expect("Cargo.toml beside build.rs");
+    let tch = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tch = \"="))
+        .and_then(|l| l.split('"').next())
+        .expect("Cargo.toml pins tch as tch = \"=X.Y.Z\"")
+        .to_string();
+    let torch = match tch
+        .rsplit_once('.')
+        .map_or(tch.as_str(), |(minor, _)| minor)
+    {
+        "0.23" => "2.10",
+        "0.24" => "2.11",
+        "0.26" => "2.13",
+        other => panic!("no torch release known for tch {other} (known: 0.23, 0.24, 0.26)"),
+    };
+    (tch, torch)
+}
+
 /// Record the commit the binary was built from (for `meta.json`), when built from a git
-/// checkout. Only existing paths are watched: a missing one would rerun this script always.
+/// checkout (or given as LRLAB_GIT_COMMIT, for a bundle built from a copy of the sources).
+/// Only existing paths are watched: a missing one would rerun this script always.
 fn git_commit() {
+    println!("cargo:rerun-if-env-changed=LRLAB_GIT_COMMIT");
+    if let Ok(commit) = std::env::var("LRLAB_GIT_COMMIT") {
+        println!("cargo:rustc-env=LRLAB_GIT_COMMIT={commit}");
+        return;
+    }
     for p in [".git/HEAD", ".git/refs/heads", ".git/packed-refs"] {
         if std::path::Path::new(p).exists() {
             println!("cargo:rerun-if-changed={p}");

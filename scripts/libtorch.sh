@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Install libtorch from the official PyPI wheel torch==2.13.0 (the version tch 0.26 is built for)
-# into a cache the project owns, only when it is missing. Prints nothing on success when the
+# Install libtorch from the official PyPI wheel torch==VERSION (default 2.13.0, the version
+# tch 0.26 is built for; `make bundle TORCH=...` asks for others) into a cache the project
+# owns, only when it is missing. Prints nothing on success when the
 # install is already there, so a second run is silent and instant.
 #
-# Usage: scripts/libtorch.sh DIR     (DIR/torch/lib/libtorch.so is the result)
+# Usage: scripts/libtorch.sh DIR [VERSION]    (DIR/torch/lib/libtorch.so is the result)
 set -euo pipefail
-dir=${1:?usage: scripts/libtorch.sh DIR}
-version=2.13.0
+dir=${1:?usage: scripts/libtorch.sh DIR [VERSION]}
+version=${2:-2.13.0}
 if [ -f "$dir/torch/lib/libtorch.so" ] && grep -q "__version__ = '$version" "$dir/torch/version.py" 2>/dev/null; then
     exit 0
 fi

@@ -530,9 +530,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => {
-            println!("lrlab {}", env!("CARGO_PKG_VERSION"));
-            println!("cuda available: {}", tch::Cuda::is_available());
-            println!("cuda devices: {}", tch::Cuda::device_count());
+            print!("{}", lrlab::train::device::info_text());
             Ok(0)
         }
         Command::Schedule {

@@ -2,6 +2,7 @@
 // when libtorch raised (the Rust side turns that into an error).
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 
 extern "C" {
 
@@ -25,6 +26,16 @@ int lrlab_set_deterministic(int on) {
     return 0;
   } catch (...) {
     return -1;
+  }
+}
+
+// cuDNN's version (e.g. 91002), 0 without CUDA or cuDNN; for `lrlab info`.
+long long lrlab_cudnn_version() {
+  try {
+    const auto& hooks = at::detail::getCUDAHooks();
+    return hooks.hasCuDNN() ? hooks.versionRuntimeCuDNN() : 0;
+  } catch (...) {
+    return 0;
   }
 }
 }

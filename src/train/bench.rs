@@ -76,13 +76,8 @@ pub fn bench_train(a: &BenchTrainArgs) -> Result<BenchTrainResult> {
     let y = Tensor::randint(a.classes, [b], (Kind::Int64, device));
     let mut step = |k: u64| -> Tensor {
         let lr = 0.1 * (1.0 - k as f64 / 10000.0);
-        let loss = model.net.forward_t(&x, true).cross_entropy_loss::<Tensor>(
-            &y,
-            None,
-            Reduction::Mean,
-            -100,
-            0.0,
-        );
+        let logits = tch::autocast(cuda, || model.net.forward_t(&x, true));
+        let loss = logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
         opt.zero_grad();
         loss.backward();
         opt.step(lr, 0.9);

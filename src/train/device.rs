@@ -96,6 +96,120 @@ pub fn device_name(d: Device) -> String {
 extern "C" {
     fn lrlab_set_autocast_bf16(bf16: i32) -> i32;
     fn lrlab_set_deterministic(on: i32) -> i32;
+    fn lrlab_cudnn_version() -> i64;
+}
+
+/// The libtorch release this binary was compiled against (`version.py` of the build's
+/// libtorch), empty when the build could not tell.
+pub const LIBTORCH_BUILT_FOR: &str = match option_env!("LRLAB_LIBTORCH_VERSION") {
+    Some(v) => v,
+    None => "",
+};
+
+/// The libtorch this process runs on, which may be another install than the one it was
+/// built against (a bundle runs on the machine's own PyTorch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Libtorch {
+    /// `__version__` of the install (`2.11.0+cu130`), or its `build-version` file.
+    pub version: String,
+    /// The folder holding `libtorch_cpu.so`.
+    pub lib: std::path::PathBuf,
+}
+
+/// Find the loaded `libtorch_cpu.so` in this process's memory map, and the version the
+/// install beside it declares. None where there is no `/proc` or no version file.
+pub fn libtorch_in_use() -> Option<Libtorch> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let lib = libtorch_lib_in_maps(&maps)?;
+    let root = lib.parent()?;
+    let version = std::fs::read_to_string(root.join("version.py"))
+        .ok()
+        .and_then(|v| version_in_version_py(&v))
+        .or_else(|| {
+            let v = std::fs::read_to_string(root.join("build-version")).ok()?;
+            Some(v.trim().to_string()).filter(|v| !v.is_empty())
+        })?;
+    Some(Libtorch { version, lib })
+}
+
+/// The folder of `libtorch_cpu.so` in a `/proc/PID/maps` text.
+fn libtorch_lib_in_maps(maps: &str) -> Option<std::path::PathBuf> {
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/libtorch_cpu.so"))
+        .and_then(|p| std::path::Path::new(p).parent())
+        .map(|p| p.to_path_buf())
+}
+
+/// `'2.11.0+cu130'` out of a `version.py` line `__version__ = '2.11.0+cu130'`.
+fn version_in_version_py(text: &str) -> Option<String> {
+    let line = text.lines().find(|l| l.starts_with("__version__"))?;
+    let v = line.split(['\'', '"']).nth(1)?;
+    Some(v.to_string()).filter(|v| !v.is_empty())
+}
+
+/// The libtorch version to record in `meta.json`: the one in use, else the one built for.
+pub fn libtorch_version() -> String {
+    libtorch_in_use().map_or_else(|| LIBTORCH_BUILT_FOR.to_string(), |l| l.version)
+}
+
+/// cuDNN's version as libtorch reports it (for example 91002 for 9.10.2); None without CUDA
+/// or cuDNN.
+pub fn cudnn_version() -> Option<i64> {
+    if !tch::Cuda::is_available() {
+        return None;
+    }
+    // SAFETY: a plain C call into libtorch that takes nothing and returns an integer.
+    let v = unsafe { lrlab_cudnn_version() };
+    (v > 0).then_some(v)
+}
+
+/// What `lrlab info` prints: the build, the libtorch in use, and what CUDA offers.
+pub fn info_text() -> String {
+    let mut out = format!("lrlab {}", env!("CARGO_PKG_VERSION"));
+    if let Some(c) = option_env!("LRLAB_GIT_COMMIT") {
+        // A bundle built from a checkout with changes says so ("-dirty").
+        let dirty = if c.ends_with("-dirty") { "-dirty" } else { "" };
+        out += &format!(" (commit {}{dirty})", &c[..c.len().min(12)]);
+    }
+    out += "\n";
+    match libtorch_in_use() {
+        Some(l) => {
+            out += &format!("libtorch: {} at {}", l.version, l.lib.display());
+            if l.version != LIBTORCH_BUILT_FOR {
+                out += &format!(" (built against {LIBTORCH_BUILT_FOR})");
+            }
+            out += "\n";
+        }
+        None => out += &format!("libtorch: built against {LIBTORCH_BUILT_FOR}\n"),
+    }
+    let devices = tch::Cuda::device_count();
+    out += &format!("cuda available: {}\n", tch::Cuda::is_available());
+    out += &format!("cuda devices: {devices}\n");
+    if devices > 0 {
+        match cudnn_version() {
+            Some(v) => out += &format!("cudnn: {v}\n"),
+            None => out += "cudnn: not available\n",
+        }
+        for d in 0..devices as usize {
+            let bf16 = if bf16_runs_on(Device::Cuda(d)) {
+                "yes"
+            } else {
+                "no"
+            };
+            out += &format!("cuda:{d} bf16: {bf16}\n");
+        }
+    }
+    out
+}
+
+/// Whether bfloat16 kernels run on `device`: a small bf16 matrix product, computed there.
+pub fn bf16_runs_on(device: Device) -> bool {
+    let a = tch::Tensor::f_ones([8, 8], (tch::Kind::BFloat16, device));
+    a.and_then(|a| a.f_matmul(&a))
+        .and_then(|p| p.f_to_kind(tch::Kind::Float))
+        .map(|p| p.double_value(&[0, 0]) == 8.0)
+        .unwrap_or(false)
 }
 
 /// Make CUDA autocast regions of the calling thread compute in bfloat16 (libtorch's
@@ -142,6 +256,27 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn the_libtorch_in_use_is_read_from_the_memory_map_and_version_py() {
+        let maps = "7f00-7f01 r-xp 00000000 fd:01 12 /usr/lib/libc.so.6\n\
+                    7f10-7f20 r-xp 00000000 fd:01 34 /opt/py/site-packages/torch/lib/libtorch_cpu.so\n";
+        assert_eq!(
+            libtorch_lib_in_maps(maps).unwrap(),
+            std::path::Path::new("/opt/py/site-packages/torch/lib")
+        );
+        assert_eq!(
+            libtorch_lib_in_maps("7f00-7f01 r-xp 0 fd:01 12 /lib/libc.so.6"),
+            None
+        );
+        let py = "from typing import Optional\n__version__ = '2.11.0+cu130'\ngit_version = 'x'\n";
+        assert_eq!(version_in_version_py(py).unwrap(), "2.11.0+cu130");
+        assert_eq!(version_in_version_py("git_version = 'x'"), None);
+        // This test binary itself runs on the libtorch it was built against.
+        let used = libtorch_in_use().expect("libtorch_cpu.so is mapped in a test binary");
+        assert_eq!(used.version, LIBTORCH_BUILT_FOR);
+        assert!(used.lib.join("libtorch_cpu.so").exists());
     }
 
     #[test]

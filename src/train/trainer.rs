@@ -363,7 +363,7 @@ fn train_locked(
     meta = serde_json::json!({
         "lrlab_version": env!("CARGO_PKG_VERSION"),
         "git_commit": option_env!("LRLAB_GIT_COMMIT").unwrap_or(""),
-        "libtorch_version": option_env!("LRLAB_LIBTORCH_VERSION").unwrap_or(""),
+        "libtorch_version": crate::train::device::libtorch_version(),
         "device": device_name(setup.device),
         "threads": setup.threads,
         "seed": tc.seed,
