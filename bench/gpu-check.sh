@@ -1,27 +1,27 @@
 #!/usr/bin/env bash
-# The GPU check, for a machine with an NVIDIA GPU (CUDA 13 driver): builds, runs the test
-# suite (which then exercises the CUDA paths of `lrlab info`), and measures training
-# throughput of lrlab against PyTorch eager with bf16 autocast and channels-last:
-# resnet56 at batch 1000 (CIFAR size) and resnet50 at 224 (batch 128). Prints one table.
-# Meant to finish within ~5 minutes after the build.
+# The GPU check on a machine with cargo and the network: builds the one-shot bundle
+# (`make gpu-bundle`) and runs it. For the machine's own PyTorch when it has a supported
+# release (2.10, 2.11, 2.13), else for the torch 2.13 wheel that `make` installs.
+#
+# Usage: bench/gpu-check.sh [RESULTS_DIR]     (default out/gpu-check)
+# A GPU machine without cargo or network: run `make gpu-bundle TORCH=<its release>` elsewhere,
+# copy dist/gpu-check/ there and run `gpu-check/run.sh RESULTS_DIR` (see README, Benchmarks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-make build >/dev/null
-./target/release/lrlab info
+results=${1:-out/gpu-check}
 cache=${LRLAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lrlab}
-if ! PYTHONPATH="$cache/torch-2.13.0" python3 -c "import torchvision" 2>/dev/null; then
-    python3 -m pip install -q --no-deps --target "$cache/torchvision" torchvision==0.28.0 || true
-fi
-export PYTHONPATH="$cache/torchvision:${PYTHONPATH:-}"
-echo "| model | batch | size | lrlab img/s | PyTorch img/s | ratio |"
-echo "|---|---|---|---|---|---|"
-for spec in "resnet56 1000 32 30" "resnet50 128 224 20"; do
-    set -- $spec
-    line=$(bench/compare_train.sh "$1" "$2" "$4" 0 cuda 3 "$3")
-    echo "$line" | python3 -c '
-import re, sys
-l = sys.stdin.read()
-m = re.search(r"lrlab ([\d.]+) img/s, PyTorch eager ([\d.]+) img/s, ratio ([\d.]+)", l)
-print("| %s | %s | %s | %s | %s | %s |" % (sys.argv[1], sys.argv[2], sys.argv[3], *m.groups()))' "$1" "$2" "$3"
-done
-timeout 300 make test 2>&1 | tail -3
+installed=$(python3 -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null || true)
+case "$installed" in
+    2.10.* | 2.11.* | 2.13.*) torch=${installed%.*}.0 ;;
+    *)
+        torch=2.13.0
+        # No usable PyTorch of the machine's own: run both sides on the wheel `make` installs.
+        export PYTHONPATH="$cache/torch-2.13.0${PYTHONPATH:+:$PYTHONPATH}"
+        if ! python3 -c "import torchvision" 2>/dev/null; then
+            python3 -m pip install -q --no-deps --target "$cache/torchvision" torchvision==0.28.0 || true
+            export PYTHONPATH="$cache/torchvision:$PYTHONPATH"
+        fi
+        ;;
+esac
+make gpu-bundle TORCH="$torch"
+exec dist/gpu-check/run.sh "$results"

@@ -36,7 +36,7 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
         | while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done \
         | xargs -0 cp -p --parents -t "$tree"
     commit=$(git rev-parse HEAD)
-    git diff --quiet HEAD 2>/dev/null || commit="$commit-dirty"
+    [ -z "$(git status --porcelain 2>/dev/null)" ] || commit="$commit-dirty"
     export LRLAB_GIT_COMMIT=$commit
 else
     for f in Cargo.toml Cargo.lock build.rs src tests benches examples runs; do
@@ -61,7 +61,7 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         print(m["target"]["name"], m["executable"])'
-        ;;
+        exit ;;
 esac
 (cd "$tree" && "$cargo" build --release)
 

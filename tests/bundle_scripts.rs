@@ -1,7 +1,8 @@
-//! The launcher of `make bundle` (scripts/bundle-launcher.sh): it finds the installed
-//! PyTorch's libtorch, refuses another release with exit 2 and a message naming both, and
-//! runs the bundled binary with that libtorch on the library path and the arguments intact.
-//! The binary and the PyTorch installs here are stand-ins written by the test.
+//! The scripts of `make bundle` and `make gpu-bundle`. The launcher (scripts/bundle-launcher.sh)
+//! finds the installed PyTorch's libtorch, refuses another release with exit 2 and a message
+//! naming both, and runs the bundled binary with that libtorch on the library path and the
+//! arguments intact (the binary and the PyTorch installs are stand-ins written by the test).
+//! The GPU check's run.sh, where there is no GPU, runs its CPU steps and exits with 77.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -152,4 +153,42 @@ fn no_pytorch_or_no_libtorch_is_a_clear_error() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn the_gpu_check_says_there_is_no_gpu_with_its_own_exit_status() {
+    if tch::Cuda::is_available() {
+        eprintln!("a CUDA device is present: the no-GPU path of run.sh is not what runs here");
+        return;
+    }
+    // dist/gpu-check as `make gpu-bundle` lays it out, with this build's binary as the bundle.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let check = tmp.path().join("gpu-check");
+    std::fs::create_dir_all(check.join("lrlab")).unwrap();
+    std::fs::copy(root.join("scripts/gpu-check-run.sh"), check.join("run.sh")).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_lrlab"), check.join("lrlab/lrlab")).unwrap();
+    let results = tmp.path().join("results");
+    let o = Command::new(check.join("run.sh"))
+        .arg(&results)
+        .env("LRLAB_TORCH_LIB", "/nonexistent")
+        .output()
+        .unwrap();
+    let (stdout, err) = (String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert_eq!(o.status.code(), Some(77), "{stdout}\n{err}");
+    assert!(err.contains("no CUDA device on this machine"), "{err}");
+    // The CPU steps ran (the training's CSVs are there); the GPU steps are listed as skipped.
+    assert!(results.join("cpu/epochs.csv").exists());
+    let table = std::fs::read_to_string(results.join("summary.md")).unwrap();
+    assert_eq!(stdout, table, "the table printed is the one written");
+    assert!(
+        table.contains("| info | ok |") && table.contains("| cpu | ok |"),
+        "{table}"
+    );
+    for step in ["train", "resume", "sweep", "speed", "tests"] {
+        assert!(
+            table.contains(&format!("| {step} | skipped | - | no CUDA device |")),
+            "{table}"
+        );
+    }
 }
