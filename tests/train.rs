@@ -142,8 +142,9 @@ fn steps_csv_holds_the_schedule_values() {
 }
 
 /// Train the reference run, then the same run interrupted by `signal` once its progress
-/// passes `after`, resumed; the CSVs must be identical (time columns aside).
-fn interrupted_equals_uninterrupted(signal: i32, wait_for: &str) {
+/// passes `after`, resumed; the CSVs must be identical (time columns aside), the Hessian-free
+/// LR estimate's (`train.hf_lr_every = hf_every`) included.
+fn interrupted_equals_uninterrupted(signal: i32, wait_for: &str, hf_every: u64) {
     let t = tempfile::tempdir().unwrap();
     let cfg = write(
         t.path(),
@@ -151,6 +152,10 @@ fn interrupted_equals_uninterrupted(signal: i32, wait_for: &str) {
         &synthetic(
             6,
             "kind = \"sgdr\"\nlr_max = 0.01\nlr_min = 0.0\nt_0 = 1\nt_mult = 2\n",
+        )
+        .replace(
+            "seed = 3\n",
+            &format!("seed = 3\nhf_lr_every = {hf_every}\n"),
         ),
     );
     let cfg = cfg.to_str().unwrap();
@@ -219,6 +224,17 @@ fn interrupted_equals_uninterrupted(signal: i32, wait_for: &str) {
             "{f} differs after resume"
         );
     }
+    let hf = std::fs::read_to_string(reference.join("hf_lr.csv")).unwrap();
+    assert_eq!(
+        hf.lines().count() as u64,
+        1 + (0..6 * 16 - 1).filter(|s| s % hf_every == 0).count() as u64,
+        "one row per window"
+    );
+    assert_eq!(
+        hf,
+        std::fs::read_to_string(resumed.join("hf_lr.csv")).unwrap(),
+        "hf_lr.csv differs after resume"
+    );
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(resumed.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["attempts"], 2);
@@ -227,12 +243,12 @@ fn interrupted_equals_uninterrupted(signal: i32, wait_for: &str) {
 
 #[test]
 fn sigterm_mid_epoch_resumes_exactly() {
-    interrupted_equals_uninterrupted(libc::SIGTERM, "steps");
+    interrupted_equals_uninterrupted(libc::SIGTERM, "steps", 2);
 }
 
 #[test]
 fn sigkill_resumes_exactly() {
-    interrupted_equals_uninterrupted(libc::SIGKILL, "checkpoint");
+    interrupted_equals_uninterrupted(libc::SIGKILL, "checkpoint", 1);
 }
 
 #[test]
@@ -441,4 +457,73 @@ max_lr = 0.02
     assert!(acc > 0.6, "validation accuracy {acc} after 2 epochs");
     let meta = std::fs::read_to_string(out.join("meta.json")).unwrap();
     assert!(meta.contains("\"eval_split\": \"val\""), "{meta}");
+}
+
+#[test]
+fn the_hf_lr_estimate_changes_nothing_in_the_training() {
+    let t = tempfile::tempdir().unwrap();
+    let sched = "kind = \"one_cycle\"\nmax_lr = 0.05\n";
+    let plain = write(t.path(), "plain.toml", &synthetic(2, sched));
+    let with = write(
+        t.path(),
+        "hf.toml",
+        &synthetic(2, sched).replace("seed = 3\n", "seed = 3\nhf_lr_every = 3\n"),
+    );
+    let (a, b) = (t.path().join("plain"), t.path().join("hf"));
+    ok(&run(&[
+        "train",
+        plain.to_str().unwrap(),
+        "--out",
+        a.to_str().unwrap(),
+        "--quiet",
+    ]));
+    ok(&run(&[
+        "train",
+        with.to_str().unwrap(),
+        "--out",
+        b.to_str().unwrap(),
+        "--quiet",
+    ]));
+    for f in ["steps.csv", "epochs.csv"] {
+        assert_eq!(
+            without_time(&a.join(f)),
+            without_time(&b.join(f)),
+            "{f} differs"
+        );
+    }
+    assert!(!a.join("hf_lr.csv").exists(), "off by default");
+    // One row per window start 0, 3, ..., 30 (a window needs its step and the next: 32 steps),
+    // positive finite estimates, the LR of steps.csv, and the authors' moving average.
+    let steps = std::fs::read_to_string(b.join("steps.csv")).unwrap();
+    let lr_of: Vec<&str> = steps
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap())
+        .collect();
+    let hf = std::fs::read_to_string(b.join("hf_lr.csv")).unwrap();
+    let mut lines = hf.lines();
+    assert_eq!(lines.next(), Some("step,epoch,lr,hf_lr,hf_lr_ema"));
+    let mut ema = 0.1;
+    let mut starts = Vec::new();
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        let step: usize = f[0].parse().unwrap();
+        starts.push(step);
+        assert_eq!(f[2], lr_of[step], "the window's LR is its first step's");
+        let (raw, avg): (f64, f64) = (f[3].parse().unwrap(), f[4].parse().unwrap());
+        assert!(raw.is_finite() && raw > 0.0, "{l}");
+        ema = 0.1 * raw + 0.9 * ema;
+        assert!(
+            (avg - ema).abs() <= 1e-12 * ema,
+            "{l}: moving average {ema}"
+        );
+    }
+    assert_eq!(starts, (0..31).step_by(3).collect::<Vec<_>>());
+    // config.toml records the setting; a run without it writes no such key (ids unchanged).
+    assert!(std::fs::read_to_string(b.join("config.toml"))
+        .unwrap()
+        .contains("hf_lr_every = 3"));
+    assert!(!std::fs::read_to_string(a.join("config.toml"))
+        .unwrap()
+        .contains("hf_lr_every"));
 }

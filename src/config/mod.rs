@@ -54,6 +54,16 @@ pub struct TrainConfig {
     /// Keep a copy of the weights at the end of every schedule cycle (`restarts`, for SGDR
     /// snapshot ensembles) or not (`none`). Default `none`.
     pub snapshots: String,
+    /// Log the super-convergence paper's Hessian-free estimate of the optimal learning rate
+    /// every this many steps into `hf_lr.csv` ([`crate::train::hf_lr`]); 0 = off. It never
+    /// changes the training. Default 0 (and then left out of the written config, so that run
+    /// ids stay as they were).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub hf_lr_every: u64,
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }
 
 impl Default for TrainConfig {
@@ -73,6 +83,7 @@ impl Default for TrainConfig {
             diverge_loss: 100.0,
             precision: "auto".into(),
             snapshots: "none".into(),
+            hf_lr_every: 0,
         }
     }
 }

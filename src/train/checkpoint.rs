@@ -32,6 +32,9 @@ pub struct Progress {
     pub elapsed: f64,
     /// Training seconds spent in the current epoch before this attempt (for images/s).
     pub epoch_train_secs: f64,
+    /// The moving average of the Hessian-free LR estimate (`train.hf_lr_every`), so far.
+    #[serde(default)]
+    pub hf_lr_ema: f64,
 }
 
 /// `t` on the host in the standard (row-major) layout, as safetensors stores it: weights and

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 
 /// Header of `steps.csv`.
 pub const STEPS_HEADER: &str = "step,epoch,lr,momentum,loss,time_s";
+/// Header of `hf_lr.csv` (`train.hf_lr_every`): the window's first step, its epoch and LR,
+/// the raw estimate and its moving average.
+pub const HF_LR_HEADER: &str = "step,epoch,lr,hf_lr,hf_lr_ema";
 /// Header of `epochs.csv`.
 pub const EPOCHS_HEADER: &str =
     "epoch,step,lr,train_loss,train_acc,test_loss,test_acc,test_top5,time_s,images_per_sec";

@@ -5,8 +5,9 @@
 use super::checkpoint::{self, Progress};
 use super::device::{device_name, resolve_device, set_threads};
 use super::eval::{evaluate, Metrics};
+use super::hf_lr;
 use super::optim::Optimizer;
-use super::record::{self, opt, CsvLog, Status, EPOCHS_HEADER, STEPS_HEADER};
+use super::record::{self, opt, CsvLog, Status, EPOCHS_HEADER, HF_LR_HEADER, STEPS_HEADER};
 use crate::config::RunConfig;
 use crate::data::{self, Data};
 use crate::error::input_error;
@@ -323,9 +324,14 @@ fn train_locked(
     let (vs, model) = build_model(cfg, &setup)?;
     let mut optim = Optimizer::new(&vs, &cfg.optim)?;
     let mut progress = Progress::default();
+    // The Hessian-free LR estimate reads the weights around the optimizer steps.
+    let mut hf = (tc.hf_lr_every > 0).then(|| hf_lr::Tracker::new(&vs, tc.hf_lr_every));
     if let Some(ck) = checkpoint::load(out)? {
         checkpoint::restore_weights(&vs, &ck.tensors)?;
         optim.load_state(&ck.tensors, ck.progress.optim_steps)?;
+        if let Some(h) = &mut hf {
+            h.load_state(&ck.tensors, ck.progress.hf_lr_ema)?;
+        }
         progress = ck.progress;
         if opts.verbose {
             eprintln!(
@@ -399,6 +405,25 @@ fn train_locked(
 
     let mut steps_log = CsvLog::open(&out.join("steps.csv"), STEPS_HEADER, progress.step)?;
     let mut epochs_log = CsvLog::open(&out.join("epochs.csv"), EPOCHS_HEADER, progress.epoch + 1)?;
+    // A window's row is written once its second step has run: rows up to step P − 2 belong
+    // to a checkpoint at step P.
+    let mut hf_log = match &hf {
+        Some(_) => Some(CsvLog::open(
+            &out.join("hf_lr.csv"),
+            HF_LR_HEADER,
+            progress.step.saturating_sub(1),
+        )?),
+        None => None,
+    };
+    // What a checkpoint holds beside the weights: the optimizer's state and the estimate's.
+    let state = |optim: &Optimizer, hf: &Option<hf_lr::Tracker>| {
+        let mut s = optim.state();
+        if let Some(h) = hf {
+            s.extend(h.state());
+        }
+        s
+    };
+    let hf_ema = |hf: &Option<hf_lr::Tracker>| hf.as_ref().map_or(0.0, |h| h.ema.value);
     let snapshot_steps: HashSet<u64> = if tc.snapshots == "restarts" {
         setup.schedule.cycle_ends().into_iter().collect()
     } else {
@@ -489,8 +514,22 @@ fn train_locked(
             let batch = batch?;
             let lr = setup.schedule.lr(step);
             let momentum = setup.schedule.momentum(step).unwrap_or(cfg.optim.momentum);
+            if let Some(h) = &mut hf {
+                h.before_step(step);
+            }
             let (loss, logits) =
                 train_step(cfg, &model, &mut optim, &batch, bf16, step, lr, momentum);
+            if let (Some(h), Some(log)) = (&mut hf, &mut hf_log) {
+                if let Some(e) = h.after_step(step, |s| setup.schedule.lr(s)) {
+                    log.row(&[
+                        e.step.to_string(),
+                        fmt_f64(e.step as f64 / k as f64),
+                        fmt_f64(e.lr),
+                        fmt_f64(e.hf_lr),
+                        fmt_f64(e.hf_lr_ema),
+                    ])?;
+                }
+            }
             let n = batch.labels.size()[0];
             loss_sum += loss.to_kind(Kind::Double) * n as f64;
             correct += logits
@@ -535,6 +574,9 @@ fn train_locked(
             diverged = flush(&mut pending, &mut steps_log)?;
         }
         if let Some(reason) = diverged {
+            if let Some(log) = &mut hf_log {
+                log.sync()?;
+            }
             meta["completions"] = completed(completions, step > resumed_from);
             return finish_diverged(
                 out,
@@ -552,6 +594,9 @@ fn train_locked(
         if interrupted && !epoch_done {
             steps_log.sync()?;
             epochs_log.sync()?;
+            if let Some(log) = &mut hf_log {
+                log.sync()?;
+            }
             progress = Progress {
                 step,
                 epoch,
@@ -562,8 +607,9 @@ fn train_locked(
                 epoch_seen: seen,
                 elapsed: elapsed(&progress),
                 epoch_train_secs: train_secs,
+                hf_lr_ema: hf_ema(&hf),
             };
-            checkpoint::save(out, &vs, &optim.state(), &progress)?;
+            checkpoint::save(out, &vs, &state(&optim, &hf), &progress)?;
             Status {
                 status: "interrupted".into(),
                 reason: "stopped by a signal; run again to resume".into(),
@@ -613,15 +659,19 @@ fn train_locked(
         ])?;
         steps_log.sync()?;
         epochs_log.sync()?;
+        if let Some(log) = &mut hf_log {
+            log.sync()?;
+        }
         progress = Progress {
             step,
             epoch: epoch + 1,
             batch: 0,
             optim_steps: optim.steps,
             elapsed: time_now,
+            hf_lr_ema: hf_ema(&hf),
             ..Progress::default()
         };
-        checkpoint::save(out, &vs, &optim.state(), &progress)?;
+        checkpoint::save(out, &vs, &state(&optim, &hf), &progress)?;
         Status {
             status: "running".into(),
             reason: String::new(),
