@@ -87,9 +87,12 @@ fmt:
 clippy: $(LIBTORCH_DEP)
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 
-# Regenerate the PyTorch reference sequences in tests/golden/ (needs the torch wheel above).
+# Regenerate the PyTorch reference sequences in tests/golden/ (needs the torch wheel above;
+# scripts/golden_lr_find.py also needs fastai, see its header).
 golden: $(LIBTORCH_DEP)
 	PYTHONPATH="$(TORCH_DIR)$${PYTHONPATH:+:$$PYTHONPATH}" python3 scripts/golden_schedules.py tests/golden
+	PYTHONPATH="$(TORCH_DIR)$${PYTHONPATH:+:$$PYTHONPATH}" python3 scripts/golden_optim.py tests/golden
+	PYTHONPATH="$(TORCH_DIR)$${PYTHONPATH:+:$$PYTHONPATH}" python3 scripts/golden_curvature.py tests/golden
 
 clean:
 	$(CARGO) clean

@@ -230,11 +230,13 @@ fn interrupted_equals_uninterrupted(signal: i32, wait_for: &str, hf_every: u64) 
         1 + (0..6 * 16 - 1).filter(|s| s % hf_every == 0).count() as u64,
         "one row per window"
     );
-    assert_eq!(
-        hf,
-        std::fs::read_to_string(resumed.join("hf_lr.csv")).unwrap(),
-        "hf_lr.csv differs after resume"
-    );
+    for f in ["hf_lr.csv", "hf_lr_layers.csv"] {
+        assert_eq!(
+            std::fs::read_to_string(reference.join(f)).unwrap(),
+            std::fs::read_to_string(resumed.join(f)).unwrap(),
+            "{f} differs after resume"
+        );
+    }
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(resumed.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["attempts"], 2);
@@ -463,11 +465,14 @@ max_lr = 0.02
 fn the_hf_lr_estimate_changes_nothing_in_the_training() {
     let t = tempfile::tempdir().unwrap();
     let sched = "kind = \"one_cycle\"\nmax_lr = 0.05\n";
-    let plain = write(t.path(), "plain.toml", &synthetic(2, sched));
+    // resnet20: batch norm, whose running statistics the curvature's forward pass must not
+    // move (they would change the evaluation in epochs.csv).
+    let base = synthetic(2, sched).replace("arch = \"lenet\"", "arch = \"resnet20\"");
+    let plain = write(t.path(), "plain.toml", &base);
     let with = write(
         t.path(),
         "hf.toml",
-        &synthetic(2, sched).replace("seed = 3\n", "seed = 3\nhf_lr_every = 3\n"),
+        &base.replace("seed = 3\n", "seed = 3\nhf_lr_every = 3\n"),
     );
     let (a, b) = (t.path().join("plain"), t.path().join("hf"));
     ok(&run(&[
@@ -502,7 +507,10 @@ fn the_hf_lr_estimate_changes_nothing_in_the_training() {
         .collect();
     let hf = std::fs::read_to_string(b.join("hf_lr.csv")).unwrap();
     let mut lines = hf.lines();
-    assert_eq!(lines.next(), Some("step,epoch,lr,hf_lr,hf_lr_ema"));
+    assert_eq!(
+        lines.next(),
+        Some("step,epoch,lr,hf_lr,hf_lr_ema,curvature_lr")
+    );
     let mut ema = 0.1;
     let mut starts = Vec::new();
     for l in lines {
@@ -512,6 +520,7 @@ fn the_hf_lr_estimate_changes_nothing_in_the_training() {
         assert_eq!(f[2], lr_of[step], "the window's LR is its first step's");
         let (raw, avg): (f64, f64) = (f[3].parse().unwrap(), f[4].parse().unwrap());
         assert!(raw.is_finite() && raw > 0.0, "{l}");
+        assert!(f[5].parse::<f64>().unwrap().is_finite(), "{l}: curvature");
         ema = 0.1 * raw + 0.9 * ema;
         assert!(
             (avg - ema).abs() <= 1e-12 * ema,
@@ -519,6 +528,23 @@ fn the_hf_lr_estimate_changes_nothing_in_the_training() {
         );
     }
     assert_eq!(starts, (0..31).step_by(3).collect::<Vec<_>>());
+    // Per layer, every window: resnet20's 19 convolutions, 19 batch norms and the classifier.
+    let layers = std::fs::read_to_string(b.join("hf_lr_layers.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = layers
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), starts.len() * 39, "{layers}");
+    let names: Vec<&str> = rows[..39].iter().map(|r| r[1]).collect();
+    assert!(
+        names.contains(&"layer3.2.bn2") && names.contains(&"linear"),
+        "{names:?}"
+    );
+    assert!(
+        rows.iter().all(|r| r[2].parse::<f64>().unwrap() > 0.0),
+        "{layers}"
+    );
     // config.toml records the setting; a run without it writes no such key (ids unchanged).
     assert!(std::fs::read_to_string(b.join("config.toml"))
         .unwrap()

@@ -7,6 +7,11 @@
 //! the sums over every element of every trainable parameter, smoothed by an exponential
 //! moving average (α = 0.1, starting at 0.1). For gradient descent on a quadratic with
 //! curvature h it is exactly 1/h, the step that lands on the minimum in one move.
+//!
+//! The quantity it stands for, computed exactly: the curvature along the gradient,
+//! `α* = gᵀg / gᵀHg` on one batch ([`curvature`]), with `Hg` a Hessian-vector product by double
+//! backward: the step length along −g that minimises the loss's quadratic model
+//! `f − α·gᵀg + α²/2·gᵀHg`. Per layer, both sums are split into the layer's own terms.
 
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -35,13 +40,90 @@ pub fn finite_difference_lr(t0: &[Tensor], t1: &[Tensor], t2: &[Tensor], lr: f64
 /// The same estimate from the two steps `d1` = θ_{i+1} − θ_i and `d2` = θ_{i+2} − θ_{i+1}
 /// (2θ_{i+1} − θ_i − θ_{i+2} = d1 − d2): what a training keeps between iterates.
 pub fn from_differences(d1: &[Tensor], d2: &[Tensor], lr: f64) -> f64 {
-    let (mut first, mut second) = (0.0, 0.0);
-    for (a, b) in d1.iter().zip(d2) {
-        let (a, b) = (a.to_kind(Kind::Double), b.to_kind(Kind::Double));
-        first += f64::try_from(a.abs().sum(Kind::Double)).unwrap_or(f64::NAN);
-        second += f64::try_from((&a - &b).abs().sum(Kind::Double)).unwrap_or(f64::NAN);
-    }
+    let (first, second) = difference_sums(d1, d2)
+        .into_iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
     lr * first / second
+}
+
+/// Per parameter: Σ|d1| and Σ|d1 − d2|, in f64.
+fn difference_sums(d1: &[Tensor], d2: &[Tensor]) -> Vec<(f64, f64)> {
+    d1.iter()
+        .zip(d2)
+        .map(|(a, b)| {
+            let (a, b) = (a.to_kind(Kind::Double), b.to_kind(Kind::Double));
+            (
+                f64::try_from(a.abs().sum(Kind::Double)).unwrap_or(f64::NAN),
+                f64::try_from((&a - &b).abs().sum(Kind::Double)).unwrap_or(f64::NAN),
+            )
+        })
+        .collect()
+}
+
+/// Layer of a parameter: its name without the last component (`layer1.0.conv1.weight` ->
+/// `layer1.0.conv1`).
+pub fn layer_of(name: &str) -> &str {
+    name.rsplit_once('.').map_or(name, |(layer, _)| layer)
+}
+
+/// gᵀg and gᵀHg of one layer (or of the whole network).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Terms {
+    /// gᵀg over the layer's parameters.
+    pub gg: f64,
+    /// gᵀ(Hg) over the layer's parameters, Hg the whole network's Hessian times g.
+    pub ghg: f64,
+}
+
+impl Terms {
+    /// gᵀg / gᵀHg: infinite or negative where the loss is flat or concave along g.
+    pub fn lr(&self) -> f64 {
+        self.gg / self.ghg
+    }
+}
+
+/// The curvature along the gradient of `loss` (a scalar built with its graph) with respect to
+/// `params` (named; grouped into layers by [`layer_of`], in order of first appearance): two
+/// backward passes, the first keeping its graph, the second through it. Nothing is
+/// accumulated into the parameters' `.grad`. Sums in f64.
+pub fn curvature(loss: &Tensor, params: &[(String, Tensor)]) -> (Terms, Vec<(String, Terms)>) {
+    let xs: Vec<&Tensor> = params.iter().map(|(_, p)| p).collect();
+    let g = Tensor::run_backward(&[loss], &xs, true, true);
+    // A parameter the loss does not reach has no gradient: it adds nothing.
+    let used: Vec<usize> = (0..g.len()).filter(|&i| g[i].defined()).collect();
+    let v: Vec<Tensor> = used.iter().map(|&i| g[i].detach()).collect();
+    let gv = used
+        .iter()
+        .zip(&v)
+        .map(|(&i, v)| (&g[i] * v).sum(g[i].kind()))
+        .reduce(|a, b| a + b);
+    let Some(gv) = gv else {
+        return (Terms::default(), Vec::new());
+    };
+    let used_xs: Vec<&Tensor> = used.iter().map(|&i| xs[i]).collect();
+    let hv = Tensor::run_backward(&[gv], &used_xs, false, false);
+    let mut layers: Vec<(String, Terms)> = Vec::new();
+    let mut total = Terms::default();
+    for ((&i, v), hv) in used.iter().zip(&v).zip(&hv) {
+        let v = v.to_kind(Kind::Double);
+        let gg = f64::try_from((&v * &v).sum(Kind::Double)).unwrap_or(f64::NAN);
+        let ghg = if hv.defined() {
+            f64::try_from((&v * hv.to_kind(Kind::Double)).sum(Kind::Double)).unwrap_or(f64::NAN)
+        } else {
+            0.0
+        };
+        let layer = layer_of(&params[i].0);
+        match layers.iter_mut().find(|(n, _)| n == layer) {
+            Some((_, t)) => {
+                t.gg += gg;
+                t.ghg += ghg;
+            }
+            None => layers.push((layer.to_string(), Terms { gg, ghg })),
+        }
+        total.gg += gg;
+        total.ghg += ghg;
+    }
+    (total, layers)
 }
 
 /// The authors' exponential moving average of the estimate.
@@ -65,20 +147,25 @@ impl Ema {
     }
 }
 
-/// One value of the estimate, for the window of steps `step` and `step + 1`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// One value of the estimates, for the window of steps `step` and `step + 1`.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Estimate {
     /// The window's first step (θ_i is the weights before it).
     pub step: u64,
     /// The learning rate of that step (ε).
     pub lr: f64,
-    /// The raw estimate.
+    /// The paper's finite-difference estimate.
     pub hf_lr: f64,
     /// The authors' moving average after folding it in.
     pub hf_lr_ema: f64,
+    /// gᵀg / gᵀHg on the batch of `step`, at the weights before it (NaN when not measured).
+    pub curvature_lr: f64,
+    /// Per layer ([`Tracker::layers`]): the finite-difference estimate over the layer's
+    /// parameters, and the ratio of the layer's terms of gᵀg and gᵀHg.
+    pub layers: Vec<(f64, f64)>,
 }
 
-/// The estimate along a training, every `every` steps: a window starts at each step `s` with
+/// The estimates along a training, every `every` steps: a window starts at each step `s` with
 /// `s % every == 0` and is complete once steps `s` and `s + 1` have run. It keeps at most two
 /// copies of the trainable parameters on their device (the last iterate and the last step),
 /// and only while a window is open. It reads the weights and writes nothing into them: the
@@ -88,17 +175,27 @@ pub struct Tracker {
     every: u64,
     names: Vec<String>,
     vars: Vec<Tensor>,
+    /// Layer names, in order of first appearance among the (name-sorted) parameters.
+    layers: Vec<String>,
+    /// Layer index of each parameter.
+    layer_of_param: Vec<usize>,
     /// θ_t, while a window needs it.
     prev: Option<Vec<Tensor>>,
     /// θ_t − θ_{t−1}, while the window that started at t − 1 needs it.
     diff: Option<Vec<Tensor>>,
+    /// The curvature measured at the open window's first step: total, then per layer.
+    curvature: Option<(Terms, Vec<Terms>)>,
+    /// The curvature measured before the current step's update, for the window it opens
+    /// (the previous window may still be open: with `every = 1` windows overlap).
+    incoming: Option<(Terms, Vec<Terms>)>,
     /// The moving average so far.
     pub ema: Ema,
 }
 
-/// Checkpoint names of the tracker's copies.
+/// Checkpoint names of the tracker's state.
 const PREV: &str = "hf_lr.prev.";
 const DIFF: &str = "hf_lr.diff.";
+const CURVATURE: &str = "hf_lr.curvature";
 
 impl Tracker {
     /// Track the trainable parameters of `vs` (all elements of all of them, in name order).
@@ -110,15 +207,64 @@ impl Tracker {
             .filter(|(_, t)| t.requires_grad())
             .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut layers: Vec<String> = Vec::new();
+        let mut layer_of_param = Vec::new();
+        for (n, _) in &named {
+            let l = layer_of(n);
+            let i = layers.iter().position(|x| x == l).unwrap_or_else(|| {
+                layers.push(l.to_string());
+                layers.len() - 1
+            });
+            layer_of_param.push(i);
+        }
         let (names, vars) = named.into_iter().unzip();
         Tracker {
             every,
             names,
             vars,
+            layers,
+            layer_of_param,
             prev: None,
             diff: None,
+            curvature: None,
+            incoming: None,
             ema: Ema::default(),
         }
+    }
+
+    /// The layers the per-layer values refer to, in their order.
+    pub fn layers(&self) -> &[String] {
+        &self.layers
+    }
+
+    /// The tracked parameters by name (shallow: the training's own tensors), for [`curvature`].
+    pub fn params(&self) -> Vec<(String, Tensor)> {
+        self.names
+            .iter()
+            .zip(&self.vars)
+            .map(|(n, v)| (n.clone(), v.shallow_clone()))
+            .collect()
+    }
+
+    /// Whether a window opens at step `t` (measure the curvature before its update).
+    pub fn opens_window(&self, t: u64) -> bool {
+        t % self.every == 0
+    }
+
+    /// Record the curvature measured before the update of the window's first step, as
+    /// [`curvature`] returns it for [`Tracker::params`].
+    pub fn set_curvature(&mut self, total: Terms, layers: &[(String, Terms)]) {
+        let per_layer = self
+            .layers
+            .iter()
+            .map(|l| {
+                layers
+                    .iter()
+                    .find(|(n, _)| n == l)
+                    .map_or(Terms::default(), |(_, t)| *t)
+            })
+            .collect();
+        self.incoming = Some((total, per_layer));
     }
 
     /// The weights now, copied in the standard layout (the same reduction order in every
@@ -133,7 +279,7 @@ impl Tracker {
 
     /// Call before optimizer step `t`: opens a window at `t` when one is due.
     pub fn before_step(&mut self, t: u64) {
-        if t % self.every == 0 && self.prev.is_none() {
+        if self.opens_window(t) && self.prev.is_none() {
             self.prev = Some(self.snapshot());
         }
     }
@@ -144,25 +290,50 @@ impl Tracker {
         let prev = self.prev.take()?;
         let now = self.snapshot();
         let step: Vec<Tensor> = now.iter().zip(&prev).map(|(a, b)| a - b).collect();
-        let estimate = self.diff.take().map(|d1| {
+        let closing = self.diff.take().map(|d1| (d1, self.curvature.take()));
+        // The window of t starts with this update: its curvature was measured before it.
+        let opening = self.incoming.take();
+        let estimate = closing.map(|(d1, curvature)| {
             let s = t - 1;
             let lr = lr_of(s);
-            let hf_lr = from_differences(&d1, &step, lr);
+            let sums = difference_sums(&d1, &step);
+            let mut per_layer = vec![(0.0, 0.0); self.layers.len()];
+            for (i, (a, b)) in sums.iter().enumerate() {
+                let l = &mut per_layer[self.layer_of_param[i]];
+                l.0 += a;
+                l.1 += b;
+            }
+            let (first, second) = sums
+                .iter()
+                .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+            let hf_lr = lr * first / second;
+            let (c_total, c_layers) = match curvature {
+                Some((t, l)) => (t.lr(), l.iter().map(Terms::lr).collect()),
+                None => (f64::NAN, vec![f64::NAN; self.layers.len()]),
+            };
             Estimate {
                 step: s,
                 lr,
                 hf_lr,
                 hf_lr_ema: self.ema.update(hf_lr),
+                curvature_lr: c_total,
+                layers: per_layer
+                    .iter()
+                    .zip(c_layers)
+                    .map(|((a, b), c)| (lr * a / b, c))
+                    .collect(),
             }
         });
-        if t % self.every == 0 {
+        if self.opens_window(t) {
             self.prev = Some(now);
             self.diff = Some(step);
+            self.curvature = opening;
         }
         estimate
     }
 
-    /// The copies a window holds, named for the checkpoint (empty between windows).
+    /// The state of the open window, named for the checkpoint (empty between windows). Taken
+    /// between steps (after [`Tracker::after_step`]).
     pub fn state(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
         for (prefix, set) in [(PREV, &self.prev), (DIFF, &self.diff)] {
@@ -172,12 +343,23 @@ impl Tracker {
                 }
             }
         }
+        if let Some((total, layers)) = &self.curvature {
+            let flat: Vec<f64> = std::iter::once(total)
+                .chain(layers)
+                .flat_map(|t| [t.gg, t.ghg])
+                .collect();
+            out.push((CURVATURE.to_string(), Tensor::from_slice(&flat)));
+        }
         out
     }
 
     /// Restore what [`Tracker::state`] wrote, and the moving average `ema`; `tensors` may
     /// hold other entries.
     pub fn load_state(&mut self, tensors: &BTreeMap<String, Tensor>, ema: f64) -> Result<()> {
+        self.ema = Ema { value: ema };
+        if self.names.is_empty() {
+            return Ok(());
+        }
         let load = |prefix: &str| -> Result<Option<Vec<Tensor>>> {
             if !tensors.contains_key(&format!("{prefix}{}", self.names[0])) {
                 return Ok(None);
@@ -199,12 +381,30 @@ impl Tracker {
             }
             Ok(Some(set))
         };
-        if self.names.is_empty() {
-            return Ok(());
-        }
         self.prev = load(PREV)?;
         self.diff = load(DIFF)?;
-        self.ema = Ema { value: ema };
+        self.curvature = match tensors.get(CURVATURE) {
+            None => None,
+            Some(t) => {
+                let flat = Vec::<f64>::try_from(t.to_kind(Kind::Double))
+                    .with_context(|| format!("checkpoint entry {CURVATURE}"))?;
+                if flat.len() != 2 * (1 + self.layers.len()) {
+                    anyhow::bail!(
+                        "checkpoint entry {CURVATURE} has {} values, expected {}",
+                        flat.len(),
+                        2 * (1 + self.layers.len())
+                    );
+                }
+                let terms: Vec<Terms> = flat
+                    .chunks(2)
+                    .map(|c| Terms {
+                        gg: c[0],
+                        ghg: c[1],
+                    })
+                    .collect();
+                Some((terms[0], terms[1..].to_vec()))
+            }
+        };
         Ok(())
     }
 }
@@ -249,6 +449,36 @@ mod tests {
             lr,
         );
         assert!((est - num / den).abs() < 1e-12, "{est} vs {}", num / den);
+    }
+
+    #[test]
+    fn on_a_quadratic_the_curvature_is_the_closed_form_ratio() {
+        // f = Σ h·θ²/2 over two "layers": g = h·θ, Hg = h²·θ.
+        let vs = VarStore::new(tch::Device::Cpu);
+        let (ha, hb) = ([1.0, 4.0], [9.0]);
+        let (xa, xb) = ([1.0, -2.0], [0.5]);
+        let a = (vs.root() / "a").var_copy("weight", &t(&xa));
+        let b = (vs.root() / "b").var_copy("weight", &t(&xb));
+        let loss =
+            ((&a * &a * t(&ha)).sum(Kind::Double) + (&b * &b * t(&hb)).sum(Kind::Double)) * 0.5;
+        let params = vec![("a.weight".to_string(), a), ("b.weight".to_string(), b)];
+        let (total, layers) = curvature(&loss, &params);
+        let terms = |h: &[f64], x: &[f64]| {
+            let gg: f64 = h.iter().zip(x).map(|(h, x)| (h * x).powi(2)).sum();
+            let ghg: f64 = h.iter().zip(x).map(|(h, x)| h.powi(3) * x * x).sum();
+            (gg, ghg)
+        };
+        let ((ga, hga), (gb, hgb)) = (terms(&ha, &xa), terms(&hb, &xb));
+        assert!((total.gg - (ga + gb)).abs() < 1e-12);
+        assert!((total.ghg - (hga + hgb)).abs() < 1e-10);
+        assert!((total.lr() - (ga + gb) / (hga + hgb)).abs() < 1e-14);
+        assert_eq!(layers.len(), 2);
+        assert_eq!((layers[0].0.as_str(), layers[1].0.as_str()), ("a", "b"));
+        assert!((layers[0].1.lr() - ga / hga).abs() < 1e-14);
+        assert!(
+            (layers[1].1.lr() - 1.0 / 9.0).abs() < 1e-14,
+            "one element: 1/h"
+        );
     }
 
     #[test]
@@ -329,7 +559,17 @@ mod tests {
         let mut a = Tracker::new(&vs, 1);
         let mut b_state = None;
         let mut out_a = Vec::new();
+        // Stand-in curvature values, different for every window.
+        let c = |step: u64| {
+            let t = Terms {
+                gg: step as f64 + 1.0,
+                ghg: 2.0,
+            };
+            (t, vec![("w".to_string(), t)])
+        };
         for step in 0..6 {
+            let (t, l) = c(step);
+            a.set_curvature(t, &l);
             a.before_step(step);
             gd_step(&mut w, &h, lr(step));
             out_a.extend(a.after_step(step, lr));
@@ -349,10 +589,17 @@ mod tests {
         b.load_state(&state, ema).unwrap();
         let mut out_b = Vec::new();
         for step in 3..6 {
+            let (t, l) = c(step);
+            b.set_curvature(t, &l);
             b.before_step(step);
             gd_step(&mut w2, &h, lr(step));
             out_b.extend(b.after_step(step, lr));
         }
         assert_eq!(out_b, out_a[out_a.len() - 3..].to_vec());
+        // Each window reports the curvature measured at its own first step.
+        for e in &out_a {
+            assert_eq!(e.curvature_lr, (e.step as f64 + 1.0) / 2.0);
+            assert_eq!(e.layers, vec![(e.hf_lr, e.curvature_lr)]);
+        }
     }
 }

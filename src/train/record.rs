@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 /// Header of `steps.csv`.
 pub const STEPS_HEADER: &str = "step,epoch,lr,momentum,loss,time_s";
 /// Header of `hf_lr.csv` (`train.hf_lr_every`): the window's first step, its epoch and LR,
-/// the raw estimate and its moving average.
-pub const HF_LR_HEADER: &str = "step,epoch,lr,hf_lr,hf_lr_ema";
+/// the finite-difference estimate, its moving average, and gᵀg / gᵀHg.
+pub const HF_LR_HEADER: &str = "step,epoch,lr,hf_lr,hf_lr_ema,curvature_lr";
+/// Header of `hf_lr_layers.csv`: the same estimates per layer, one row per layer and window.
+pub const HF_LR_LAYERS_HEADER: &str = "step,layer,hf_lr,curvature_lr";
 /// Header of `epochs.csv`.
 pub const EPOCHS_HEADER: &str =
     "epoch,step,lr,train_loss,train_acc,test_loss,test_acc,test_top5,time_s,images_per_sec";

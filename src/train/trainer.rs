@@ -7,7 +7,9 @@ use super::device::{device_name, resolve_device, set_threads};
 use super::eval::{evaluate, Metrics};
 use super::hf_lr;
 use super::optim::Optimizer;
-use super::record::{self, opt, CsvLog, Status, EPOCHS_HEADER, HF_LR_HEADER, STEPS_HEADER};
+use super::record::{
+    self, opt, CsvLog, Status, EPOCHS_HEADER, HF_LR_HEADER, HF_LR_LAYERS_HEADER, STEPS_HEADER,
+};
 use crate::config::RunConfig;
 use crate::data::{self, Data};
 use crate::error::input_error;
@@ -216,6 +218,40 @@ pub fn train_step(
     (loss.detach(), logits.detach())
 }
 
+/// The curvature along the gradient (gᵀg / gᵀHg, [`hf_lr::curvature`]) of the loss of `batch`
+/// at the current weights, for `train.hf_lr_every`: the forward pass as the step's own (train
+/// mode, the step's dropout seed, label smoothing) but in fp32, without weight decay (the
+/// optimizer's). The batch-norm running statistics this forward pass moves are put back, and
+/// no `.grad` is touched, so the training goes on exactly as without it.
+fn curvature_at(
+    cfg: &RunConfig,
+    vs: &VarStore,
+    model: &models::Model,
+    params: &[(String, Tensor)],
+    batch: &data::Batch,
+    step: u64,
+) -> (hf_lr::Terms, Vec<(String, hf_lr::Terms)>) {
+    let buffers: Vec<(String, Tensor)> = tch::no_grad(|| {
+        vs.variables()
+            .into_iter()
+            .filter(|(_, v)| !v.requires_grad())
+            .map(|(n, v)| (n, v.copy()))
+            .collect()
+    });
+    tch::manual_seed(step_seed(cfg.train.seed, step));
+    let logits = model.net.forward_t(&batch.images, true);
+    let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
+        &batch.labels,
+        None,
+        Reduction::Mean,
+        -100,
+        cfg.train.label_smoothing,
+    );
+    let c = hf_lr::curvature(&loss, params);
+    models::restore_vars(vs, &buffers);
+    c
+}
+
 /// Seed of libtorch's generator for step `k`: dropout and any other torch randomness are a
 /// function of (seed, step), so a resumed run draws the same numbers.
 pub(crate) fn step_seed(seed: u64, step: u64) -> i64 {
@@ -408,11 +444,18 @@ fn train_locked(
     // A window's row is written once its second step has run: rows up to step P − 2 belong
     // to a checkpoint at step P.
     let mut hf_log = match &hf {
-        Some(_) => Some(CsvLog::open(
-            &out.join("hf_lr.csv"),
-            HF_LR_HEADER,
-            progress.step.saturating_sub(1),
-        )?),
+        Some(_) => Some((
+            CsvLog::open(
+                &out.join("hf_lr.csv"),
+                HF_LR_HEADER,
+                progress.step.saturating_sub(1),
+            )?,
+            CsvLog::open(
+                &out.join("hf_lr_layers.csv"),
+                HF_LR_LAYERS_HEADER,
+                progress.step.saturating_sub(1),
+            )?,
+        )),
         None => None,
     };
     // What a checkpoint holds beside the weights: the optimizer's state and the estimate's.
@@ -515,11 +558,15 @@ fn train_locked(
             let lr = setup.schedule.lr(step);
             let momentum = setup.schedule.momentum(step).unwrap_or(cfg.optim.momentum);
             if let Some(h) = &mut hf {
+                if h.opens_window(step) {
+                    let (total, layers) = curvature_at(cfg, &vs, &model, &h.params(), &batch, step);
+                    h.set_curvature(total, &layers);
+                }
                 h.before_step(step);
             }
             let (loss, logits) =
                 train_step(cfg, &model, &mut optim, &batch, bf16, step, lr, momentum);
-            if let (Some(h), Some(log)) = (&mut hf, &mut hf_log) {
+            if let (Some(h), Some((log, layers_log))) = (&mut hf, &mut hf_log) {
                 if let Some(e) = h.after_step(step, |s| setup.schedule.lr(s)) {
                     log.row(&[
                         e.step.to_string(),
@@ -527,7 +574,16 @@ fn train_locked(
                         fmt_f64(e.lr),
                         fmt_f64(e.hf_lr),
                         fmt_f64(e.hf_lr_ema),
+                        fmt_f64(e.curvature_lr),
                     ])?;
+                    for (name, (fd, c)) in h.layers().iter().zip(&e.layers) {
+                        layers_log.row(&[
+                            e.step.to_string(),
+                            name.clone(),
+                            fmt_f64(*fd),
+                            fmt_f64(*c),
+                        ])?;
+                    }
                 }
             }
             let n = batch.labels.size()[0];
@@ -574,8 +630,9 @@ fn train_locked(
             diverged = flush(&mut pending, &mut steps_log)?;
         }
         if let Some(reason) = diverged {
-            if let Some(log) = &mut hf_log {
+            if let Some((log, layers_log)) = &mut hf_log {
                 log.sync()?;
+                layers_log.sync()?;
             }
             meta["completions"] = completed(completions, step > resumed_from);
             return finish_diverged(
@@ -594,8 +651,9 @@ fn train_locked(
         if interrupted && !epoch_done {
             steps_log.sync()?;
             epochs_log.sync()?;
-            if let Some(log) = &mut hf_log {
+            if let Some((log, layers_log)) = &mut hf_log {
                 log.sync()?;
+                layers_log.sync()?;
             }
             progress = Progress {
                 step,
@@ -659,8 +717,9 @@ fn train_locked(
         ])?;
         steps_log.sync()?;
         epochs_log.sync()?;
-        if let Some(log) = &mut hf_log {
+        if let Some((log, layers_log)) = &mut hf_log {
             log.sync()?;
+            layers_log.sync()?;
         }
         progress = Progress {
             step,
