@@ -5,8 +5,11 @@
 # its figures, each run's range test (lr_find.csv, suggestion.json) and snapshot-ensemble
 # table (ensemble.csv) when it has one. Checkpoints stay in the sweep folder.
 #
-#   scripts/reproduce_cpu.sh                       # all three (about an hour on 2 cores)
+#   scripts/reproduce_cpu.sh                       # all of them (about an hour on 2 cores)
 #   scripts/reproduce_cpu.sh runs/cpu/sgdr.toml    # one
+#
+# runs/cpu/hf_lr.toml is a run config, not a sweep: `lrlab hf-lr` writes the super-convergence
+# paper's Hessian-free estimates of its first 297 iterations into results/cpu/hf_lr/.
 #
 # Environment: LRLAB (the binary, default target/release/lrlab), OUT (sweep folders, default
 # out), RESULTS (default results/cpu), JOBS (runs at once, default 2).
@@ -16,9 +19,16 @@ OUT=${OUT:-out}
 RESULTS=${RESULTS:-results/cpu}
 JOBS=${JOBS:-2}
 specs=("$@")
-[ ${#specs[@]} -gt 0 ] || specs=(runs/cpu/super_convergence.toml runs/cpu/sgdr.toml runs/cpu/clr.toml)
+[ ${#specs[@]} -gt 0 ] || specs=(runs/cpu/super_convergence.toml runs/cpu/sgdr.toml runs/cpu/clr.toml runs/cpu/hf_lr.toml)
 
 for spec in "${specs[@]}"; do
+    if [ "$(basename "$spec")" = hf_lr.toml ]; then
+        echo "== $spec -> $RESULTS/hf_lr"
+        "$LRLAB" hf-lr "$spec" --steps 297 --every 1 --out "$RESULTS/hf_lr" >/dev/null
+        cp "$spec" "$RESULTS/hf_lr/"
+        "$LRLAB" report "$RESULTS/hf_lr" >/dev/null
+        continue
+    fi
     name=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$spec" | head -1)
     [ -n "$name" ] || name=$(basename "$spec" .toml)
     dir="$OUT/$name"

@@ -73,6 +73,13 @@ enum Command {
     },
     /// The LR range test: train while the learning rate ramps up, then suggest learning rates.
     FindLr(FindLrArgs),
+    /// The super-convergence paper's Hessian-free estimates of the optimal learning rate
+    /// along the first steps of a run (a short training, only for the curve).
+    ///
+    /// The schedule keeps the config's whole length; the training stops after --steps.
+    /// Writes hf_lr.csv, hf_lr_layers.csv, steps.csv, config.toml, meta.json and the figure
+    /// (figures/hf_lr.svg and .png) into the output folder.
+    HfLr(HfLrArgs),
     /// Run a sweep spec's grid of runs (locally or as Slurm arrays); `sweep status DIR`.
     Sweep(lrlab::sweep::cli::SweepCommand),
     /// Write summary.csv, curves.csv and summary_by_point.csv of a sweep folder.
@@ -80,10 +87,11 @@ enum Command {
         /// The sweep folder.
         dir: PathBuf,
     },
-    /// Draw the figures of a run, sweep or range-test folder as SVG and PNG.
+    /// Draw the figures of a run, sweep, range-test or hf-lr folder as SVG and PNG.
     ///
-    /// DIR is recognised by its files: epochs.csv (a run), lr_find.csv (a range test), or
-    /// run folders / summary.csv / curves.csv (a sweep). Figures go to DIR/figures.
+    /// DIR is recognised by its files: epochs.csv (a run), lr_find.csv (a range test),
+    /// hf_lr.csv (lrlab hf-lr), or run folders / summary.csv / curves.csv (a sweep). Figures
+    /// go to DIR/figures.
     Plot(PlotArgs),
     /// Write DIR/report.md (tables, figures, the papers' numbers) and its figures.
     ///
@@ -101,6 +109,24 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct HfLrArgs {
+    /// Run config (data, model, optimizer, seed and schedule are used).
+    config: PathBuf,
+    /// Override a key of the run config: --set train.batch_size=256.
+    #[arg(long = "set", value_name = "TABLE.KEY=VALUE")]
+    set: Vec<String>,
+    /// Steps to train (the authors' curve: iterations 1-297 of their run).
+    #[arg(long, default_value_t = 300)]
+    steps: u64,
+    /// A window (two consecutive steps) every this many steps; 1 = the authors' curve.
+    #[arg(long, default_value_t = 1)]
+    every: u64,
+    /// Output folder [default: out/<config stem>-hf_lr].
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -450,6 +476,36 @@ fn find_lr(a: FindLrArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn hf_lr(a: HfLrArgs) -> anyhow::Result<()> {
+    let cfg = lrlab::config::RunConfig::load(&a.config, &a.set)?;
+    let out = a
+        .out
+        .unwrap_or_else(|| lrlab::train::trainer::default_out(&a.config, "-hf_lr"));
+    let r = lrlab::lr_find::hessian_free::run(&cfg, a.steps, a.every, true)?;
+    lrlab::lr_find::hessian_free::write(&out, &cfg, a.every, &r)?;
+    if let Some(why) = &r.stopped {
+        eprintln!("stopped early: {why}");
+    }
+    let paths = lrlab::report::plot_dir(&out, None, lrlab::report::FigureOptions::default())?;
+    println!("step,lr,hf_lr,hf_lr_ema,curvature_lr");
+    for e in &r.estimates {
+        println!(
+            "{},{},{},{},{}",
+            e.step, e.lr, e.hf_lr, e.hf_lr_ema, e.curvature_lr
+        );
+    }
+    for p in paths {
+        eprintln!("{}", p.display());
+    }
+    eprintln!(
+        "{} steps, {} windows; estimates in {}",
+        r.steps.len(),
+        r.estimates.len(),
+        out.display()
+    );
+    Ok(())
+}
+
 fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
     if a.overhead {
         return bench_overhead(a);
@@ -572,6 +628,7 @@ fn main() -> ExitCode {
             quiet,
         } => train(config, set, out, quiet),
         Command::FindLr(a) => find_lr(a).map(|_| 0),
+        Command::HfLr(a) => hf_lr(a).map(|_| 0),
         Command::Sweep(c) => lrlab::sweep::cli::sweep_main(c),
         Command::Collect { dir } => lrlab::sweep::cli::collect_main(&dir),
         Command::Plot(a) => lrlab::report::plot_dir(&a.dir, a.out.as_deref(), a.figure.options())

@@ -5,7 +5,11 @@
 //! Output folder: `lr_find.csv` (`step,lr,loss,smoothed_loss`), `accuracy.csv`
 //! (`step,lr,accuracy`, with `--metric accuracy`) and `suggestion.json` (every rule, the one
 //! used for `"auto"` values, the range and why the test stopped).
+//!
+//! [`hessian_free`]: the other way the papers find a learning rate, the super-convergence
+//! paper's Hessian-free estimate along the first steps of a run (`lrlab hf-lr`).
 
+pub mod hessian_free;
 pub mod suggest;
 
 use crate::config::{FindConfig, Metric, RunConfig};

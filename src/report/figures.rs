@@ -7,10 +7,13 @@
 //!   seeds, with a band (min–max or ±1 std).
 //! - `lr_find`: raw and smoothed loss against the learning rate (log axis), the suggestions
 //!   as labelled vertical lines, held-out accuracy in a second panel when recorded.
+//! - `hf_lr`: the Hessian-free estimates of the optimal learning rate (finite difference,
+//!   its moving average, gᵀg / gᵀHg) beside the learning rate in use, against the iteration,
+//!   on a log axis (as the super-convergence paper's figure).
 
 use super::chart::{Axis, Band, Figure, LegendEntry, Line, Mark, Panel, Style, PALETTE};
 use super::group::{aggregate, BandKind, Point};
-use super::read::{RangeTest, Run, ScheduleRow};
+use super::read::{HfRow, RangeTest, Run, ScheduleRow};
 
 /// Options shared by the figures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -19,6 +22,83 @@ pub struct FigureOptions {
     pub log_y: bool,
     /// What the band around a mean line shows.
     pub band: BandKind,
+}
+
+/// The Hessian-free estimates and the learning rate in use against the iteration (log y);
+/// `None` with no rows. Values that a log axis cannot show (≤ 0: the loss is concave along
+/// the gradient there) are left out, and the subtitle says how many.
+pub fn hf_lr(title: &str, rows: &[HfRow]) -> Option<Figure> {
+    if rows.is_empty() {
+        return None;
+    }
+    let mut left_out = 0;
+    let mut series = |f: &dyn Fn(&HfRow) -> Option<f64>| -> Vec<(f64, f64)> {
+        rows.iter()
+            .filter_map(|r| {
+                let v = f(r)?;
+                if v.is_finite() && v > 0.0 {
+                    Some((r.step, v))
+                } else {
+                    left_out += 1;
+                    None
+                }
+            })
+            .collect()
+    };
+    let lr = series(&|r| Some(r.lr));
+    let raw = series(&|r| r.hf_lr);
+    let ema = series(&|r| r.hf_lr_ema);
+    let curv = series(&|r| r.curvature_lr);
+    let mut panel = Panel {
+        y: Axis {
+            label: "learning rate (log scale)".into(),
+            log: true,
+            range: None,
+        },
+        ..Panel::default()
+    };
+    let mut legend = Vec::new();
+    let mut push = |points: Vec<(f64, f64)>, style: Style, label: &str| {
+        if points.is_empty() {
+            return;
+        }
+        panel.lines.push(Line {
+            points: super::plot::thin(&points),
+            style,
+        });
+        legend.push(LegendEntry {
+            label: label.to_string(),
+            style,
+            band: false,
+        });
+    };
+    let est = Style::solid(PALETTE[1]);
+    push(lr, Style::solid(PALETTE[0]), "learning rate in use");
+    push(
+        raw,
+        Style {
+            width: 1,
+            opacity: 0.4,
+            ..est
+        },
+        "finite-difference estimate",
+    );
+    push(ema, est, "its moving average (α = 0.1)");
+    push(curv, Style::solid(PALETTE[2]), "gᵀg / gᵀHg");
+    Some(Figure {
+        title: title.to_string(),
+        subtitle: if left_out > 0 {
+            format!("{left_out} values ≤ 0 or not finite left out (log axis)")
+        } else {
+            String::new()
+        },
+        x: Axis {
+            label: "iteration".into(),
+            ..Axis::default()
+        },
+        panels: vec![panel],
+        legend,
+    })
 }
 
 /// LR and momentum against epoch, one line per `(label, rows)`; `None` with nothing to draw.

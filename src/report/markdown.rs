@@ -3,7 +3,7 @@
 
 use super::group::{mean_std, Point};
 use super::paper::{matches, PaperValue, ReportSpec};
-use super::read::{RangeTest, Run, Sweep};
+use super::read::{HfLrRun, HfRow, RangeTest, Run, Sweep};
 use super::table::Table;
 use std::fmt::Write;
 
@@ -122,6 +122,10 @@ pub fn run_report(run: &Run, figures: &[FigureRef]) -> String {
             format!("{v:.1}"),
         );
     }
+    if !run.hf_lr.is_empty() {
+        out.push('\n');
+        hf_section(&mut out, &run.hf_lr);
+    }
     figures_section(&mut out, figures);
     if let Some(meta) = &run.meta {
         let keys = [
@@ -184,6 +188,87 @@ pub fn range_report(rt: &RangeTest, name: &str, figures: &[FigureRef]) -> String
             );
         }
     }
+    figures_section(&mut out, figures);
+    out
+}
+
+/// The median of the finite values of `xs`, if any.
+fn median(xs: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = xs.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// The Hessian-free estimates in a table: over the first and the last fifth of the windows,
+/// the learning rate in use, the medians of the raw estimate and of gᵀg / gᵀHg, and the
+/// moving average at the end of the part.
+fn hf_section(out: &mut String, rows: &[HfRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    let n = rows.len();
+    let fifth = n.div_ceil(5);
+    let parts = [("early", &rows[..fifth]), ("late", &rows[n - fifth..])];
+    out.push_str(
+        "## Hessian-free estimates of the optimal learning rate
+
+",
+    );
+    let _ = writeln!(
+        out,
+        "{n} windows, iterations {} to {}; each part is a fifth of them.
+",
+        rows[0].step,
+        rows[n - 1].step
+    );
+    out.push_str(
+        "| part | iterations | learning rate in use | finite difference (median) | moving average (at its end) | gᵀg / gᵀHg (median) |
+|---|---|---|---|---|---|
+",
+    );
+    let opt = |x: Option<f64>| x.map_or_else(|| "–".to_string(), sig3);
+    for (name, part) in parts {
+        let (first, last) = (part[0], part[part.len() - 1]);
+        let _ = writeln!(
+            out,
+            "| {name} | {}–{} | {}–{} | {} | {} | {} |",
+            first.step,
+            last.step,
+            sig3(first.lr),
+            sig3(last.lr),
+            opt(median(part.iter().filter_map(|r| r.hf_lr))),
+            opt(last.hf_lr_ema),
+            opt(median(part.iter().filter_map(|r| r.curvature_lr))),
+        );
+    }
+}
+
+/// `report.md` of an `lrlab hf-lr` folder.
+pub fn hf_report(hf: &HfLrRun, name: &str, figures: &[FigureRef]) -> String {
+    let mut out = format!(
+        "# Hessian-free learning-rate estimates: {name}
+
+"
+    );
+    if let Some(m) = &hf.meta {
+        if let Some(c) = m.get("config").and_then(|c| c.as_str()) {
+            let _ = writeln!(
+                out,
+                "Config: `{}`
+",
+                cell(c)
+            );
+        }
+    }
+    hf_section(&mut out, &hf.rows);
     figures_section(&mut out, figures);
     out
 }

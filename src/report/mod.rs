@@ -1,6 +1,7 @@
 //! Figures and reports drawn from the run folders' CSVs.
 //!
-//! - [`plot_dir`] (`lrlab plot DIR`): recognise DIR as a run, a sweep or a range-test folder
+//! - [`plot_dir`] (`lrlab plot DIR`): recognise DIR as a run, a sweep, a range-test or an
+//!   hf-lr folder
 //!   ([`read`]) and write its figures ([`figures`]) as SVG and PNG into `DIR/figures/`.
 //! - [`report_dir`] (`lrlab report DIR`): the same figures plus `DIR/report.md`
 //!   ([`markdown`]), with the papers' numbers from the `[report]` table of the sweep's
@@ -39,6 +40,17 @@ fn add(r: &mut Rendered, fig: Option<chart::Figure>, stem: &str, caption: &str) 
     Ok(())
 }
 
+/// The Hessian-free estimates' figure, when there are rows.
+fn add_hf_lr(r: &mut Rendered, name: &str, rows: &[read::HfRow]) -> Result<()> {
+    let title = format!("{name}: Hessian-free estimates of the optimal learning rate");
+    add(
+        r,
+        figures::hf_lr(&title, rows),
+        "hf_lr",
+        "Hessian-free estimates of the optimal learning rate beside the learning rate in use, against the iteration (log scale)",
+    )
+}
+
 /// Grid points of a sweep (one point per run folder for a lone run).
 fn sweep_points(sw: &read::Sweep, name: &str) -> Vec<group::Point> {
     group::points(&sw.runs, name, sw.params_from_tables)
@@ -72,7 +84,9 @@ fn render(input: &Input, name: &str, opts: FigureOptions) -> Result<Rendered> {
                 "schedule",
                 "Learning rate and momentum against epoch",
             )?;
+            add_hf_lr(&mut r, name, &run.hf_lr)?;
         }
+        Input::HfLr(hf) => add_hf_lr(&mut r, name, &hf.rows)?,
         Input::RangeTest(rt) => {
             let title = format!("LR range test {name}: loss against learning rate");
             let fig = figures::range_test(&title, rt, opts.log_y);
@@ -158,6 +172,7 @@ pub fn report_dir(dir: &Path, opts: FigureOptions) -> Result<Vec<PathBuf>> {
     let text = match &input {
         Input::Run(run) => markdown::run_report(run, &r.refs),
         Input::RangeTest(rt) => markdown::range_report(rt, &name, &r.refs),
+        Input::HfLr(hf) => markdown::hf_report(hf, &name, &r.refs),
         Input::Sweep(sw) => {
             let points = sweep_points(sw, &name);
             markdown::sweep_report(sw, &name, &points, &spec, &r.refs)

@@ -174,6 +174,65 @@ pub fn read_steps(path: &Path) -> Result<Vec<ScheduleRow>> {
     Ok(out)
 }
 
+/// One row of `hf_lr.csv`: the Hessian-free LR estimates of the window at `step`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HfRow {
+    /// The window's first step.
+    pub step: f64,
+    /// The learning rate in use at that step.
+    pub lr: f64,
+    /// The paper's finite-difference estimate.
+    pub hf_lr: Option<f64>,
+    /// Its moving average.
+    pub hf_lr_ema: Option<f64>,
+    /// gᵀg / gᵀHg.
+    pub curvature_lr: Option<f64>,
+}
+
+/// Read `hf_lr.csv` (`train.hf_lr_every`, `lrlab hf-lr`); None when the folder has none.
+pub fn read_hf_lr(dir: &Path) -> Result<Option<Vec<HfRow>>> {
+    let path = dir.join("hf_lr.csv");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let t = Table::read(&path)?;
+    let (step, lr) = (t.need("step")?, t.need("lr")?);
+    let (raw, ema, curv) = (t.col("hf_lr"), t.col("hf_lr_ema"), t.col("curvature_lr"));
+    let get = |r: usize, c: Option<usize>| -> Result<Option<f64>> {
+        match c {
+            Some(c) => t.num(r, c),
+            None => Ok(None),
+        }
+    };
+    let mut out = Vec::with_capacity(t.rows.len());
+    for r in 0..t.rows.len() {
+        let missing = |what: &str| {
+            input_error(format!(
+                "{}: line {}: empty `{what}`",
+                path.display(),
+                t.lines[r]
+            ))
+        };
+        out.push(HfRow {
+            step: t.num(r, step)?.ok_or_else(|| missing("step"))?,
+            lr: t.num(r, lr)?.ok_or_else(|| missing("lr"))?,
+            hf_lr: get(r, raw)?,
+            hf_lr_ema: get(r, ema)?,
+            curvature_lr: get(r, curv)?,
+        });
+    }
+    Ok(Some(out))
+}
+
+/// A folder of `lrlab hf-lr`: the estimates of a short training, without epochs.
+#[derive(Clone, Debug)]
+pub struct HfLrRun {
+    /// Rows of `hf_lr.csv`.
+    pub rows: Vec<HfRow>,
+    /// `meta.json`, when present.
+    pub meta: Option<serde_json::Value>,
+}
+
 /// One training run: its name, its grid parameters (when a sweep table gives them), status
 /// and per-epoch rows.
 #[derive(Clone, Debug, Default)]
@@ -197,6 +256,8 @@ pub struct Run {
     pub config_text: Option<String>,
     /// `meta.json`, when present.
     pub meta: Option<serde_json::Value>,
+    /// Rows of `hf_lr.csv`, when the run logged the Hessian-free estimates.
+    pub hf_lr: Vec<HfRow>,
 }
 
 impl Run {
@@ -237,6 +298,7 @@ impl Run {
             config,
             config_text: config_text.map(|(_, t)| t),
             meta: read_json(&dir.join("meta.json"))?,
+            hf_lr: read_hf_lr(dir)?.unwrap_or_default(),
         })
     }
 
@@ -420,10 +482,12 @@ pub enum Input {
     RangeTest(RangeTest),
     /// A sweep folder.
     Sweep(Sweep),
+    /// An `lrlab hf-lr` folder.
+    HfLr(HfLrRun),
 }
 
 /// What a recognisable folder must hold, for error messages.
-pub const EXPECTED: &str = "a run folder (epochs.csv), a range-test folder (lr_find.csv) or a sweep folder (run folders with epochs.csv, or summary.csv/curves.csv)";
+pub const EXPECTED: &str = "a run folder (epochs.csv), a range-test folder (lr_find.csv), an hf-lr folder (hf_lr.csv) or a sweep folder (run folders with epochs.csv, or summary.csv/curves.csv)";
 
 /// Recognise and read `dir`.
 pub fn load(dir: &Path) -> Result<Input> {
@@ -442,11 +506,17 @@ pub fn load(dir: &Path) -> Result<Input> {
     if dir.join("lr_find.csv").is_file() {
         return Ok(Input::RangeTest(RangeTest::load(dir)?));
     }
+    if let Some(rows) = read_hf_lr(dir)? {
+        return Ok(Input::HfLr(HfLrRun {
+            rows,
+            meta: read_json(&dir.join("meta.json"))?,
+        }));
+    }
     let run_dirs = find_runs(dir)?;
     let tables = ["summary.csv", CURVES[0], CURVES[1]];
     if run_dirs.is_empty() && !tables.iter().any(|t| dir.join(t).is_file()) {
         crate::bail_input!(
-            "{}: no epochs.csv, lr_find.csv, summary.csv, curves.csv or run folders with epochs.csv found; expected {EXPECTED}",
+            "{}: no epochs.csv, lr_find.csv, hf_lr.csv, summary.csv, curves.csv or run folders with epochs.csv found; expected {EXPECTED}",
             dir.display()
         );
     }

@@ -13,6 +13,7 @@
 //! backward: the step length along −g that minimises the loss's quadratic model
 //! `f − α·gᵀg + α²/2·gᵀHg`. Per layer, both sums are split into the layer's own terms.
 
+use crate::util::fmt_f64;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use tch::nn::VarStore;
@@ -163,6 +164,37 @@ pub struct Estimate {
     /// Per layer ([`Tracker::layers`]): the finite-difference estimate over the layer's
     /// parameters, and the ratio of the layer's terms of gᵀg and gᵀHg.
     pub layers: Vec<(f64, f64)>,
+}
+
+impl Estimate {
+    /// The `hf_lr.csv` row ([`crate::train::record::HF_LR_HEADER`]); `steps_per_epoch`
+    /// gives the epoch column.
+    pub fn fields(&self, steps_per_epoch: u64) -> Vec<String> {
+        vec![
+            self.step.to_string(),
+            fmt_f64(self.step as f64 / steps_per_epoch as f64),
+            fmt_f64(self.lr),
+            fmt_f64(self.hf_lr),
+            fmt_f64(self.hf_lr_ema),
+            fmt_f64(self.curvature_lr),
+        ]
+    }
+
+    /// The `hf_lr_layers.csv` rows, one per layer of `layers` ([`Tracker::layers`]).
+    pub fn layer_fields(&self, layers: &[String]) -> Vec<Vec<String>> {
+        layers
+            .iter()
+            .zip(&self.layers)
+            .map(|(name, (fd, c))| {
+                vec![
+                    self.step.to_string(),
+                    name.clone(),
+                    fmt_f64(*fd),
+                    fmt_f64(*c),
+                ]
+            })
+            .collect()
+    }
 }
 
 /// The estimates along a training, every `every` steps: a window starts at each step `s` with

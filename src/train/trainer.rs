@@ -223,7 +223,7 @@ pub fn train_step(
 /// mode, the step's dropout seed, label smoothing) but in fp32, without weight decay (the
 /// optimizer's). The batch-norm running statistics this forward pass moves are put back, and
 /// no `.grad` is touched, so the training goes on exactly as without it.
-fn curvature_at(
+pub fn curvature_at(
     cfg: &RunConfig,
     vs: &VarStore,
     model: &models::Model,
@@ -568,21 +568,9 @@ fn train_locked(
                 train_step(cfg, &model, &mut optim, &batch, bf16, step, lr, momentum);
             if let (Some(h), Some((log, layers_log))) = (&mut hf, &mut hf_log) {
                 if let Some(e) = h.after_step(step, |s| setup.schedule.lr(s)) {
-                    log.row(&[
-                        e.step.to_string(),
-                        fmt_f64(e.step as f64 / k as f64),
-                        fmt_f64(e.lr),
-                        fmt_f64(e.hf_lr),
-                        fmt_f64(e.hf_lr_ema),
-                        fmt_f64(e.curvature_lr),
-                    ])?;
-                    for (name, (fd, c)) in h.layers().iter().zip(&e.layers) {
-                        layers_log.row(&[
-                            e.step.to_string(),
-                            name.clone(),
-                            fmt_f64(*fd),
-                            fmt_f64(*c),
-                        ])?;
+                    log.row(&e.fields(k))?;
+                    for row in e.layer_fields(h.layers()) {
+                        layers_log.row(&row)?;
                     }
                 }
             }

@@ -1,0 +1,163 @@
+//! `lrlab hf-lr`: a short training of a run config only to produce the curve of the
+//! super-convergence paper's Hessian-free estimates of the optimal learning rate
+//! ([`crate::train::hf_lr`]), as the authors did on iterations 1–297 of their ResNet-56 run.
+//!
+//! The schedule keeps the config's whole length (a ramp over 5 000 iterations stays that
+//! ramp), and the training stops after `--steps`. Nothing is checkpointed: the files are
+//! written at the end, atomically, or not at all (Ctrl-C exits 3 and writes nothing).
+
+use crate::config::RunConfig;
+use crate::train::hf_lr::{Estimate, Tracker};
+use crate::train::optim::Optimizer;
+use crate::train::record::{HF_LR_HEADER, HF_LR_LAYERS_HEADER, STEPS_HEADER};
+use crate::train::trainer::{build_model, curvature_at, train_step, Setup};
+use crate::util::{fmt_f64, write_atomic};
+use anyhow::{Context, Result};
+use std::path::Path;
+
+/// What `lrlab hf-lr` measured.
+pub struct HfLrResult {
+    /// One estimate per window, in step order.
+    pub estimates: Vec<Estimate>,
+    /// The layers of the per-layer values.
+    pub layers: Vec<String>,
+    /// Per step: `(step, lr, momentum, loss)`.
+    pub steps: Vec<(u64, f64, f64, f64)>,
+    /// Optimizer steps per epoch of the config (the epoch columns).
+    pub steps_per_epoch: u64,
+    /// Steps of the config's whole run (the schedule's length).
+    pub run_steps: u64,
+    /// Why the training stopped before `steps`, if it did (a non-finite loss).
+    pub stopped: Option<String>,
+}
+
+/// Train `cfg` for `steps` steps of its schedule, measuring the estimates every `every` steps.
+/// Errors name the flags (`--steps`, `--every`).
+pub fn run(cfg: &RunConfig, steps: u64, every: u64, progress: bool) -> Result<HfLrResult> {
+    if every == 0 {
+        crate::bail_input!("--every 0: must be >= 1 (a window every this many steps)");
+    }
+    if steps < 2 {
+        crate::bail_input!("--steps {steps}: must be >= 2 (a window spans two steps)");
+    }
+    crate::train::stop::flag()?;
+    let setup = Setup::new(cfg)?;
+    if steps > setup.total_steps {
+        crate::bail_input!(
+            "--steps {steps}: the config's run has only {} steps (train.epochs or train.steps)",
+            setup.total_steps
+        );
+    }
+    let (vs, model) = build_model(cfg, &setup)?;
+    let mut optim = Optimizer::new(&vs, &cfg.optim)?;
+    if setup.bf16 {
+        crate::train::device::set_autocast_bf16()?;
+    }
+    let mut tracker = Tracker::new(&vs, every);
+    let params = tracker.params();
+    let bar = crate::train::trainer::progress_bar(progress, steps, 0);
+    let mut out = HfLrResult {
+        estimates: Vec::new(),
+        layers: tracker.layers().to_vec(),
+        steps: Vec::new(),
+        steps_per_epoch: setup.steps_per_epoch,
+        run_steps: setup.total_steps,
+        stopped: None,
+    };
+    let mut step = 0u64;
+    let mut epoch = 0u64;
+    'outer: while step < steps {
+        for batch in setup.data.train.epoch(epoch, 0) {
+            if step >= steps {
+                break 'outer;
+            }
+            if crate::train::stop::requested() {
+                if let Some(b) = &bar {
+                    b.finish_and_clear();
+                }
+                return Err(crate::train::stop::Interrupted.into());
+            }
+            let batch = batch?;
+            let lr = setup.schedule.lr(step);
+            let momentum = setup.schedule.momentum(step).unwrap_or(cfg.optim.momentum);
+            if tracker.opens_window(step) {
+                let (total, layers) = curvature_at(cfg, &vs, &model, &params, &batch, step);
+                tracker.set_curvature(total, &layers);
+            }
+            tracker.before_step(step);
+            let (loss, _) = train_step(
+                cfg, &model, &mut optim, &batch, setup.bf16, step, lr, momentum,
+            );
+            let l = f64::try_from(&loss).context("reading the loss")?;
+            out.steps.push((step, lr, momentum, l));
+            out.estimates
+                .extend(tracker.after_step(step, |s| setup.schedule.lr(s)));
+            step += 1;
+            if let Some(b) = &bar {
+                b.set_position(step);
+                let last = out.estimates.last().map_or(f64::NAN, |e| e.hf_lr_ema);
+                b.set_message(format!("lr {lr:.3} loss {l:.4} estimate (avg) {last:.3}"));
+            }
+            if !l.is_finite() {
+                out.stopped = Some(format!(
+                    "the loss became non-finite at step {} (lr {lr})",
+                    step - 1
+                ));
+                break 'outer;
+            }
+        }
+        epoch += 1;
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(out)
+}
+
+/// Write `hf_lr.csv`, `hf_lr_layers.csv`, `steps.csv`, `config.toml` and `meta.json` into
+/// `out` (each atomically).
+pub fn write(out: &Path, cfg: &RunConfig, every: u64, r: &HfLrResult) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut hf = format!("{HF_LR_HEADER}\n");
+    let mut layers = format!("{HF_LR_LAYERS_HEADER}\n");
+    for e in &r.estimates {
+        hf.push_str(&e.fields(r.steps_per_epoch).join(","));
+        hf.push('\n');
+        for row in e.layer_fields(&r.layers) {
+            layers.push_str(&row.join(","));
+            layers.push('\n');
+        }
+    }
+    // steps.csv as a training writes it; no clock column is worth keeping here.
+    let mut steps = format!("{STEPS_HEADER}\n");
+    for (s, lr, m, loss) in &r.steps {
+        steps.push_str(&format!(
+            "{s},{},{},{},{},\n",
+            fmt_f64(*s as f64 / r.steps_per_epoch as f64),
+            fmt_f64(*lr),
+            fmt_f64(*m),
+            fmt_f64(*loss)
+        ));
+    }
+    let mut config = cfg.clone();
+    config.train.hf_lr_every = every;
+    let meta = serde_json::json!({
+        "lrlab_version": env!("CARGO_PKG_VERSION"),
+        "git_commit": option_env!("LRLAB_GIT_COMMIT").unwrap_or(""),
+        "libtorch_version": crate::train::device::libtorch_version(),
+        "steps_run": r.steps.len(),
+        "run_steps": r.run_steps,
+        "every": every,
+        "windows": r.estimates.len(),
+        "stopped": r.stopped,
+    });
+    write_atomic(&out.join("config.toml"), config.to_toml()?.as_bytes())?;
+    write_atomic(&out.join("steps.csv"), steps.as_bytes())?;
+    write_atomic(&out.join("hf_lr_layers.csv"), layers.as_bytes())?;
+    write_atomic(
+        &out.join("meta.json"),
+        format!("{}\n", serde_json::to_string_pretty(&meta)?).as_bytes(),
+    )?;
+    // Last: hf_lr.csv is what marks the folder as an hf-lr folder for `lrlab plot`.
+    write_atomic(&out.join("hf_lr.csv"), hf.as_bytes())
+}
