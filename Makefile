@@ -15,11 +15,11 @@ ifeq ($(origin LIBTORCH)$(LIBTORCH_USE_PYTORCH),undefined)
 LIBTORCH_DEP := libtorch
 endif
 
-.PHONY: all setup libtorch data build run test test-repeat check fmt clippy golden bench gallery reproduce bundle check-torch gpu-bundle clean
+.PHONY: all setup libtorch data gloo build run test test-repeat check fmt clippy golden bench gallery reproduce bundle check-torch gpu-bundle clean
 
 all: build
 
-setup: $(LIBTORCH_DEP) data
+setup: $(LIBTORCH_DEP) data gloo
 
 libtorch:
 	@scripts/libtorch.sh "$(TORCH_DIR)"
@@ -28,7 +28,10 @@ libtorch:
 data:
 	@scripts/fashion-mnist.sh
 
-build: $(LIBTORCH_DEP)
+gloo:
+	@scripts/gloo.sh
+
+build: $(LIBTORCH_DEP) gloo
 	$(CARGO) build --release --locked
 
 # The main job: the default demo on real data. A second `make run` resumes or skips what is done.

@@ -33,6 +33,7 @@ fn main() {
     }
     git_commit();
     shim(&lib);
+    dist_shim(&lib);
     println!("cargo:rerun-if-env-changed=LRLAB_NO_RPATH");
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         // A bundle (`make bundle`) finds libtorch through its launcher instead, and carries
@@ -111,4 +112,43 @@ fn shim(lib: &std::path::Path) {
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .warnings(false)
         .compile("lrlab_shim");
+}
+
+/// Compile `src/dist/shim.cpp` (c10d: TCPStore, ProcessGroupGloo) against libtorch's headers.
+/// Gloo's own code is inside `libtorch_cpu.so`; its headers come from Debian's `libgloo-dev`
+/// (`make setup` installs it). Without them the shim is built without Gloo and
+/// `train.nproc > 1` says what to install.
+fn dist_shim(lib: &std::path::Path) {
+    println!("cargo:rerun-if-changed=src/dist/shim.cpp");
+    println!("cargo:rerun-if-env-changed=LRLAB_GLOO_INCLUDE");
+    let root = lib.parent().expect("libtorch lib dir has a parent");
+    let inc = std::env::var("LIBTORCH_INCLUDE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.to_path_buf())
+        .join("include");
+    let gloo = std::env::var("LRLAB_GLOO_INCLUDE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/usr/include"));
+    println!("cargo:rerun-if-changed={}", gloo.join("gloo").display());
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
+    let mut b = cc::Build::new();
+    b.cpp(true)
+        .file("src/dist/shim.cpp")
+        .include(&inc)
+        .include(inc.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
+        .warnings(false);
+    if gloo.join("gloo/config.h").exists() {
+        b.include(&gloo)
+            .define("USE_C10D_GLOO", None)
+            .define("LRLAB_GLOO", None);
+    } else {
+        println!(
+            "cargo:warning=gloo headers not found under {} (Debian: libgloo-dev; `make setup` \
+             installs it): lrlab is built without multi-process training",
+            gloo.display()
+        );
+    }
+    b.compile("lrlab_dist_shim");
 }

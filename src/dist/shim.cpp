@@ -93,10 +93,12 @@ int lrlab_dist_backends() {
   return b;
 }
 
-// Join the group: rank 0 serves the TCPStore on `port`, every rank connects to
-// `addr:port`; backend 0 is gloo (bound to `gloo_host`), 1 is nccl. Blocks until all
-// `world` ranks have joined or `timeout_ms` has passed.
-int lrlab_dist_init(int rank, int world, const char* addr, int port, int backend,
+// Join the group: rank 0 serves the TCPStore on `port` (on the already bound socket
+// `listen_fd` when it is >= 0: a launcher binds the port itself, so that no other program can
+// take it between choosing and serving), every rank connects to `addr:port`; backend 0 is
+// gloo (bound to `gloo_host`), 1 is nccl. Blocks until all `world` ranks have joined or
+// `timeout_ms` has passed.
+int lrlab_dist_init(int rank, int world, const char* addr, int port, int listen_fd, int backend,
                     const char* gloo_host, long timeout_ms, void** out, char* err,
                     size_t len) {
   return guarded(err, len, [&] {
@@ -104,6 +106,7 @@ int lrlab_dist_init(int rank, int world, const char* addr, int port, int backend
     c10d::TCPStoreOptions o;
     o.port = static_cast<std::uint16_t>(port);
     o.isServer = rank == 0;
+    if (rank == 0 && listen_fd >= 0) o.masterListenFd = listen_fd;
     o.numWorkers = static_cast<std::size_t>(world);
     o.waitWorkers = true;
     o.timeout = timeout;

@@ -1,0 +1,256 @@
+//! The distributed engine: one run over several processes through libtorch's own c10d
+//! (a TCPStore rendezvous, then ProcessGroupGloo for CPU tensors), reached through the C++
+//! shim `shim.cpp`. Nothing here is a hand-written collective: the all-reduce, the broadcast
+//! and the rendezvous are libtorch's.
+//!
+//! Every call returns an error instead of hanging or aborting: a peer that died or stopped
+//! answering makes the collective fail within the group's timeout, with c10d's message.
+
+use anyhow::{bail, Result};
+use std::ffi::{c_char, c_int, c_long, c_void, CStr, CString};
+use std::time::Duration;
+use tch::Tensor;
+
+extern "C" {
+    fn lrlab_dist_backends() -> c_int;
+    #[allow(clippy::too_many_arguments)]
+    fn lrlab_dist_init(
+        rank: c_int,
+        world: c_int,
+        addr: *const c_char,
+        port: c_int,
+        listen_fd: c_int,
+        backend: c_int,
+        gloo_host: *const c_char,
+        timeout_ms: c_long,
+        out: *mut *mut c_void,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
+    fn lrlab_dist_allreduce(
+        h: *mut c_void,
+        ts: *const *mut torch_sys::C_tensor,
+        n: usize,
+        op: c_int,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
+    fn lrlab_dist_broadcast(
+        h: *mut c_void,
+        ts: *const *mut torch_sys::C_tensor,
+        n: usize,
+        root: c_int,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
+    fn lrlab_dist_barrier(h: *mut c_void, err: *mut c_char, len: usize) -> c_int;
+    fn lrlab_dist_store_set(
+        h: *mut c_void,
+        key: *const c_char,
+        value: *const c_char,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
+    fn lrlab_dist_store_get(
+        h: *mut c_void,
+        key: *const c_char,
+        value: *mut c_char,
+        cap: usize,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
+    fn lrlab_dist_destroy(h: *mut c_void);
+}
+
+/// Room for c10d's error messages.
+const ERR_LEN: usize = 4096;
+
+/// Run a shim call that reports failure as -1 and a message; the message becomes the error,
+/// prefixed with what was being done.
+fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
+    let mut err = vec![0 as c_char; ERR_LEN];
+    if f(err.as_mut_ptr(), ERR_LEN) == 0 {
+        return Ok(());
+    }
+    // SAFETY: the shim writes a NUL-terminated string of at most ERR_LEN bytes.
+    let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy();
+    bail!("{what}: {}", msg.trim())
+}
+
+/// Whether this build can run multi-process training on CPUs (it found gloo's headers).
+pub fn has_gloo() -> bool {
+    // SAFETY: a plain C call that takes nothing.
+    unsafe { lrlab_dist_backends() & 1 != 0 }
+}
+
+/// Where and how to join a group.
+#[derive(Clone, Debug)]
+pub struct Rendezvous {
+    /// This process's rank, 0..world.
+    pub rank: usize,
+    /// Number of processes.
+    pub world: usize,
+    /// Address of rank 0's store (`MASTER_ADDR`).
+    pub addr: String,
+    /// Its port (`MASTER_PORT`).
+    pub port: u16,
+    /// A socket already bound to `port` that rank 0 serves on (a launcher's), if any.
+    pub listen_fd: Option<i32>,
+    /// How long a rendezvous or a collective may wait for the other ranks.
+    pub timeout: Duration,
+}
+
+/// A process group: this rank's membership in a run over `world` processes.
+pub struct Group {
+    handle: *mut c_void,
+    rank: usize,
+    world: usize,
+}
+
+// SAFETY: the handle is only used through &self/&mut self; c10d's group is thread-safe for
+// the calls made here, and the training thread owns it.
+unsafe impl Send for Group {}
+
+impl Group {
+    /// Join the group over Gloo (CPU tensors): blocks until every rank has joined, or fails
+    /// after `r.timeout` naming what did not happen.
+    pub fn join(r: &Rendezvous) -> Result<Group> {
+        if !has_gloo() {
+            crate::bail_input!(
+                "this lrlab was built without gloo's headers, so it cannot train over several \
+                 processes: install libgloo-dev (Debian) and rebuild (`make setup build`)"
+            );
+        }
+        let addr = CString::new(r.addr.as_str())?;
+        // Gloo binds its own connections to the address the store is reached at.
+        let host = CString::new(r.addr.as_str())?;
+        let mut handle: *mut c_void = std::ptr::null_mut();
+        call(
+            &format!(
+                "rank {} of {}: joining the group at {}:{}",
+                r.rank, r.world, r.addr, r.port
+            ),
+            |err, len| {
+                // SAFETY: valid C strings, an out pointer to fill, an error buffer of `len`.
+                unsafe {
+                    lrlab_dist_init(
+                        r.rank as c_int,
+                        r.world as c_int,
+                        addr.as_ptr(),
+                        r.port as c_int,
+                        r.listen_fd.unwrap_or(-1),
+                        0,
+                        host.as_ptr(),
+                        r.timeout.as_millis() as c_long,
+                        &mut handle,
+                        err,
+                        len,
+                    )
+                }
+            },
+        )?;
+        Ok(Group {
+            handle,
+            rank: r.rank,
+            world: r.world,
+        })
+    }
+
+    /// This process's rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Number of processes.
+    pub fn world(&self) -> usize {
+        self.world
+    }
+
+    fn ptrs(ts: &[&Tensor]) -> Vec<*mut torch_sys::C_tensor> {
+        ts.iter()
+            .map(|t| t.as_ptr() as *mut torch_sys::C_tensor)
+            .collect()
+    }
+
+    /// Sum each tensor over the ranks, in place (all in flight together).
+    pub fn all_reduce_sum(&self, ts: &[&Tensor]) -> Result<()> {
+        self.all_reduce(ts, 0, "all-reduce (sum)")
+    }
+
+    /// Average each tensor over the ranks, in place.
+    pub fn all_reduce_mean(&self, ts: &[&Tensor]) -> Result<()> {
+        self.all_reduce(ts, 1, "all-reduce (mean)")
+    }
+
+    fn all_reduce(&self, ts: &[&Tensor], op: c_int, what: &str) -> Result<()> {
+        let p = Self::ptrs(ts);
+        call(&format!("rank {}: {what}", self.rank), |err, len| {
+            // SAFETY: live tensors (borrowed for the call), the group's handle.
+            unsafe { lrlab_dist_allreduce(self.handle, p.as_ptr(), p.len(), op, err, len) }
+        })
+    }
+
+    /// Overwrite each tensor with rank `root`'s, in place.
+    pub fn broadcast(&self, ts: &[&Tensor], root: usize) -> Result<()> {
+        let p = Self::ptrs(ts);
+        call(&format!("rank {}: broadcast", self.rank), |err, len| {
+            // SAFETY: live tensors (borrowed for the call), the group's handle.
+            unsafe {
+                lrlab_dist_broadcast(self.handle, p.as_ptr(), p.len(), root as c_int, err, len)
+            }
+        })
+    }
+
+    /// Wait until every rank has reached this call.
+    pub fn barrier(&self) -> Result<()> {
+        call(&format!("rank {}: barrier", self.rank), |err, len| {
+            // SAFETY: the group's handle and an error buffer.
+            unsafe { lrlab_dist_barrier(self.handle, err, len) }
+        })
+    }
+
+    /// Publish `value` under `key` in the rendezvous store.
+    pub fn store_set(&self, key: &str, value: &str) -> Result<()> {
+        let (k, v) = (CString::new(key)?, CString::new(value)?);
+        call(
+            &format!("rank {}: store set {key}", self.rank),
+            |err, len| {
+                // SAFETY: valid C strings, the group's handle and an error buffer.
+                unsafe { lrlab_dist_store_set(self.handle, k.as_ptr(), v.as_ptr(), err, len) }
+            },
+        )
+    }
+
+    /// Read `key` from the rendezvous store, waiting for it up to the group's timeout.
+    pub fn store_get(&self, key: &str) -> Result<String> {
+        let k = CString::new(key)?;
+        let mut value = vec![0 as c_char; 4096];
+        call(
+            &format!("rank {}: store get {key}", self.rank),
+            |err, len| {
+                // SAFETY: a valid C string, a value buffer of its length, an error buffer.
+                unsafe {
+                    lrlab_dist_store_get(
+                        self.handle,
+                        k.as_ptr(),
+                        value.as_mut_ptr(),
+                        value.len(),
+                        err,
+                        len,
+                    )
+                }
+            },
+        )?;
+        // SAFETY: the shim wrote a NUL-terminated string into the buffer.
+        Ok(unsafe { CStr::from_ptr(value.as_ptr()) }
+            .to_string_lossy()
+            .into_owned())
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from lrlab_dist_init and is freed once.
+        unsafe { lrlab_dist_destroy(self.handle) };
+    }
+}
