@@ -584,3 +584,41 @@ fn mean_padding_reads_zero_after_normalising_exactly_at_the_border() {
     assert_eq!(pos, 24);
     assert!(padded > 0);
 }
+
+#[test]
+fn sharded_loaders_deliver_consecutive_parts_of_the_single_process_batches() {
+    // 61 examples in batches of 8 (the last batch 5): augmentation is a function of the
+    // position, so each rank's part is exactly its slice of the single-process batch.
+    let cfg = DataConfig {
+        augment: Some(Augment::CropFlip),
+        pad_mode: PadMode::Reflect,
+        ..synthetic(61, 4)
+    };
+    let data = load(&cfg, 8, 8, 9, Device::Cpu).unwrap();
+    let whole = batches(&data.train, 3, 0);
+    for world in [2, 3] {
+        let parts: Vec<_> = (0..world)
+            .map(|r| batches(&data.train.sharded(r, world), 3, 0))
+            .collect();
+        for (b, (x, shape, y)) in whole.iter().enumerate() {
+            let n = shape[0] as usize;
+            let per = x.len() / n;
+            let mut xs = Vec::new();
+            let mut ys = Vec::new();
+            for (r, p) in parts.iter().enumerate() {
+                let (px, pshape, py) = &p[b];
+                assert_eq!(pshape[0] as usize, n * (r + 1) / world - n * r / world);
+                xs.extend_from_slice(px);
+                ys.extend_from_slice(py);
+            }
+            assert_eq!(&xs, x, "batch {b} of {world} ranks");
+            assert_eq!(&ys, y);
+            assert_eq!(xs.len(), n * per);
+        }
+        // A resumed epoch starts each rank at the same batch.
+        assert_eq!(
+            batches(&data.train.sharded(1, world), 3, 4),
+            parts[1][4..].to_vec()
+        );
+    }
+}

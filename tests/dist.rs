@@ -195,5 +195,12 @@ fn a_dead_peer_is_an_error_within_the_timeout() {
     let res = wait_all(ranks, 60);
     assert_eq!(res[0].0, Some(0), "rank 0:\n{}", res[0].1);
     assert!(res[0].1.contains("rank 0 got an error"), "{}", res[0].1);
-    eprintln!("{}", res[0].1.lines().find(|l| l.contains("got an error")).unwrap());
+    eprintln!(
+        "{}",
+        res[0]
+            .1
+            .lines()
+            .find(|l| l.contains("got an error"))
+            .unwrap()
+    );
 }

@@ -55,6 +55,8 @@ struct Plan {
     indices: Vec<usize>,
     opts: LoaderOptions,
     skipped: AtomicU64,
+    /// `(rank, world)`: this process delivers its share of every batch.
+    shard: (usize, usize),
 }
 
 /// Batches of one split of a dataset; see the module documentation.
@@ -137,12 +139,34 @@ impl Loader {
                 indices,
                 opts,
                 skipped: AtomicU64::new(0),
+                shard: (0, 1),
             }),
             device,
             stats,
             scale: scale.to_device(device),
             shift: shift.to_device(device),
         })
+    }
+
+    /// The same loader delivering only rank `rank`'s share of each batch of a run over
+    /// `world` processes: the batch's examples (the single-process order, augmentation
+    /// included) cut into `world` consecutive parts whose sizes differ by at most one.
+    pub fn sharded(&self, rank: usize, world: usize) -> Loader {
+        assert!(rank < world, "rank {rank} of {world}");
+        let p = &*self.plan;
+        Loader {
+            plan: Arc::new(Plan {
+                source: p.source.clone(),
+                indices: p.indices.clone(),
+                opts: p.opts.clone(),
+                skipped: AtomicU64::new(0),
+                shard: (rank, world),
+            }),
+            device: self.device,
+            stats: self.stats.clone(),
+            scale: self.scale.shallow_clone(),
+            shift: self.shift.shallow_clone(),
+        }
     }
 
     /// Number of examples.
@@ -306,6 +330,10 @@ impl Worker {
         let chw = c * h * w;
         let lo = b * opts.batch_size;
         let hi = (lo + opts.batch_size).min(plan.indices.len());
+        // A rank of a multi-process run takes its consecutive part of the batch.
+        let n = hi - lo;
+        let (rank, world) = plan.shard;
+        let (lo, hi) = (lo + n * rank / world, lo + n * (rank + 1) / world);
         pixels.resize((hi - lo) * chw, 0);
         let mut labels = Vec::with_capacity(hi - lo);
         let mean_pad = opts.train

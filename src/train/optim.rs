@@ -158,6 +158,16 @@ impl Optimizer {
         out
     }
 
+    /// The gradients of the parameters that have one (shallow: writing them changes the
+    /// gradients the next [`Optimizer::step`] uses), in the parameters' order.
+    pub fn grads(&self) -> Vec<Tensor> {
+        self.params
+            .iter()
+            .map(|p| p.tensor.grad())
+            .filter(|g| g.defined())
+            .collect()
+    }
+
     /// Restore the state written by [`Optimizer::state`]; `tensors` may hold other entries.
     pub fn load_state(&mut self, tensors: &BTreeMap<String, Tensor>, steps: i64) -> Result<()> {
         for p in &mut self.params {

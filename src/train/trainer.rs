@@ -199,6 +199,46 @@ pub fn train_step(
     lr: f64,
     momentum: f64,
 ) -> (Tensor, Tensor) {
+    train_step_synced(
+        cfg,
+        model,
+        optim,
+        batch,
+        bf16,
+        step,
+        lr,
+        momentum,
+        &GradSync::Local,
+    )
+    .expect("a single-process step has no collective to fail")
+}
+
+/// How a step's gradients become the run's.
+pub enum GradSync<'a> {
+    /// One process: the batch's gradients as they are.
+    Local,
+    /// A rank of a multi-process run holding its part of the global batch: the gradients of
+    /// the parts' loss sums are summed over the ranks (with the example counts, in one
+    /// all-reduce) and divided by the global count, so that every rank steps with the
+    /// gradient of the global batch's mean loss, as one process would.
+    Ranks(&'a crate::dist::Group),
+}
+
+/// [`train_step`] with the gradient synchronisation `sync` between backward and the update;
+/// the loss returned is the global batch's mean. Fails only when a collective fails (a
+/// peer died or timed out).
+#[allow(clippy::too_many_arguments)]
+pub fn train_step_synced(
+    cfg: &RunConfig,
+    model: &models::Model,
+    optim: &mut Optimizer,
+    batch: &data::Batch,
+    bf16: bool,
+    step: u64,
+    lr: f64,
+    momentum: f64,
+    sync: &GradSync,
+) -> Result<(Tensor, Tensor)> {
     let tc = &cfg.train;
     tch::manual_seed(step_seed(tc.seed, step));
     let logits = tch::autocast(bf16, || model.net.forward_t(&batch.images, true));
@@ -210,12 +250,31 @@ pub fn train_step(
         tc.label_smoothing,
     );
     optim.zero_grad();
-    loss.backward();
+    let loss = match sync {
+        GradSync::Local => {
+            loss.backward();
+            loss.detach()
+        }
+        GradSync::Ranks(group) => {
+            let n = batch.labels.size()[0] as f64;
+            (&loss * n).backward();
+            let sums = Tensor::from_slice(&[loss.double_value(&[]) * n, n]);
+            let grads = optim.grads();
+            let mut all: Vec<&Tensor> = grads.iter().collect();
+            all.push(&sums);
+            group.all_reduce_sum(&all)?;
+            let total = sums.double_value(&[1]);
+            for g in &grads {
+                let _ = g.shallow_clone().f_div_scalar_(total)?;
+            }
+            (sums.get(0) / total).to_kind(Kind::Float)
+        }
+    };
     if tc.grad_clip > 0.0 {
         optim.clip_grad_norm(tc.grad_clip);
     }
     optim.step(lr, momentum);
-    (loss.detach(), logits.detach())
+    Ok((loss, logits.detach()))
 }
 
 /// The curvature along the gradient (gᵀg / gᵀHg, [`hf_lr::curvature`]) of the loss of `batch`
