@@ -70,6 +70,10 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Train over this many local processes (c10d, Gloo), each with its share of every
+        /// batch and of the cores; one run folder, written by rank 0.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        nproc: u64,
     },
     /// The LR range test: train while the learning rate ramps up, then suggest learning rates.
     FindLr(FindLrArgs),
@@ -365,6 +369,14 @@ fn train(
         progress: !quiet,
     };
     let (out, outcome) = lrlab::launch::train_file(&args)?;
+    // In a multi-process run rank 0 speaks for every rank.
+    let rank = std::env::var("RANK").unwrap_or_default();
+    if !rank.is_empty() && rank != "0" {
+        return Ok(match outcome {
+            Outcome::Interrupted => 3,
+            _ => 0,
+        });
+    }
     Ok(match outcome {
         Outcome::Done(m) => {
             let m = m
@@ -626,6 +638,22 @@ fn main() -> ExitCode {
             set,
             out,
             quiet,
+            nproc,
+        } if nproc > 1 => {
+            let args = lrlab::launch::TrainArgs {
+                config,
+                overrides: set,
+                out,
+                progress: !quiet,
+            };
+            lrlab::launch::launch_ranks(&args, nproc as usize, quiet)
+        }
+        Command::Train {
+            config,
+            set,
+            out,
+            quiet,
+            ..
         } => train(config, set, out, quiet),
         Command::FindLr(a) => find_lr(a).map(|_| 0),
         Command::HfLr(a) => hf_lr(a).map(|_| 0),

@@ -60,7 +60,19 @@ pub struct TrainConfig {
     /// ids stay as they were).
     #[serde(skip_serializing_if = "is_zero")]
     pub hf_lr_every: u64,
+    /// Seconds a rank of a multi-process run waits for the others (rendezvous, each
+    /// collective) before it fails naming what did not happen. Default 300 (and then left out
+    /// of the written config).
+    #[serde(skip_serializing_if = "is_default_dist_timeout")]
+    pub dist_timeout: f64,
 }
+
+fn is_default_dist_timeout(x: &f64) -> bool {
+    *x == DEFAULT_DIST_TIMEOUT
+}
+
+/// Default of `train.dist_timeout`, seconds.
+pub const DEFAULT_DIST_TIMEOUT: f64 = 300.0;
 
 fn is_zero(x: &u64) -> bool {
     *x == 0
@@ -84,6 +96,7 @@ impl Default for TrainConfig {
             precision: "auto".into(),
             snapshots: "none".into(),
             hf_lr_every: 0,
+            dist_timeout: DEFAULT_DIST_TIMEOUT,
         }
     }
 }
@@ -125,6 +138,12 @@ impl TrainConfig {
             crate::bail_input!(
                 "train.snapshots = {:?}: expected \"none\" or \"restarts\"",
                 self.snapshots
+            );
+        }
+        if !(self.dist_timeout.is_finite() && self.dist_timeout > 0.0) {
+            crate::bail_input!(
+                "train.dist_timeout = {}: must be a positive number of seconds",
+                self.dist_timeout
             );
         }
         parse_device(&self.device)?;

@@ -248,6 +248,12 @@ impl Group {
     }
 }
 
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Group {{ rank: {}, world: {} }}", self.rank, self.world)
+    }
+}
+
 impl Drop for Group {
     fn drop(&mut self) {
         // SAFETY: the handle came from lrlab_dist_init and is freed once.

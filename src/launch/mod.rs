@@ -20,7 +20,10 @@ pub struct TrainArgs {
     pub progress: bool,
 }
 
-/// Load a config file, resolve `"auto"` schedule values with a range test, and train.
+/// Load a config file, resolve `"auto"` schedule values with a range test, and train. In a
+/// rank of a multi-process run (`WORLD_SIZE` > 1 in the environment, as `lrlab train --nproc`
+/// or torchrun set it), join the group first; rank 0 runs the range test and the others read
+/// its result.
 pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
     let cfg = RunConfig::load(&args.config, &args.overrides)?;
     let out = args
@@ -28,8 +31,19 @@ pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
         .clone()
         .unwrap_or_else(|| default_out(&args.config, ""));
     let name = args.config.display().to_string();
+    let group = match rendezvous_from_env(cfg.train.dist_timeout)? {
+        Some(r) => Some(std::rc::Rc::new(crate::dist::Group::join(&r)?)),
+        None => None,
+    };
+    if let Some(g) = group.as_ref().filter(|g| g.rank() != 0) {
+        // Rank 0 resolves "auto" values (and keeps the result in the run folder) first.
+        g.barrier()?;
+    }
     let resolved = crate::lr_find::resolve_auto(&cfg, &out, args.progress)
         .map_err(|e| crate::config::blame(&name, &args.overrides, e))?;
+    if let Some(g) = group.as_ref().filter(|g| g.rank() == 0) {
+        g.barrier()?;
+    }
     let (cfg, lr_find) = match resolved {
         Some((c, chosen)) => (c, Some(chosen)),
         None => (cfg, None),
@@ -38,12 +52,165 @@ pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
         progress: args.progress,
         verbose: true,
         lr_find,
+        group,
     };
     // Bad values found while setting up (schedule, data files) name the config, or the
     // --set that gave the value.
     let outcome =
         run(&cfg, &out, &opts).map_err(|e| crate::config::blame(&name, &args.overrides, e))?;
     Ok((out, outcome))
+}
+
+/// The rendezvous of a rank from the torchrun variables (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`,
+/// `MASTER_PORT`; `LRLAB_LISTEN_FD` from lrlab's own launcher), or None without `WORLD_SIZE`
+/// or with a world of 1.
+pub fn rendezvous_from_env(timeout_s: f64) -> Result<Option<crate::dist::Rendezvous>> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let world: usize = match var("WORLD_SIZE") {
+        None => return Ok(None),
+        Some(w) => w.parse().map_err(|_| {
+            crate::input_error(format!(
+                "WORLD_SIZE = {w:?}: expected a number of processes"
+            ))
+        })?,
+    };
+    if world <= 1 {
+        return Ok(None);
+    }
+    let need = |k: &str| {
+        var(k).ok_or_else(|| {
+            crate::input_error(format!(
+                "WORLD_SIZE = {world} but {k} is not set: a rank of a multi-process run needs \
+                 RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (torchrun sets them; so does \
+                 `lrlab train --nproc N`)"
+            ))
+        })
+    };
+    let rank_s = need("RANK")?;
+    let rank: usize = rank_s.parse().ok().filter(|r| *r < world).ok_or_else(|| {
+        crate::input_error(format!("RANK = {rank_s:?}: expected 0 to {}", world - 1))
+    })?;
+    let addr = need("MASTER_ADDR")?;
+    let port_s = need("MASTER_PORT")?;
+    let port: u16 = port_s.parse().map_err(|_| {
+        crate::input_error(format!("MASTER_PORT = {port_s:?}: expected a port number"))
+    })?;
+    let listen_fd = var("LRLAB_LISTEN_FD").and_then(|f| f.parse::<i32>().ok());
+    Ok(Some(crate::dist::Rendezvous {
+        rank,
+        world,
+        addr,
+        port,
+        listen_fd: if rank == 0 { listen_fd } else { None },
+        timeout: std::time::Duration::from_secs_f64(timeout_s),
+    }))
+}
+
+/// `lrlab train --nproc N`: start N ranks of this same command on this machine and wait for
+/// them. The launcher binds the rendezvous port itself and hands the socket to rank 0, gives
+/// each rank its share of the cores, forwards SIGTERM/SIGINT (every rank then checkpoints at
+/// the same step and exits 3), and ends every rank as soon as one fails. Returns the exit
+/// status for the command: 0, 3 (interrupted), or the first failing rank's.
+pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
+    use std::os::fd::AsRawFd;
+    use std::process::Command;
+    // Bad input is refused before anything starts.
+    let cfg = RunConfig::load(&args.config, &args.overrides)?;
+    if cfg.train.batch_size % nproc != 0 {
+        crate::bail_input!(
+            "train.batch_size = {}: --nproc {nproc} splits each batch over {nproc} processes; \
+             use a batch size that {nproc} divides",
+            cfg.train.batch_size
+        );
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&args.config, ""));
+    let stop = crate::train::stop::flag()?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let fd = listener.as_raw_fd();
+    // Rank 0 inherits the bound socket (no other program can take the port meanwhile).
+    // SAFETY: fcntl on a descriptor this process owns.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    let threads = (crate::train::device::available_cores() / nproc).max(1);
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::with_capacity(nproc);
+    for rank in 0..nproc {
+        let mut c = Command::new(&exe);
+        c.arg("train").arg(&args.config);
+        for s in &args.overrides {
+            c.arg("--set").arg(s);
+        }
+        c.arg("--out").arg(&out);
+        if quiet || rank > 0 {
+            c.arg("--quiet");
+        }
+        c.env("RANK", rank.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("WORLD_SIZE", nproc.to_string())
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string())
+            .env("LRLAB_RANK_THREADS", threads.to_string());
+        if rank == 0 {
+            c.env("LRLAB_LISTEN_FD", fd.to_string());
+        } else {
+            c.env_remove("LRLAB_LISTEN_FD");
+            // The other ranks' own output would repeat rank 0's.
+            c.stdout(std::process::Stdio::null());
+        }
+        match c.spawn() {
+            Ok(ch) => children.push(Some(ch)),
+            Err(e) => {
+                for ch in children.iter_mut().flatten() {
+                    let _ = ch.kill();
+                }
+                anyhow::bail!("cannot start rank {rank} ({}): {e}", exe.display());
+            }
+        }
+    }
+    drop(listener);
+    let mut codes: Vec<Option<i32>> = vec![None; nproc];
+    let mut forwarded = false;
+    let mut failed: Option<(usize, i32)> = None;
+    while codes.iter().any(Option::is_none) {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) && !forwarded {
+            forwarded = true;
+            for ch in children.iter().flatten() {
+                // SAFETY: a signal to our own child process.
+                unsafe { libc::kill(ch.id() as i32, libc::SIGTERM) };
+            }
+        }
+        for (rank, slot) in children.iter_mut().enumerate() {
+            let Some(ch) = slot else { continue };
+            if let Some(st) = ch.try_wait()? {
+                // Killed by a signal: report 128 + the signal, as a shell does.
+                use std::os::unix::process::ExitStatusExt;
+                let code = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+                codes[rank] = Some(code);
+                *slot = None;
+                if code != 0 && code != 3 && failed.is_none() {
+                    failed = Some((rank, code));
+                    eprintln!(
+                        "lrlab: rank {rank} of {nproc} exited with status {code}; ending the others"
+                    );
+                }
+            }
+        }
+        if failed.is_some() {
+            for other in children.iter().flatten() {
+                // SAFETY: a signal to our own child process.
+                unsafe { libc::kill(other.id() as i32, libc::SIGKILL) };
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(match failed {
+        Some((_, code)) => code.clamp(1, 255) as u8,
+        None if codes.contains(&Some(3)) => 3,
+        None => 0,
+    })
 }
 
 /// For `lrlab schedule RUN.toml`: the run's length as its training would see it (steps per

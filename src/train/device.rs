@@ -27,11 +27,16 @@ pub fn available_cores() -> usize {
         .unwrap_or(1)
 }
 
-/// Set libtorch's intra-op threads for the calling thread: `threads`, or every available
-/// core when 0. Returns the number set.
+/// Set libtorch's intra-op threads for the calling thread: `threads`, or when 0 every
+/// available core (in a rank that `lrlab train --nproc N` started: its share of them, which
+/// the launcher passes as `LRLAB_RANK_THREADS`). Returns the number set.
 pub fn set_threads(threads: usize) -> usize {
+    let share = std::env::var("LRLAB_RANK_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0);
     let n = if threads == 0 {
-        available_cores()
+        share.unwrap_or_else(available_cores)
     } else {
         threads
     };

@@ -29,7 +29,8 @@ pub const EPOCHS_HEADER: &str =
 /// off the file, so an error never leaves a half-written row behind.
 pub struct CsvLog {
     path: PathBuf,
-    file: File,
+    /// None: rows are dropped (a rank of a multi-process run other than rank 0).
+    file: Option<File>,
     /// Rows not yet written.
     buf: Vec<u8>,
     /// Length of the file: complete rows only.
@@ -84,14 +85,37 @@ impl CsvLog {
             .len();
         Ok(CsvLog {
             path: path.to_path_buf(),
-            file,
+            file: Some(file),
             buf: Vec::with_capacity(BUFFER),
             len,
         })
     }
 
+    /// A log that drops its rows: the other ranks of a multi-process run, whose rows rank 0
+    /// writes.
+    pub fn discard() -> CsvLog {
+        CsvLog {
+            path: PathBuf::new(),
+            file: None,
+            buf: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// `open`, or [`CsvLog::discard`] when `write` is false.
+    pub fn open_if(write: bool, path: &Path, header: &str, keep_below: u64) -> Result<CsvLog> {
+        if write {
+            CsvLog::open(path, header, keep_below)
+        } else {
+            Ok(CsvLog::discard())
+        }
+    }
+
     /// Append one row (fields already formatted).
     pub fn row(&mut self, fields: &[String]) -> Result<()> {
+        if self.file.is_none() {
+            return Ok(());
+        }
         self.buf.extend_from_slice(fields.join(",").as_bytes());
         self.buf.push(b'\n');
         if self.buf.len() >= BUFFER {
@@ -102,10 +126,13 @@ impl CsvLog {
 
     /// Write the buffered rows; on failure cut the file back to its complete rows.
     fn write_buffered(&mut self) -> Result<()> {
+        let Some(file) = &mut self.file else {
+            return Ok(());
+        };
         if self.buf.is_empty() {
             return Ok(());
         }
-        match self.file.write_all(&self.buf) {
+        match file.write_all(&self.buf) {
             Ok(()) => {
                 self.len += self.buf.len() as u64;
                 self.buf.clear();
@@ -113,7 +140,7 @@ impl CsvLog {
             }
             Err(e) => {
                 // Best effort: a part of the rows may have reached the file.
-                let _ = self.file.set_len(self.len);
+                let _ = file.set_len(self.len);
                 Err(e).with_context(|| format!("cannot write {}", self.path.display()))
             }
         }
@@ -122,9 +149,12 @@ impl CsvLog {
     /// Write buffered rows to the file and sync it to disk.
     pub fn sync(&mut self) -> Result<()> {
         self.write_buffered()?;
-        self.file
-            .sync_data()
-            .with_context(|| format!("cannot write {}", self.path.display()))
+        match &self.file {
+            Some(f) => f
+                .sync_data()
+                .with_context(|| format!("cannot write {}", self.path.display())),
+            None => Ok(()),
+        }
     }
 }
 
@@ -154,6 +184,16 @@ impl Status {
     pub fn read(dir: &Path) -> Option<Status> {
         let text = std::fs::read_to_string(dir.join("status.json")).ok()?;
         serde_json::from_str(&text).ok()
+    }
+
+    /// Write `status.json` atomically when `write` (rank 0 of a multi-process run, or the one
+    /// process).
+    pub fn write_if(&self, write: bool, dir: &Path) -> Result<()> {
+        if write {
+            self.write(dir)
+        } else {
+            Ok(())
+        }
     }
 
     /// Write `status.json` atomically.

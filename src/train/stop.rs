@@ -35,6 +35,14 @@ pub fn on_signals(signals: &[i32]) -> Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
+/// Request a stop as a signal would (the ranks of a multi-process run stop together when any
+/// of them was signalled). No effect before [`flag`] installed the handlers.
+pub fn request() {
+    if let Some(f) = FLAG.get() {
+        f.store(true, Ordering::SeqCst);
+    }
+}
+
 /// True once a stop has been requested (false when no handler was installed).
 pub fn requested() -> bool {
     FLAG.get().is_some_and(|f| f.load(Ordering::SeqCst))

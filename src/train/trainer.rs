@@ -46,6 +46,9 @@ pub struct RunOptions {
     pub verbose: bool,
     /// Values a range test chose for `"auto"` schedule keys (recorded in `meta.json`).
     pub lr_find: Option<serde_json::Value>,
+    /// This process's group when it is one rank of a run over several processes: it trains
+    /// its share of every batch, and only rank 0 writes the run folder.
+    pub group: Option<std::rc::Rc<crate::dist::Group>>,
 }
 
 /// What a run needs besides the model: device, data, schedule and the run length. Shared by
@@ -258,12 +261,21 @@ pub fn train_step_synced(
         GradSync::Ranks(group) => {
             let n = batch.labels.size()[0] as f64;
             (&loss * n).backward();
-            let sums = Tensor::from_slice(&[loss.double_value(&[]) * n, n]);
+            // A stop requested on any rank stops every rank after this same step.
+            let stop = if crate::train::stop::requested() {
+                1.0
+            } else {
+                0.0
+            };
+            let sums = Tensor::from_slice(&[loss.double_value(&[]) * n, n, stop]);
             let grads = optim.grads();
             let mut all: Vec<&Tensor> = grads.iter().collect();
             all.push(&sums);
             group.all_reduce_sum(&all)?;
             let total = sums.double_value(&[1]);
+            if sums.double_value(&[2]) > 0.0 {
+                crate::train::stop::request();
+            }
             for g in &grads {
                 let _ = g.shallow_clone().f_div_scalar_(total)?;
             }
@@ -348,7 +360,12 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
     // clean interruption (exit 3) instead of death by the signal.
     let stop = super::stop::flag()?;
     // Everything that can be rejected is checked before the folder is touched.
-    let setup = Setup::new(cfg)?;
+    let mut setup = Setup::new(cfg)?;
+    let writer = opts.group.as_ref().is_none_or(|g| g.rank() == 0);
+    if let Some(g) = &opts.group {
+        check_world(cfg, setup.data.train.len(), g.world())?;
+        setup.data.train = setup.data.train.sharded(g.rank(), g.world());
+    }
     let config_path = out.join("config.toml");
     if config_path.exists() {
         let old = std::fs::read_to_string(&config_path)
@@ -366,6 +383,10 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
                 return Ok(Outcome::AlreadyFinished(s.status));
             }
         }
+    }
+    if !writer {
+        // Rank 0 prepares, locks and writes the folder; the others only read its checkpoint.
+        return train_locked(cfg, setup, out, opts, &stop);
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let lock = std::fs::OpenOptions::new()
@@ -403,6 +424,39 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
     result
 }
 
+/// The host of every rank, in rank order (`[this host]` for one process), through the
+/// rendezvous store.
+fn rank_hosts(group: Option<&crate::dist::Group>) -> Result<Vec<String>> {
+    let host = record::hostname();
+    let Some(g) = group else {
+        return Ok(vec![host]);
+    };
+    g.store_set(&format!("host/{}", g.rank()), &host)?;
+    (0..g.world())
+        .map(|r| g.store_get(&format!("host/{r}")))
+        .collect()
+}
+
+/// A run over `world` processes splits every batch over them: the batch size must be a
+/// multiple of `world`, and an epoch's last batch must leave no rank without examples.
+pub fn check_world(cfg: &RunConfig, train_examples: usize, world: usize) -> Result<()> {
+    let b = cfg.train.batch_size;
+    if b % world != 0 {
+        return Err(input_error(format!(
+            "train.batch_size = {b}: a run over {world} processes splits each batch over them; \
+             use a batch size that {world} divides"
+        )));
+    }
+    let last = train_examples % b;
+    if !cfg.data.drop_last && last > 0 && last < world {
+        return Err(input_error(format!(
+            "the last batch of an epoch holds {last} of the {train_examples} training examples, \
+             fewer than the {world} processes: set data.drop_last = true"
+        )));
+    }
+    Ok(())
+}
+
 fn write_meta(out: &Path, meta: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(meta)?;
     write_atomic(&out.join("meta.json"), format!("{text}\n").as_bytes())
@@ -416,6 +470,12 @@ fn train_locked(
     stop: &AtomicBool,
 ) -> Result<Outcome> {
     let tc = &cfg.train;
+    let group = opts.group.as_deref();
+    let writer = group.is_none_or(|g| g.rank() == 0);
+    let sync = match group {
+        Some(g) => GradSync::Ranks(g),
+        None => GradSync::Local,
+    };
     let (vs, model) = build_model(cfg, &setup)?;
     let mut optim = Optimizer::new(&vs, &cfg.optim)?;
     let mut progress = Progress::default();
@@ -428,7 +488,14 @@ fn train_locked(
             h.load_state(&ck.tensors, ck.progress.hf_lr_ema)?;
         }
         progress = ck.progress;
-        if opts.verbose {
+        if !writer {
+            // Rank 0's checkpoint holds the epoch's sums over every rank so far; the others
+            // count from zero and the sums are all-reduced at the epoch's end.
+            progress.epoch_loss_sum = 0.0;
+            progress.epoch_correct = 0.0;
+            progress.epoch_seen = 0;
+        }
+        if opts.verbose && writer {
             eprintln!(
                 "resuming from step {} of {} (epoch {}/{}, batch {})",
                 progress.step,
@@ -438,6 +505,13 @@ fn train_locked(
                 progress.batch
             );
         }
+    }
+    if let Some(g) = group {
+        // Every rank starts from rank 0's weights and buffers, as DDP does.
+        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let refs: Vec<&Tensor> = vars.iter().map(|(_, t)| t).collect();
+        tch::no_grad(|| g.broadcast(&refs, 0))?;
     }
     let bf16 = setup.bf16;
     if setup.device.is_cuda() {
@@ -487,8 +561,13 @@ fn train_locked(
         "resumed_from_step": progress.step,
         "precision": if bf16 { "bf16" } else { "fp32" },
         "lr_find": opts.lr_find,
+        "world_size": group.map_or(1, |g| g.world()),
+        "backend": if group.is_some() { "gloo" } else { "none" },
+        "hosts": rank_hosts(group)?,
     });
-    write_meta(out, &meta)?;
+    if writer {
+        write_meta(out, &meta)?;
+    }
     Status {
         status: "running".into(),
         reason: String::new(),
@@ -496,20 +575,28 @@ fn train_locked(
         step: progress.step,
         updated: record::now(),
     }
-    .write(out)?;
+    .write_if(writer, out)?;
 
-    let mut steps_log = CsvLog::open(&out.join("steps.csv"), STEPS_HEADER, progress.step)?;
-    let mut epochs_log = CsvLog::open(&out.join("epochs.csv"), EPOCHS_HEADER, progress.epoch + 1)?;
+    let mut steps_log =
+        CsvLog::open_if(writer, &out.join("steps.csv"), STEPS_HEADER, progress.step)?;
+    let mut epochs_log = CsvLog::open_if(
+        writer,
+        &out.join("epochs.csv"),
+        EPOCHS_HEADER,
+        progress.epoch + 1,
+    )?;
     // A window's row is written once its second step has run: rows up to step P − 2 belong
     // to a checkpoint at step P.
     let mut hf_log = match &hf {
         Some(_) => Some((
-            CsvLog::open(
+            CsvLog::open_if(
+                writer,
                 &out.join("hf_lr.csv"),
                 HF_LR_HEADER,
                 progress.step.saturating_sub(1),
             )?,
-            CsvLog::open(
+            CsvLog::open_if(
+                writer,
                 &out.join("hf_lr_layers.csv"),
                 HF_LR_LAYERS_HEADER,
                 progress.step.saturating_sub(1),
@@ -623,8 +710,9 @@ fn train_locked(
                 }
                 h.before_step(step);
             }
-            let (loss, logits) =
-                train_step(cfg, &model, &mut optim, &batch, bf16, step, lr, momentum);
+            let (loss, logits) = train_step_synced(
+                cfg, &model, &mut optim, &batch, bf16, step, lr, momentum, &sync,
+            )?;
             if let (Some(h), Some((log, layers_log))) = (&mut hf, &mut hf_log) {
                 if let Some(e) = h.after_step(step, |s| setup.schedule.lr(s)) {
                     log.row(&e.fields(k))?;
@@ -651,7 +739,7 @@ fn train_locked(
             });
             step += 1;
             batch_idx += 1;
-            if snapshot_steps.contains(&step) {
+            if writer && snapshot_steps.contains(&step) {
                 checkpoint::save_weights(
                     &out.join("snapshots")
                         .join(format!("step{step:08}.safetensors")),
@@ -684,6 +772,7 @@ fn train_locked(
             meta["completions"] = completed(completions, step > resumed_from);
             return finish_diverged(
                 out,
+                writer,
                 &mut steps_log,
                 &mut epochs_log,
                 &meta,
@@ -694,6 +783,14 @@ fn train_locked(
             );
         }
         let train_secs = secs_before + epoch_start.elapsed().as_secs_f64();
+        // The epoch's sums over every rank (the losses are already the global batches').
+        let seen_t = Tensor::from(seen as f64)
+            .to_kind(Kind::Double)
+            .to_device(device);
+        if let Some(g) = group {
+            g.all_reduce_sum(&[&loss_sum, &correct, &seen_t])?;
+        }
+        let seen = seen_t.double_value(&[]) as u64;
         let epoch_done = batch_idx >= k || step >= total;
         if interrupted && !epoch_done {
             steps_log.sync()?;
@@ -714,7 +811,9 @@ fn train_locked(
                 epoch_train_secs: train_secs,
                 hf_lr_ema: hf_ema(&hf),
             };
-            checkpoint::save(out, &vs, &state(&optim, &hf), &progress)?;
+            if writer {
+                checkpoint::save(out, &vs, &state(&optim, &hf), &progress)?;
+            }
             Status {
                 status: "interrupted".into(),
                 reason: "stopped by a signal; run again to resume".into(),
@@ -722,7 +821,7 @@ fn train_locked(
                 step,
                 updated: record::now(),
             }
-            .write(out)?;
+            .write_if(writer, out)?;
             if let Some(b) = &bar {
                 b.abandon();
             }
@@ -777,7 +876,9 @@ fn train_locked(
             hf_lr_ema: hf_ema(&hf),
             ..Progress::default()
         };
-        checkpoint::save(out, &vs, &state(&optim, &hf), &progress)?;
+        if writer {
+            checkpoint::save(out, &vs, &state(&optim, &hf), &progress)?;
+        }
         Status {
             status: "running".into(),
             reason: String::new(),
@@ -785,8 +886,8 @@ fn train_locked(
             step,
             updated: record::now(),
         }
-        .write(out)?;
-        if opts.verbose {
+        .write_if(writer, out)?;
+        if opts.verbose && writer {
             let m = metrics
                 .map(|m| format!(" test_loss {:.4} test_acc {:.4}", m.loss, m.acc))
                 .unwrap_or_default();
@@ -811,7 +912,7 @@ fn train_locked(
                 step,
                 updated: record::now(),
             }
-            .write(out)?;
+            .write_if(writer, out)?;
             return Ok(Outcome::Interrupted);
         }
     }
@@ -820,7 +921,9 @@ fn train_locked(
     }
     meta["finished"] = serde_json::json!(record::now());
     meta["completions"] = completed(completions, step > resumed_from);
-    write_meta(out, &meta)?;
+    if writer {
+        write_meta(out, &meta)?;
+    }
     Status {
         status: "done".into(),
         reason: String::new(),
@@ -828,7 +931,7 @@ fn train_locked(
         step,
         updated: record::now(),
     }
-    .write(out)?;
+    .write_if(writer, out)?;
     Ok(Outcome::Done(last_metrics))
 }
 
@@ -847,6 +950,7 @@ fn completed(before: u64, trained: bool) -> serde_json::Value {
 #[allow(clippy::too_many_arguments)]
 fn finish_diverged(
     out: &Path,
+    writer: bool,
     steps_log: &mut CsvLog,
     epochs_log: &mut CsvLog,
     meta: &serde_json::Value,
@@ -862,7 +966,9 @@ fn finish_diverged(
     }
     let mut meta = meta.clone();
     meta["finished"] = serde_json::json!(record::now());
-    write_meta(out, &meta)?;
+    if writer {
+        write_meta(out, &meta)?;
+    }
     Status {
         status: "diverged".into(),
         reason: reason.clone(),
@@ -870,7 +976,7 @@ fn finish_diverged(
         step,
         updated: record::now(),
     }
-    .write(out)?;
+    .write_if(writer, out)?;
     Ok(Outcome::Diverged(reason))
 }
 
