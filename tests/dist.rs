@@ -355,3 +355,159 @@ fn bad_multi_process_input_is_refused_before_anything_starts() {
     assert!(err.contains("MASTER_ADDR is not set"), "{err}");
     assert!(!out.exists());
 }
+
+/// The launcher's children (the ranks), once both have started.
+fn ranks_of(launcher: u32) -> Vec<u32> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let kids: Vec<u32> =
+            std::fs::read_to_string(format!("/proc/{launcher}/task/{launcher}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+        if kids.len() == 2 {
+            return kids;
+        }
+        assert!(Instant::now() < deadline, "the ranks did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Wait for `child` within `secs` (killing it and failing on the deadline).
+fn wait_within(child: &mut Child, secs: u64, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}: still running after {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A longer run (4 epochs of 32 steps) to be interrupted.
+fn long_run(dir: &std::path::Path) -> std::path::PathBuf {
+    let cfg = dir.join("long.toml");
+    let text = RUN
+        .replace("epochs = 1", "epochs = 4")
+        .replace("size = 1024", "size = 2048")
+        .replace(
+            "kind = \"one_cycle\"\nmax_lr = 0.01",
+            "kind = \"cosine\"\nlr_max = 0.005\nlr_min = 0.0",
+        );
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+fn start(cfg: &std::path::Path, out: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_lrlab"))
+        .args([
+            "train",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .args(["--nproc", "2"])
+        .env_remove("WORLD_SIZE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_sigtermed_two_process_run_resumes_to_the_uninterrupted_csvs() {
+    if !lrlab::dist::has_gloo() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let cfg = long_run(t.path());
+    let (whole, cut) = (t.path().join("whole"), t.path().join("cut"));
+    let mut c = start(&cfg, &whole);
+    assert!(wait_within(&mut c, 180, "uninterrupted run").success());
+    // Interrupt mid-run (after the first epoch's rows), then run the same command again.
+    let mut c = start(&cfg, &cut);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_to_string(cut.join("steps.csv")).map_or(0, |s| s.lines().count()) < 45 {
+        assert!(Instant::now() < deadline, "no progress");
+        if c.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: a signal to our own child (the launcher), which forwards it to the ranks.
+    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+    let st = wait_within(&mut c, 60, "interrupted run");
+    if st.code() == Some(3) {
+        let status: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(cut.join("status.json")).unwrap())
+                .unwrap();
+        assert_eq!(status["status"], "interrupted");
+        eprintln!("interrupted at step {} of 128; resuming", status["step"]);
+        let mut c = start(&cfg, &cut);
+        assert!(wait_within(&mut c, 180, "resumed run").success());
+    } else {
+        // On a loaded machine the run may end before the signal: nothing was tested then,
+        // but nothing may be wrong either.
+        assert!(st.success(), "exit {st:?}");
+    }
+    for f in ["steps.csv", "epochs.csv"] {
+        let strip = |p: &std::path::Path| -> Vec<String> {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let v: Vec<&str> = l.split(',').collect();
+                    // Without the clock columns (time_s; images_per_sec in epochs.csv).
+                    let keep = if f == "steps.csv" {
+                        v.len() - 1
+                    } else {
+                        v.len() - 2
+                    };
+                    v[..keep].join(",")
+                })
+                .collect()
+        };
+        assert_eq!(
+            strip(&whole.join(f)),
+            strip(&cut.join(f)),
+            "{f} differs after resume"
+        );
+    }
+}
+
+#[test]
+fn a_killed_rank_ends_the_run_with_an_error_naming_it() {
+    if !lrlab::dist::has_gloo() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let cfg = long_run(t.path());
+    let out = t.path().join("run");
+    let mut c = start(&cfg, &out);
+    let ranks = ranks_of(c.id());
+    // Once training runs (rank 0 writes steps), kill one rank.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(out.join("steps.csv")).map_or(0, |s| s.lines().count()) < 3 {
+        assert!(Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let victim = *ranks.iter().max().unwrap();
+    // SAFETY: a signal to a process this test started (through the launcher).
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let st = wait_within(&mut c, 30, "the run after a rank was killed");
+    assert!(!st.success() && st.code() != Some(3), "exit {st:?}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(c.stderr.as_mut().unwrap(), &mut err).unwrap();
+    eprintln!("{err}");
+    assert!(err.contains("exited with status 137"), "{err}");
+    assert!(
+        err.contains("rank 0 of 2") || err.contains("rank 1 of 2"),
+        "{err}"
+    );
+}
