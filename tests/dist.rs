@@ -511,3 +511,43 @@ fn a_killed_rank_ends_the_run_with_an_error_naming_it() {
         "{err}"
     );
 }
+
+/// The child of the sharded-evaluation test: each rank evaluates its part of the test split.
+#[test]
+fn child_sharded_eval() {
+    let Some(r) = child_rendezvous() else { return };
+    let g = Group::join(&r).unwrap();
+    // 100 test images in batches of 32 (the last 4): uneven parts on the two ranks.
+    let text = RUN
+        .replace("test_size = 256", "test_size = 100")
+        .replace("batch_size = 64", "batch_size = 64\neval_batch_size = 32")
+        .replace("arch = \"lenet\"", "arch = \"resnet20\"");
+    let cfg = lrlab::config::RunConfig::from_table(text.parse().unwrap()).unwrap();
+    let setup = lrlab::train::trainer::Setup::new(&cfg).unwrap();
+    let (_vs, model) = lrlab::train::trainer::build_model(&cfg, &setup).unwrap();
+    let whole = lrlab::train::eval::evaluate(model.net.as_ref(), &setup.data.eval).unwrap();
+    let part = setup.data.eval.sharded(g.rank(), g.world());
+    let shared = lrlab::train::eval::evaluate_sharded(model.net.as_ref(), &part, &g).unwrap();
+    // Each batch's mean loss is an f32 over other examples in the parts: equal to f32 rounding.
+    assert!(
+        (shared.loss - whole.loss).abs() <= 1e-6 * whole.loss,
+        "{shared:?} vs {whole:?}"
+    );
+    assert_eq!((shared.acc, shared.top5), (whole.acc, whole.top5));
+    println!("rank {} ok: {shared:?}", g.rank());
+}
+
+#[test]
+fn sharded_evaluation_equals_one_process() {
+    if std::env::var(CHILD).is_ok() || !lrlab::dist::has_gloo() {
+        return;
+    }
+    let ranks = spawn("child_sharded_eval", 2);
+    for (rank, (code, out)) in wait_all(ranks, 60).into_iter().enumerate() {
+        assert_eq!(code, Some(0), "rank {rank} failed:\n{out}");
+        assert!(
+            out.contains(&format!("rank {rank} ok")),
+            "rank {rank}:\n{out}"
+        );
+    }
+}

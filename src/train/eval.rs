@@ -31,6 +31,49 @@ pub fn evaluate(net: &dyn ModuleT, loader: &Loader) -> Result<Metrics> {
     sums.metrics()
 }
 
+/// [`evaluate`] over the ranks of a multi-process run: each rank evaluates its part of the
+/// split (`loader` is [`Loader::sharded`]) and the sums are all-reduced, so every rank gets
+/// the metrics of the whole split, as one process would (up to the order of the sums).
+pub fn evaluate_sharded(
+    net: &dyn ModuleT,
+    loader: &Loader,
+    group: &crate::dist::Group,
+) -> Result<Metrics> {
+    let _guard = tch::no_grad_guard();
+    let mut sums = Sums::default();
+    for batch in loader.epoch(0, 0) {
+        let batch = batch?;
+        let logits = net.forward_t(&batch.images, false).to_kind(Kind::Float);
+        sums.add_logits(&logits, &batch.labels);
+    }
+    let total = |t: &Option<Tensor>| match t {
+        Some(t) => t
+            .to_device(tch::Device::Cpu)
+            .to_kind(Kind::Double)
+            .view([1]),
+        None => Tensor::zeros([1], (Kind::Double, tch::Device::Cpu)),
+    };
+    let all = Tensor::cat(
+        &[
+            total(&sums.loss),
+            total(&sums.top1),
+            total(&sums.top5),
+            Tensor::from_slice(&[sums.seen as f64]),
+        ],
+        0,
+    );
+    group.all_reduce_sum(&[&all])?;
+    let v = Vec::<f64>::try_from(&all)?;
+    if v[3] == 0.0 {
+        anyhow::bail!("the evaluation split is empty");
+    }
+    Ok(Metrics {
+        loss: v[0] / v[3],
+        acc: v[1] / v[3],
+        top5: v[2] / v[3],
+    })
+}
+
 /// Device-side sums of one evaluation pass (loss, top-1 and top-5 hits, examples), read once
 /// at the end. Shared by [`evaluate`] and the snapshot ensembles, so that a snapshot evaluated
 /// alone gives exactly the numbers of the run's own evaluation.

@@ -365,6 +365,7 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
     if let Some(g) = &opts.group {
         check_world(cfg, setup.data.train.len(), g.world())?;
         setup.data.train = setup.data.train.sharded(g.rank(), g.world());
+        setup.data.eval = setup.data.eval.sharded(g.rank(), g.world());
     }
     let config_path = out.join("config.toml");
     if config_path.exists() {
@@ -838,7 +839,23 @@ fn train_locked(
                 models::BnStats::Caffe => models::caffe_bn_stats(&vs, cfg.model.bn_momentum, step),
                 models::BnStats::Torch => Vec::new(),
             };
-            let m = tch::autocast(bf16, || evaluate(model.net.as_ref(), &setup.data.eval));
+            let m = match group {
+                None => tch::autocast(bf16, || evaluate(model.net.as_ref(), &setup.data.eval)),
+                Some(g) => {
+                    // Every rank evaluates its part with rank 0's batch-norm statistics.
+                    let mut bufs: Vec<(String, Tensor)> = vs
+                        .variables()
+                        .into_iter()
+                        .filter(|(_, v)| !v.requires_grad())
+                        .collect();
+                    bufs.sort_by(|a, b| a.0.cmp(&b.0));
+                    let refs: Vec<&Tensor> = bufs.iter().map(|(_, t)| t).collect();
+                    tch::no_grad(|| g.broadcast(&refs, 0))?;
+                    tch::autocast(bf16, || {
+                        super::eval::evaluate_sharded(model.net.as_ref(), &setup.data.eval, g)
+                    })
+                }
+            };
             models::restore_vars(&vs, &saved);
             Some(m?)
         } else {
