@@ -18,6 +18,15 @@ pub struct Metrics {
 /// Evaluate `net` on every batch of `loader` without gradients. Sums stay on the device and
 /// are read once at the end.
 pub fn evaluate(net: &dyn ModuleT, loader: &Loader) -> Result<Metrics> {
+    let sums = loader_sums(net, loader)?;
+    if sums.seen == 0 {
+        anyhow::bail!("the evaluation split is empty");
+    }
+    sums.metrics()
+}
+
+/// The sums of `net` over every batch of `loader`, without gradients.
+fn loader_sums(net: &dyn ModuleT, loader: &Loader) -> Result<Sums> {
     let _guard = tch::no_grad_guard();
     let mut sums = Sums::default();
     for batch in loader.epoch(0, 0) {
@@ -25,10 +34,7 @@ pub fn evaluate(net: &dyn ModuleT, loader: &Loader) -> Result<Metrics> {
         let logits = net.forward_t(&batch.images, false).to_kind(Kind::Float);
         sums.add_logits(&logits, &batch.labels);
     }
-    if sums.seen == 0 {
-        anyhow::bail!("the evaluation split is empty");
-    }
-    sums.metrics()
+    Ok(sums)
 }
 
 /// [`evaluate`] over the ranks of a multi-process run: each rank evaluates its part of the
@@ -39,13 +45,7 @@ pub fn evaluate_sharded(
     loader: &Loader,
     group: &crate::dist::Group,
 ) -> Result<Metrics> {
-    let _guard = tch::no_grad_guard();
-    let mut sums = Sums::default();
-    for batch in loader.epoch(0, 0) {
-        let batch = batch?;
-        let logits = net.forward_t(&batch.images, false).to_kind(Kind::Float);
-        sums.add_logits(&logits, &batch.labels);
-    }
+    let sums = loader_sums(net, loader)?;
     let total = |t: &Option<Tensor>| match t {
         Some(t) => t
             .to_device(tch::Device::Cpu)

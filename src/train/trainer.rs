@@ -216,6 +216,28 @@ pub fn train_step(
     .expect("a single-process step has no collective to fail")
 }
 
+/// The forward pass of step `step` on `batch` (libtorch's generator seeded for the step, under
+/// bf16 autocast when `bf16`) and its loss: cross-entropy with the run's label smoothing, in
+/// f32. Returns the loss (with its graph) and the logits.
+fn step_loss(
+    cfg: &RunConfig,
+    model: &models::Model,
+    batch: &data::Batch,
+    bf16: bool,
+    step: u64,
+) -> (Tensor, Tensor) {
+    tch::manual_seed(step_seed(cfg.train.seed, step));
+    let logits = tch::autocast(bf16, || model.net.forward_t(&batch.images, true));
+    let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
+        &batch.labels,
+        None,
+        Reduction::Mean,
+        -100,
+        cfg.train.label_smoothing,
+    );
+    (loss, logits)
+}
+
 /// How a step's gradients become the run's.
 pub enum GradSync<'a> {
     /// One process: the batch's gradients as they are.
@@ -243,15 +265,7 @@ pub fn train_step_synced(
     sync: &GradSync,
 ) -> Result<(Tensor, Tensor)> {
     let tc = &cfg.train;
-    tch::manual_seed(step_seed(tc.seed, step));
-    let logits = tch::autocast(bf16, || model.net.forward_t(&batch.images, true));
-    let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
-        &batch.labels,
-        None,
-        Reduction::Mean,
-        -100,
-        tc.label_smoothing,
-    );
+    let (loss, logits) = step_loss(cfg, model, batch, bf16, step);
     optim.zero_grad();
     let loss = match sync {
         GradSync::Local => {
@@ -309,15 +323,7 @@ pub fn curvature_at(
             .map(|(n, v)| (n, v.copy()))
             .collect()
     });
-    tch::manual_seed(step_seed(cfg.train.seed, step));
-    let logits = model.net.forward_t(&batch.images, true);
-    let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
-        &batch.labels,
-        None,
-        Reduction::Mean,
-        -100,
-        cfg.train.label_smoothing,
-    );
+    let (loss, _) = step_loss(cfg, model, batch, false, step);
     let c = hf_lr::curvature(&loss, params);
     models::restore_vars(vs, &buffers);
     c
