@@ -160,7 +160,13 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
             // The other ranks' own output would repeat rank 0's.
             c.stdout(std::process::Stdio::null());
         }
-        match c.spawn() {
+        let spawned = c.spawn();
+        if rank == 0 {
+            // Only rank 0 keeps the socket: close-on-exec again for the others.
+            // SAFETY: fcntl on a descriptor this process owns.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+        match spawned {
             Ok(ch) => children.push(Some(ch)),
             Err(e) => {
                 for ch in children.iter_mut().flatten() {
