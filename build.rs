@@ -96,6 +96,11 @@ fn git_commit() {
 /// Compile `src/shim.cpp` (autocast dtype, determinism switches) against libtorch's headers.
 fn shim(lib: &std::path::Path) {
     println!("cargo:rerun-if-changed=src/shim.cpp");
+    torch_cpp(lib, "src/shim.cpp").compile("lrlab_shim");
+}
+
+/// A C++17 build of `file` against libtorch's headers, with libtorch's C++ ABI.
+fn torch_cpp(lib: &std::path::Path, file: &str) -> cc::Build {
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let root = lib.parent().expect("libtorch lib dir has a parent");
     let inc = std::env::var("LIBTORCH_INCLUDE")
@@ -103,42 +108,29 @@ fn shim(lib: &std::path::Path) {
         .unwrap_or_else(|_| root.to_path_buf())
         .join("include");
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
-    cc::Build::new()
-        .cpp(true)
-        .file("src/shim.cpp")
-        .include(&inc)
-        .include(inc.join("torch/csrc/api/include"))
-        .flag("-std=c++17")
-        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
-        .warnings(false)
-        .compile("lrlab_shim");
-}
-
-/// Compile `src/dist/shim.cpp` (c10d: TCPStore, ProcessGroupGloo) against libtorch's headers.
-/// Gloo's own code is inside `libtorch_cpu.so`; its headers come from Debian's `libgloo-dev`
-/// (`make setup` installs it). Without them the shim is built without Gloo and
-/// `train.nproc > 1` says what to install.
-fn dist_shim(lib: &std::path::Path) {
-    println!("cargo:rerun-if-changed=src/dist/shim.cpp");
-    println!("cargo:rerun-if-env-changed=LRLAB_GLOO_INCLUDE");
-    let root = lib.parent().expect("libtorch lib dir has a parent");
-    let inc = std::env::var("LIBTORCH_INCLUDE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.to_path_buf())
-        .join("include");
-    let gloo = std::env::var("LRLAB_GLOO_INCLUDE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from("/usr/include"));
-    println!("cargo:rerun-if-changed={}", gloo.join("gloo").display());
-    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
     let mut b = cc::Build::new();
     b.cpp(true)
-        .file("src/dist/shim.cpp")
+        .file(file)
         .include(&inc)
         .include(inc.join("torch/csrc/api/include"))
         .flag("-std=c++17")
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .warnings(false);
+    b
+}
+
+/// Compile `src/dist/shim.cpp` (c10d: TCPStore, ProcessGroupGloo) against libtorch's headers.
+/// Gloo's own code is inside `libtorch_cpu.so`; its headers come from Debian's `libgloo-dev`
+/// (`make setup` installs it). Without them the shim is built without Gloo and
+/// `lrlab train --nproc N` says what to install.
+fn dist_shim(lib: &std::path::Path) {
+    println!("cargo:rerun-if-changed=src/dist/shim.cpp");
+    println!("cargo:rerun-if-env-changed=LRLAB_GLOO_INCLUDE");
+    let gloo = std::env::var("LRLAB_GLOO_INCLUDE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/usr/include"));
+    println!("cargo:rerun-if-changed={}", gloo.join("gloo").display());
+    let mut b = torch_cpp(lib, "src/dist/shim.cpp");
     if gloo.join("gloo/config.h").exists() {
         b.include(&gloo)
             .define("USE_C10D_GLOO", None)

@@ -219,6 +219,17 @@ impl Loader {
         self.plan.skipped.load(Ordering::Relaxed)
     }
 
+    /// The batches of epochs 0, 1, 2, ... one after another (empty when an epoch has no
+    /// batch): what a short training that counts steps, not epochs, iterates (`.take(n)`).
+    pub fn endless(&self) -> impl Iterator<Item = Result<Batch>> + '_ {
+        let epochs = if self.batches_per_epoch() == 0 {
+            0
+        } else {
+            u64::MAX
+        };
+        (0..epochs).flat_map(move |e| self.epoch(e, 0))
+    }
+
     /// The batches of `epoch` from batch index `start` on (a resumed epoch). Training
     /// loaders shuffle and augment; evaluation loaders visit examples in order, unchanged.
     pub fn epoch(&self, epoch: u64, start: usize) -> BatchIter {

@@ -116,13 +116,7 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
     use std::process::Command;
     // Bad input is refused before anything starts.
     let cfg = RunConfig::load(&args.config, &args.overrides)?;
-    if cfg.train.batch_size % nproc != 0 {
-        crate::bail_input!(
-            "train.batch_size = {}: --nproc {nproc} splits each batch over {nproc} processes; \
-             use a batch size that {nproc} divides",
-            cfg.train.batch_size
-        );
-    }
+    crate::train::trainer::check_batch_split(&cfg, nproc, &format!("--nproc {nproc}"))?;
     let out = args
         .out
         .clone()

@@ -10,7 +10,7 @@ use crate::config::RunConfig;
 use crate::train::hf_lr::{Estimate, Tracker};
 use crate::train::optim::Optimizer;
 use crate::train::record::{HF_LR_HEADER, HF_LR_LAYERS_HEADER, STEPS_HEADER};
-use crate::train::trainer::{build_model, curvature_at, train_step, Setup};
+use crate::train::trainer::{build_model, curvature_at, train_step, GradSync, Setup};
 use crate::util::{fmt_f64, write_atomic};
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -65,48 +65,49 @@ pub fn run(cfg: &RunConfig, steps: u64, every: u64, progress: bool) -> Result<Hf
         stopped: None,
     };
     let mut step = 0u64;
-    let mut epoch = 0u64;
-    'outer: while step < steps {
-        for batch in setup.data.train.epoch(epoch, 0) {
-            if step >= steps {
-                break 'outer;
-            }
-            if crate::train::stop::requested() {
-                if let Some(b) = &bar {
-                    b.finish_and_clear();
-                }
-                return Err(crate::train::stop::Interrupted.into());
-            }
-            let batch = batch?;
-            let lr = setup.schedule.lr(step);
-            let momentum = setup.schedule.momentum(step).unwrap_or(cfg.optim.momentum);
-            if tracker.opens_window(step) {
-                let (total, layers) = curvature_at(cfg, &vs, &model, &params, &batch, step);
-                tracker.set_curvature(total, &layers);
-            }
-            tracker.before_step(step);
-            let (loss, _) = train_step(
-                cfg, &model, &mut optim, &batch, setup.bf16, step, lr, momentum,
-            );
-            let l = f64::try_from(&loss).context("reading the loss")?;
-            out.steps.push((step, lr, momentum, l));
-            out.estimates
-                .extend(tracker.after_step(step, |s| setup.schedule.lr(s)));
-            step += 1;
+    for batch in setup.data.train.endless().take(steps as usize) {
+        if crate::train::stop::requested() {
             if let Some(b) = &bar {
-                b.set_position(step);
-                let last = out.estimates.last().map_or(f64::NAN, |e| e.hf_lr_ema);
-                b.set_message(format!("lr {lr:.3} loss {l:.4} estimate (avg) {last:.3}"));
+                b.finish_and_clear();
             }
-            if !l.is_finite() {
-                out.stopped = Some(format!(
-                    "the loss became non-finite at step {} (lr {lr})",
-                    step - 1
-                ));
-                break 'outer;
-            }
+            return Err(crate::train::stop::Interrupted.into());
         }
-        epoch += 1;
+        let batch = batch?;
+        let lr = setup.schedule.lr(step);
+        let momentum = setup.schedule.momentum(step).unwrap_or(cfg.optim.momentum);
+        if tracker.opens_window(step) {
+            let (total, layers) = curvature_at(cfg, &vs, &model, &params, &batch, step);
+            tracker.set_curvature(total, &layers);
+        }
+        tracker.before_step(step);
+        let (loss, _) = train_step(
+            cfg,
+            &model,
+            &mut optim,
+            &batch,
+            setup.bf16,
+            step,
+            lr,
+            momentum,
+            &GradSync::Local,
+        )?;
+        let l = f64::try_from(&loss).context("reading the loss")?;
+        out.steps.push((step, lr, momentum, l));
+        out.estimates
+            .extend(tracker.after_step(step, |s| setup.schedule.lr(s)));
+        step += 1;
+        if let Some(b) = &bar {
+            b.set_position(step);
+            let last = out.estimates.last().map_or(f64::NAN, |e| e.hf_lr_ema);
+            b.set_message(format!("lr {lr:.3} loss {l:.4} estimate (avg) {last:.3}"));
+        }
+        if !l.is_finite() {
+            out.stopped = Some(format!(
+                "the loss became non-finite at step {} (lr {lr})",
+                step - 1
+            ));
+            break;
+        }
     }
     if let Some(b) = bar {
         b.finish_and_clear();

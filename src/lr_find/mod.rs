@@ -113,61 +113,61 @@ pub fn run_ramp(
     let mut avg = 0.0;
     let mut best = f64::INFINITY;
     let mut step = 0u64;
-    let mut epoch = 0u64;
-    'outer: while step < total {
-        for batch in setup.data.train.epoch(epoch, 0) {
-            if step >= total {
-                break 'outer;
-            }
-            if crate::train::stop::requested() {
-                if let Some(b) = &bar {
-                    b.finish_and_clear();
-                }
-                return Err(crate::train::stop::Interrupted.into());
-            }
-            let batch = batch?;
-            let lr = setup.schedule.lr(step);
-            let momentum = setup.schedule.momentum(step).unwrap_or(cfg.optim.momentum);
-            // The run's own step: clipping, bf16 autocast and dropout seeding as in training.
-            let (loss, _) = crate::train::trainer::train_step(
-                cfg, model, &mut optim, &batch, setup.bf16, step, lr, momentum,
-            );
-            let l = f64::try_from(&loss).context("reading the loss")?;
-            lrs.push(lr);
-            losses.push(l);
-            step += 1;
+    for batch in setup.data.train.endless().take(total as usize) {
+        if crate::train::stop::requested() {
             if let Some(b) = &bar {
-                b.set_position(step);
-                b.set_message(format!("lr {lr:.2e} loss {l:.4}"));
+                b.finish_and_clear();
             }
-            if fc.metric == Metric::Accuracy && (step % fc.eval_every == 0 || step == total) {
-                accuracy.push((
-                    step - 1,
-                    lr,
-                    held_out_accuracy(model, setup, fc.eval_batches)?,
-                ));
-            }
-            avg = fc.beta * avg + (1.0 - fc.beta) * l;
-            let smoothed = avg / (1.0 - fc.beta.powi(losses.len() as i32));
-            if !l.is_finite() || !smoothed.is_finite() {
-                stopped = Some(format!(
-                    "loss became non-finite at step {} (lr {lr:e})",
-                    step - 1
-                ));
-                break 'outer;
-            }
-            best = best.min(smoothed);
-            if fc.metric == Metric::Loss && fc.stop_factor > 0.0 && smoothed > fc.stop_factor * best
-            {
-                stopped = Some(format!(
+            return Err(crate::train::stop::Interrupted.into());
+        }
+        let batch = batch?;
+        let lr = setup.schedule.lr(step);
+        let momentum = setup.schedule.momentum(step).unwrap_or(cfg.optim.momentum);
+        // The run's own step: clipping, bf16 autocast and dropout seeding as in training.
+        let (loss, _) = crate::train::trainer::train_step(
+            cfg,
+            model,
+            &mut optim,
+            &batch,
+            setup.bf16,
+            step,
+            lr,
+            momentum,
+            &crate::train::trainer::GradSync::Local,
+        )?;
+        let l = f64::try_from(&loss).context("reading the loss")?;
+        lrs.push(lr);
+        losses.push(l);
+        step += 1;
+        if let Some(b) = &bar {
+            b.set_position(step);
+            b.set_message(format!("lr {lr:.2e} loss {l:.4}"));
+        }
+        if fc.metric == Metric::Accuracy && (step % fc.eval_every == 0 || step == total) {
+            accuracy.push((
+                step - 1,
+                lr,
+                held_out_accuracy(model, setup, fc.eval_batches)?,
+            ));
+        }
+        avg = fc.beta * avg + (1.0 - fc.beta) * l;
+        let smoothed = avg / (1.0 - fc.beta.powi(losses.len() as i32));
+        if !l.is_finite() || !smoothed.is_finite() {
+            stopped = Some(format!(
+                "loss became non-finite at step {} (lr {lr:e})",
+                step - 1
+            ));
+            break;
+        }
+        best = best.min(smoothed);
+        if fc.metric == Metric::Loss && fc.stop_factor > 0.0 && smoothed > fc.stop_factor * best {
+            stopped = Some(format!(
                     "smoothed loss {smoothed:.4} exceeded {} x its best {best:.4} at step {} (lr {lr:e})",
                     fc.stop_factor,
                     step - 1
                 ));
-                break 'outer;
-            }
+            break;
         }
-        epoch += 1;
     }
     if let Some(b) = bar {
         b.finish_and_clear();

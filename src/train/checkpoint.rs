@@ -115,6 +115,33 @@ pub fn load(dir: &Path) -> Result<Option<Loaded>> {
     Ok(Some(Loaded { progress, tensors }))
 }
 
+/// The checkpoint entry `key` as a fresh tensor on `like`'s device and of its kind, after
+/// checking its shape; None when the checkpoint has no such entry. The optimizer's buffers and
+/// the Hessian-free estimate's copies are read back with it.
+pub fn entry_like(
+    tensors: &BTreeMap<String, Tensor>,
+    key: &str,
+    like: &Tensor,
+) -> Result<Option<Tensor>> {
+    match tensors.get(key) {
+        None => Ok(None),
+        Some(t) => {
+            if t.size() != like.size() {
+                anyhow::bail!(
+                    "checkpoint entry {key} has shape {:?}, expected {:?}",
+                    t.size(),
+                    like.size()
+                );
+            }
+            let t = t
+                .f_to_device(like.device())
+                .and_then(|t| t.f_to_kind(like.kind()))
+                .with_context(|| format!("checkpoint entry {key}"))?;
+            Ok(Some(t.detach().copy()))
+        }
+    }
+}
+
 /// Copy the `model.*` tensors of a checkpoint into the VarStore's variables.
 pub fn restore_weights(vs: &VarStore, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
     let _guard = tch::no_grad_guard();

@@ -396,20 +396,13 @@ impl Tracker {
             if !tensors.contains_key(&format!("{prefix}{}", self.names[0])) {
                 return Ok(None);
             }
+            // Saved contiguous, read back as fresh contiguous copies: the sums keep their order.
             let mut set = Vec::with_capacity(self.vars.len());
             for (n, v) in self.names.iter().zip(&self.vars) {
                 let key = format!("{prefix}{n}");
-                let t = tensors
-                    .get(&key)
+                let t = super::checkpoint::entry_like(tensors, &key, v)?
                     .with_context(|| format!("checkpoint has no entry {key}"))?;
-                if t.size() != v.size() {
-                    anyhow::bail!(
-                        "checkpoint entry {key} has shape {:?}, expected {:?}",
-                        t.size(),
-                        v.size()
-                    );
-                }
-                set.push(t.to_device(v.device()).to_kind(v.kind()).contiguous());
+                set.push(t);
             }
             Ok(Some(set))
         };

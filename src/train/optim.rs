@@ -14,7 +14,7 @@
 //! current `beta1` (cycled as momentum by CLR/1cycle schedules) used for the correction.
 
 use crate::config::{MomentumConvention, OptimConfig, OptimKind, WdScope};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::collections::BTreeMap;
 use tch::{nn::VarStore, Tensor};
 
@@ -171,35 +171,19 @@ impl Optimizer {
     /// Restore the state written by [`Optimizer::state`]; `tensors` may hold other entries.
     pub fn load_state(&mut self, tensors: &BTreeMap<String, Tensor>, steps: i64) -> Result<()> {
         for p in &mut self.params {
-            p.buf = load_buf(tensors, &format!("optim.buf.{}", p.name), &p.tensor)?;
-            p.buf2 = load_buf(tensors, &format!("optim.buf2.{}", p.name), &p.tensor)?;
+            p.buf = super::checkpoint::entry_like(
+                tensors,
+                &format!("optim.buf.{}", p.name),
+                &p.tensor,
+            )?;
+            p.buf2 = super::checkpoint::entry_like(
+                tensors,
+                &format!("optim.buf2.{}", p.name),
+                &p.tensor,
+            )?;
         }
         self.steps = steps;
         Ok(())
-    }
-}
-
-fn load_buf(
-    tensors: &BTreeMap<String, Tensor>,
-    key: &str,
-    like: &Tensor,
-) -> Result<Option<Tensor>> {
-    match tensors.get(key) {
-        None => Ok(None),
-        Some(t) => {
-            if t.size() != like.size() {
-                anyhow::bail!(
-                    "checkpoint entry {key} has shape {:?}, expected {:?}",
-                    t.size(),
-                    like.size()
-                );
-            }
-            let t = t
-                .f_to_device(like.device())
-                .and_then(|t| t.f_to_kind(like.kind()))
-                .with_context(|| format!("checkpoint entry {key}"))?;
-            Ok(Some(t.detach().copy()))
-        }
     }
 }
 

@@ -186,36 +186,6 @@ pub fn build_model(cfg: &RunConfig, setup: &Setup) -> Result<(VarStore, models::
     Ok((vs, model))
 }
 
-/// One optimizer step of run `cfg` at step `step`: libtorch's generator seeded for the step
-/// (dropout), the forward pass under bf16 autocast when `bf16`, cross-entropy with the run's
-/// label smoothing, backward, the run's gradient clipping, the update with `lr` and
-/// `momentum`. Returns the loss and the logits, detached. The range test steps with it too,
-/// so that a bound it finds is one for the run as configured.
-#[allow(clippy::too_many_arguments)]
-pub fn train_step(
-    cfg: &RunConfig,
-    model: &models::Model,
-    optim: &mut Optimizer,
-    batch: &data::Batch,
-    bf16: bool,
-    step: u64,
-    lr: f64,
-    momentum: f64,
-) -> (Tensor, Tensor) {
-    train_step_synced(
-        cfg,
-        model,
-        optim,
-        batch,
-        bf16,
-        step,
-        lr,
-        momentum,
-        &GradSync::Local,
-    )
-    .expect("a single-process step has no collective to fail")
-}
-
 /// The forward pass of step `step` on `batch` (libtorch's generator seeded for the step, under
 /// bf16 autocast when `bf16`) and its loss: cross-entropy with the run's label smoothing, in
 /// f32. Returns the loss (with its graph) and the logits.
@@ -249,11 +219,15 @@ pub enum GradSync<'a> {
     Ranks(&'a crate::dist::Group),
 }
 
-/// [`train_step`] with the gradient synchronisation `sync` between backward and the update;
-/// the loss returned is the global batch's mean. Fails only when a collective fails (a
-/// peer died or timed out).
+/// One optimizer step of run `cfg` at step `step`: libtorch's generator seeded for the step
+/// (dropout), the forward pass under bf16 autocast when `bf16`, cross-entropy with the run's
+/// label smoothing, backward, the gradient synchronisation `sync` (one process: none), the
+/// run's gradient clipping, the update with `lr` and `momentum`. Returns the loss (over
+/// several processes: the global batch's mean) and the logits, detached. The range test and
+/// `lrlab hf-lr` step with it too, so that what they measure is the run as configured. Fails
+/// only when a collective fails (a peer died or timed out).
 #[allow(clippy::too_many_arguments)]
-pub fn train_step_synced(
+pub fn train_step(
     cfg: &RunConfig,
     model: &models::Model,
     optim: &mut Optimizer,
@@ -444,16 +418,41 @@ fn rank_hosts(group: Option<&crate::dist::Group>) -> Result<Vec<String>> {
         .collect()
 }
 
-/// A run over `world` processes splits every batch over them: the batch size must be a
-/// multiple of `world`, and an epoch's last batch must leave no rank without examples.
-pub fn check_world(cfg: &RunConfig, train_examples: usize, world: usize) -> Result<()> {
+/// Overwrite the variables of `vs` that `keep` selects with rank 0's (in name order, the same
+/// on every rank).
+fn broadcast_vars(
+    g: &crate::dist::Group,
+    vs: &VarStore,
+    keep: impl Fn(&Tensor) -> bool,
+) -> Result<()> {
+    let mut vars: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, v)| keep(v))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let refs: Vec<&Tensor> = vars.iter().map(|(_, t)| t).collect();
+    tch::no_grad(|| g.broadcast(&refs, 0))
+}
+
+/// The batch size must be a multiple of the number of processes `world` that split each
+/// batch; `how` names what asked for them (`--nproc 2`, or `a run over 2 processes`).
+pub fn check_batch_split(cfg: &RunConfig, world: usize, how: &str) -> Result<()> {
     let b = cfg.train.batch_size;
     if b % world != 0 {
         return Err(input_error(format!(
-            "train.batch_size = {b}: a run over {world} processes splits each batch over them; \
-             use a batch size that {world} divides"
+            "train.batch_size = {b}: {how} splits each batch over {world} processes; use a \
+             batch size that {world} divides"
         )));
     }
+    Ok(())
+}
+
+/// A run over `world` processes splits every batch over them: the batch size must be a
+/// multiple of `world`, and an epoch's last batch must leave no rank without examples.
+pub fn check_world(cfg: &RunConfig, train_examples: usize, world: usize) -> Result<()> {
+    check_batch_split(cfg, world, &format!("a run over {world} processes"))?;
+    let b = cfg.train.batch_size;
     let last = train_examples % b;
     if !cfg.data.drop_last && last > 0 && last < world {
         return Err(input_error(format!(
@@ -515,10 +514,7 @@ fn train_locked(
     }
     if let Some(g) = group {
         // Every rank starts from rank 0's weights and buffers, as DDP does.
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let refs: Vec<&Tensor> = vars.iter().map(|(_, t)| t).collect();
-        tch::no_grad(|| g.broadcast(&refs, 0))?;
+        broadcast_vars(g, &vs, |_| true)?;
     }
     let bf16 = setup.bf16;
     if setup.device.is_cuda() {
@@ -717,7 +713,7 @@ fn train_locked(
                 }
                 h.before_step(step);
             }
-            let (loss, logits) = train_step_synced(
+            let (loss, logits) = train_step(
                 cfg, &model, &mut optim, &batch, bf16, step, lr, momentum, &sync,
             )?;
             if let (Some(h), Some((log, layers_log))) = (&mut hf, &mut hf_log) {
@@ -791,13 +787,16 @@ fn train_locked(
         }
         let train_secs = secs_before + epoch_start.elapsed().as_secs_f64();
         // The epoch's sums over every rank (the losses are already the global batches').
-        let seen_t = Tensor::from(seen as f64)
-            .to_kind(Kind::Double)
-            .to_device(device);
-        if let Some(g) = group {
-            g.all_reduce_sum(&[&loss_sum, &correct, &seen_t])?;
-        }
-        let seen = seen_t.double_value(&[]) as u64;
+        let seen = match group {
+            None => seen,
+            Some(g) => {
+                let n = Tensor::from(seen as f64)
+                    .to_kind(Kind::Double)
+                    .to_device(device);
+                g.all_reduce_sum(&[&loss_sum, &correct, &n])?;
+                n.double_value(&[]) as u64
+            }
+        };
         let epoch_done = batch_idx >= k || step >= total;
         if interrupted && !epoch_done {
             steps_log.sync()?;
@@ -849,14 +848,7 @@ fn train_locked(
                 None => tch::autocast(bf16, || evaluate(model.net.as_ref(), &setup.data.eval)),
                 Some(g) => {
                     // Every rank evaluates its part with rank 0's batch-norm statistics.
-                    let mut bufs: Vec<(String, Tensor)> = vs
-                        .variables()
-                        .into_iter()
-                        .filter(|(_, v)| !v.requires_grad())
-                        .collect();
-                    bufs.sort_by(|a, b| a.0.cmp(&b.0));
-                    let refs: Vec<&Tensor> = bufs.iter().map(|(_, t)| t).collect();
-                    tch::no_grad(|| g.broadcast(&refs, 0))?;
+                    broadcast_vars(g, &vs, |v| !v.requires_grad())?;
                     tch::autocast(bf16, || {
                         super::eval::evaluate_sharded(model.net.as_ref(), &setup.data.eval, g)
                     })
