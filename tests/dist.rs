@@ -3,6 +3,9 @@
 //! the environment), on a port the parent bound and hands to rank 0 as a socket, as the
 //! launcher does. Every wait has a deadline: a hang fails in seconds.
 
+mod common;
+
+use common::{field, read_csv, wait_exit, without_time};
 use lrlab::dist::{Group, Rendezvous};
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
@@ -226,20 +229,7 @@ fn lrlab_within(secs: u64, args: &[&str], env: &[(&str, &str)]) -> std::process:
         c.env(k, v);
     }
     let mut child = c.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!(
-                "lrlab {args:?} still running after {secs} s:\n{}",
-                std::fs::read_to_string(&e).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut child, secs, &format!("lrlab {args:?}"));
     std::process::Output {
         status,
         stdout: std::fs::read(&o).unwrap(),
@@ -268,12 +258,9 @@ max_lr = 0.01
 "#;
 
 fn column(path: &std::path::Path, name: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let c = header.iter().position(|h| *h == name).unwrap();
-    lines
-        .map(|l| l.split(',').nth(c).unwrap().to_string())
+    let (header, rows) = read_csv(path);
+    rows.iter()
+        .map(|r| field(&header, r, name).to_string())
         .collect()
 }
 
@@ -374,21 +361,6 @@ fn ranks_of(launcher: u32) -> Vec<u32> {
     }
 }
 
-/// Wait for `child` within `secs` (killing it and failing on the deadline).
-fn wait_within(child: &mut Child, secs: u64, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what}: still running after {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A longer run (4 epochs of 32 steps) to be interrupted.
 fn long_run(dir: &std::path::Path) -> std::path::PathBuf {
     let cfg = dir.join("long.toml");
@@ -429,7 +401,7 @@ fn a_sigtermed_two_process_run_resumes_to_the_uninterrupted_csvs() {
     let cfg = long_run(t.path());
     let (whole, cut) = (t.path().join("whole"), t.path().join("cut"));
     let mut c = start(&cfg, &whole);
-    assert!(wait_within(&mut c, 180, "uninterrupted run").success());
+    assert!(wait_exit(&mut c, 180, "uninterrupted run").success());
     // Interrupt mid-run (after the first epoch's rows), then run the same command again.
     let mut c = start(&cfg, &cut);
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -442,7 +414,7 @@ fn a_sigtermed_two_process_run_resumes_to_the_uninterrupted_csvs() {
     }
     // SAFETY: a signal to our own child (the launcher), which forwards it to the ranks.
     unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-    let st = wait_within(&mut c, 60, "interrupted run");
+    let st = wait_exit(&mut c, 60, "interrupted run");
     if st.code() == Some(3) {
         let status: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(cut.join("status.json")).unwrap())
@@ -450,32 +422,16 @@ fn a_sigtermed_two_process_run_resumes_to_the_uninterrupted_csvs() {
         assert_eq!(status["status"], "interrupted");
         eprintln!("interrupted at step {} of 128; resuming", status["step"]);
         let mut c = start(&cfg, &cut);
-        assert!(wait_within(&mut c, 180, "resumed run").success());
+        assert!(wait_exit(&mut c, 180, "resumed run").success());
     } else {
         // On a loaded machine the run may end before the signal: nothing was tested then,
         // but nothing may be wrong either.
         assert!(st.success(), "exit {st:?}");
     }
     for f in ["steps.csv", "epochs.csv"] {
-        let strip = |p: &std::path::Path| -> Vec<String> {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .lines()
-                .map(|l| {
-                    let v: Vec<&str> = l.split(',').collect();
-                    // Without the clock columns (time_s; images_per_sec in epochs.csv).
-                    let keep = if f == "steps.csv" {
-                        v.len() - 1
-                    } else {
-                        v.len() - 2
-                    };
-                    v[..keep].join(",")
-                })
-                .collect()
-        };
         assert_eq!(
-            strip(&whole.join(f)),
-            strip(&cut.join(f)),
+            without_time(&whole.join(f)),
+            without_time(&cut.join(f)),
             "{f} differs after resume"
         );
     }
@@ -500,7 +456,7 @@ fn a_killed_rank_ends_the_run_with_an_error_naming_it() {
     let victim = *ranks.iter().max().unwrap();
     // SAFETY: a signal to a process this test started (through the launcher).
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
-    let st = wait_within(&mut c, 30, "the run after a rank was killed");
+    let st = wait_exit(&mut c, 30, "the run after a rank was killed");
     assert!(!st.success() && st.code() != Some(3), "exit {st:?}");
     let mut err = String::new();
     std::io::Read::read_to_string(c.stderr.as_mut().unwrap(), &mut err).unwrap();

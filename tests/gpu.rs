@@ -13,7 +13,7 @@ use lrlab::config::RunConfig;
 use lrlab::data::Batch;
 use lrlab::train::checkpoint;
 use lrlab::train::optim::Optimizer;
-use lrlab::train::trainer::{build_model, train_step, Setup};
+use lrlab::train::trainer::{build_model, train_step, GradSync, Setup};
 use tch::{Device, Kind, Tensor};
 
 /// The first CUDA device, or None (after saying the test is skipped).
@@ -109,8 +109,15 @@ fn training_steps_on_cuda_follow_the_cpu_ones() {
             labels: b.labels.to_device(dev),
             index: b.index,
         };
-        let (cl, _) = train_step(&ccfg, &cmodel, &mut copt, b, false, k as u64, 0.05, 0.9);
-        let (gl, _) = train_step(&gcfg, &gmodel, &mut gopt, &gb, false, k as u64, 0.05, 0.9);
+        let local = &GradSync::Local;
+        let (cl, _) = train_step(
+            &ccfg, &cmodel, &mut copt, b, false, k as u64, 0.05, 0.9, local,
+        )
+        .unwrap();
+        let (gl, _) = train_step(
+            &gcfg, &gmodel, &mut gopt, &gb, false, k as u64, 0.05, 0.9, local,
+        )
+        .unwrap();
         let (cl, gl) = (cl.double_value(&[]), gl.double_value(&[]));
         assert!(
             (cl - gl).abs() <= 1e-2 * cl.abs(),
@@ -209,7 +216,9 @@ fn a_checkpoint_written_on_cuda_restores_the_same_weights_and_state() {
             k as u64,
             0.05,
             0.9,
-        );
+            &GradSync::Local,
+        )
+        .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
     let progress = checkpoint::Progress::default();
