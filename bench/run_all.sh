@@ -21,6 +21,9 @@
 #     (written by bench/make_cifar10.py to a temporary folder), crop pad 4 + flip + normalise,
 #     THREADS-1 workers (at least 1) and one consuming thread, i.e. what a run with THREADS
 #     cores uses, divided by lrlab's resnet20 training images/s of the same round;
+#   - data-parallel: `lrlab bench train --nproc THREADS` (resnet20, batch 128 split over
+#     THREADS processes of one thread, gradients all-reduced in flat buckets) vs one process
+#     with THREADS threads, images/s (when lrlab was built with multi-process training);
 #   - harness overhead: `lrlab bench train --overhead` (schedule, bookkeeping and logging
 #     time as a share of the resnet20 batch-128 CPU step);
 #   - sweep efficiency: SWEEP_RUNS identical short LeNet runs on synthetic 28x28 data with
@@ -51,6 +54,8 @@ fi
 # Targets. Pairs: lrlab's speed over the reference's (> 1: lrlab faster).
 target_train=">= 1.0" target_jpeg=">= 1.3" target_sched=">= 1.0"
 target_loader=">= 20" target_overhead="< 0.5" target_sweep="<= 1.1"
+# Splitting one run over processes on the same cores should cost at most 10%.
+target_dp=">= 0.9"
 # Loading should scale with cores: at least 90% of linear.
 target_scaling=$(python3 -c "print(round(0.9 * $threads, 2))")
 
@@ -82,6 +87,11 @@ log "building"
 cargo build --release --locked --bin lrlab --example bench_imagenet >&2
 out_dir=${CARGO_TARGET_DIR:-target}/release
 bin="$out_dir/lrlab"
+# Multi-process training needs the c10d shim (Gloo headers at build time) and 2+ threads.
+multi=0
+if [ "$threads" -gt 1 ] && "$bin" info 2>/dev/null | grep -q '^multi-process training: yes'; then
+    multi=1
+fi
 pin=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin=(taskset -c 1); fi
 
@@ -146,6 +156,15 @@ for ((i = 1; i <= rounds; i++)); do
         fi
         rec "$label" speed "$target_train" "img/s" "$a" "$b"
     done
+    if [ "$multi" = 1 ]; then
+        # One run split over $threads processes of 1 thread each (c10d, Gloo, gradients in flat
+        # buckets) against one process on the same cores.
+        "$bin" bench train --model resnet20 --batch 128 --steps "$r20_steps" --warmup "$warmup" \
+            --device cpu --nproc "$threads" --json >"$tmp/dp.json"
+        rec "Data-parallel resnet20, batch 128: $threads processes x 1 thread (img/s; ref: 1 process x $threads threads)" \
+            speed "$target_dp" "img/s" "$(json 'd["ranks"]["images_per_sec"]' <"$tmp/dp.json")" \
+            "$(json 'd["one_process"]["images_per_sec"]' <"$tmp/dp.json")"
+    fi
 
     log "round $i/$rounds: loader"
     loader=$("$bin" bench data --dataset cifar10 --path "$tmp/cifar" --augment crop_flip \

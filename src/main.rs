@@ -302,6 +302,14 @@ struct BenchTrainArgs {
     /// Classes.
     #[arg(long, default_value_t = 10)]
     classes: i64,
+    /// Split each batch over this many local processes (c10d, Gloo), each with its share of
+    /// the cores, as `lrlab train --nproc` does; prints one process on all the cores beside it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    nproc: u64,
+    /// Over several processes: the gradient bucket cap in MiB (0: one collective per
+    /// gradient; training uses 25).
+    #[arg(long, default_value_t = 25.0)]
+    bucket_mb: f64,
     /// Instead: time the harness parts of the CPU training step (schedule, bookkeeping,
     /// logging) against the math, and print their share of the step.
     #[arg(long)]
@@ -523,22 +531,90 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
         return bench_overhead(a);
     }
     let args = lrlab::train::bench::BenchTrainArgs {
-        model: a.model,
+        model: a.model.clone(),
         batch: a.batch,
         steps: a.steps,
         warmup: a.warmup,
         threads: a.threads,
-        device: a.device,
+        device: a.device.clone(),
         size: a.size,
         classes: a.classes,
+        bucket_mb: a.bucket_mb,
     };
-    let r = lrlab::train::bench::bench_train(&args)?;
+    // A rank started by the launcher below (or by torchrun).
+    if let Some(r) = lrlab::launch::rendezvous_from_env(60.0)? {
+        let group = lrlab::dist::Group::join(&r)?;
+        let r = lrlab::train::bench::bench_train(&args, Some(&group))?;
+        if group.rank() == 0 {
+            println!("{}", serde_json::to_string(&r)?);
+        }
+        return Ok(());
+    }
+    let one = lrlab::train::bench::bench_train(&args, None)?;
+    if a.nproc == 1 {
+        if a.json {
+            println!("{}", serde_json::to_string(&one)?);
+        } else {
+            println!(
+                "{} batch {} on {} ({} threads): {:.1} images/s",
+                one.model, one.batch, one.device, one.threads, one.images_per_sec
+            );
+        }
+        return Ok(());
+    }
+    let nproc = a.nproc as usize;
+    if a.batch % nproc != 0 {
+        lrlab::bail_input!(
+            "--batch {}: --nproc {nproc} splits each batch over {nproc} processes; use a batch \
+             size that {nproc} divides",
+            a.batch
+        );
+    }
+    let mut argv: Vec<std::ffi::OsString> = vec!["bench".into(), "train".into()];
+    for (k, v) in [
+        ("--model", a.model.clone()),
+        ("--batch", a.batch.to_string()),
+        ("--steps", a.steps.to_string()),
+        ("--warmup", a.warmup.to_string()),
+        ("--threads", a.threads.to_string()),
+        ("--device", a.device.clone()),
+        ("--size", a.size.to_string()),
+        ("--classes", a.classes.to_string()),
+        ("--bucket-mb", a.bucket_mb.to_string()),
+    ] {
+        argv.push(k.into());
+        argv.push(v.into());
+    }
+    let (code, output) = lrlab::launch::spawn_ranks(&argv, nproc, |_| false, true)?;
+    if code != 0 {
+        anyhow::bail!("the benchmark over {nproc} processes failed (exit status {code})");
+    }
+    let ranks: serde_json::Value = serde_json::from_str(output.trim())
+        .map_err(|e| anyhow::anyhow!("rank 0 printed no result ({e}): {:?}", output.trim()))?;
+    let ips = ranks["images_per_sec"].as_f64().unwrap_or(f64::NAN);
+    let ratio = ips / one.images_per_sec;
     if a.json {
-        println!("{}", serde_json::to_string(&r)?);
+        println!(
+            "{}",
+            serde_json::json!({ "ranks": ranks, "one_process": one, "ratio": ratio })
+        );
     } else {
         println!(
-            "{} batch {} on {} ({} threads): {:.1} images/s",
-            r.model, r.batch, r.device, r.threads, r.images_per_sec
+            "{} batch {} on {}: {nproc} processes × {} threads {:.1} images/s, one process × {} \
+             threads {:.1} images/s: {:.2}× (gradient buckets: {})",
+            one.model,
+            one.batch,
+            one.device,
+            ranks["threads"],
+            ips,
+            one.threads,
+            one.images_per_sec,
+            ratio,
+            if a.bucket_mb > 0.0 {
+                format!("{} MiB", a.bucket_mb)
+            } else {
+                "one per gradient".into()
+            }
         );
     }
     Ok(())

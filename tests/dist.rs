@@ -421,6 +421,37 @@ fn a_sigtermed_two_process_run_resumes_to_the_uninterrupted_csvs() {
                 .unwrap();
         assert_eq!(status["status"], "interrupted");
         eprintln!("interrupted at step {} of 128; resuming", status["step"]);
+        // Resuming over another number of processes would change the run: refused, and the
+        // folder is left as it was.
+        let steps_before = std::fs::read_to_string(cut.join("steps.csv")).unwrap();
+        let (c1, o1) = (cfg.to_str().unwrap(), cut.to_str().unwrap());
+        let r = lrlab_within(60, &["train", c1, "--out", o1, "--quiet"], &[]);
+        assert_eq!(r.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(
+            err.contains("written by a run over 2 processes")
+                && err.contains("over one process")
+                && err.contains("--nproc 2"),
+            "{err}"
+        );
+        let r = lrlab_within(
+            60,
+            &["train", c1, "--out", o1, "--quiet", "--nproc", "4"],
+            &[],
+        );
+        assert_eq!(
+            r.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        assert_eq!(
+            std::fs::read_to_string(cut.join("steps.csv")).unwrap(),
+            steps_before
+        );
+        assert!(std::fs::read_to_string(cut.join("status.json"))
+            .unwrap()
+            .contains("interrupted"));
         let mut c = start(&cfg, &cut);
         assert!(wait_exit(&mut c, 180, "resumed run").success());
     } else {

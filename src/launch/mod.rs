@@ -107,13 +107,9 @@ pub fn rendezvous_from_env(timeout_s: f64) -> Result<Option<crate::dist::Rendezv
 }
 
 /// `lrlab train --nproc N`: start N ranks of this same command on this machine and wait for
-/// them. The launcher binds the rendezvous port itself and hands the socket to rank 0, gives
-/// each rank its share of the cores, forwards SIGTERM/SIGINT (every rank then checkpoints at
-/// the same step and exits 3), and ends every rank as soon as one fails. Returns the exit
-/// status for the command: 0, 3 (interrupted), or the first failing rank's.
+/// them (see [`spawn_ranks`]). Returns the exit status for the command: 0, 3 (interrupted),
+/// or the first failing rank's.
 pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
-    use std::os::fd::AsRawFd;
-    use std::process::Command;
     // Bad input is refused before anything starts.
     let cfg = RunConfig::load(&args.config, &args.overrides)?;
     crate::train::trainer::check_batch_split(&cfg, nproc, &format!("--nproc {nproc}"))?;
@@ -121,11 +117,40 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
         .out
         .clone()
         .unwrap_or_else(|| default_out(&args.config, ""));
+    crate::train::trainer::check_checkpoint_world(&out, nproc)?;
+    let mut argv: Vec<std::ffi::OsString> = vec!["train".into(), args.config.clone().into()];
+    for s in &args.overrides {
+        argv.push("--set".into());
+        argv.push(s.into());
+    }
+    argv.push("--out".into());
+    argv.push(out.into());
+    let (code, _) = spawn_ranks(&argv, nproc, |rank| quiet || rank > 0, false)?;
+    Ok(code)
+}
+
+/// Start `nproc` ranks of this program with arguments `argv` (plus `--quiet` where `quiet`
+/// says so) and the torchrun variables, and wait for them. The launcher binds the rendezvous
+/// port itself and hands the socket to rank 0 (no other program can take the port
+/// meanwhile), gives each rank its share of the cores, forwards SIGTERM/SIGINT (every rank
+/// then checkpoints at the same step and exits 3), and ends every rank as soon as one fails.
+/// The other ranks' standard output is dropped (it would repeat rank 0's); rank 0's is
+/// returned when `capture`, else shown. Returns the exit status (0, 3 when interrupted, or
+/// the first failing rank's) and rank 0's captured output.
+pub fn spawn_ranks(
+    argv: &[std::ffi::OsString],
+    nproc: usize,
+    quiet: impl Fn(usize) -> bool,
+    capture: bool,
+) -> Result<(u8, String)> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::process::{Command, Stdio};
     let stop = crate::train::stop::flag()?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let fd = listener.as_raw_fd();
-    // Rank 0 inherits the bound socket (no other program can take the port meanwhile).
+    // Rank 0 inherits the bound socket.
     // SAFETY: fcntl on a descriptor this process owns.
     unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     let threads = (crate::train::device::available_cores() / nproc).max(1);
@@ -133,12 +158,8 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
     let mut children = Vec::with_capacity(nproc);
     for rank in 0..nproc {
         let mut c = Command::new(&exe);
-        c.arg("train").arg(&args.config);
-        for s in &args.overrides {
-            c.arg("--set").arg(s);
-        }
-        c.arg("--out").arg(&out);
-        if quiet || rank > 0 {
+        c.args(argv);
+        if quiet(rank) {
             c.arg("--quiet");
         }
         c.env("RANK", rank.to_string())
@@ -149,10 +170,12 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
             .env("LRLAB_RANK_THREADS", threads.to_string());
         if rank == 0 {
             c.env("LRLAB_LISTEN_FD", fd.to_string());
+            if capture {
+                c.stdout(Stdio::piped());
+            }
         } else {
             c.env_remove("LRLAB_LISTEN_FD");
-            // The other ranks' own output would repeat rank 0's.
-            c.stdout(std::process::Stdio::null());
+            c.stdout(Stdio::null());
         }
         let spawned = c.spawn();
         if rank == 0 {
@@ -171,6 +194,17 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
         }
     }
     drop(listener);
+    // Rank 0's output is read on a thread, so that a full pipe never blocks it.
+    let reader = children[0]
+        .as_mut()
+        .and_then(|c| c.stdout.take())
+        .map(|mut o| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = o.read_to_string(&mut s);
+                s
+            })
+        });
     let mut codes: Vec<Option<i32>> = vec![None; nproc];
     let mut forwarded = false;
     let mut failed: Option<(usize, i32)> = None;
@@ -206,11 +240,15 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Ok(match failed {
+    let output = reader
+        .map(|r| r.join().unwrap_or_default())
+        .unwrap_or_default();
+    let code = match failed {
         Some((_, code)) => code.clamp(1, 255) as u8,
         None if codes.contains(&Some(3)) => 3,
         None => 0,
-    })
+    };
+    Ok((code, output))
 }
 
 /// For `lrlab schedule RUN.toml`: the run's length as its training would see it (steps per

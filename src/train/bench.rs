@@ -4,7 +4,9 @@
 
 use super::device::{resolve_device, set_threads};
 use super::optim::Optimizer;
+use super::sync::GradSync;
 use crate::config::OptimConfig;
+use crate::dist::Group;
 use crate::models::{self, ModelConfig};
 use anyhow::Result;
 use serde::Serialize;
@@ -30,6 +32,8 @@ pub struct BenchTrainArgs {
     pub size: i64,
     /// Classes.
     pub classes: i64,
+    /// Gradient bucket cap over several processes, in MiB (0: one collective per gradient).
+    pub bucket_mb: f64,
 }
 
 /// The measurement.
@@ -47,12 +51,15 @@ pub struct BenchTrainResult {
     pub threads: usize,
     /// Device.
     pub device: String,
-    /// Training throughput.
+    /// Processes the batch is split over (each with `threads` threads).
+    pub world_size: usize,
+    /// Training throughput (over every process).
     pub images_per_sec: f64,
 }
 
-/// Run the benchmark.
-pub fn bench_train(a: &BenchTrainArgs) -> Result<BenchTrainResult> {
+/// Run the benchmark; in a rank of `group`, on this rank's share of each batch, with the
+/// gradients averaged over the ranks as the training loop averages them.
+pub fn bench_train(a: &BenchTrainArgs, group: Option<&Group>) -> Result<BenchTrainResult> {
     let device = resolve_device(&a.device)?;
     let threads = set_threads(a.threads);
     tch::manual_seed(0);
@@ -70,21 +77,38 @@ pub fn bench_train(a: &BenchTrainArgs) -> Result<BenchTrainResult> {
         super::device::set_autocast_bf16()?;
     }
     let mut opt = Optimizer::new(&vs, &OptimConfig::default())?;
-    let b = a.batch as i64;
+    let world = group.map_or(1, |g| g.world());
+    if a.batch % world != 0 {
+        crate::bail_input!(
+            "--batch {}: --nproc {world} splits each batch over {world} processes; use a batch \
+             size that {world} divides",
+            a.batch
+        );
+    }
+    let sync = match group {
+        Some(g) => {
+            // Every rank starts from rank 0's weights, as in training.
+            super::trainer::broadcast_vars(g, &vs, |_| true)?;
+            GradSync::Ranks(g)
+        }
+        None => GradSync::Local,
+    };
+    let bucket = (a.bucket_mb * (1 << 20) as f64) as usize;
+    let b = (a.batch / world) as i64;
     let x = Tensor::randn([b, 3, a.size, a.size], (Kind::Float, device));
     let x = crate::util::channels_last(&x);
     let y = Tensor::randint(a.classes, [b], (Kind::Int64, device));
-    let mut step = |k: u64| -> Tensor {
+    let mut step = |k: u64| -> Result<Tensor> {
         let lr = 0.1 * (1.0 - k as f64 / 10000.0);
         let logits = tch::autocast(cuda, || model.net.forward_t(&x, true));
         let loss = logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
         opt.zero_grad();
-        loss.backward();
+        let synced = sync.backward(&loss, b as usize, || opt.grads(), false, bucket)?;
         opt.step(lr, 0.9);
-        loss.detach()
+        Ok(synced.loss)
     };
     for k in 0..a.warmup {
-        let _ = step(k);
+        let _ = step(k)?;
     }
     if device.is_cuda() {
         tch::Cuda::synchronize(0);
@@ -92,7 +116,7 @@ pub fn bench_train(a: &BenchTrainArgs) -> Result<BenchTrainResult> {
     let t0 = Instant::now();
     let mut last = None;
     for k in 0..a.steps {
-        last = Some(step(a.warmup + k));
+        last = Some(step(a.warmup + k)?);
     }
     if let Some(l) = last {
         let _ = f64::try_from(&l)?;
@@ -108,6 +132,7 @@ pub fn bench_train(a: &BenchTrainArgs) -> Result<BenchTrainResult> {
         steps: a.steps,
         threads,
         device: super::device::device_name(device),
+        world_size: world,
         images_per_sec: (a.batch as f64 * a.steps as f64) / dt,
     })
 }

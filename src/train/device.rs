@@ -188,6 +188,11 @@ pub fn info_text() -> String {
         }
         None => out += &format!("libtorch: built against {LIBTORCH_BUILT_FOR}\n"),
     }
+    out += if crate::dist::has_gloo() {
+        "multi-process training: yes (c10d, Gloo)\n"
+    } else {
+        "multi-process training: no (built without Debian's libgloo-dev headers; `make setup`)\n"
+    };
     let devices = tch::Cuda::device_count();
     out += &format!("cuda available: {}\n", tch::Cuda::is_available());
     out += &format!("cuda devices: {devices}\n");

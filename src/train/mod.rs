@@ -4,6 +4,7 @@
 //! - `checkpoint.rs`: weights + optimizer state + progress, written atomically.
 //! - `record.rs`: `steps.csv`, `epochs.csv`, `status.json`, cut back on resume.
 //! - `hf_lr.rs`: the super-convergence paper's Hessian-free learning-rate estimate.
+//! - `sync.rs`: gradient synchronisation over the ranks of a multi-process run.
 //! - `stop.rs`: SIGINT/SIGTERM/SIGUSR1 as a stop at the next safe point.
 //! - `device.rs`: device and thread selection.
 //! - `ensemble.rs`: snapshot ensembles of a run's cycle-end weights (`lrlab ensemble`).
@@ -18,4 +19,5 @@ pub mod optim;
 pub mod overhead;
 pub mod record;
 pub mod stop;
+pub mod sync;
 pub mod trainer;

@@ -180,6 +180,17 @@ pub struct Status {
 }
 
 impl Status {
+    /// A status written now.
+    pub fn new(status: &str, reason: &str, epoch: u64, step: u64) -> Status {
+        Status {
+            status: status.into(),
+            reason: reason.into(),
+            epoch,
+            step,
+            updated: now(),
+        }
+    }
+
     /// Read `status.json` of a run folder, if present and readable.
     pub fn read(dir: &Path) -> Option<Status> {
         let text = std::fs::read_to_string(dir.join("status.json")).ok()?;

@@ -208,16 +208,7 @@ fn step_loss(
     (loss, logits)
 }
 
-/// How a step's gradients become the run's.
-pub enum GradSync<'a> {
-    /// One process: the batch's gradients as they are.
-    Local,
-    /// A rank of a multi-process run holding its part of the global batch: the gradients of
-    /// the parts' loss sums are summed over the ranks (with the example counts, in one
-    /// all-reduce) and divided by the global count, so that every rank steps with the
-    /// gradient of the global batch's mean loss, as one process would.
-    Ranks(&'a crate::dist::Group),
-}
+pub use super::sync::GradSync;
 
 /// One optimizer step of run `cfg` at step `step`: libtorch's generator seeded for the step
 /// (dropout), the forward pass under bf16 autocast when `bf16`, cross-entropy with the run's
@@ -241,35 +232,19 @@ pub fn train_step(
     let tc = &cfg.train;
     let (loss, logits) = step_loss(cfg, model, batch, bf16, step);
     optim.zero_grad();
-    let loss = match sync {
-        GradSync::Local => {
-            loss.backward();
-            loss.detach()
-        }
-        GradSync::Ranks(group) => {
-            let n = batch.labels.size()[0] as f64;
-            (&loss * n).backward();
-            // A stop requested on any rank stops every rank after this same step.
-            let stop = if crate::train::stop::requested() {
-                1.0
-            } else {
-                0.0
-            };
-            let sums = Tensor::from_slice(&[loss.double_value(&[]) * n, n, stop]);
-            let grads = optim.grads();
-            let mut all: Vec<&Tensor> = grads.iter().collect();
-            all.push(&sums);
-            group.all_reduce_sum(&all)?;
-            let total = sums.double_value(&[1]);
-            if sums.double_value(&[2]) > 0.0 {
-                crate::train::stop::request();
-            }
-            for g in &grads {
-                let _ = g.shallow_clone().f_div_scalar_(total)?;
-            }
-            (sums.get(0) / total).to_kind(Kind::Float)
-        }
-    };
+    let n = batch.labels.size()[0] as usize;
+    let synced = sync.backward(
+        &loss,
+        n,
+        || optim.grads(),
+        crate::train::stop::requested(),
+        super::sync::BUCKET_BYTES,
+    )?;
+    // A stop requested on any rank stops every rank after this same step.
+    if synced.stop {
+        crate::train::stop::request();
+    }
+    let loss = synced.loss;
     if tc.grad_clip > 0.0 {
         optim.clip_grad_norm(tc.grad_clip);
     }
@@ -364,6 +339,7 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
                 return Ok(Outcome::AlreadyFinished(s.status));
             }
         }
+        check_checkpoint_world(out, opts.group.as_ref().map_or(1, |g| g.world()))?;
     }
     if !writer {
         // Rank 0 prepares, locks and writes the folder; the others only read its checkpoint.
@@ -420,7 +396,7 @@ fn rank_hosts(group: Option<&crate::dist::Group>) -> Result<Vec<String>> {
 
 /// Overwrite the variables of `vs` that `keep` selects with rank 0's (in name order, the same
 /// on every rank).
-fn broadcast_vars(
+pub(crate) fn broadcast_vars(
     g: &crate::dist::Group,
     vs: &VarStore,
     keep: impl Fn(&Tensor) -> bool,
@@ -463,9 +439,147 @@ pub fn check_world(cfg: &RunConfig, train_examples: usize, world: usize) -> Resu
     Ok(())
 }
 
+/// A run folder whose checkpoint was written by a run over a different number of processes
+/// is refused: resuming it over `world` would change the run (each process keeps its own
+/// batch-norm statistics, and each rank's share of a batch would differ). The number comes
+/// from `meta.json` (`world_size`, 1 in folders written before it existed); a finished run
+/// is not refused (nothing would be trained).
+pub fn check_checkpoint_world(out: &Path, world: usize) -> Result<()> {
+    if !out.join(checkpoint::CHECKPOINT).exists() {
+        return Ok(());
+    }
+    if Status::read(out).is_some_and(|s| s.status == "done" || s.status == "diverged") {
+        return Ok(());
+    }
+    let old = std::fs::read_to_string(out.join("meta.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|m| m.get("world_size").and_then(|w| w.as_u64()))
+        .unwrap_or(1) as usize;
+    if old != world {
+        let how = |n: usize| {
+            if n == 1 {
+                "one process".to_string()
+            } else {
+                format!("{n} processes")
+            }
+        };
+        let fix = if old == 1 {
+            "run it without --nproc".to_string()
+        } else {
+            format!("run it with --nproc {old}")
+        };
+        return Err(input_error(format!(
+            "{}: its checkpoint was written by a run over {}, and resuming it over {} would \
+             change the run (batch-norm statistics are kept per process, and each process's \
+             share of a batch would differ): {fix}, or use another --out",
+            out.display(),
+            how(old),
+            how(world)
+        )));
+    }
+    Ok(())
+}
+
 fn write_meta(out: &Path, meta: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(meta)?;
     write_atomic(&out.join("meta.json"), format!("{text}\n").as_bytes())
+}
+
+/// The run folder's logs, open for appending (on rank 0; the other ranks' rows go nowhere).
+struct Logs {
+    steps: CsvLog,
+    epochs: CsvLog,
+    /// `hf_lr.csv` and `hf_lr_layers.csv`, when `train.hf_lr_every` is set.
+    hf: Option<(CsvLog, CsvLog)>,
+}
+
+impl Logs {
+    /// Open the logs of `out`, cut back to what the checkpoint at `progress` holds.
+    fn open(writer: bool, out: &Path, progress: &Progress, hf: bool) -> Result<Logs> {
+        let steps = CsvLog::open_if(writer, &out.join("steps.csv"), STEPS_HEADER, progress.step)?;
+        let epochs = CsvLog::open_if(
+            writer,
+            &out.join("epochs.csv"),
+            EPOCHS_HEADER,
+            progress.epoch + 1,
+        )?;
+        // A window's row is written once its second step has run: rows up to step P − 2 belong
+        // to a checkpoint at step P.
+        let keep = progress.step.saturating_sub(1);
+        let hf = match hf {
+            true => Some((
+                CsvLog::open_if(writer, &out.join("hf_lr.csv"), HF_LR_HEADER, keep)?,
+                CsvLog::open_if(
+                    writer,
+                    &out.join("hf_lr_layers.csv"),
+                    HF_LR_LAYERS_HEADER,
+                    keep,
+                )?,
+            )),
+            false => None,
+        };
+        Ok(Logs { steps, epochs, hf })
+    }
+
+    /// Flush every log to disk (before a checkpoint, so that the rows it covers are there).
+    fn sync(&mut self) -> Result<()> {
+        self.steps.sync()?;
+        self.epochs.sync()?;
+        if let Some((log, layers)) = &mut self.hf {
+            log.sync()?;
+            layers.sync()?;
+        }
+        Ok(())
+    }
+}
+
+/// What one pass over (the rest of) an epoch's batches left.
+struct EpochRun {
+    /// Batches of the epoch trained so far, earlier attempts included.
+    batch: u64,
+    /// This rank's sums over the epoch's trained examples: loss, correct predictions
+    /// (device scalars) and the count.
+    loss_sum: Tensor,
+    correct: Tensor,
+    seen: u64,
+    /// Training seconds of the epoch, earlier attempts included (for images/s).
+    train_secs: f64,
+    /// A stop was requested: the pass ended after the step it was seen at.
+    interrupted: bool,
+    /// Why the run diverged, when a logged loss did.
+    diverged: Option<String>,
+}
+
+/// One attempt at a run: what the named parts of the loop share. The parts, in order:
+/// [`Loop::train_epoch`] (the steps), [`Loop::epoch_sums`] (over the ranks),
+/// [`Loop::evaluate`], [`Loop::end_epoch`] (the epoch's row and checkpoint); a stop or a
+/// divergence ends the attempt through [`Loop::interrupt`] or [`Loop::diverge`].
+struct Loop<'a> {
+    cfg: &'a RunConfig,
+    setup: Setup,
+    out: &'a Path,
+    opts: &'a RunOptions,
+    group: Option<&'a crate::dist::Group>,
+    /// This process writes the run folder (one process, or rank 0).
+    writer: bool,
+    sync: GradSync<'a>,
+    vs: VarStore,
+    model: models::Model,
+    optim: Optimizer,
+    /// The Hessian-free LR estimate, when `train.hf_lr_every` is set.
+    hf: Option<hf_lr::Tracker>,
+    logs: Logs,
+    bar: Option<indicatif::ProgressBar>,
+    /// Steps trained but not yet logged: their losses are read in one device sync.
+    pending: Vec<PendingRow>,
+    /// Steps after which SGDR snapshots are saved (`train.snapshots = "restarts"`).
+    snapshot_steps: HashSet<u64>,
+    attempt_start: Instant,
+    meta: serde_json::Value,
+    /// `meta.json`'s `completions` before this attempt.
+    completions: u64,
+    resumed_from: u64,
 }
 
 fn train_locked(
@@ -475,76 +589,133 @@ fn train_locked(
     opts: &RunOptions,
     stop: &AtomicBool,
 ) -> Result<Outcome> {
-    let tc = &cfg.train;
     let group = opts.group.as_deref();
     let writer = group.is_none_or(|g| g.rank() == 0);
-    let sync = match group {
-        Some(g) => GradSync::Ranks(g),
-        None => GradSync::Local,
-    };
     let (vs, model) = build_model(cfg, &setup)?;
     let mut optim = Optimizer::new(&vs, &cfg.optim)?;
-    let mut progress = Progress::default();
     // The Hessian-free LR estimate reads the weights around the optimizer steps.
-    let mut hf = (tc.hf_lr_every > 0).then(|| hf_lr::Tracker::new(&vs, tc.hf_lr_every));
-    if let Some(ck) = checkpoint::load(out)? {
-        checkpoint::restore_weights(&vs, &ck.tensors)?;
-        optim.load_state(&ck.tensors, ck.progress.optim_steps)?;
-        if let Some(h) = &mut hf {
-            h.load_state(&ck.tensors, ck.progress.hf_lr_ema)?;
-        }
-        progress = ck.progress;
-        if !writer {
-            // Rank 0's checkpoint holds the epoch's sums over every rank so far; the others
-            // count from zero and the sums are all-reduced at the epoch's end.
-            progress.epoch_loss_sum = 0.0;
-            progress.epoch_correct = 0.0;
-            progress.epoch_seen = 0;
-        }
-        if opts.verbose && writer {
-            eprintln!(
-                "resuming from step {} of {} (epoch {}/{}, batch {})",
-                progress.step,
-                setup.total_steps,
-                progress.epoch + 1,
-                setup.epochs(),
-                progress.batch
-            );
-        }
+    let mut hf =
+        (cfg.train.hf_lr_every > 0).then(|| hf_lr::Tracker::new(&vs, cfg.train.hf_lr_every));
+    let progress = restore(out, &vs, &mut optim, &mut hf, writer)?;
+    if let Some(p) = progress.as_ref().filter(|_| opts.verbose && writer) {
+        eprintln!(
+            "resuming from step {} of {} (epoch {}/{}, batch {})",
+            p.step,
+            setup.total_steps,
+            p.epoch + 1,
+            setup.epochs(),
+            p.batch
+        );
     }
+    let progress = progress.unwrap_or_default();
     if let Some(g) = group {
         // Every rank starts from rank 0's weights and buffers, as DDP does.
         broadcast_vars(g, &vs, |_| true)?;
     }
-    let bf16 = setup.bf16;
     if setup.device.is_cuda() {
         tch::Cuda::cudnn_set_benchmark(true);
     }
-    if bf16 {
+    if setup.bf16 {
         super::device::set_autocast_bf16()?;
     }
+    let meta = start_meta(cfg, &setup, &vs, opts, &progress, out)?;
+    if writer {
+        write_meta(out, &meta)?;
+    }
+    Status::new("running", "", progress.epoch, progress.step).write_if(writer, out)?;
+    let logs = Logs::open(writer, out, &progress, hf.is_some())?;
+    let snapshot_steps: HashSet<u64> = if cfg.train.snapshots == "restarts" {
+        setup.schedule.cycle_ends().into_iter().collect()
+    } else {
+        HashSet::new()
+    };
+    let bar = progress_bar(opts.progress, setup.total_steps, progress.step);
+    let mut lp = Loop {
+        cfg,
+        out,
+        opts,
+        group,
+        writer,
+        sync: match group {
+            Some(g) => GradSync::Ranks(g),
+            None => GradSync::Local,
+        },
+        vs,
+        model,
+        optim,
+        hf,
+        logs,
+        bar,
+        pending: Vec::new(),
+        snapshot_steps,
+        attempt_start: Instant::now(),
+        completions: meta
+            .get("completions")
+            .and_then(|a| a.as_u64())
+            .unwrap_or(0),
+        meta,
+        resumed_from: progress.step,
+        setup,
+    };
+    lp.run(progress, stop)
+}
 
-    // meta.json: kept across attempts, updated at start and end.
-    let mut meta: serde_json::Value = std::fs::read_to_string(out.join("meta.json"))
+/// Load the checkpoint of `out` into the weights, the optimizer and the estimate, if there is
+/// one, and return where it stands.
+fn restore(
+    out: &Path,
+    vs: &VarStore,
+    optim: &mut Optimizer,
+    hf: &mut Option<hf_lr::Tracker>,
+    writer: bool,
+) -> Result<Option<Progress>> {
+    let Some(ck) = checkpoint::load(out)? else {
+        return Ok(None);
+    };
+    checkpoint::restore_weights(vs, &ck.tensors)?;
+    optim.load_state(&ck.tensors, ck.progress.optim_steps)?;
+    if let Some(h) = hf {
+        h.load_state(&ck.tensors, ck.progress.hf_lr_ema)?;
+    }
+    let mut progress = ck.progress;
+    if !writer {
+        // Rank 0's checkpoint holds the epoch's sums over every rank so far; the others
+        // count from zero and the sums are all-reduced at the epoch's end.
+        progress.epoch_loss_sum = 0.0;
+        progress.epoch_correct = 0.0;
+        progress.epoch_seen = 0;
+    }
+    Ok(Some(progress))
+}
+
+/// `meta.json` at the start of an attempt: kept across attempts (`started`, `attempts`,
+/// `completions`), the rest describes this one.
+fn start_meta(
+    cfg: &RunConfig,
+    setup: &Setup,
+    vs: &VarStore,
+    opts: &RunOptions,
+    progress: &Progress,
+    out: &Path,
+) -> Result<serde_json::Value> {
+    let group = opts.group.as_deref();
+    let old: serde_json::Value = std::fs::read_to_string(out.join("meta.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_else(|| serde_json::json!({}));
-    let attempts = meta.get("attempts").and_then(|a| a.as_u64()).unwrap_or(0) + 1;
-    let completions = meta
-        .get("completions")
-        .and_then(|a| a.as_u64())
-        .unwrap_or(0);
-    let started = meta
+    let attempts = old.get("attempts").and_then(|a| a.as_u64()).unwrap_or(0) + 1;
+    let completions = old.get("completions").and_then(|a| a.as_u64()).unwrap_or(0);
+    let started = old
         .get("started")
         .and_then(|a| a.as_f64())
         .unwrap_or_else(record::now);
-    meta = serde_json::json!({
+    Ok(serde_json::json!({
         "lrlab_version": env!("CARGO_PKG_VERSION"),
         "git_commit": option_env!("LRLAB_GIT_COMMIT").unwrap_or(""),
         "libtorch_version": crate::train::device::libtorch_version(),
         "device": device_name(setup.device),
         "threads": setup.threads,
-        "seed": tc.seed,
+        "seed": cfg.train.seed,
         "host": record::hostname(),
         "started": started,
         "finished": serde_json::Value::Null,
@@ -557,167 +728,226 @@ fn train_locked(
         "eval_examples": setup.data.eval.len(),
         "eval_split": setup.data.eval_name,
         "data_path": cfg.data.path().map(|p| p.display().to_string()),
-        "parameters": models::count_params(&vs),
+        "parameters": models::count_params(vs),
         "schedule": setup.schedule.kind(),
         // Where each step's momentum (AdamW: beta1) came from; the values are in steps.csv.
         "momentum_from": if setup.schedule.momentum(0).is_some() { "schedule" } else { "optim.momentum" },
         "resumed_from_step": progress.step,
-        "precision": if bf16 { "bf16" } else { "fp32" },
+        "precision": if setup.bf16 { "bf16" } else { "fp32" },
         "lr_find": opts.lr_find,
         "world_size": group.map_or(1, |g| g.world()),
         "backend": if group.is_some() { "gloo" } else { "none" },
         "hosts": rank_hosts(group)?,
-    });
-    if writer {
-        write_meta(out, &meta)?;
-    }
-    Status {
-        status: "running".into(),
-        reason: String::new(),
-        epoch: progress.epoch,
-        step: progress.step,
-        updated: record::now(),
-    }
-    .write_if(writer, out)?;
+    }))
+}
 
-    let mut steps_log =
-        CsvLog::open_if(writer, &out.join("steps.csv"), STEPS_HEADER, progress.step)?;
-    let mut epochs_log = CsvLog::open_if(
-        writer,
-        &out.join("epochs.csv"),
-        EPOCHS_HEADER,
-        progress.epoch + 1,
+/// Read the pending losses (one device sync), write the logged rows to `log`, and say why
+/// the run diverged if a loss did (`diverge_loss`).
+fn flush(
+    pending: &mut Vec<PendingRow>,
+    log: &mut CsvLog,
+    diverge_loss: f64,
+) -> Result<Option<String>> {
+    if pending.is_empty() {
+        return Ok(None);
+    }
+    let losses: Vec<f64> = Vec::<f64>::try_from(
+        Tensor::stack(
+            &pending
+                .iter()
+                .map(|r| r.loss.to_kind(Kind::Double))
+                .collect::<Vec<_>>(),
+            0,
+        )
+        .to_device(Device::Cpu),
     )?;
-    // A window's row is written once its second step has run: rows up to step P − 2 belong
-    // to a checkpoint at step P.
-    let mut hf_log = match &hf {
-        Some(_) => Some((
-            CsvLog::open_if(
-                writer,
-                &out.join("hf_lr.csv"),
-                HF_LR_HEADER,
-                progress.step.saturating_sub(1),
-            )?,
-            CsvLog::open_if(
-                writer,
-                &out.join("hf_lr_layers.csv"),
-                HF_LR_LAYERS_HEADER,
-                progress.step.saturating_sub(1),
-            )?,
-        )),
-        None => None,
-    };
-    // What a checkpoint holds beside the weights: the optimizer's state and the estimate's.
-    let state = |optim: &Optimizer, hf: &Option<hf_lr::Tracker>| {
-        let mut s = optim.state();
-        if let Some(h) = hf {
+    let mut diverged = None;
+    for (r, loss) in pending.iter().zip(losses) {
+        if r.log {
+            log.row(&[
+                r.step.to_string(),
+                fmt_f64(r.epoch),
+                fmt_f64(r.lr),
+                fmt_f64(r.momentum),
+                fmt_f64(loss),
+                format!("{:.3}", r.time),
+            ])?;
+        }
+        if !loss.is_finite() || loss > diverge_loss {
+            diverged = Some(format!(
+                "training loss {loss} at step {} (lr {}) exceeds train.diverge_loss = {diverge_loss} or is not finite",
+                r.step, r.lr
+            ));
+            break;
+        }
+    }
+    pending.clear();
+    Ok(diverged)
+}
+
+impl Loop<'_> {
+    /// Wall-clock seconds of training: earlier attempts' plus this one's.
+    fn elapsed(&self, p: &Progress) -> f64 {
+        p.elapsed + self.attempt_start.elapsed().as_secs_f64()
+    }
+
+    /// The epochs from `progress` on, until the run ends, diverges or is stopped.
+    fn run(&mut self, mut progress: Progress, stop: &AtomicBool) -> Result<Outcome> {
+        let (k, total, epochs) = (
+            self.setup.steps_per_epoch,
+            self.setup.total_steps,
+            self.setup.epochs(),
+        );
+        let mut step = progress.step;
+        let mut last_metrics: Option<Metrics> = None;
+        let mut epoch = progress.epoch;
+        while epoch < epochs {
+            let e = self.train_epoch(epoch, &progress, &mut step, stop)?;
+            if let Some(reason) = e.diverged {
+                return self.diverge(epoch, step, reason);
+            }
+            let (loss_sum, correct, seen) = self.epoch_sums(&e)?;
+            let epoch_done = e.batch >= k || step >= total;
+            if e.interrupted && !epoch_done {
+                progress = Progress {
+                    step,
+                    epoch,
+                    batch: e.batch,
+                    optim_steps: self.optim.steps,
+                    epoch_loss_sum: loss_sum,
+                    epoch_correct: correct,
+                    epoch_seen: seen,
+                    elapsed: self.elapsed(&progress),
+                    epoch_train_secs: e.train_secs,
+                    hf_lr_ema: self.hf_ema(),
+                };
+                return self.interrupt(&progress);
+            }
+            let last = epoch + 1 == epochs;
+            let metrics = if (epoch + 1) % self.cfg.train.eval_every == 0 || last {
+                Some(self.evaluate(step)?)
+            } else {
+                None
+            };
+            if metrics.is_some() {
+                last_metrics = metrics;
+            }
+            let time_now = self.elapsed(&progress);
+            progress = Progress {
+                step,
+                epoch: epoch + 1,
+                batch: 0,
+                optim_steps: self.optim.steps,
+                elapsed: time_now,
+                hf_lr_ema: self.hf_ema(),
+                ..Progress::default()
+            };
+            let train = (loss_sum / seen.max(1) as f64, correct / seen.max(1) as f64);
+            self.end_epoch(&progress, train, seen, e.train_secs, metrics)?;
+            // `elapsed()` adds this attempt's clock to `progress.elapsed`: keep the sum at
+            // time_now.
+            progress.elapsed -= self.attempt_start.elapsed().as_secs_f64();
+            epoch += 1;
+            if e.interrupted {
+                // The stop came with the epoch's last step: its checkpoint is the one just
+                // written.
+                Status::new("interrupted", STOPPED, epoch, step).write_if(self.writer, self.out)?;
+                return Ok(Outcome::Interrupted);
+            }
+        }
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        self.meta["finished"] = serde_json::json!(record::now());
+        self.meta["completions"] = completed(self.completions, step > self.resumed_from);
+        if self.writer {
+            write_meta(self.out, &self.meta)?;
+        }
+        Status::new("done", "", epochs, step).write_if(self.writer, self.out)?;
+        Ok(Outcome::Done(last_metrics))
+    }
+
+    fn hf_ema(&self) -> f64 {
+        self.hf.as_ref().map_or(0.0, |h| h.ema.value)
+    }
+
+    /// What a checkpoint holds beside the weights: the optimizer's state and the estimate's.
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut s = self.optim.state();
+        if let Some(h) = &self.hf {
             s.extend(h.state());
         }
         s
-    };
-    let hf_ema = |hf: &Option<hf_lr::Tracker>| hf.as_ref().map_or(0.0, |h| h.ema.value);
-    let snapshot_steps: HashSet<u64> = if tc.snapshots == "restarts" {
-        setup.schedule.cycle_ends().into_iter().collect()
-    } else {
-        HashSet::new()
-    };
+    }
 
-    let k = setup.steps_per_epoch;
-    let total = setup.total_steps;
-    let epochs = setup.epochs();
-    let device = setup.device;
-    let flush_every = if device.is_cuda() { 50 } else { 1 };
-    let bar = progress_bar(opts.progress, total, progress.step);
-    let attempt_start = Instant::now();
-    let elapsed = |p: &Progress| p.elapsed + attempt_start.elapsed().as_secs_f64();
-    let resumed_from = progress.step;
-    let mut step = progress.step;
-    let mut last_metrics: Option<Metrics> = None;
-    let mut pending: Vec<PendingRow> = Vec::new();
-
-    // Reads the pending losses (one device sync), writes the logged rows, checks divergence.
-    let flush = |pending: &mut Vec<PendingRow>, log: &mut CsvLog| -> Result<Option<String>> {
-        if pending.is_empty() {
-            return Ok(None);
-        }
-        let losses: Vec<f64> = Vec::<f64>::try_from(
-            Tensor::stack(
-                &pending
-                    .iter()
-                    .map(|r| r.loss.to_kind(Kind::Double))
-                    .collect::<Vec<_>>(),
-                0,
-            )
-            .to_device(Device::Cpu),
-        )?;
-        let mut diverged = None;
-        for (r, loss) in pending.iter().zip(losses) {
-            if r.log {
-                log.row(&[
-                    r.step.to_string(),
-                    fmt_f64(r.epoch),
-                    fmt_f64(r.lr),
-                    fmt_f64(r.momentum),
-                    fmt_f64(loss),
-                    format!("{:.3}", r.time),
-                ])?;
-            }
-            if !loss.is_finite() || loss > tc.diverge_loss {
-                diverged = Some(format!(
-                    "training loss {loss} at step {} (lr {}) exceeds train.diverge_loss = {} or is not finite",
-                    r.step, r.lr, tc.diverge_loss
-                ));
-                break;
-            }
-        }
-        pending.clear();
-        Ok(diverged)
-    };
-
-    let mut epoch = progress.epoch;
-    while epoch < epochs {
+    /// Train epoch `epoch` from its batch `progress.batch` (the checkpoint's position) on,
+    /// stepping `step`, until its end, the run's last step, a divergence or a stop.
+    fn train_epoch(
+        &mut self,
+        epoch: u64,
+        progress: &Progress,
+        step: &mut u64,
+        stop: &AtomicBool,
+    ) -> Result<EpochRun> {
+        let Loop {
+            cfg,
+            setup,
+            writer,
+            sync,
+            vs,
+            model,
+            optim,
+            hf,
+            logs,
+            bar,
+            pending,
+            snapshot_steps,
+            out,
+            attempt_start,
+            ..
+        } = self;
+        let (cfg, out): (&RunConfig, &Path) = (cfg, out);
+        let tc = &cfg.train;
+        let (k, total, epochs, device) = (
+            setup.steps_per_epoch,
+            setup.total_steps,
+            setup.epochs(),
+            setup.device,
+        );
+        let flush_every = if device.is_cuda() { 50 } else { 1 };
         let first_batch = progress.batch;
         let resumed_mid = first_batch > 0;
+        let carried = |x: f64| if resumed_mid { x } else { 0.0 };
         let scalar = |x: f64| Tensor::from(x).to_kind(Kind::Double).to_device(device);
-        let mut loss_sum = scalar(if resumed_mid {
-            progress.epoch_loss_sum
-        } else {
-            0.0
-        });
-        let mut correct = scalar(if resumed_mid {
-            progress.epoch_correct
-        } else {
-            0.0
-        });
-        let mut seen = if resumed_mid { progress.epoch_seen } else { 0 };
-        let secs_before = if resumed_mid {
-            progress.epoch_train_secs
-        } else {
-            0.0
+        let mut run = EpochRun {
+            batch: first_batch,
+            loss_sum: scalar(carried(progress.epoch_loss_sum)),
+            correct: scalar(carried(progress.epoch_correct)),
+            seen: if resumed_mid { progress.epoch_seen } else { 0 },
+            train_secs: 0.0,
+            interrupted: false,
+            diverged: None,
         };
         let epoch_start = Instant::now();
-        let mut batch_idx = first_batch;
-        let mut interrupted = false;
-        let mut diverged: Option<String> = None;
         for batch in setup.data.train.epoch(epoch, first_batch as usize) {
-            if step >= total {
+            if *step >= total {
                 break;
             }
             let batch = batch?;
-            let lr = setup.schedule.lr(step);
-            let momentum = setup.schedule.momentum(step).unwrap_or(cfg.optim.momentum);
-            if let Some(h) = &mut hf {
-                if h.opens_window(step) {
-                    let (total, layers) = curvature_at(cfg, &vs, &model, &h.params(), &batch, step);
+            let s = *step;
+            let lr = setup.schedule.lr(s);
+            let momentum = setup.schedule.momentum(s).unwrap_or(cfg.optim.momentum);
+            if let Some(h) = hf.as_mut() {
+                if h.opens_window(s) {
+                    let (total, layers) = curvature_at(cfg, vs, model, &h.params(), &batch, s);
                     h.set_curvature(total, &layers);
                 }
-                h.before_step(step);
+                h.before_step(s);
             }
-            let (loss, logits) = train_step(
-                cfg, &model, &mut optim, &batch, bf16, step, lr, momentum, &sync,
-            )?;
-            if let (Some(h), Some((log, layers_log))) = (&mut hf, &mut hf_log) {
-                if let Some(e) = h.after_step(step, |s| setup.schedule.lr(s)) {
+            let (loss, logits) =
+                train_step(cfg, model, optim, &batch, setup.bf16, s, lr, momentum, sync)?;
+            if let (Some(h), Some((log, layers_log))) = (hf.as_mut(), logs.hf.as_mut()) {
+                if let Some(e) = h.after_step(s, |t| setup.schedule.lr(t)) {
                     log.row(&e.fields(k))?;
                     for row in e.layer_fields(h.layers()) {
                         layers_log.row(&row)?;
@@ -725,230 +955,182 @@ fn train_locked(
                 }
             }
             let n = batch.labels.size()[0];
-            loss_sum += loss.to_kind(Kind::Double) * n as f64;
-            correct += logits
+            run.loss_sum += loss.to_kind(Kind::Double) * n as f64;
+            run.correct += logits
                 .argmax(1, false)
                 .eq_tensor(&batch.labels)
                 .sum(Kind::Double);
-            seen += n as u64;
+            run.seen += n as u64;
             pending.push(PendingRow {
-                step,
-                epoch: step as f64 / k as f64,
+                step: s,
+                epoch: s as f64 / k as f64,
                 lr,
                 momentum,
                 loss,
-                time: elapsed(&progress),
-                log: step % tc.log_every == 0,
+                time: progress.elapsed + attempt_start.elapsed().as_secs_f64(),
+                log: s % tc.log_every == 0,
             });
-            step += 1;
-            batch_idx += 1;
-            if writer && snapshot_steps.contains(&step) {
+            *step += 1;
+            run.batch += 1;
+            if *writer && snapshot_steps.contains(&*step) {
                 checkpoint::save_weights(
                     &out.join("snapshots")
-                        .join(format!("step{step:08}.safetensors")),
-                    &vs,
+                        .join(format!("step{:08}.safetensors", *step)),
+                    vs,
                 )?;
             }
             if pending.len() >= flush_every {
-                diverged = flush(&mut pending, &mut steps_log)?;
-                if diverged.is_some() {
+                run.diverged = flush(pending, &mut logs.steps, tc.diverge_loss)?;
+                if run.diverged.is_some() {
                     break;
                 }
             }
-            if let Some(b) = &bar {
-                b.set_position(step);
+            if let Some(b) = bar.as_ref() {
+                b.set_position(*step);
                 b.set_message(format!("epoch {}/{epochs} lr {lr:.4}", epoch + 1));
             }
             if stop.load(Ordering::SeqCst) {
-                interrupted = true;
+                run.interrupted = true;
                 break;
             }
         }
-        if diverged.is_none() {
-            diverged = flush(&mut pending, &mut steps_log)?;
+        if run.diverged.is_none() {
+            run.diverged = flush(pending, &mut logs.steps, tc.diverge_loss)?;
         }
-        if let Some(reason) = diverged {
-            if let Some((log, layers_log)) = &mut hf_log {
-                log.sync()?;
-                layers_log.sync()?;
-            }
-            meta["completions"] = completed(completions, step > resumed_from);
-            return finish_diverged(
-                out,
-                writer,
-                &mut steps_log,
-                &mut epochs_log,
-                &meta,
-                epoch,
-                step,
-                reason,
-                &bar,
-            );
-        }
-        let train_secs = secs_before + epoch_start.elapsed().as_secs_f64();
-        // The epoch's sums over every rank (the losses are already the global batches').
-        let seen = match group {
-            None => seen,
+        let secs_before = if resumed_mid {
+            progress.epoch_train_secs
+        } else {
+            0.0
+        };
+        run.train_secs = secs_before + epoch_start.elapsed().as_secs_f64();
+        Ok(run)
+    }
+
+    /// The epoch's loss sum, correct count and example count over every rank (the logged
+    /// losses are already the global batches').
+    fn epoch_sums(&self, e: &EpochRun) -> Result<(f64, f64, u64)> {
+        let seen = match self.group {
+            None => e.seen,
             Some(g) => {
-                let n = Tensor::from(seen as f64)
+                let n = Tensor::from(e.seen as f64)
                     .to_kind(Kind::Double)
-                    .to_device(device);
-                g.all_reduce_sum(&[&loss_sum, &correct, &n])?;
+                    .to_device(self.setup.device);
+                g.all_reduce_sum(&[&e.loss_sum, &e.correct, &n])?;
                 n.double_value(&[]) as u64
             }
         };
-        let epoch_done = batch_idx >= k || step >= total;
-        if interrupted && !epoch_done {
-            steps_log.sync()?;
-            epochs_log.sync()?;
-            if let Some((log, layers_log)) = &mut hf_log {
-                log.sync()?;
-                layers_log.sync()?;
-            }
-            progress = Progress {
-                step,
-                epoch,
-                batch: batch_idx,
-                optim_steps: optim.steps,
-                epoch_loss_sum: f64::try_from(&loss_sum)?,
-                epoch_correct: f64::try_from(&correct)?,
-                epoch_seen: seen,
-                elapsed: elapsed(&progress),
-                epoch_train_secs: train_secs,
-                hf_lr_ema: hf_ema(&hf),
-            };
-            if writer {
-                checkpoint::save(out, &vs, &state(&optim, &hf), &progress)?;
-            }
-            Status {
-                status: "interrupted".into(),
-                reason: "stopped by a signal; run again to resume".into(),
-                epoch,
-                step,
-                updated: record::now(),
-            }
-            .write_if(writer, out)?;
-            if let Some(b) = &bar {
-                b.abandon();
-            }
-            return Ok(Outcome::Interrupted);
-        }
-        // End of the epoch: train metrics, evaluation when due, one epochs.csv row, checkpoint.
-        let train_loss = f64::try_from(&loss_sum)? / seen.max(1) as f64;
-        let train_acc = f64::try_from(&correct)? / seen.max(1) as f64;
-        let last = epoch + 1 == epochs;
-        let metrics = if (epoch + 1) % tc.eval_every == 0 || last {
-            // Caffe's bias-corrected BN statistics for the evaluation only; the checkpoint
-            // keeps torch's.
-            let saved = match cfg.model.bn_stats {
-                models::BnStats::Caffe => models::caffe_bn_stats(&vs, cfg.model.bn_momentum, step),
-                models::BnStats::Torch => Vec::new(),
-            };
-            let m = match group {
-                None => tch::autocast(bf16, || evaluate(model.net.as_ref(), &setup.data.eval)),
-                Some(g) => {
-                    // Every rank evaluates its part with rank 0's batch-norm statistics.
-                    broadcast_vars(g, &vs, |v| !v.requires_grad())?;
-                    tch::autocast(bf16, || {
-                        super::eval::evaluate_sharded(model.net.as_ref(), &setup.data.eval, g)
-                    })
-                }
-            };
-            models::restore_vars(&vs, &saved);
-            Some(m?)
-        } else {
-            None
+        Ok((
+            f64::try_from(&e.loss_sum)?,
+            f64::try_from(&e.correct)?,
+            seen,
+        ))
+    }
+
+    /// Evaluate after step `step` (sharded over the ranks, with rank 0's batch-norm
+    /// statistics; with Caffe's bias-corrected statistics for the evaluation only when
+    /// `model.bn_stats = "caffe"`: the checkpoint keeps torch's).
+    fn evaluate(&self, step: u64) -> Result<Metrics> {
+        let (vs, cfg, setup) = (&self.vs, self.cfg, &self.setup);
+        let saved = match cfg.model.bn_stats {
+            models::BnStats::Caffe => models::caffe_bn_stats(vs, cfg.model.bn_momentum, step),
+            models::BnStats::Torch => Vec::new(),
         };
-        if metrics.is_some() {
-            last_metrics = metrics;
-        }
-        let trained_this_epoch = seen as f64;
-        let time_now = elapsed(&progress);
-        epochs_log.row(&[
-            (epoch + 1).to_string(),
+        let m = match self.group {
+            None => tch::autocast(setup.bf16, || {
+                evaluate(self.model.net.as_ref(), &setup.data.eval)
+            }),
+            Some(g) => {
+                broadcast_vars(g, vs, |v| !v.requires_grad())?;
+                tch::autocast(setup.bf16, || {
+                    super::eval::evaluate_sharded(self.model.net.as_ref(), &setup.data.eval, g)
+                })
+            }
+        };
+        models::restore_vars(vs, &saved);
+        m
+    }
+
+    /// The end of an epoch at `progress`: its `epochs.csv` row (train loss and accuracy
+    /// `train` over `seen` examples in `train_secs`, the evaluation's `metrics` if any), the
+    /// logs flushed, the checkpoint, `status.json` and the epoch's line.
+    fn end_epoch(
+        &mut self,
+        progress: &Progress,
+        train: (f64, f64),
+        seen: u64,
+        train_secs: f64,
+        metrics: Option<Metrics>,
+    ) -> Result<()> {
+        let (epoch, step) = (progress.epoch, progress.step);
+        let (train_loss, train_acc) = train;
+        let images_per_sec = seen as f64 / train_secs.max(1e-9);
+        self.logs.epochs.row(&[
+            epoch.to_string(),
             step.to_string(),
-            fmt_f64(setup.schedule.lr(step.saturating_sub(1))),
+            fmt_f64(self.setup.schedule.lr(step.saturating_sub(1))),
             fmt_f64(train_loss),
             fmt_f64(train_acc),
             opt(metrics.map(|m| m.loss)),
             opt(metrics.map(|m| m.acc)),
             opt(metrics.map(|m| m.top5)),
-            format!("{time_now:.3}"),
-            format!("{:.1}", trained_this_epoch / train_secs.max(1e-9)),
+            format!("{:.3}", progress.elapsed),
+            format!("{images_per_sec:.1}"),
         ])?;
-        steps_log.sync()?;
-        epochs_log.sync()?;
-        if let Some((log, layers_log)) = &mut hf_log {
-            log.sync()?;
-            layers_log.sync()?;
+        self.logs.sync()?;
+        if self.writer {
+            checkpoint::save(self.out, &self.vs, &self.state(), progress)?;
         }
-        progress = Progress {
-            step,
-            epoch: epoch + 1,
-            batch: 0,
-            optim_steps: optim.steps,
-            elapsed: time_now,
-            hf_lr_ema: hf_ema(&hf),
-            ..Progress::default()
-        };
-        if writer {
-            checkpoint::save(out, &vs, &state(&optim, &hf), &progress)?;
-        }
-        Status {
-            status: "running".into(),
-            reason: String::new(),
-            epoch: epoch + 1,
-            step,
-            updated: record::now(),
-        }
-        .write_if(writer, out)?;
-        if opts.verbose && writer {
+        Status::new("running", "", epoch, step).write_if(self.writer, self.out)?;
+        if self.opts.verbose && self.writer {
             let m = metrics
                 .map(|m| format!(" test_loss {:.4} test_acc {:.4}", m.loss, m.acc))
                 .unwrap_or_default();
+            let epochs = self.setup.epochs();
             let line = format!(
-                "epoch {}/{epochs} step {step} train_loss {train_loss:.4} train_acc {train_acc:.4}{m} ({:.0} img/s)",
-                epoch + 1,
-                trained_this_epoch / train_secs.max(1e-9)
+                "epoch {epoch}/{epochs} step {step} train_loss {train_loss:.4} train_acc {train_acc:.4}{m} ({images_per_sec:.0} img/s)"
             );
-            match &bar {
+            match &self.bar {
                 Some(b) => b.println(line),
                 None => eprintln!("{line}"),
             }
         }
-        // `elapsed()` adds this attempt's clock to `progress.elapsed`: keep the sum at time_now.
-        progress.elapsed -= attempt_start.elapsed().as_secs_f64();
-        epoch += 1;
-        if interrupted {
-            Status {
-                status: "interrupted".into(),
-                reason: "stopped by a signal; run again to resume".into(),
-                epoch,
-                step,
-                updated: record::now(),
-            }
-            .write_if(writer, out)?;
-            return Ok(Outcome::Interrupted);
+        Ok(())
+    }
+
+    /// A stop mid-epoch: checkpoint at `progress` (the data position and the epoch's sums
+    /// included) and end the attempt as interrupted.
+    fn interrupt(&mut self, progress: &Progress) -> Result<Outcome> {
+        self.logs.sync()?;
+        if self.writer {
+            checkpoint::save(self.out, &self.vs, &self.state(), progress)?;
         }
+        Status::new("interrupted", STOPPED, progress.epoch, progress.step)
+            .write_if(self.writer, self.out)?;
+        if let Some(b) = &self.bar {
+            b.abandon();
+        }
+        Ok(Outcome::Interrupted)
     }
-    if let Some(b) = &bar {
-        b.finish_and_clear();
+
+    /// A diverged loss ends the run as a result: the logs up to it, `meta.json`'s end and
+    /// `status.json` saying why.
+    fn diverge(&mut self, epoch: u64, step: u64, reason: String) -> Result<Outcome> {
+        self.logs.sync()?;
+        if let Some(b) = &self.bar {
+            b.abandon();
+        }
+        self.meta["completions"] = completed(self.completions, step > self.resumed_from);
+        self.meta["finished"] = serde_json::json!(record::now());
+        if self.writer {
+            write_meta(self.out, &self.meta)?;
+        }
+        Status::new("diverged", &reason, epoch, step).write_if(self.writer, self.out)?;
+        Ok(Outcome::Diverged(reason))
     }
-    meta["finished"] = serde_json::json!(record::now());
-    meta["completions"] = completed(completions, step > resumed_from);
-    if writer {
-        write_meta(out, &meta)?;
-    }
-    Status {
-        status: "done".into(),
-        reason: String::new(),
-        epoch: epochs,
-        step,
-        updated: record::now(),
-    }
-    .write_if(writer, out)?;
-    Ok(Outcome::Done(last_metrics))
 }
+
+/// `status.json`'s reason for an interrupted run.
+const STOPPED: &str = "stopped by a signal; run again to resume";
 
 /// `meta.json`'s `completions` once an attempt has reached the end of the run: the number of
 /// attempts that trained the run's last step, so 1 for a run that never trained twice. An
@@ -960,39 +1142,6 @@ fn completed(before: u64, trained: bool) -> serde_json::Value {
     } else {
         before
     })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finish_diverged(
-    out: &Path,
-    writer: bool,
-    steps_log: &mut CsvLog,
-    epochs_log: &mut CsvLog,
-    meta: &serde_json::Value,
-    epoch: u64,
-    step: u64,
-    reason: String,
-    bar: &Option<indicatif::ProgressBar>,
-) -> Result<Outcome> {
-    steps_log.sync()?;
-    epochs_log.sync()?;
-    if let Some(b) = bar {
-        b.abandon();
-    }
-    let mut meta = meta.clone();
-    meta["finished"] = serde_json::json!(record::now());
-    if writer {
-        write_meta(out, &meta)?;
-    }
-    Status {
-        status: "diverged".into(),
-        reason: reason.clone(),
-        epoch,
-        step,
-        updated: record::now(),
-    }
-    .write_if(writer, out)?;
-    Ok(Outcome::Diverged(reason))
 }
 
 /// A progress bar over `total` steps, drawn only when enabled and stderr is a terminal.

@@ -1,0 +1,167 @@
+//! Gradient synchronisation, the one step where a multi-process run differs from one process.
+//!
+//! Each rank holds its part of the global batch. After backward, the gradients of the parts'
+//! loss *sums* are summed over the ranks together with the example counts, and divided by the
+//! global count: every rank then steps with the gradient of the global batch's mean loss, as
+//! one process would (a plain average of the ranks' mean-loss gradients would be wrong for an
+//! uneven last batch).
+//!
+//! The gradients travel in flat buckets of at most [`BUCKET_BYTES`] (DDP's default cap), packed
+//! in reverse parameter order as DDP packs them, one collective per bucket, all in flight
+//! together. On resnet20 over 2 CPU processes this is faster than one collective per gradient
+//! (`lrlab bench train --nproc 2 --bucket-mb 0` measures the latter; bench/RESULTS.md).
+
+use crate::dist::Group;
+use anyhow::Result;
+use tch::{Kind, Tensor};
+
+/// DDP's default bucket cap (25 MiB).
+pub const BUCKET_BYTES: usize = 25 << 20;
+
+/// How a step's gradients become the run's.
+pub enum GradSync<'a> {
+    /// One process: the batch's gradients as they are.
+    Local,
+    /// A rank of a multi-process run holding its part of the global batch: the gradients of
+    /// the parts' loss sums are summed over the ranks (with the example counts, in the same
+    /// collectives) and divided by the global count.
+    Ranks(&'a Group),
+}
+
+/// What [`GradSync::backward`] learnt from the other ranks.
+pub struct Synced {
+    /// The global batch's mean loss (one process: the batch's), detached.
+    pub loss: Tensor,
+    /// Some rank asked to stop (SIGTERM): every rank stops after this same step.
+    pub stop: bool,
+}
+
+impl GradSync<'_> {
+    /// Backward from `loss`, the mean loss of this rank's `n` examples, leaving in `grads`
+    /// (the parameters' gradients, zeroed before) the gradient of the global batch's mean
+    /// loss. `stop` is this rank's wish to stop; with `bucket_bytes` = 0 every gradient gets
+    /// its own collective (for the benchmark's comparison).
+    pub fn backward(
+        &self,
+        loss: &Tensor,
+        n: usize,
+        grads: impl FnOnce() -> Vec<Tensor>,
+        stop: bool,
+        bucket_bytes: usize,
+    ) -> Result<Synced> {
+        match self {
+            GradSync::Local => {
+                loss.backward();
+                Ok(Synced {
+                    loss: loss.detach(),
+                    stop,
+                })
+            }
+            GradSync::Ranks(group) => {
+                let n = n as f64;
+                (loss * n).backward();
+                let sums = Tensor::from_slice(&[
+                    loss.double_value(&[]) * n,
+                    n,
+                    if stop { 1.0 } else { 0.0 },
+                ]);
+                all_reduce_grads(group, &grads(), &sums, bucket_bytes)?;
+                let total = sums.double_value(&[1]);
+                Ok(Synced {
+                    loss: (sums.get(0) / total).to_kind(Kind::Float),
+                    stop: sums.double_value(&[2]) > 0.0,
+                })
+            }
+        }
+    }
+}
+
+/// Sum `grads` and `sums` (`[loss sum, count, stop]`) over the ranks and divide the gradients
+/// by the summed count, in place.
+fn all_reduce_grads(
+    group: &Group,
+    grads: &[Tensor],
+    sums: &Tensor,
+    bucket_bytes: usize,
+) -> Result<()> {
+    if bucket_bytes == 0 {
+        let mut all: Vec<&Tensor> = grads.iter().collect();
+        all.push(sums);
+        group.all_reduce_sum(&all)?;
+        let total = sums.double_value(&[1]);
+        for g in grads {
+            let _ = g.shallow_clone().f_div_scalar_(total)?;
+        }
+        return Ok(());
+    }
+    let buckets = buckets(grads, bucket_bytes);
+    let flats: Vec<Tensor> = buckets
+        .iter()
+        .map(|b| {
+            let parts: Vec<Tensor> = b.iter().map(|&i| grads[i].reshape([-1])).collect();
+            Tensor::cat(&parts, 0)
+        })
+        .collect();
+    let mut all: Vec<&Tensor> = flats.iter().collect();
+    all.push(sums);
+    group.all_reduce_sum(&all)?;
+    let total = sums.double_value(&[1]);
+    for (b, flat) in buckets.iter().zip(&flats) {
+        let flat = flat.f_div_scalar(total)?;
+        let mut offset = 0;
+        for &i in b {
+            let g = &grads[i];
+            let numel = g.numel() as i64;
+            // copy_ writes through the gradient's own strides (channels-last included).
+            g.shallow_clone()
+                .f_copy_(&flat.narrow(0, offset, numel).view(g.size().as_slice()))?;
+            offset += numel;
+        }
+    }
+    Ok(())
+}
+
+/// Indices of `grads` grouped into buckets of at most `cap` bytes (a larger gradient gets a
+/// bucket of its own), in reverse order, one dtype per bucket.
+fn buckets(grads: &[Tensor], cap: usize) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0;
+    let mut kind = None;
+    for i in (0..grads.len()).rev() {
+        let g = &grads[i];
+        let size = g.numel() * g.kind().elt_size_in_bytes();
+        let k = Some(g.kind());
+        match out.last_mut() {
+            Some(b) if kind == k && bytes + size <= cap => {
+                b.push(i);
+                bytes += size;
+            }
+            _ => {
+                out.push(vec![i]);
+                bytes = size;
+                kind = k;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_respect_the_cap_and_the_dtype() {
+        let g = |n: i64, k: Kind| Tensor::zeros([n], (k, tch::Device::Cpu));
+        let grads = vec![
+            g(10, Kind::Float),
+            g(10, Kind::Float),
+            g(100, Kind::Float),
+            g(5, Kind::Double),
+            g(5, Kind::Double),
+        ];
+        // 4 bytes × 10 = 40; cap 80 holds two of them; the 400-byte one stands alone.
+        assert_eq!(buckets(&grads, 80), vec![vec![4, 3], vec![2], vec![1, 0]]);
+        assert_eq!(buckets(&grads, 1 << 20), vec![vec![4, 3], vec![2, 1, 0]]);
+    }
+}
