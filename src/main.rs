@@ -550,6 +550,14 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    let nproc = a.nproc as usize;
+    if a.batch % nproc != 0 {
+        lrlab::bail_input!(
+            "--batch {}: --nproc {nproc} splits each batch over {nproc} processes; use a batch \
+             size that {nproc} divides",
+            a.batch
+        );
+    }
     let one = lrlab::train::bench::bench_train(&args, None)?;
     if a.nproc == 1 {
         if a.json {
@@ -561,14 +569,6 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
             );
         }
         return Ok(());
-    }
-    let nproc = a.nproc as usize;
-    if a.batch % nproc != 0 {
-        lrlab::bail_input!(
-            "--batch {}: --nproc {nproc} splits each batch over {nproc} processes; use a batch \
-             size that {nproc} divides",
-            a.batch
-        );
     }
     let mut argv: Vec<std::ffi::OsString> = vec!["bench".into(), "train".into()];
     for (k, v) in [

@@ -538,3 +538,39 @@ fn sharded_evaluation_equals_one_process() {
         );
     }
 }
+
+#[test]
+fn bench_train_over_two_processes_reports_both_speeds() {
+    if !lrlab::dist::has_gloo() {
+        return;
+    }
+    let r = lrlab_within(
+        120,
+        &[
+            "bench", "train", "--model", "lenet", "--size", "28", "--batch", "16", "--steps", "2",
+            "--warmup", "1", "--device", "cpu", "--nproc", "2", "--json",
+        ],
+        &[],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let d: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(d["ranks"]["world_size"], 2);
+    assert_eq!(d["ranks"]["batch"], 16);
+    assert_eq!(d["one_process"]["world_size"], 1);
+    let (a, b) = (
+        d["ranks"]["images_per_sec"].as_f64().unwrap(),
+        d["one_process"]["images_per_sec"].as_f64().unwrap(),
+    );
+    assert!(a > 0.0 && b > 0.0);
+    assert!((d["ratio"].as_f64().unwrap() - a / b).abs() < 1e-9);
+    // A batch the processes cannot split is refused.
+    let r = lrlab_within(
+        60,
+        &[
+            "bench", "train", "--model", "lenet", "--batch", "15", "--nproc", "2",
+        ],
+        &[],
+    );
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("--batch 15"));
+}
