@@ -110,6 +110,13 @@ fn cifar_resnet_counts_match_he_et_al_and_akamaster() {
     assert_eq!(params("resnet20", Shortcut::B, 3, 10, 32), 272_474);
     assert_eq!(params("resnet56", Shortcut::A, 3, 10, 32), 853_018);
     assert_eq!(params("resnet110", Shortcut::A, 3, 10, 32), 1_727_962);
+    // The small members (n = 1, 2), counted by hand: stem 3·16·9 + BN 32; a 16→16 block
+    // 2·16·16·9 + 64; 16→32: 16·32·9 + 32·32·9 + 128; 32→32: 2·32·32·9 + 128; 32→64:
+    // 32·64·9 + 64·64·9 + 256; 64→64: 2·64·64·9 + 256; linear 64·10 + 10.
+    assert_eq!(params("resnet8", Shortcut::A, 3, 10, 32), 75_290);
+    assert_eq!(params("resnet14", Shortcut::A, 3, 10, 32), 172_506);
+    // One input channel (Fashion-MNIST, the demo): 2·16·9 fewer.
+    assert_eq!(params("resnet8", Shortcut::A, 1, 10, 28), 75_002);
 }
 
 #[test]

@@ -225,3 +225,80 @@ fn status_of_a_fresh_sweep_shows_pending_runs() {
         .unwrap()
         .is_some());
 }
+
+#[test]
+fn the_reference_point_gives_time_to_accuracy_and_the_claims_are_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "base.toml", BASE);
+    let spec = write(
+        dir.path(),
+        "spec.toml",
+        r#"
+base = "base.toml"
+seeds = [0, 1]
+[grid.schedule]
+a = { kind = "constant", lr = 0.1 }
+b = { kind = "constant", lr = 0.2 }
+[report]
+reference = "schedule=b"
+[[report.claim]]
+text = "a reaches b"
+a = "schedule=a"
+b = "schedule=b"
+margin = -5
+[[report.claim]]
+text = "a beats b early"
+a = "schedule=a"
+b = "schedule=b"
+epoch = 1
+"#,
+    );
+    let sweep = dir.path().join("sweep");
+    let plan = lrlab::sweep::plan::load(&spec).unwrap();
+    lrlab::sweep::manifest::freeze(&sweep, &plan).unwrap();
+    let run = |sched: &str, seed: u32| sweep.join(format!("schedule={sched},seed={seed}"));
+    fake_run(&run("a", 0), "done", &[0.5, 0.7, 0.9], "");
+    fake_run(&run("a", 1), "done", &[0.6, 0.8, 0.8], "");
+    fake_run(&run("b", 0), "done", &[0.2, 0.6, 0.8], "");
+    fake_run(&run("b", 1), "done", &[0.3, 0.5, 0.9], "");
+    let o = lrlab(&["collect", s(&sweep)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (h, rows) = read_csv(&sweep.join("summary_by_point.csv"));
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    let num = |r: &[String], c: &str| field(&h, r, c).parse::<f64>().unwrap();
+    // The reference: b's mean final accuracy, 0.85. Point a: seed 0 reaches it at epoch 3
+    // (time_s 9.5), seed 1 never; point b: seed 1 at epoch 3, seed 0 never.
+    for r in &rows {
+        assert!(close(num(r, "reference_acc"), 0.85));
+        assert_eq!(field(&h, r, "reached_reference"), "1");
+        assert!(close(num(r, "epoch_to_reference_mean"), 3.0));
+        assert!(close(num(r, "time_to_reference_s_mean"), 9.5));
+    }
+    // The claims: a's final 85.0% vs b's 85.0% (within 5 points: holds); at epoch 1 55.0%
+    // vs 25.0% (holds).
+    let o = lrlab(&["report", s(&sweep)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let md = std::fs::read_to_string(sweep.join("report.md")).unwrap();
+    assert!(
+        md.contains(
+            "- a reaches b (85.00% vs 85.00%, +0.00 points; holds if within 5 points): holds"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("- a beats b early (at epoch 1: 55.00% vs 25.00%, +30.00 points; holds if at least equal): holds"),
+        "{md}"
+    );
+    // A bad claim is an input error naming the file and the entry.
+    let bad = std::fs::read_to_string(sweep.join("sweep.toml"))
+        .unwrap()
+        .replace("margin = -5", "margin = \"five\"");
+    std::fs::write(sweep.join("sweep.toml"), bad).unwrap();
+    let o = lrlab(&["report", s(&sweep)]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("report.claim #1: margin must be a number"),
+        "{}",
+        text(&o)
+    );
+}

@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | `lenet` | [`lenet`] | Caffe `lenet_train_test.prototxt` | Caffe xavier, bias 0 |
 //! | `caffe_cifar` | [`caffe_cifar`] | Caffe `cifar10_full_train_test.prototxt` (CLR Table 1) | Caffe gaussian, bias 0 |
-//! | `resnet20` … `resnet110` | [`resnet_cifar`] | He et al. 2016 via akamaster | kaiming_normal fan_in |
+//! | `resnet8`, `resnet14`, `resnet20` … `resnet110` | [`resnet_cifar`] | He et al. 2016 via akamaster | kaiming_normal fan_in |
 //! | `preact_resnet18` | [`preact`] | kuangliu/pytorch-cifar | PyTorch defaults |
 //! | `wrn_<depth>_<k>` | [`wrn`] | official WRN code (SGDR: `wrn_28_10`) | kaiming_normal fan_out |
 //! | `resnet9` | [`resnet9`] | Page's DAWNBench net | PyTorch defaults |
@@ -46,7 +46,7 @@ pub enum Shortcut {
 ///
 /// Keys and defaults:
 /// - `arch` (required): a name of [`names`], or any `wrn_<depth>_<k>` with depth = 6n+4.
-/// - `shortcut` = `"A"`: `"A"` or `"B"`, CIFAR ResNets (`resnet20` … `resnet110`) only.
+/// - `shortcut` = `"A"`: `"A"` or `"B"`, CIFAR ResNets (`resnet8` … `resnet110`) only.
 /// - `dropout` = 0.0: in [0, 1), WRNs only (between the two convs of each block).
 /// - `bn_momentum` = 0.1: running-average momentum in the torch convention,
 ///   `running = (1 − m)·running + m·batch`, in (0, 1]. Caffe's `moving_average_fraction` f
@@ -179,9 +179,11 @@ pub enum Arch {
 }
 
 /// Every fixed architecture name, in the order `lrlab models` lists them.
-const NAMES: [&str; 14] = [
+const NAMES: [&str; 16] = [
     "lenet",
     "caffe_cifar",
+    "resnet8",
+    "resnet14",
     "resnet20",
     "resnet32",
     "resnet44",
@@ -208,6 +210,8 @@ impl Arch {
         let arch = match name {
             "lenet" => Arch::LeNet,
             "caffe_cifar" => Arch::CaffeCifar,
+            "resnet8" => Arch::ResNetCifar(8),
+            "resnet14" => Arch::ResNetCifar(14),
             "resnet20" => Arch::ResNetCifar(20),
             "resnet32" => Arch::ResNetCifar(32),
             "resnet44" => Arch::ResNetCifar(44),
@@ -303,7 +307,7 @@ impl ModelConfig {
         }
         if self.shortcut != Shortcut::A && !arch.has_shortcut_option() {
             bail_input!(
-                "model.shortcut = \"{:?}\": only the CIFAR ResNets (resnet20 ... resnet110) \
+                "model.shortcut = \"{:?}\": only the CIFAR ResNets (resnet8 ... resnet110) \
                  have a shortcut option, not {name}",
                 self.shortcut
             );

@@ -345,6 +345,68 @@ pub fn curves(title: &str, points: &[Point], runs: &[Run], opts: FigureOptions) 
     })
 }
 
+/// Mark the papers' time-to-accuracy on a [`curves`] figure of `points`: a dashed line at the
+/// test error of accuracy `acc` (the reference point's final one), and at the first epoch where
+/// each point's mean test accuracy reaches it, a vertical line in the point's colour.
+pub fn mark_reference(fig: &mut Figure, points: &[Point], runs: &[Run], acc: f64) {
+    let Some(top) = fig.panels.first_mut() else {
+        return;
+    };
+    let err = 100.0 * (1.0 - acc);
+    let xs: Vec<f64> = top
+        .lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.0))
+        .collect();
+    let (lo, hi) = (
+        xs.iter().copied().fold(f64::INFINITY, f64::min),
+        xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    if !lo.is_finite() || !hi.is_finite() {
+        return;
+    }
+    let grey = Style {
+        width: 1,
+        dashed: true,
+        ..Style::solid(PALETTE[PALETTE.len() - 1])
+    };
+    top.lines.push(Line {
+        points: vec![(lo, err), (hi, err)],
+        style: grey,
+    });
+    fig.legend.push(LegendEntry {
+        label: format!("reference: {:.2}%", 100.0 * acc),
+        style: grey,
+        band: false,
+    });
+    for (i, p) in points.iter().enumerate() {
+        let mut by_epoch: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
+        for &r in &p.runs {
+            for e in &runs[r].epochs {
+                if let Some(a) = e.test_acc {
+                    by_epoch.entry(e.epoch.to_bits()).or_default().push(a);
+                }
+            }
+        }
+        let mut mean: Vec<(f64, f64)> = by_epoch
+            .into_iter()
+            .map(|(e, v)| (f64::from_bits(e), v.iter().sum::<f64>() / v.len() as f64))
+            .collect();
+        mean.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some(&(x, _)) = mean.iter().find(|(_, a)| *a >= acc - 1e-12) {
+            top.marks.push(Mark {
+                x,
+                label: String::new(),
+                style: Style {
+                    width: 1,
+                    dashed: true,
+                    ..Style::series(if points.len() == 1 { 0 } else { i })
+                },
+            });
+        }
+    }
+}
+
 /// The range-test figure.
 pub fn range_test(title: &str, rt: &RangeTest, log_y: bool) -> Figure {
     let lo = rt

@@ -454,6 +454,18 @@ pub fn sweep_report(
         }
     }
 
+    let claims = super::claims_section(sw, points, spec);
+    if !claims.is_empty() {
+        out.push_str("\n## Claims\n\n");
+        out.push_str(
+            "Each line compares two grid points' test accuracy (mean over seeds), computed from \
+             the results when this report was written.\n\n",
+        );
+        for line in claims {
+            let _ = writeln!(out, "- {line}");
+        }
+    }
+
     if let Some(t) = &sw.by_point {
         out.push_str("\nThe sweep's own summary_by_point.csv:\n\n");
         out.push_str(&table_md(t));

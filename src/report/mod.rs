@@ -11,6 +11,7 @@
 //! all of it succeeded, so bad input leaves nothing behind.
 
 pub mod chart;
+pub mod claims;
 pub mod figures;
 pub mod font;
 pub mod group;
@@ -100,12 +101,24 @@ fn render(input: &Input, name: &str, opts: FigureOptions) -> Result<Rendered> {
         Input::Sweep(sw) => {
             let points = sweep_points(sw, name);
             let title = format!("{name}: test error and training loss");
-            add(
-                &mut r,
-                figures::curves(&title, &points, &sw.runs, opts),
-                "curves",
-                "Test error and training loss against epoch, one line per grid point",
-            )?;
+            let mut fig = figures::curves(&title, &points, &sw.runs, opts);
+            let spec = match &sw.spec {
+                Some((path, text)) => paper::parse_text(path, text)?,
+                None => paper::ReportSpec::default(),
+            };
+            let mut caption =
+                "Test error and training loss against epoch, one line per grid point".to_string();
+            if let (Some(f), Some((label, acc))) = (
+                fig.as_mut(),
+                claims::reference_acc(&spec, &points, &sw.runs),
+            ) {
+                figures::mark_reference(f, &points, &sw.runs, acc);
+                caption.push_str(&format!(
+                    "; the dashed grey line is {label}'s final test error, and a dashed vertical \
+                     line marks the first epoch at which each point reaches it"
+                ));
+            }
+            add(&mut r, fig, "curves", &caption)?;
             // One schedule per point: the seeds share it.
             let mut sched = Vec::new();
             for p in &points {
@@ -128,6 +141,81 @@ fn render(input: &Input, name: &str, opts: FigureOptions) -> Result<Rendered> {
         }
     }
     Ok(r)
+}
+
+/// The lines that end a sweep's table: what each range test chose for the `"auto"` values
+/// and by which rule, then one line per `[[report.claim]]`, judged on the results.
+pub fn claims_section(
+    sw: &read::Sweep,
+    points: &[group::Point],
+    spec: &paper::ReportSpec,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    for p in points {
+        for &i in &p.runs {
+            if let Some(line) = range_test_line(&sw.runs[i], &p.label) {
+                lines.push(line);
+            }
+        }
+    }
+    for c in &spec.claims {
+        lines.push(claims::judge(c, points, &sw.runs).line);
+    }
+    lines
+}
+
+/// "range test (rule clr_max) for POINT: max_lr = 2.2; other rules: ..." for a run whose
+/// schedule had `"auto"` values, from its `lr_find/suggestion.json`.
+fn range_test_line(run: &read::Run, label: &str) -> Option<String> {
+    let s: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.dir.as_ref()?.join("lr_find/suggestion.json")).ok()?,
+    )
+    .ok()?;
+    let rule = s.get("rule_for_auto")?.as_str()?;
+    let chosen: Vec<String> = s
+        .get("chosen")?
+        .as_object()?
+        .iter()
+        .map(|(k, v)| format!("{k} = {}", short(v.as_f64().unwrap_or(f64::NAN))))
+        .collect();
+    let others: Vec<String> = s
+        .get("suggestions")?
+        .as_array()?
+        .iter()
+        .filter_map(|x| {
+            let r = x.get("rule")?.as_str()?;
+            let lr = x.get("lr")?.as_f64()?;
+            (r != rule).then(|| format!("{r} {}", short(lr)))
+        })
+        .collect();
+    Some(format!(
+        "range test for {label}: {} (rule {rule}); the other rules: {}",
+        chosen.join(", "),
+        others.join(", ")
+    ))
+}
+
+/// Three significant digits.
+fn short(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let digits = (2 - x.abs().log10().floor() as i32).max(0) as usize;
+    format!("{x:.digits$}")
+}
+
+/// The claim lines of sweep folder `dir` (see [`claims_section`]); empty for another folder
+/// or a sweep without claims or range tests.
+pub fn claims_lines(dir: &Path) -> Result<Vec<String>> {
+    let Input::Sweep(sw) = read::load(dir)? else {
+        return Ok(Vec::new());
+    };
+    let spec = match &sw.spec {
+        Some((path, text)) => paper::parse_text(path, text)?,
+        None => paper::ReportSpec::default(),
+    };
+    let points = sweep_points(&sw, &read::folder_name(dir));
+    Ok(claims_section(&sw, &points, &spec))
 }
 
 /// `lrlab plot DIR`: write the figures of `dir` (SVG and PNG) into `out` (default

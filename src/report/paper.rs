@@ -15,6 +15,9 @@
 //! "*"                     = { test_acc = 94.08, source = "..." }  # every point
 //! ```
 //!
+//! `[[report.claim]]` entries state the papers' claims as comparisons of two grid points,
+//! judged on the results ([`super::claims`]).
+//!
 //! Each entry gives exactly one of `test_error` or `test_acc`, in percent; `source` (text),
 //! `note` (text) and `epoch` (compare at that epoch instead of at the end of the run) are
 //! optional. Every grid point whose parameters satisfy all of an entry's conditions gets
@@ -70,6 +73,9 @@ pub struct PaperValue {
     pub note: String,
 }
 
+/// A grid point named in a spec: the text as written and its `param=value` conditions.
+pub type PointRef = (String, Vec<(String, String)>);
+
 /// The `[report]` table.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ReportSpec {
@@ -77,6 +83,11 @@ pub struct ReportSpec {
     pub title: Option<String>,
     /// Paper numbers, in file order.
     pub paper: Vec<PaperValue>,
+    /// Claims to judge on the results (`[[report.claim]]`), in file order.
+    pub claims: Vec<super::claims::Claim>,
+    /// The grid point whose mean final test accuracy the others' time-to-accuracy is measured
+    /// against (`reference = "schedule=step, train.epochs=16"`): as written, and its conditions.
+    pub reference: Option<PointRef>,
 }
 
 /// Read the `[report]` table of the `sweep.toml` text from `path` (an empty spec without
@@ -123,9 +134,34 @@ pub fn parse(path: &Path, doc: &toml::Table) -> Result<ReportSpec> {
                     spec.paper.push(entry_of(path, key, entry)?);
                 }
             }
+            "reference" => {
+                let text = v.as_str().ok_or_else(|| {
+                    input_error(format!(
+                        "{f}: report.reference must be text: a grid point as param=value pairs"
+                    ))
+                })?;
+                let c = conditions(text).ok_or_else(|| {
+                    input_error(format!(
+                        "{f}: report.reference = \"{text}\": expected param=value pairs joined by \
+                         commas"
+                    ))
+                })?;
+                spec.reference = Some((text.to_string(), c));
+            }
+            "claim" => {
+                let list = v.as_array().ok_or_else(|| {
+                    input_error(format!(
+                        "{f}: report.claim must be an array of tables: [[report.claim]]"
+                    ))
+                })?;
+                for (i, c) in list.iter().enumerate() {
+                    spec.claims.push(super::claims::parse(path, i + 1, c)?);
+                }
+            }
             other => crate::bail_input!(
-                "{f}: unknown key report.{other}{}: expected report.title or report.paper",
-                crate::util::did_you_mean(other, ["title", "paper"])
+                "{f}: unknown key report.{other}{}: expected report.title, report.reference, \
+                 report.paper or report.claim",
+                crate::util::did_you_mean(other, ["title", "reference", "paper", "claim"])
             ),
         }
     }

@@ -242,7 +242,16 @@ fn sweep(a: SweepArgs) -> Result<u8> {
     // The per-point table, read back from what collect wrote.
     if let Ok(text) = std::fs::read_to_string(&c.files[2]) {
         if let Ok(table) = super::collect::points_text(&text) {
-            eprint!("\n{table}\n");
+            eprint!("\n{table}");
+            match crate::report::claims_lines(&abs_out) {
+                Ok(lines) => {
+                    for l in lines {
+                        eprintln!("{l}");
+                    }
+                }
+                Err(e) => eprintln!("(the claims could not be judged: {e:#})"),
+            }
+            eprintln!();
         }
     }
     eprintln!(

@@ -11,11 +11,16 @@
 //! - `summary_by_point.csv`: one row per grid point (the varied keys but the seed), with
 //!   counts and the mean and sample standard deviation (n − 1) over the point's done runs of
 //!   final_test_acc, best_test_acc, best_epoch, epoch_to_target (over the runs reaching it) and
-//!   wall_s. A std needs two runs; with fewer it is empty.
+//!   wall_s. A std needs two runs; with fewer it is empty. With `[report] reference = "..."`
+//!   in `sweep.toml` (a grid point, e.g. the step schedule at the longest budget), the papers'
+//!   time-to-accuracy: `reference_acc` (that point's mean final test accuracy),
+//!   `reached_reference` (done runs reaching it), and the mean first epoch and wall time
+//!   (`time_s`, seconds of training and evaluation) at which they reach it.
 
 use super::exec::{attempts, run_state, RunState};
 use super::manifest::{Manifest, ManifestRun};
 use super::plan::SEED;
+use crate::report::paper::PointRef;
 use crate::train::record::{Status, EPOCHS_HEADER};
 use crate::util::{fmt_f64, write_atomic};
 use anyhow::{Context, Result};
@@ -48,6 +53,8 @@ pub struct RunSummary {
     pub epoch_to_target: Option<u64>,
     /// `time_s` of the last row: training and evaluation seconds over all attempts.
     pub wall_s: Option<f64>,
+    /// `(epoch, test accuracy, time_s)` of every evaluated epoch.
+    pub evaluated: Vec<(u64, f64, Option<f64>)>,
     /// Attempts recorded by runners.
     pub attempts: usize,
     /// The `epochs.csv` rows (fields as written).
@@ -98,6 +105,13 @@ pub fn summarize_run(sweep: &Path, run: &ManifestRun) -> Result<RunSummary> {
             Some((e, num(r, "test_acc")?, num(r, "test_loss")))
         })
         .collect();
+    let timed: Vec<(u64, f64, Option<f64>)> = rows
+        .iter()
+        .filter_map(|r| {
+            let e = r[col("epoch")].parse::<u64>().ok()?;
+            Some((e, num(r, "test_acc")?, num(r, "time_s")))
+        })
+        .collect();
     let last = evaluated.last();
     let mut best: Option<(u64, f64)> = None;
     for &(e, acc, _) in &evaluated {
@@ -128,6 +142,7 @@ pub fn summarize_run(sweep: &Path, run: &ManifestRun) -> Result<RunSummary> {
         best_epoch: best.map(|b| b.0),
         epoch_to_target,
         wall_s: rows.last().and_then(|r| num(r, "time_s")),
+        evaluated: timed,
         attempts: attempts(&dir),
         rows,
     })
@@ -201,7 +216,11 @@ pub fn collect(sweep: &Path) -> Result<CollectReport> {
     ];
     write_atomic(&files[0], summary_csv(&m, &sums)?.as_bytes())?;
     write_atomic(&files[1], curves_csv(&m, &sums)?.as_bytes())?;
-    write_atomic(&files[2], by_point_csv(&m, &sums)?.as_bytes())?;
+    let reference = reference_of(sweep)?;
+    write_atomic(
+        &files[2],
+        by_point_csv(&m, &sums, reference.as_ref())?.as_bytes(),
+    )?;
     let count = |s: RunState| sums.iter().filter(|r| r.state == s).count();
     Ok(CollectReport {
         runs: sums.len(),
@@ -348,7 +367,30 @@ pub fn curves_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
 }
 
 /// `summary_by_point.csv` text.
-pub fn by_point_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
+/// The `[report] reference` point of the sweep's `sweep.toml`: `(as written, conditions)`.
+fn reference_of(sweep: &Path) -> Result<Option<PointRef>> {
+    let path = sweep.join("sweep.toml");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    Ok(crate::report::paper::parse_text(&path, &text)?.reference)
+}
+
+/// First `(epoch, time_s)` at which run `s` reaches test accuracy `acc`.
+fn first_reaching(s: &RunSummary, acc: f64) -> Option<(u64, Option<f64>)> {
+    s.evaluated
+        .iter()
+        .find(|(_, a, _)| *a >= acc)
+        .map(|&(e, _, t)| (e, t))
+}
+
+/// `summary_by_point.csv` text; `reference` (`[report] reference`) adds the epoch and wall
+/// time at which each point first reaches that point's mean final test accuracy.
+pub fn by_point_csv(
+    m: &Manifest,
+    sums: &[RunSummary],
+    reference: Option<&PointRef>,
+) -> Result<String> {
     let keys: Vec<String> = m
         .varied
         .iter()
@@ -383,9 +425,34 @@ pub fn by_point_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
             "epoch_to_target_mean",
             "epoch_to_target_std",
             "wall_s_mean",
+            "reference_acc",
+            "reached_reference",
+            "epoch_to_reference_mean",
+            "time_to_reference_s_mean",
         ]
         .map(String::from),
     );
+    // The reference accuracy: the mean final test accuracy of the done runs of the one point
+    // that `reference` selects (none when it selects no point, or several).
+    let reference_acc = reference.and_then(|(_, cond)| {
+        let matching: Vec<&(Vec<String>, Vec<&RunSummary>)> = points
+            .iter()
+            .filter(|(labels, _)| {
+                let params: Vec<(String, String)> =
+                    keys.iter().cloned().zip(labels.iter().cloned()).collect();
+                crate::report::paper::matches(cond, &params)
+            })
+            .collect();
+        let [(_, runs)] = matching.as_slice() else {
+            return None;
+        };
+        let finals: Vec<f64> = runs
+            .iter()
+            .filter(|s| s.state == RunState::Done)
+            .filter_map(|s| s.final_test_acc)
+            .collect();
+        mean_std(&finals).0
+    });
     let mut rows = Vec::new();
     for (labels, runs) in &points {
         let done: Vec<&&RunSummary> = runs.iter().filter(|s| s.state == RunState::Done).collect();
@@ -429,6 +496,21 @@ pub fn by_point_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
             opt_f(ts),
             opt_f(wa),
         ]);
+        match reference_acc {
+            Some(acc) => {
+                let hits: Vec<(u64, Option<f64>)> =
+                    done.iter().filter_map(|s| first_reaching(s, acc)).collect();
+                let epochs: Vec<f64> = hits.iter().map(|h| h.0 as f64).collect();
+                let times: Vec<f64> = hits.iter().filter_map(|h| h.1).collect();
+                row.extend([
+                    fmt_f64(acc),
+                    hits.len().to_string(),
+                    opt_f(mean_std(&epochs).0),
+                    opt_f(mean_std(&times).0),
+                ]);
+            }
+            None => row.extend(std::iter::repeat_n(String::new(), 4)),
+        }
         rows.push(row);
     }
     csv_text(&header, &rows)

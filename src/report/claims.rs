@@ -1,0 +1,365 @@
+//! Claims of a sweep's `[report]`: one line per paper claim, each a comparison of two grid
+//! points' test accuracy computed from the results when the line is printed, never written
+//! in, ending in **holds** or **does not hold here**.
+//!
+//! ```toml
+//! [[report.claim]]
+//! text = "1cycle at 1x reaches step at 4x"          # the claim, in words
+//! a = "schedule=one_cycle"                           # a grid point (param=value, ...)
+//! b = "schedule=step, train.epochs=16"               # another one
+//! margin = -0.5   # holds when a − b >= margin, in points of test accuracy (default 0)
+//! epoch = 2       # optional: compare the test accuracy at this epoch, not the final one
+//! ```
+//!
+//! Each side is the mean over the point's runs (seeds) that have the value. A side that
+//! matches no grid point, or several, or has no result yet makes the line say so instead of
+//! a verdict.
+
+use super::group::Point;
+use super::paper::{conditions, matches, PointRef};
+use super::read::Run;
+use crate::error::input_error;
+use anyhow::Result;
+use std::path::Path;
+
+/// One claim: does point `a` reach point `b` (within `margin`)?
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claim {
+    /// The claim in words.
+    pub text: String,
+    /// The first point, as written, and its conditions.
+    pub a: PointRef,
+    /// The second point, as written, and its conditions.
+    pub b: PointRef,
+    /// Holds when `a − b >= margin` (points of test accuracy).
+    pub margin: f64,
+    /// Compare at this epoch instead of the end of the runs.
+    pub epoch: Option<f64>,
+}
+
+/// Parse one `[[report.claim]]` entry (number `i`, 1-based, for the messages) of `path`.
+pub fn parse(path: &Path, i: usize, v: &toml::Value) -> Result<Claim> {
+    let at = format!("{}: report.claim #{i}", path.display());
+    let t = v.as_table().ok_or_else(|| {
+        input_error(format!(
+            "{at}: expected a table like {{ text = \"...\", a = \"schedule=one_cycle\", b = \
+             \"schedule=step\" }}"
+        ))
+    })?;
+    let text_of = |k: &str| -> Result<Option<String>> {
+        t.get(k)
+            .map(|v| {
+                v.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| input_error(format!("{at}: {k} must be text")))
+            })
+            .transpose()
+    };
+    let point = |k: &str| -> Result<PointRef> {
+        let s = text_of(k)?.ok_or_else(|| {
+            input_error(format!(
+                "{at}: missing `{k}` (a grid point as param=value pairs, e.g. \"schedule=step\")"
+            ))
+        })?;
+        let c = conditions(&s).ok_or_else(|| {
+            input_error(format!(
+                "{at}: {k} = \"{s}\": expected param=value pairs joined by commas"
+            ))
+        })?;
+        Ok((s, c))
+    };
+    let number = |k: &str| -> Result<Option<f64>> {
+        t.get(k)
+            .map(|v| {
+                v.as_float()
+                    .or_else(|| v.as_integer().map(|i| i as f64))
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| input_error(format!("{at}: {k} must be a number")))
+            })
+            .transpose()
+    };
+    const KEYS: [&str; 5] = ["text", "a", "b", "margin", "epoch"];
+    for k in t.keys() {
+        if !KEYS.contains(&k.as_str()) {
+            crate::bail_input!(
+                "{at}: unknown key `{k}`{}: expected {}",
+                crate::util::did_you_mean(k, KEYS),
+                KEYS.join(", ")
+            );
+        }
+    }
+    let epoch = number("epoch")?;
+    if let Some(e) = epoch.filter(|e| *e < 1.0) {
+        crate::bail_input!("{at}: epoch = {e}: must be >= 1");
+    }
+    Ok(Claim {
+        text: text_of("text")?.ok_or_else(|| input_error(format!("{at}: missing `text`")))?,
+        a: point("a")?,
+        b: point("b")?,
+        margin: number("margin")?.unwrap_or(0.0),
+        epoch,
+    })
+}
+
+/// A claim judged on the results.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    /// The printed line.
+    pub line: String,
+    /// Whether it holds; None when the results cannot tell.
+    pub holds: Option<bool>,
+}
+
+/// Test accuracy in percent of the point `side` selects, mean over its runs, or why not.
+fn side(
+    claim: &Claim,
+    side: &PointRef,
+    points: &[Point],
+    runs: &[Run],
+) -> std::result::Result<f64, String> {
+    let found: Vec<&Point> = points
+        .iter()
+        .filter(|p| matches(&side.1, &p.params))
+        .collect();
+    let p = match found.as_slice() {
+        [p] => *p,
+        [] => return Err(format!("no grid point matches \"{}\"", side.0)),
+        many => {
+            return Err(format!(
+                "\"{}\" matches {} grid points ({}); name one",
+                side.0,
+                many.len(),
+                many.iter()
+                    .map(|p| p.label.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+        }
+    };
+    let values: Vec<f64> = p
+        .runs
+        .iter()
+        .filter_map(|&i| match claim.epoch {
+            Some(e) => runs[i].test_at(e),
+            None => runs[i].final_test().map(|t| t.1),
+        })
+        .collect();
+    if values.is_empty() {
+        return Err(format!("\"{}\" has no result yet", side.0));
+    }
+    Ok(100.0 * values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// The `[report] reference` point of `spec` and its mean final test accuracy (a fraction),
+/// when it selects exactly one point with results.
+pub fn reference_acc(
+    spec: &super::paper::ReportSpec,
+    points: &[Point],
+    runs: &[Run],
+) -> Option<(String, f64)> {
+    let (text, cond) = spec.reference.as_ref()?;
+    let probe = Claim {
+        text: String::new(),
+        a: (text.clone(), cond.clone()),
+        b: (text.clone(), cond.clone()),
+        margin: 0.0,
+        epoch: None,
+    };
+    let acc = side(&probe, &probe.a, points, runs).ok()?;
+    let label = points
+        .iter()
+        .find(|p| matches(cond, &p.params))
+        .map(|p| p.label.clone())?;
+    Some((label, acc / 100.0))
+}
+
+/// Judge `claim` on the sweep's `points` and `runs`.
+pub fn judge(claim: &Claim, points: &[Point], runs: &[Run]) -> Verdict {
+    let (a, b) = (
+        side(claim, &claim.a, points, runs),
+        side(claim, &claim.b, points, runs),
+    );
+    let at = claim
+        .epoch
+        .map(|e| format!("at epoch {e}: "))
+        .unwrap_or_default();
+    match (a, b) {
+        (Ok(a), Ok(b)) => {
+            let m = claim.margin;
+            let condition = if m < 0.0 {
+                format!("within {} point{}", -m, if m == -1.0 { "" } else { "s" })
+            } else if m == 0.0 {
+                "at least equal".to_string()
+            } else {
+                format!(
+                    "ahead by at least {m} point{}",
+                    if m == 1.0 { "" } else { "s" }
+                )
+            };
+            // Judged on the printed difference, so that the line never contradicts itself.
+            let d = ((a - b) * 100.0).round() / 100.0;
+            let holds = d >= m - 1e-9;
+            Verdict {
+                line: format!(
+                    "{} ({at}{a:.2}% vs {b:.2}%, {:+.2} points; holds if {condition}): {}",
+                    claim.text,
+                    d,
+                    if holds { "holds" } else { "does not hold here" }
+                ),
+                holds: Some(holds),
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => Verdict {
+            line: format!("{}: cannot tell ({e})", claim.text),
+            holds: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(text: &str) -> Claim {
+        let v: toml::Value = text.parse::<toml::Table>().unwrap().into();
+        parse(Path::new("sweep.toml"), 1, &v).unwrap()
+    }
+
+    #[test]
+    fn parses_and_rejects_with_the_key_named() {
+        let c = claim("text = \"x\"\na = \"schedule=one_cycle\"\nb = \"schedule=step, epochs=16\"\nmargin = -0.5");
+        assert_eq!(c.a.1, vec![("schedule".into(), "one_cycle".into())]);
+        assert_eq!(c.b.1.len(), 2);
+        assert_eq!(c.margin, -0.5);
+        let bad = |t: &str| {
+            let v: toml::Value = t.parse::<toml::Table>().unwrap().into();
+            format!("{:#}", parse(Path::new("s.toml"), 2, &v).unwrap_err())
+        };
+        let e = bad("text = \"x\"\na = \"s=1\"\nb = \"s=2\"\nmargn = 1");
+        assert!(
+            e.contains("s.toml: report.claim #2: unknown key `margn`"),
+            "{e}"
+        );
+        assert!(e.contains("margin"), "{e}");
+        let e = bad("text = \"x\"\na = \"s=1\"");
+        assert!(e.contains("missing `b`"), "{e}");
+        let e = bad("text = \"x\"\na = \"nothing\"\nb = \"s=2\"");
+        assert!(e.contains("a = \"nothing\""), "{e}");
+    }
+
+    fn run(accs: &[f64]) -> Run {
+        Run {
+            epochs: accs
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| super::super::read::EpochRow {
+                    epoch: (i + 1) as f64,
+                    test_acc: Some(a),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn point(label: &str, params: &[(&str, &str)], runs: Vec<usize>) -> Point {
+        Point {
+            label: label.into(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            runs,
+        }
+    }
+
+    #[test]
+    fn judges_means_with_the_margin_and_says_when_it_cannot() {
+        let runs = vec![
+            run(&[0.80, 0.869]),
+            run(&[0.80, 0.871]),
+            run(&[0.75, 0.872]),
+            run(&[0.70, 0.80, 0.85, 0.874]),
+        ];
+        let points = vec![
+            point(
+                "one_cycle",
+                &[("schedule", "one_cycle"), ("train.epochs", "2")],
+                vec![0, 1],
+            ),
+            point(
+                "step 2",
+                &[("schedule", "step"), ("train.epochs", "2")],
+                vec![2],
+            ),
+            point(
+                "step 4",
+                &[("schedule", "step"), ("train.epochs", "4")],
+                vec![3],
+            ),
+        ];
+        let c = claim(
+            "text = \"1cycle at 1x reaches step at 2x\"\na = \"schedule=one_cycle\"\nb = \"schedule=step, epochs=4\"\nmargin = -0.5",
+        );
+        // 87.0 (mean of 86.9 and 87.1) vs 87.4: -0.4 points, within 0.5.
+        let v = judge(&c, &points, &runs);
+        assert_eq!(v.holds, Some(true), "{}", v.line);
+        assert_eq!(
+            v.line,
+            "1cycle at 1x reaches step at 2x (87.00% vs 87.40%, -0.40 points; holds if within 0.5 points): holds"
+        );
+        let strict = Claim {
+            margin: 0.0,
+            ..c.clone()
+        };
+        let v = judge(&strict, &points, &runs);
+        assert_eq!(v.holds, Some(false));
+        assert!(
+            v.line
+                .ends_with("holds if at least equal): does not hold here"),
+            "{}",
+            v.line
+        );
+        // At epoch 1: 80.0 vs 75.0 for step at 2 epochs.
+        let early = Claim {
+            epoch: Some(1.0),
+            b: (
+                "schedule=step, epochs=2".into(),
+                conditions("schedule=step, epochs=2").unwrap(),
+            ),
+            margin: 5.0,
+            ..c.clone()
+        };
+        let v = judge(&early, &points, &runs);
+        assert_eq!(v.holds, Some(true), "{}", v.line);
+        assert!(
+            v.line
+                .contains("(at epoch 1: 80.00% vs 75.00%, +5.00 points"),
+            "{}",
+            v.line
+        );
+        // Ambiguous and missing points make no verdict.
+        let vague = Claim {
+            b: ("schedule=step".into(), conditions("schedule=step").unwrap()),
+            ..c.clone()
+        };
+        let v = judge(&vague, &points, &runs);
+        assert_eq!(v.holds, None);
+        assert!(
+            v.line.contains("matches 2 grid points (step 2; step 4)"),
+            "{}",
+            v.line
+        );
+        let missing = Claim {
+            a: ("schedule=sgdr".into(), conditions("schedule=sgdr").unwrap()),
+            ..c
+        };
+        let v = judge(&missing, &points, &runs);
+        assert!(
+            v.line
+                .ends_with("cannot tell (no grid point matches \"schedule=sgdr\")"),
+            "{}",
+            v.line
+        );
+    }
+}
