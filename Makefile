@@ -42,7 +42,7 @@ run: setup build
 	@echo "per run: out/demo/summary.csv"
 	@echo
 	@echo "report:    out/demo/report.md"
-	@echo "figures:   out/demo/figures/ (curves.png, schedule.png); range test: out/demo/schedule=one_cycle,seed=0/lr_find/"
+	@echo "figures:   out/demo/figures/ (curves.png with the time-to-accuracy marks, schedule.png, the range test lr_find_*.png)"
 	@echo "schedules: results/schedules/ (the papers' schedules rendered from runs/schedules/)"
 
 # Render every schedule spec of runs/schedules/ into results/schedules/ (CSV + SVG figure).

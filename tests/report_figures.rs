@@ -310,3 +310,57 @@ fn bad_input_exits_2_and_writes_nothing() {
     );
     assert!(!sweep.join("figures").exists());
 }
+
+#[test]
+fn a_sweep_report_marks_time_to_accuracy_and_draws_its_range_tests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = tmp.path().join("sw");
+    two_point_sweep(&sweep);
+    // lr=0.1 ran a range test whose valley suggestion filled its "auto" value.
+    let rt = sweep.join("lr=0.1,seed=1/lr_find");
+    range_folder(&rt, false);
+    let sugg = std::fs::read_to_string(rt.join("suggestion.json")).unwrap();
+    std::fs::write(
+        rt.join("suggestion.json"),
+        sugg.replacen('{', "{\"rule_for_auto\": \"valley\", ", 1),
+    )
+    .unwrap();
+    std::fs::write(
+        sweep.join("sweep.toml"),
+        "name = \"sw\"\n[report]\nreference = \"lr=0.1\"\n",
+    )
+    .unwrap();
+    let r = lrlab(&["report", s(&sweep)]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let figs = sweep.join("figures");
+    let texts = assert_figure(&figs, "lr_find_lr_0.1");
+    assert!(
+        texts.iter().any(|t| t == "valley: 1e-3 (chosen)"),
+        "{texts:?}"
+    );
+    let texts = assert_figure(&figs, "curves");
+    assert!(texts.iter().any(|t| t == "reference: 85.00%"), "{texts:?}");
+    let md = std::fs::read_to_string(sweep.join("report.md")).unwrap();
+    assert!(md.contains("lr_find_lr_0.1.png"), "{md}");
+    assert!(
+        md.contains("marks the first epoch at which each point reaches it"),
+        "{md}"
+    );
+
+    // The marks: lr=0.1's mean accuracy (0.80 and 0.90 at the end) reaches its own final 85%
+    // at epoch 3; lr=0.2 (0.70, 0.74) never does.
+    let Input::Sweep(sw) = load(&sweep).unwrap() else {
+        panic!("not recognised as a sweep")
+    };
+    let points = lrlab::report::group::points(&sw.runs, "sw", sw.params_from_tables);
+    let mut fig = figures::curves("t", &points, &sw.runs, FigureOptions::default()).unwrap();
+    figures::mark_reference(&mut fig, &points, &sw.runs, 0.85);
+    let top = &fig.panels[0];
+    let xs: Vec<f64> = top.marks.iter().map(|m| m.x).collect();
+    assert_eq!(xs, [3.0]);
+    let line = top.lines.last().unwrap();
+    assert!(
+        line.points.iter().all(|p| (p.1 - 15.0).abs() < 1e-9),
+        "{line:?}"
+    );
+}

@@ -460,6 +460,8 @@ pub fn range_test(title: &str, rt: &RangeTest, log_y: bool) -> Figure {
             band: false,
         });
     }
+    // The rule that chose a run's learning rate (if any) is drawn solid and thicker.
+    let chosen = |s: &super::read::Suggested| rt.chosen_rule.as_deref() == Some(s.rule.as_str());
     let marks: Vec<Mark> = rt
         .suggestions
         .iter()
@@ -468,15 +470,20 @@ pub fn range_test(title: &str, rt: &RangeTest, log_y: bool) -> Figure {
             x: s.lr,
             label: s.rule.clone(),
             style: Style {
-                width: 2,
-                dashed: true,
+                width: if chosen(s) { 3 } else { 2 },
+                dashed: !chosen(s),
                 ..Style::solid(PALETTE[1 + i % (PALETTE.len() - 1)])
             },
         })
         .collect();
     for (m, s) in marks.iter().zip(&rt.suggestions) {
         legend.push(LegendEntry {
-            label: format!("{}: {}", s.rule, short_sci(s.lr)),
+            label: format!(
+                "{}: {}{}",
+                s.rule,
+                short_sci(s.lr),
+                if chosen(s) { " (chosen)" } else { "" }
+            ),
             style: m.style,
             band: false,
         });

@@ -138,6 +138,31 @@ fn render(input: &Input, name: &str, opts: FigureOptions) -> Result<Rendered> {
                 "schedule",
                 "Learning rate and momentum against epoch, one line per grid point",
             )?;
+            // The range tests that chose a point's "auto" values (the first seed's).
+            for p in &points {
+                let Some(dir) = p
+                    .runs
+                    .iter()
+                    .filter_map(|&i| sw.runs[i].dir.as_ref())
+                    .map(|d| d.join("lr_find"))
+                    .find(|d| d.join("lr_find.csv").is_file())
+                else {
+                    continue;
+                };
+                let rt = read::RangeTest::load(&dir)?;
+                let title = format!("{name}: range test of {}", p.label);
+                let rule = rt.chosen_rule.as_deref().unwrap_or("none");
+                add(
+                    &mut r,
+                    Some(figures::range_test(&title, &rt, opts.log_y)),
+                    &format!("lr_find_{}", file_stem(&p.label)),
+                    &format!(
+                        "Range test of {}: loss against learning rate, every rule's suggestion \
+                         marked; the chosen one (rule {rule}) solid",
+                        p.label
+                    ),
+                )?;
+            }
         }
     }
     Ok(r)
@@ -193,6 +218,22 @@ fn range_test_line(run: &read::Run, label: &str) -> Option<String> {
         chosen.join(", "),
         others.join(", ")
     ))
+}
+
+/// A point's label as part of a file name: letters, digits, `.` and `-`, the rest `_`.
+fn file_stem(label: &str) -> String {
+    let mut out = String::new();
+    for c in label.chars() {
+        let c = if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+            c
+        } else {
+            '_'
+        };
+        if !(c == '_' && out.ends_with('_')) {
+            out.push(c);
+        }
+    }
+    out.trim_matches('_').to_string()
 }
 
 /// Three significant digits.

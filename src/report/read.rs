@@ -381,6 +381,8 @@ pub struct RangeTest {
     pub stopped: Option<String>,
     /// What was watched (`loss` or `accuracy`), from `suggestion.json`.
     pub metric: Option<String>,
+    /// The rule whose suggestion filled a run's `"auto"` values (`rule_for_auto`), if any.
+    pub chosen_rule: Option<String>,
 }
 
 /// One suggested learning rate.
@@ -430,6 +432,10 @@ impl RangeTest {
                 .and_then(|s| s.as_str())
                 .map(str::to_string);
             rt.metric = v.get("metric").and_then(|s| s.as_str()).map(str::to_string);
+            rt.chosen_rule = v
+                .get("rule_for_auto")
+                .and_then(|s| s.as_str())
+                .map(str::to_string);
             for s in v
                 .get("suggestions")
                 .and_then(|s| s.as_array())
