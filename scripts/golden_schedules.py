@@ -234,6 +234,52 @@ def cases():
         yield name, ref, E, K, spec, run(opt, sched, E, K, "step"), [prefixed]
 
 
+    # --- LinearLR / ConstantLR in factor form (per step and per epoch) --------------------------
+    factor_cases = [
+        # name, make scheduler, reference, lrlab spec, E, K, stepping
+        ("factor_constant", lambda o: S.ConstantLR(o, factor=0.25, total_iters=5),
+         "ConstantLR(lr=0.1, factor=0.25, total_iters=5), stepped per update",
+         {"kind": "factor", "lr": 0.1, "mode": "constant", "start_factor": 0.25, "total_iters": 5},
+         3, 4, "step"),
+        ("factor_linear", lambda o: S.LinearLR(o, start_factor=0.2, end_factor=1.0, total_iters=7),
+         "LinearLR(lr=0.1, start_factor=0.2, end_factor=1.0, total_iters=7), stepped per update",
+         {"kind": "factor", "lr": 0.1, "start_factor": 0.2, "total_iters": 7}, 3, 4, "step"),
+        ("factor_linear_epoch",
+         lambda o: S.LinearLR(o, start_factor=1.0, end_factor=0.1, total_iters=3),
+         "LinearLR(lr=0.1, start_factor=1.0, end_factor=0.1, total_iters=3), stepped per epoch",
+         {"kind": "factor", "lr": 0.1, "start_factor": 1.0, "end_factor": 0.1, "total_iters": 3,
+          "interval": "epoch"}, 5, 3, "epoch"),
+    ]
+    for name, make, ref, spec, E, K, stepping in factor_cases:
+        opt = make_opt(0.1)
+        yield name, ref, E, K, spec, run(opt, make(opt), E, K, stepping), []
+
+    # --- ChainedScheduler: products of schedulers (per step) ------------------------------------
+    chained_cases = [
+        ("chained_linear_exponential", 0.1,
+         lambda o, n: [S.LinearLR(o, start_factor=0.1, total_iters=4), S.ExponentialLR(o, gamma=0.95)],
+         "ChainedScheduler([LinearLR(start_factor=0.1, total_iters=4), ExponentialLR(gamma=0.95)])",
+         lambda E, K: [{"kind": "factor", "lr": 1.0, "start_factor": 0.1, "total_iters": 4},
+                       {"kind": "exponential", "lr": 0.1, "gamma": 0.95 ** K, "staircase": False}],
+         4, 5),
+        ("chained_constant_cosine", 0.1,
+         lambda o, n: [S.ConstantLR(o, factor=0.5, total_iters=3), S.CosineAnnealingLR(o, T_max=n)],
+         "ChainedScheduler([ConstantLR(factor=0.5, total_iters=3), CosineAnnealingLR(T_max=N)])",
+         lambda E, K: [{"kind": "factor", "lr": 1.0, "mode": "constant", "start_factor": 0.5,
+                        "total_iters": 3},
+                       {"kind": "cosine", "lr_max": 0.1, "lr_min": 0.0}],
+         6, 4),
+    ]
+    for name, lr, make, ref, children, E, K in chained_cases:
+        opt = make_opt(lr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sched = S.ChainedScheduler(make(opt, E * K))
+        spec = {"kind": "product", "schedules": children(E, K)}
+        yield (name, f"{ref} with lr={lr}, stepped per update", E, K, spec,
+               run(opt, sched, E, K, "step"), [])
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: golden_schedules.py OUTDIR")

@@ -153,6 +153,11 @@ fn golden_cases_cover_every_pytorch_family() {
         "ExponentialLR(",
         "PolynomialLR(",
         "SequentialLR([LinearLR(",
+        "ConstantLR(lr=0.1, factor=0.25",
+        "LinearLR(lr=0.1, start_factor=0.2",
+        "stepped per epoch",
+        "ChainedScheduler([LinearLR(",
+        "ChainedScheduler([ConstantLR(",
     ] {
         assert!(
             refs.iter().any(|r| r.contains(needle)),

@@ -29,6 +29,8 @@
 //! | `wsd` | [`wsd::Wsd`] | timm WSDLRScheduler |
 //! | `sequence` | [`sequence::Sequence`] | PyTorch SequentialLR |
 //! | `lr_range` | [`range::LrRange`] | pytorch-lr-finder range test |
+//! | `factor` | [`factor::Factor`] | PyTorch LinearLR and ConstantLR (factor form) |
+//! | `product` | [`product::Product`] | PyTorch ChainedScheduler |
 //!
 //! Any family also takes the warmup keys of [`warmup::Warmup`] in the same table.
 //! Validation errors are [`crate::InputError`]s naming the key path (`schedule.t_mult`,
@@ -40,11 +42,13 @@ pub mod clr;
 pub mod constant;
 pub mod cosine;
 pub mod exponential;
+pub mod factor;
 pub mod flat_cosine;
 mod keys;
 pub mod linear;
 pub mod one_cycle;
 pub mod polynomial;
+pub mod product;
 pub mod range;
 pub mod sequence;
 pub mod sgdr;
@@ -159,6 +163,8 @@ enum Family {
     Wsd(wsd::Wsd),
     Sequence(sequence::Sequence),
     LrRange(range::LrRange),
+    Factor(factor::Factor),
+    Product(product::Product),
 }
 
 /// Every accepted `kind`.
@@ -177,6 +183,8 @@ pub const KINDS: &[&str] = &[
     "wsd",
     "sequence",
     "lr_range",
+    "factor",
+    "product",
 ];
 
 impl Family {
@@ -196,6 +204,8 @@ impl Family {
             Family::Wsd(f) => f,
             Family::Sequence(f) => f,
             Family::LrRange(f) => f,
+            Family::Factor(f) => f,
+            Family::Product(f) => f,
         }
     }
 }
@@ -242,6 +252,8 @@ impl Schedule {
             "wsd" => Family::Wsd(wsd::Wsd::from_keys(k, inner)?),
             "sequence" => Family::Sequence(sequence::Sequence::from_keys(k, inner)?),
             "lr_range" => Family::LrRange(range::LrRange::from_keys(k, inner)?),
+            "factor" => Family::Factor(factor::Factor::from_keys(k, inner)?),
+            "product" => Family::Product(product::Product::from_keys(k, inner)?),
             _ => unreachable!("read_kind accepts only KINDS"),
         };
         keys.finish()?;
@@ -322,6 +334,8 @@ fn family_keys(kind: &str) -> &'static [&'static str] {
         "wsd" => wsd::Wsd::KEYS,
         "sequence" => sequence::Sequence::KEYS,
         "lr_range" => range::LrRange::KEYS,
+        "factor" => factor::Factor::KEYS,
+        "product" => product::Product::KEYS,
         _ => unreachable!("read_kind accepts only KINDS"),
     }
 }

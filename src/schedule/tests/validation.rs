@@ -91,7 +91,7 @@ fn each_rule_has_its_message() {
             "kind = 'sgdrr'\nlr_max = 0.1",
             "schedule.kind = \"sgdrr\": must be one of \"constant\", \"step\", \"exponential\", \"linear\", \
              \"cosine\", \"sgdr\", \"clr\", \"one_cycle\", \"polynomial\", \"tanh\", \"flat_cosine\", \"wsd\", \
-             \"sequence\", \"lr_range\"",
+             \"sequence\", \"lr_range\", \"factor\", \"product\"",
         ),
         (
             "kind = 'cosine'\ntype = 'cosine'\nlr_max = 1",
@@ -308,4 +308,61 @@ fn accepted_edge_cases() {
             assert_eq!(a.momentum(k), b.momentum(k), "{with}: step {k}");
         }
     }
+}
+
+#[test]
+fn factor_and_product_reject_bad_keys_by_path() {
+    let e = error("kind = 'factor'\nlr = 0.1\nstart_factor = 0", 2, 5);
+    assert!(
+        e.contains("schedule.start_factor") && e.contains("must be > 0"),
+        "{e}"
+    );
+    let e = error(
+        "kind = 'factor'\nlr = 0.1\nstart_factor = 0.5\ntotal_iters = 0",
+        2,
+        5,
+    );
+    assert!(
+        e.contains("schedule.total_iters") && e.contains(">= 1"),
+        "{e}"
+    );
+    let e = error(
+        "kind = 'factor'\nlr = 0.1\nstart_factor = 0.5\ninterval = 'batch'",
+        2,
+        5,
+    );
+    assert!(
+        e.contains("schedule.interval") && e.contains("\"epoch\""),
+        "{e}"
+    );
+    let e = error(
+        "kind = 'product'\nschedules = [{ kind = 'constant', lr = 1 }]",
+        2,
+        5,
+    );
+    assert!(
+        e.contains("schedule.schedules") && e.contains("at least two"),
+        "{e}"
+    );
+    let e = error(
+        "kind = 'product'\nschedules = [{ kind = 'constant', lr = 1 }, { kind = 'cosine', lr_max = -1 }]",
+        2,
+        5,
+    );
+    assert!(e.contains("schedule.schedules[1].lr_max"), "{e}");
+    // ConstantLR's factor form holds a zero factor (PyTorch allows 0 <= factor <= 1).
+    let s = sched(
+        "kind = 'factor'\nlr = 0.1\nmode = 'constant'\nstart_factor = 0\ntotal_iters = 2",
+        1,
+        4,
+    );
+    assert_eq!((s.lr(1), s.lr(2)), (0.0, 0.1));
+    // A product takes momentum from its first child that sets one.
+    let s = sched(
+        "kind = 'product'\nschedules = [{ kind = 'factor', lr = 1, start_factor = 0.5, total_iters = 2 }, \
+         { kind = 'one_cycle', max_lr = 1, base_momentum = 0.8, max_momentum = 0.9 }]",
+        2,
+        5,
+    );
+    assert_eq!(s.momentum(0), Some(0.9));
 }
