@@ -1,4 +1,4 @@
-//! lrlab's schedules against sequences recorded from PyTorch 2.13's own schedulers
+//! lrlab's schedules against sequences recorded from PyTorch 2.13's own schedulers and timm's
 //! (`tests/golden/*.csv`, written by `scripts/golden_schedules.py`; regenerate with `make golden`).
 //!
 //! Each `NAME.toml` holds the run length, the optimizer momentum, the equivalent lrlab spec in
@@ -158,6 +158,8 @@ fn golden_cases_cover_every_pytorch_family() {
         "stepped per epoch",
         "ChainedScheduler([LinearLR(",
         "ChainedScheduler([ConstantLR(",
+        "CosineLRScheduler(lr=0.1, t_initial=20, lr_min=0.0, k_decay=2.0)",
+        "cycle_mul=2, lr_min=0.0, k_decay=1.5",
     ] {
         assert!(
             refs.iter().any(|r| r.contains(needle)),

@@ -29,7 +29,8 @@ const MAX_CACHED_CYCLES: usize = 1 << 20;
 ///
 /// Keys: `lr_max` (> 0), `lr_min` (0 <= lr_min <= lr_max, default 0), `t_0` (epochs, > 0,
 /// at least one step), `t_mult` (>= 1, any float, default 1), `restart_decay` (> 0, default 1),
-/// `cycle_limit` (integer >= 1, optional). [`Curve::cycle_ends`] lists the first step after
+/// `cycle_limit` (integer >= 1, optional), `k_decay` (> 0, default 1: timm's `k_decay`, the
+/// phase `π · T_cur^κ / T_i^κ` in timm's order of operations). [`Curve::cycle_ends`] lists the first step after
 /// each completed cycle, where a snapshot ensemble (Huang et al. 2017) takes its snapshots.
 #[derive(Clone, Debug)]
 pub struct Sgdr {
@@ -39,6 +40,8 @@ pub struct Sgdr {
     t_mult: f64,
     decay: f64,
     limit: Option<u64>,
+    /// timm's `k_decay`: the phase is `π · T_cur^κ / T_i^κ`.
+    k_decay: f64,
     steps_per_epoch: f64,
     total: u64,
     /// For `t_mult > 1`: start epoch `S_i` and length `T_i` of the cycles, accumulated exactly,
@@ -56,6 +59,7 @@ impl Sgdr {
         "t_mult",
         "restart_decay",
         "cycle_limit",
+        "k_decay",
     ];
 
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
@@ -76,7 +80,9 @@ impl Sgdr {
         let decay = keys.positive("restart_decay", 1.0)?;
         let limit = keys.u64("cycle_limit")?;
         keys.ensure(limit != Some(0), "cycle_limit", "must be >= 1")?;
+        let k_decay = keys.positive("k_decay", 1.0)?;
         let mut s = Sgdr {
+            k_decay,
             lr_max,
             lr_min,
             t_0,
@@ -170,6 +176,12 @@ impl Curve for Sgdr {
         let t_cur = (k as f64 / self.steps_per_epoch - start).max(0.0);
         if t_cur == 0.0 {
             return peak;
+        }
+        if self.k_decay != 1.0 {
+            // timm's expression: the phase is π · T_cur^κ / T_i^κ.
+            let kd = self.k_decay;
+            return self.lr_min
+                + 0.5 * (peak - self.lr_min) * (1.0 + (PI * t_cur.powf(kd) / t_i.powf(kd)).cos());
         }
         // PyTorch's expression order.
         self.lr_min + (peak - self.lr_min) * (1.0 + (PI * t_cur / t_i).cos()) / 2.0

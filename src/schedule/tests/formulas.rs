@@ -639,3 +639,31 @@ fn families_report_kind_and_momentum_ownership() {
         .cycle_ends()
         .is_empty());
 }
+
+#[test]
+fn k_decay_bends_the_cosine_phase_and_one_changes_nothing() {
+    // Half-way through a 100-step cosine with κ = 2: phase π · 50² / 100² = π/4.
+    let s = sched("kind = 'cosine'\nlr_max = 1\nk_decay = 2", 10, 10);
+    let want = 0.5 * (1.0 + (std::f64::consts::PI / 4.0).cos());
+    assert_close(s.lr(50), want, 1e-15);
+    // SGDR: each cycle bends the same way (t_0 = 2 epochs of 10 steps; step 30 is half-way
+    // through the second cycle).
+    let s = sched("kind = 'sgdr'\nlr_max = 1\nt_0 = 2\nk_decay = 2", 10, 10);
+    assert_close(s.lr(10), want, 1e-15);
+    assert_close(s.lr(30), want, 1e-15);
+    for (with, without) in [
+        (
+            "kind = 'cosine'\nlr_max = 0.1\nlr_min = 0.001\nk_decay = 1",
+            "kind = 'cosine'\nlr_max = 0.1\nlr_min = 0.001",
+        ),
+        (
+            "kind = 'sgdr'\nlr_max = 0.1\nt_0 = 3\nt_mult = 2\nk_decay = 1.0",
+            "kind = 'sgdr'\nlr_max = 0.1\nt_0 = 3\nt_mult = 2",
+        ),
+    ] {
+        let (a, b) = (sched(with, 10, 7), sched(without, 10, 7));
+        for k in 0..70 {
+            assert_eq!(a.lr(k), b.lr(k), "{with}: step {k}");
+        }
+    }
+}

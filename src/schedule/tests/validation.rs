@@ -101,12 +101,12 @@ fn each_rule_has_its_message() {
         (
             "kind = 'cosine'\nlr_maxx = 0.1",
             "schedule.lr_maxx = 0.1: unknown key for kind = \"cosine\"; did you mean lr_max? (known keys: \
-             family, kind, lr_max, lr_min, type, warmup_epochs, warmup_mode, warmup_start_lr, warmup_steps)",
+             family, k_decay, kind, lr_max, lr_min, type, warmup_epochs, warmup_mode, warmup_start_lr, warmup_steps)",
         ),
         (
             "kind = 'sgdr'\nlr_max = 0.1\nt0 = 10",
             "schedule.t0 = 10: unknown key for kind = \"sgdr\"; did you mean t_0? (known keys: cycle_limit, \
-             family, kind, lr_max, lr_min, restart_decay, t_0, t_mult, type, warmup_epochs, warmup_mode, \
+             family, k_decay, kind, lr_max, lr_min, restart_decay, t_0, t_mult, type, warmup_epochs, warmup_mode, \
              warmup_start_lr, warmup_steps)",
         ),
         (
