@@ -282,6 +282,50 @@ def cases():
                run(opt, sched, E, K, "step"), [])
 
 
+def run_plateau(opt, sched, epochs, k_per_epoch, metrics):
+    """Per-step (lr, momentum), with `sched.step(metrics[e])` after epoch e's last update."""
+    rows = []
+    for k in range(epochs * k_per_epoch):
+        g = opt.param_groups[0]
+        rows.append((k, float(g["lr"]), float(g["momentum"])))
+        opt.step()
+        if (k + 1) % k_per_epoch == 0:
+            sched.step(metrics[k // k_per_epoch])
+    return rows
+
+
+def plateau_cases():
+    """ReduceLROnPlateau driven by a metric per epoch: yield (name, reference, E, K, spec,
+    rows, metrics). The golden TOML keeps the metrics as `epoch_metrics` (one per epoch,
+    recorded after the epoch's last update)."""
+    cases = [
+        ("plateau_min_rel", 0.1,
+         dict(mode="min", factor=0.5, patience=2),
+         {"metric": "test_loss", "factor": 0.5, "patience": 2},
+         [1.0, 0.9, 0.85, 0.85, 0.86, 0.84, 0.84, 0.84, 0.9, 0.7, 0.7, 0.7, 0.7, 0.7], 3),
+        ("plateau_max_abs_cooldown", 0.1,
+         dict(mode="max", factor=0.3, patience=1, threshold=0.01, threshold_mode="abs",
+              cooldown=2, min_lr=0.005),
+         {"metric": "test_acc", "factor": 0.3, "patience": 1, "threshold": 0.01,
+          "threshold_mode": "abs", "cooldown": 2, "min_lr": 0.005},
+         [0.5, 0.6, 0.605, 0.61, 0.7, 0.705, 0.7, 0.71, 0.72, 0.72, 0.72, 0.72, 0.72, 0.72, 0.8,
+          0.8], 2),
+        ("plateau_eps", 0.1,
+         dict(mode="min", factor=0.5, patience=0, eps=0.02),
+         {"metric": "train_loss", "factor": 0.5, "patience": 0, "eps": 0.02},
+         [1.0] * 8, 2),
+    ]
+    for name, lr, kwargs, spec, metrics, K in cases:
+        E = len(metrics)
+        opt = make_opt(lr)
+        sched = S.ReduceLROnPlateau(opt, **kwargs)
+        args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        ref = f"ReduceLROnPlateau(lr={lr}, {args}), step(metric) after each epoch"
+        full = {"kind": "plateau", "lr": lr}
+        full.update(spec)
+        yield name, ref, E, K, full, run_plateau(opt, sched, E, K, metrics), metrics
+
+
 def timm_cases():
     """timm's schedulers, queried per update (t_in_epochs=False): yield the same tuples as
     cases(). Skipped (with a note) when timm is not importable: `make golden` installs it."""
@@ -326,6 +370,12 @@ def main():
     n = 0
     for name, ref, E, K, spec, rows, eq in cases():
         write_case(outdir, name, ref, E, K, spec, rows, eq)
+        n += 1
+    for name, ref, E, K, spec, rows, metrics in plateau_cases():
+        write_case(outdir, name, ref, E, K, spec, rows)
+        with open(os.path.join(outdir, name + ".toml"), "a", newline="\n") as f:
+            f.write("\n# The metric after each epoch, recorded after its last update.\n")
+            f.write(f"[metrics]\nepoch_values = {toml_value(metrics)}\n")
         n += 1
     for name, ref, E, K, spec, rows, eq, lib in timm_cases():
         write_case(outdir, name, ref, E, K, spec, rows, eq, library=lib)

@@ -7,6 +7,7 @@
 //! reproduce every row to 1e-12 relative (1e-15 absolute near 0); where lrlab leaves momentum
 //! to the optimizer (`None`), PyTorch's momentum must be the optimizer's.
 
+use lrlab::schedule::plateau::EvalMetrics;
 use lrlab::schedule::{RunLength, Schedule};
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
@@ -51,11 +52,23 @@ fn check(
     len: RunLength,
     opt_m: f64,
     rows: &[(u64, f64, f64)],
+    metrics: &[f64],
 ) -> Vec<String> {
-    let sched = match Schedule::from_table(spec, len) {
+    let mut sched = match Schedule::from_table(spec, len) {
         Ok(s) => s,
         Err(e) => return vec![format!("{name}: spec rejected: {e:#}")],
     };
+    // ReduceLROnPlateau cases: the metric after each epoch, recorded where the epoch ends
+    // (every metric field carries it; the spec's `metric` picks one).
+    for (e, &v) in metrics.iter().enumerate() {
+        let m = EvalMetrics {
+            test_loss: Some(v),
+            test_acc: Some(v),
+            train_loss: Some(v),
+            train_acc: Some(v),
+        };
+        sched.record_eval((e as u64 + 1) * len.steps_per_epoch, &m);
+    }
     let mut bad = Vec::new();
     for &(k, lr, m) in rows {
         let got_lr = sched.lr(k);
@@ -88,6 +101,12 @@ fn every_golden_sequence_matches_pytorch() {
         let opt_m = doc["optimizer_momentum"].as_float().unwrap();
         let len = RunLength::from_epochs(epochs, k).unwrap();
         let rows = read_csv(&file.with_extension("csv"));
+        let metrics: Vec<f64> = doc
+            .get("metrics")
+            .and_then(|m| m.get("epoch_values"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(|v| v.as_float().unwrap()).collect())
+            .unwrap_or_default();
         assert_eq!(rows.len() as u64, len.total_steps, "{name}: row count");
         assert!(
             rows.iter().enumerate().all(|(i, r)| r.0 == i as u64),
@@ -105,7 +124,7 @@ fn every_golden_sequence_matches_pytorch() {
             } else {
                 format!("{name} (equivalent {i})")
             };
-            failures.extend(check(&label, t, len, opt_m, &rows));
+            failures.extend(check(&label, t, len, opt_m, &rows, &metrics));
             compared += 1;
         }
     }
@@ -160,6 +179,9 @@ fn golden_cases_cover_every_pytorch_family() {
         "ChainedScheduler([ConstantLR(",
         "CosineLRScheduler(lr=0.1, t_initial=20, lr_min=0.0, k_decay=2.0)",
         "cycle_mul=2, lr_min=0.0, k_decay=1.5",
+        "ReduceLROnPlateau(lr=0.1, mode='min', factor=0.5, patience=2)",
+        "threshold_mode='abs', cooldown=2, min_lr=0.005",
+        "eps=0.02",
     ] {
         assert!(
             refs.iter().any(|r| r.contains(needle)),

@@ -197,6 +197,15 @@ impl<'a> Keys<'a> {
         Ok(Some(out))
     }
 
+    /// An optional table (a nested schedule).
+    pub(crate) fn table(&mut self, key: &str) -> Result<Option<&'a Table>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Table(t)) => Ok(Some(t)),
+            Some(_) => Err(self.bad(key, "must be a table (a schedule: { kind = ..., ... })")),
+        }
+    }
+
     /// An optional array of tables (`[[schedule.schedules]]` or an array of inline tables).
     pub(crate) fn tables(&mut self, key: &str) -> Result<Option<Vec<&'a Table>>> {
         let Some(v) = self.get(key) else {

@@ -31,6 +31,7 @@
 //! | `lr_range` | [`range::LrRange`] | pytorch-lr-finder range test |
 //! | `factor` | [`factor::Factor`] | PyTorch LinearLR and ConstantLR (factor form) |
 //! | `product` | [`product::Product`] | PyTorch ChainedScheduler |
+//! | `plateau` | [`plateau::Plateau`] | PyTorch ReduceLROnPlateau (a function of the logged evaluations) |
 //!
 //! Any family also takes the warmup keys of [`warmup::Warmup`] in the same table.
 //! Validation errors are [`crate::InputError`]s naming the key path (`schedule.t_mult`,
@@ -47,6 +48,7 @@ pub mod flat_cosine;
 mod keys;
 pub mod linear;
 pub mod one_cycle;
+pub mod plateau;
 pub mod polynomial;
 pub mod product;
 pub mod range;
@@ -165,6 +167,7 @@ enum Family {
     LrRange(range::LrRange),
     Factor(factor::Factor),
     Product(product::Product),
+    Plateau(plateau::Plateau),
 }
 
 /// Every accepted `kind`.
@@ -185,6 +188,7 @@ pub const KINDS: &[&str] = &[
     "lr_range",
     "factor",
     "product",
+    "plateau",
 ];
 
 impl Family {
@@ -206,6 +210,7 @@ impl Family {
             Family::LrRange(f) => f,
             Family::Factor(f) => f,
             Family::Product(f) => f,
+            Family::Plateau(f) => f,
         }
     }
 }
@@ -254,6 +259,7 @@ impl Schedule {
             "lr_range" => Family::LrRange(range::LrRange::from_keys(k, inner)?),
             "factor" => Family::Factor(factor::Factor::from_keys(k, inner)?),
             "product" => Family::Product(product::Product::from_keys(k, inner)?),
+            "plateau" => Family::Plateau(plateau::Plateau::from_keys(k, inner)?),
             _ => unreachable!("read_kind accepts only KINDS"),
         };
         keys.finish()?;
@@ -281,6 +287,30 @@ impl Schedule {
         match &self.warmup {
             None => curve.momentum(step),
             Some(w) => w.momentum(step, curve),
+        }
+    }
+
+    /// Record an evaluation made once `step` steps were trained, for the schedules whose LR
+    /// follows the logged metrics (`plateau`, also as a `product`'s factor); the others
+    /// ignore it. The LR of steps `>= step` may change; earlier ones never do.
+    pub fn record_eval(&mut self, step: u64, m: &plateau::EvalMetrics) {
+        let inner = self
+            .warmup
+            .as_ref()
+            .map_or(step, |w| w.inner_step_from(step));
+        match &mut self.family {
+            Family::Plateau(p) => p.record(inner, m),
+            Family::Product(p) => p.record_eval(inner, m),
+            _ => {}
+        }
+    }
+
+    /// Whether the LR depends on the logged evaluations ([`Schedule::record_eval`]).
+    pub fn uses_metrics(&self) -> bool {
+        match &self.family {
+            Family::Plateau(_) => true,
+            Family::Product(p) => p.uses_metrics(),
+            _ => false,
         }
     }
 
@@ -336,6 +366,7 @@ fn family_keys(kind: &str) -> &'static [&'static str] {
         "lr_range" => range::LrRange::KEYS,
         "factor" => factor::Factor::KEYS,
         "product" => product::Product::KEYS,
+        "plateau" => plateau::Plateau::KEYS,
         _ => unreachable!("read_kind accepts only KINDS"),
     }
 }

@@ -50,6 +50,20 @@ impl Product {
     }
 }
 
+impl Product {
+    /// Hand an evaluation to the children ([`Schedule::record_eval`]).
+    pub(crate) fn record_eval(&mut self, step: u64, m: &super::plateau::EvalMetrics) {
+        for c in &mut self.children {
+            c.record_eval(step, m);
+        }
+    }
+
+    /// Whether a child follows the logged evaluations.
+    pub(crate) fn uses_metrics(&self) -> bool {
+        self.children.iter().any(Schedule::uses_metrics)
+    }
+}
+
 impl Curve for Product {
     fn lr(&self, k: u64) -> f64 {
         self.children.iter().map(|c| c.lr(k)).product()

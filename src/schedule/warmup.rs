@@ -127,6 +127,14 @@ impl Warmup {
         }
     }
 
+    /// The wrapped schedule's step for run step `k` (0 during a prefix warmup).
+    pub(crate) fn inner_step_from(&self, k: u64) -> u64 {
+        match self.mode {
+            WarmupMode::Prefix => k.saturating_sub(self.steps),
+            WarmupMode::Overlay => k,
+        }
+    }
+
     /// The wrapped schedule's step for run step `k >= W`.
     fn inner_step(&self, k: u64) -> u64 {
         match self.mode {

@@ -91,7 +91,7 @@ fn each_rule_has_its_message() {
             "kind = 'sgdrr'\nlr_max = 0.1",
             "schedule.kind = \"sgdrr\": must be one of \"constant\", \"step\", \"exponential\", \"linear\", \
              \"cosine\", \"sgdr\", \"clr\", \"one_cycle\", \"polynomial\", \"tanh\", \"flat_cosine\", \"wsd\", \
-             \"sequence\", \"lr_range\", \"factor\", \"product\"",
+             \"sequence\", \"lr_range\", \"factor\", \"product\", \"plateau\"",
         ),
         (
             "kind = 'cosine'\ntype = 'cosine'\nlr_max = 1",
