@@ -37,6 +37,10 @@ enum Command {
         /// Also draw LR and momentum against epoch into this figure (.svg or .png).
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// For kind = "plateau": the evaluations it follows, a CSV with `epoch` and any of
+        /// test_loss, test_acc, train_loss, train_acc (a run's epochs.csv works).
+        #[arg(long, value_name = "FILE.csv")]
+        metrics: Option<PathBuf>,
     },
     /// Print the trainable parameter count of every model as CSV (model,params).
     Models {
@@ -684,6 +688,7 @@ fn main() -> ExitCode {
             momentum,
             out,
             plot,
+            metrics,
         } => {
             // A run config gives its own length, unless both flags do.
             let run = match (epochs, steps_per_epoch) {
@@ -699,6 +704,7 @@ fn main() -> ExitCode {
                     out,
                     plot,
                     run,
+                    metrics,
                 };
                 lrlab::schedule::cli::render(&args).map(|_| 0)
             })

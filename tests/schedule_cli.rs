@@ -402,3 +402,44 @@ fn a_run_config_gives_its_own_length() {
     let out = String::from_utf8(lrlab(&["schedule", s(&f)]).stdout).unwrap();
     assert_eq!(parse(&out)[5].1, 1.25);
 }
+
+#[test]
+fn plateau_follows_the_metrics_file() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = write(
+        t.path(),
+        "plateau.toml",
+        "kind = \"plateau\"\nlr = 0.1\nfactor = 0.5\npatience = 1\n[preview]\nepochs = 6\nsteps_per_epoch = 2\n",
+    );
+    // A run's epochs.csv layout: epoch 3 is the second bad evaluation in a row (patience 1):
+    // the LR halves from the step that ends epoch 3 (step 6) on; epoch 4 improves.
+    let metrics = write(
+        t.path(),
+        "epochs.csv",
+        "epoch,step,lr,train_loss,train_acc,test_loss,test_acc,test_top5,time_s,images_per_sec\n\
+         1,2,0.1,2,0.1,1.0,0.2,,1,1\n2,4,0.1,2,0.1,1.0,0.2,,1,1\n3,6,0.1,2,0.1,1.0,0.2,,1,1\n\
+         4,8,0.1,2,0.1,0.5,0.2,,1,1\n5,10,0.1,2,0.1,0.5,0.2,,1,1\n",
+    );
+    let o = lrlab(&["schedule", s(&spec), "--metrics", s(&metrics)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = parse(&String::from_utf8(o.stdout).unwrap());
+    let lrs: Vec<f64> = rows.iter().map(|r| r.2).collect();
+    assert_eq!(
+        lrs,
+        [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05]
+    );
+    // Bad input: a file without the columns, or metrics for a schedule that ignores them.
+    let bad = write(t.path(), "bad.csv", "x,y\n1,2\n");
+    let o = lrlab(&["schedule", s(&spec), "--metrics", s(&bad)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("bad.csv: expected a CSV with an `epoch` column"));
+    let cos = write(
+        t.path(),
+        "cos.toml",
+        "kind = \"cosine\"\nlr_max = 0.1\n[preview]\nepochs = 2\nsteps_per_epoch = 2\n",
+    );
+    let o = lrlab(&["schedule", s(&cos), "--metrics", s(&metrics)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("only plateau does"));
+}

@@ -145,15 +145,26 @@ fn steps_csv_holds_the_schedule_values() {
 /// passes `after`, resumed; the CSVs must be identical (time columns aside), the Hessian-free
 /// LR estimate's (`train.hf_lr_every = hf_every`) included.
 fn interrupted_equals_uninterrupted(signal: i32, wait_for: &str, hf_every: u64) {
+    interrupted_equals_uninterrupted_with(
+        signal,
+        wait_for,
+        hf_every,
+        "kind = \"sgdr\"\nlr_max = 0.01\nlr_min = 0.0\nt_0 = 1\nt_mult = 2\n",
+    );
+}
+
+/// [`interrupted_equals_uninterrupted`] with the schedule table `schedule`.
+fn interrupted_equals_uninterrupted_with(
+    signal: i32,
+    wait_for: &str,
+    hf_every: u64,
+    schedule: &str,
+) -> std::path::PathBuf {
     let t = tempfile::tempdir().unwrap();
     let cfg = write(
         t.path(),
         "run.toml",
-        &synthetic(
-            6,
-            "kind = \"sgdr\"\nlr_max = 0.01\nlr_min = 0.0\nt_0 = 1\nt_mult = 2\n",
-        )
-        .replace(
+        &synthetic(6, schedule).replace(
             "seed = 3\n",
             &format!("seed = 3\nhf_lr_every = {hf_every}\n"),
         ),
@@ -241,11 +252,41 @@ fn interrupted_equals_uninterrupted(signal: i32, wait_for: &str, hf_every: u64) 
         serde_json::from_str(&std::fs::read_to_string(resumed.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["attempts"], 2);
     no_temp_files(&resumed);
+    let kept = t.keep();
+    kept.join("ref")
 }
 
 #[test]
 fn sigterm_mid_epoch_resumes_exactly() {
     interrupted_equals_uninterrupted(libc::SIGTERM, "steps", 2);
+}
+
+#[test]
+fn a_plateau_run_killed_mid_epoch_resumes_exactly() {
+    // ReduceLROnPlateau on the training loss, halving whenever an epoch does not beat the best
+    // by 10 (never after the first): the LR changes at every epoch end from the second on. The
+    // kill lands after the first checkpoint, so the resumed attempt continues right only if it
+    // replays the logged losses (without epoch 1's, epoch 2 would count as an improvement).
+    let reference = interrupted_equals_uninterrupted_with(
+        libc::SIGKILL,
+        "checkpoint",
+        3,
+        "kind = \"plateau\"\nlr = 0.01\nmetric = \"train_loss\"\nfactor = 0.5\npatience = 0\n\
+         threshold = 10\nthreshold_mode = \"abs\"\n",
+    );
+    let steps = std::fs::read_to_string(reference.join("steps.csv")).unwrap();
+    let mut lrs: Vec<String> = steps
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap().to_string())
+        .collect();
+    lrs.dedup();
+    assert_eq!(
+        lrs,
+        ["0.01", "0.005", "0.0025", "0.00125", "0.000625"],
+        "epochs 1-2 at 0.01, then halved after each epoch"
+    );
+    let _ = std::fs::remove_dir_all(reference.parent().unwrap());
 }
 
 #[test]

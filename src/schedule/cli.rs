@@ -34,6 +34,66 @@ pub struct RenderArgs {
     /// per epoch, from its data and batch size), used where neither a flag nor `[preview]`
     /// gives one.
     pub run: Option<RunLength>,
+    /// Evaluations for a metric-driven schedule (`plateau`): a CSV with `epoch` and any of
+    /// `test_loss`, `test_acc`, `train_loss`, `train_acc` (a run's `epochs.csv` works).
+    pub metrics: Option<PathBuf>,
+}
+
+/// Record the evaluations of `path` (see [`RenderArgs::metrics`]) into `schedule`: row `e`
+/// acts from the step that ends epoch `e` (its `step` column when present).
+pub fn record_metrics(path: &Path, schedule: &mut Schedule, steps_per_epoch: u64) -> Result<usize> {
+    let f = path.display();
+    let mut r = csv::Reader::from_path(path)
+        .map_err(|e| crate::error::input_error(format!("--metrics {f}: cannot read it: {e}")))?;
+    let header: Vec<String> = r
+        .headers()
+        .map_err(|e| crate::error::input_error(format!("--metrics {f}: {e}")))?
+        .iter()
+        .map(String::from)
+        .collect();
+    let col = |n: &str| header.iter().position(|h| h == n);
+    let metric_cols = ["test_loss", "test_acc", "train_loss", "train_acc"];
+    if col("epoch").is_none() || metric_cols.iter().all(|c| col(c).is_none()) {
+        bail_input!(
+            "--metrics {f}: expected a CSV with an `epoch` column and at least one of {} (a \
+             run's epochs.csv), found columns {}",
+            metric_cols.join(", "),
+            header.join(",")
+        );
+    }
+    let mut n = 0;
+    for (i, row) in r.records().enumerate() {
+        let row = row.map_err(|e| crate::error::input_error(format!("--metrics {f}: {e}")))?;
+        let num = |c: &str| -> Result<Option<f64>> {
+            match col(c).and_then(|j| row.get(j)).map(str::trim) {
+                None | Some("") => Ok(None),
+                Some(v) => v.parse::<f64>().map(Some).map_err(|_| {
+                    crate::error::input_error(format!(
+                        "--metrics {f}: row {}: {c} = {v:?} is not a number",
+                        i + 2
+                    ))
+                }),
+            }
+        };
+        let Some(epoch) = num("epoch")? else {
+            bail_input!("--metrics {f}: row {}: empty epoch", i + 2);
+        };
+        let step = match num("step")? {
+            Some(s) => s as u64,
+            None => (epoch * steps_per_epoch as f64).round() as u64,
+        };
+        schedule.record_eval(
+            step,
+            &super::plateau::EvalMetrics {
+                test_loss: num("test_loss")?,
+                test_acc: num("test_acc")?,
+                train_loss: num("train_loss")?,
+                train_acc: num("train_acc")?,
+            },
+        );
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// A schedule spec file, read and split.
@@ -191,8 +251,23 @@ pub fn render(args: &RenderArgs) -> Result<()> {
         len.total_steps.div_ceil(len.steps_per_epoch),
         len.steps_per_epoch,
     );
-    let schedule = Schedule::from_table(&spec.schedule, len)
+    let mut schedule = Schedule::from_table(&spec.schedule, len)
         .with_context(|| args.spec.display().to_string())?;
+    match (&args.metrics, schedule.uses_metrics()) {
+        (Some(m), true) => {
+            record_metrics(m, &mut schedule, len.steps_per_epoch)?;
+        }
+        (Some(m), false) => bail_input!(
+            "--metrics {}: kind = \"{}\" does not follow evaluations (only plateau does)",
+            m.display(),
+            schedule.kind()
+        ),
+        (None, true) => crate::util::warn_once(
+            "lrlab: a plateau schedule without --metrics FILE.csv: printing its base, with no \
+             reductions",
+        ),
+        (None, false) => {}
+    }
     let rows = rows(&schedule, args.momentum).with_context(|| args.spec.display().to_string())?;
     let csv = to_csv(&rows);
     let figure = match &args.plot {

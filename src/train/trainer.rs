@@ -14,6 +14,7 @@ use crate::config::RunConfig;
 use crate::data::{self, Data};
 use crate::error::input_error;
 use crate::models;
+use crate::schedule::plateau::EvalMetrics;
 use crate::schedule::{RunLength, Schedule};
 use crate::util::{fmt_f64, remove_stale_temporaries, write_atomic};
 use anyhow::{Context, Result};
@@ -608,6 +609,10 @@ fn train_locked(
         );
     }
     let progress = progress.unwrap_or_default();
+    let mut setup = setup;
+    if setup.schedule.uses_metrics() {
+        replay_evaluations(out, progress.epoch, &mut setup.schedule)?;
+    }
     if let Some(g) = group {
         // Every rank starts from rank 0's weights and buffers, as DDP does.
         broadcast_vars(g, &vs, |_| true)?;
@@ -686,6 +691,58 @@ fn restore(
         progress.epoch_seen = 0;
     }
     Ok(Some(progress))
+}
+
+/// An epoch's metrics for [`Schedule::record_eval`]: the training loss and accuracy, and the
+/// evaluation's when the epoch had one.
+fn eval_metrics(train: (f64, f64), m: Option<Metrics>) -> EvalMetrics {
+    EvalMetrics {
+        test_loss: m.map(|m| m.loss),
+        test_acc: m.map(|m| m.acc),
+        train_loss: Some(train.0),
+        train_acc: Some(train.1),
+    }
+}
+
+/// Record the evaluations of the first `epochs` epochs of `out/epochs.csv` (the rows the
+/// checkpoint covers) into a metric-driven schedule: resuming replays what the interrupted
+/// attempt saw, so the learning rates continue exactly. The values are read back at the
+/// precision they were logged with, which round-trips f64.
+fn replay_evaluations(out: &Path, epochs: u64, schedule: &mut Schedule) -> Result<()> {
+    let path = out.join("epochs.csv");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let header: Vec<&str> = EPOCHS_HEADER.split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let bad = || anyhow::anyhow!("{}: not an epochs.csv of this lrlab", path.display());
+    let mut lines = text.lines();
+    if lines.next() != Some(EPOCHS_HEADER) {
+        return Err(bad());
+    }
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != header.len() {
+            continue; // a torn last line: not covered by the checkpoint
+        }
+        let num = |name: &str| col(name).and_then(|i| f[i].parse::<f64>().ok());
+        let (Some(epoch), Some(step)) = (num("epoch"), num("step")) else {
+            return Err(bad());
+        };
+        if epoch > epochs as f64 {
+            break;
+        }
+        schedule.record_eval(
+            step as u64,
+            &EvalMetrics {
+                test_loss: num("test_loss"),
+                test_acc: num("test_acc"),
+                train_loss: num("train_loss"),
+                train_acc: num("train_acc"),
+            },
+        );
+    }
+    Ok(())
 }
 
 /// `meta.json` at the start of an attempt: kept across attempts (`started`, `attempts`,
@@ -843,6 +900,11 @@ impl Loop<'_> {
                 ..Progress::default()
             };
             let train = (loss_sum / seen.max(1) as f64, correct / seen.max(1) as f64);
+            // A metric-driven schedule (plateau) reads this epoch's values from the next step
+            // on; a resumed run replays them from epochs.csv (`replay_evaluations`).
+            self.setup
+                .schedule
+                .record_eval(step, &eval_metrics(train, metrics));
             self.end_epoch(&progress, train, seen, e.train_secs, metrics)?;
             // `elapsed()` adds this attempt's clock to `progress.elapsed`: keep the sum at
             // time_now.
