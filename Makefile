@@ -92,12 +92,15 @@ clippy: $(LIBTORCH_DEP)
 
 # Regenerate the PyTorch reference sequences in tests/golden/ (needs the torch wheel above;
 # scripts/golden_lr_find.py also needs fastai, see its header).
-# timm (for its schedules' goldens) and torchvision (which timm imports) go into the cache.
+# timm (for its schedules' goldens), torchvision (which timm imports) and Keras 3 (run on the
+# torch backend; its own dependencies in a folder of their own) go into the cache.
 GOLDEN_LIBS := $(LRLAB_CACHE)/golden-libs
 golden: $(LIBTORCH_DEP)
 	@PYTHONPATH="$(GOLDEN_LIBS):$(TORCH_DIR)" python3 -c 'import timm.scheduler' 2>/dev/null || \
 	    python3 -m pip install -q --no-deps --target "$(GOLDEN_LIBS)" timm==1.0.31 torchvision==0.28.0 pillow numpy
-	PYTHONPATH="$(GOLDEN_LIBS):$(TORCH_DIR)$${PYTHONPATH:+:$$PYTHONPATH}" python3 scripts/golden_schedules.py tests/golden
+	@KERAS_BACKEND=torch PYTHONPATH="$(GOLDEN_LIBS)-keras:$(TORCH_DIR)" python3 -c 'import keras' 2>/dev/null || \
+	    python3 -m pip install -q --target "$(GOLDEN_LIBS)-keras" keras==3.15.1
+	KERAS_BACKEND=torch PYTHONPATH="$(GOLDEN_LIBS):$(GOLDEN_LIBS)-keras:$(TORCH_DIR)$${PYTHONPATH:+:$$PYTHONPATH}" python3 scripts/golden_schedules.py tests/golden
 	PYTHONPATH="$(TORCH_DIR)$${PYTHONPATH:+:$$PYTHONPATH}" python3 scripts/golden_optim.py tests/golden
 	PYTHONPATH="$(TORCH_DIR)$${PYTHONPATH:+:$$PYTHONPATH}" python3 scripts/golden_curvature.py tests/golden
 

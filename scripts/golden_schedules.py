@@ -74,7 +74,8 @@ def toml_value(v):
     raise TypeError(type(v))
 
 
-def write_case(outdir, name, reference, epochs, k_per_epoch, spec, rows, equivalent=(), library=None):
+def write_case(outdir, name, reference, epochs, k_per_epoch, spec, rows, equivalent=(), library=None,
+               tolerance=None):
     with open(os.path.join(outdir, name + ".csv"), "w", newline="\n") as f:
         f.write("step,lr,momentum\n")
         for k, lr, m in rows:
@@ -88,6 +89,10 @@ def write_case(outdir, name, reference, epochs, k_per_epoch, spec, rows, equival
         f"epochs = {epochs}",
         f"steps_per_epoch = {k_per_epoch}",
         f"optimizer_momentum = {OPT_MOMENTUM!r}",
+    ]
+    if tolerance is not None:
+        lines += [f"# {library} computes in float32.", f"tolerance = {tolerance!r}"]
+    lines += [
         "",
         "[schedule]",
     ]
@@ -361,6 +366,51 @@ def timm_cases():
                per_update(sched, E * K), [], lib)
 
 
+def timm_stepped_cases():
+    """timm stepped as its training loop steps it: `step_update(k + 1)` after update k, so
+    update 0 runs at the optimizer's base LR."""
+    try:
+        import timm
+        from timm.scheduler import TanhLRScheduler
+    except ImportError:
+        return
+    lib = f"timm {timm.__version__}"
+    E, K = 4, 5
+    opt = make_opt(0.1)
+    sched = TanhLRScheduler(opt, t_initial=E * K, lr_min=0.001, t_in_epochs=False)
+    rows = []
+    for k in range(E * K):
+        g = opt.param_groups[0]
+        rows.append((k, float(g["lr"]), float(g["momentum"])))
+        opt.step()
+        sched.step_update(k + 1)
+    ref = f"TanhLRScheduler(lr=0.1, t_initial={E * K}, lr_min=0.001), step_update(k + 1) after update k"
+    spec = {"kind": "tanh", "lr_max": 0.1, "lr_min": 0.001, "convention": "timm"}
+    yield "timm_tanh_stepped", ref, E, K, spec, rows, [], lib
+
+
+def keras_cases():
+    """Keras 3's schedules (float32, compared to 1e-5): update k uses schedule(k). Skipped when
+    keras is not importable (`make golden` installs it, with the torch backend)."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    try:
+        import keras
+    except ImportError as e:
+        print(f"keras not importable ({e}): its cases are not regenerated", file=sys.stderr)
+        return
+    lib = f"Keras {keras.__version__}"
+    for t0, mul, m, alpha, E, K in [(1, 2.0, 0.5, 0.1, 7, 4), (2, 1.0, 0.8, 0.0, 8, 3)]:
+        sched = keras.optimizers.schedules.CosineDecayRestarts(
+            0.1, first_decay_steps=t0 * K, t_mul=mul, m_mul=m, alpha=alpha)
+        rows = [(k, float(sched(k)), OPT_MOMENTUM) for k in range(E * K)]
+        ref = (f"CosineDecayRestarts(0.1, first_decay_steps={t0 * K}, t_mul={mul}, m_mul={m}, "
+               f"alpha={alpha})")
+        spec = {"kind": "sgdr", "lr_max": 0.1, "lr_min": 0.1 * alpha, "t_0": t0, "t_mult": mul,
+                "restart_decay": m, "convention": "keras"}
+        name = f"keras_cosine_restarts_t0_{t0}_m{m:g}".replace(".", "_")
+        yield name, ref, E, K, spec, rows, [], lib
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: golden_schedules.py OUTDIR")
@@ -377,8 +427,12 @@ def main():
             f.write("\n# The metric after each epoch, recorded after its last update.\n")
             f.write(f"[metrics]\nepoch_values = {toml_value(metrics)}\n")
         n += 1
-    for name, ref, E, K, spec, rows, eq, lib in timm_cases():
-        write_case(outdir, name, ref, E, K, spec, rows, eq, library=lib)
+    for gen in (timm_cases, timm_stepped_cases):
+        for name, ref, E, K, spec, rows, eq, lib in gen():
+            write_case(outdir, name, ref, E, K, spec, rows, eq, library=lib)
+            n += 1
+    for name, ref, E, K, spec, rows, eq, lib in keras_cases():
+        write_case(outdir, name, ref, E, K, spec, rows, eq, library=lib, tolerance=1e-5)
         n += 1
     print(f"wrote {n} golden cases to {outdir}")
 

@@ -30,7 +30,11 @@ const MAX_CACHED_CYCLES: usize = 1 << 20;
 /// Keys: `lr_max` (> 0), `lr_min` (0 <= lr_min <= lr_max, default 0), `t_0` (epochs, > 0,
 /// at least one step), `t_mult` (>= 1, any float, default 1), `restart_decay` (> 0, default 1),
 /// `cycle_limit` (integer >= 1, optional), `k_decay` (> 0, default 1: timm's `k_decay`, the
-/// phase `π · T_cur^κ / T_i^κ` in timm's order of operations). [`Curve::cycle_ends`] lists the first step after
+/// phase `π · T_cur^κ / T_i^κ` in timm's order of operations), `convention` (`timm`, the
+/// default, or `pytorch`: the whole peak decays, `lr_max · restart_decay^i`; `keras`: only the
+/// part above `lr_min`, `lr_min + (lr_max − lr_min) · restart_decay^i`, as Keras'
+/// `CosineDecayRestarts(m_mul, alpha)` with `lr_min = alpha · lr_max`; the two agree when
+/// `lr_min = 0`). [`Curve::cycle_ends`] lists the first step after
 /// each completed cycle, where a snapshot ensemble (Huang et al. 2017) takes its snapshots.
 #[derive(Clone, Debug)]
 pub struct Sgdr {
@@ -42,6 +46,8 @@ pub struct Sgdr {
     limit: Option<u64>,
     /// timm's `k_decay`: the phase is `π · T_cur^κ / T_i^κ`.
     k_decay: f64,
+    /// Keras' restart decay: only the part of the peak above `lr_min` shrinks.
+    keras: bool,
     steps_per_epoch: f64,
     total: u64,
     /// For `t_mult > 1`: start epoch `S_i` and length `T_i` of the cycles, accumulated exactly,
@@ -60,6 +66,7 @@ impl Sgdr {
         "restart_decay",
         "cycle_limit",
         "k_decay",
+        "convention",
     ];
 
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
@@ -81,8 +88,10 @@ impl Sgdr {
         let limit = keys.u64("cycle_limit")?;
         keys.ensure(limit != Some(0), "cycle_limit", "must be >= 1")?;
         let k_decay = keys.positive("k_decay", 1.0)?;
+        let keras = keys.choice("convention", &["timm", "pytorch", "keras"])? == Some("keras");
         let mut s = Sgdr {
             k_decay,
+            keras,
             lr_max,
             lr_min,
             t_0,
@@ -170,6 +179,9 @@ impl Curve for Sgdr {
         }
         let peak = if self.decay == 1.0 {
             self.lr_max
+        } else if self.keras {
+            // Keras `CosineDecayRestarts(m_mul)`: lr_min + (lr_max − lr_min) · m^i at the peak.
+            self.lr_min + (self.lr_max - self.lr_min) * self.decay.powf(i as f64)
         } else {
             self.lr_max * self.decay.powf(i as f64)
         };

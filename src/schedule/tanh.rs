@@ -12,7 +12,9 @@ use anyhow::Result;
 /// and `lr_min` from step `N` on (past the run). With the defaults `lb = −7`, `ub = 3` the LR
 /// starts at `lr_max · 0.9999992` and ends near `lr_min + 0.0025 (lr_max − lr_min)`.
 /// Keys: `lr_max` (> 0), `lr_min` (0 <= lr_min <= lr_max, default 0), `lb` (default −7),
-/// `ub` (default 3), `lb < ub`.
+/// `ub` (default 3), `lb < ub`, `convention` (`lrlab`, default: every step from the formula;
+/// `timm`: step 0 at `lr_max`, as timm stepped with `step_update` after each update leaves
+/// the first update at the optimizer's base LR; the default keeps the curve one formula).
 #[derive(Clone, Debug)]
 pub struct Tanh {
     lr_max: f64,
@@ -20,11 +22,14 @@ pub struct Tanh {
     lb: f64,
     ub: f64,
     total: u64,
+    /// timm's stepping: update 0 runs at the optimizer's base LR, `lr_max`.
+    timm_start: bool,
 }
 
 impl Tanh {
     /// The keys of this family (besides `kind` and the warmup keys).
-    pub(crate) const KEYS: &'static [&'static str] = &["lr_max", "lr_min", "lb", "ub"];
+    pub(crate) const KEYS: &'static [&'static str] =
+        &["lr_max", "lr_min", "lb", "ub", "convention"];
 
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
         let lr_max = keys.lr("lr_max")?;
@@ -36,7 +41,9 @@ impl Tanh {
             "lb",
             format_args!("must be < {} ({ub})", keys.name("ub")),
         )?;
+        let timm_start = keys.choice("convention", &["lrlab", "timm"])? == Some("timm");
         Ok(Tanh {
+            timm_start,
             lr_max,
             lr_min,
             lb,
@@ -50,6 +57,9 @@ impl Curve for Tanh {
     fn lr(&self, k: u64) -> f64 {
         if k >= self.total {
             return self.lr_min;
+        }
+        if k == 0 && self.timm_start {
+            return self.lr_max;
         }
         let tr = k as f64 / self.total as f64;
         // timm's expression order.

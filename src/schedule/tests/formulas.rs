@@ -667,3 +667,36 @@ fn k_decay_bends_the_cosine_phase_and_one_changes_nothing() {
         }
     }
 }
+
+#[test]
+fn conventions_differ_only_where_the_libraries_do() {
+    // Keras' restart decay shrinks the part above lr_min: with lr_min = 0 it is timm's.
+    let base = "kind = 'sgdr'\nlr_max = 0.1\nt_0 = 1\nt_mult = 2\nrestart_decay = 0.5";
+    let (a, b) = (
+        sched(&format!("{base}\nconvention = 'keras'"), 7, 4),
+        sched(base, 7, 4),
+    );
+    for k in 0..28 {
+        assert_eq!(a.lr(k), b.lr(k), "step {k}");
+    }
+    let a = sched(
+        &format!("{base}\nlr_min = 0.01\nconvention = 'keras'"),
+        7,
+        4,
+    );
+    let b = sched(&format!("{base}\nlr_min = 0.01"), 7, 4);
+    // The second cycle's peak (step 4): 0.01 + 0.09 · 0.5 against 0.1 · 0.5.
+    assert_close(a.lr(4), 0.055, 1e-15);
+    assert_close(b.lr(4), 0.05, 1e-15);
+    // timm's tanh: only update 0 differs, at the base LR.
+    let t = "kind = 'tanh'\nlr_max = 0.1";
+    let (a, b) = (
+        sched(&format!("{t}\nconvention = 'timm'"), 2, 5),
+        sched(t, 2, 5),
+    );
+    assert_eq!(a.lr(0), 0.1);
+    assert!(b.lr(0) < 0.1);
+    for k in 1..10 {
+        assert_eq!(a.lr(k), b.lr(k));
+    }
+}

@@ -105,7 +105,7 @@ fn each_rule_has_its_message() {
         ),
         (
             "kind = 'sgdr'\nlr_max = 0.1\nt0 = 10",
-            "schedule.t0 = 10: unknown key for kind = \"sgdr\"; did you mean t_0? (known keys: cycle_limit, \
+            "schedule.t0 = 10: unknown key for kind = \"sgdr\"; did you mean t_0? (known keys: convention, cycle_limit, \
              family, k_decay, kind, lr_max, lr_min, restart_decay, t_0, t_mult, type, warmup_epochs, warmup_mode, \
              warmup_start_lr, warmup_steps)",
         ),
