@@ -388,6 +388,24 @@ def timm_stepped_cases():
     spec = {"kind": "tanh", "lr_max": 0.1, "lr_min": 0.001, "convention": "timm"}
     yield "timm_tanh_stepped", ref, E, K, spec, rows, [], lib
 
+    # Non-prefix warmup: the ramp climbs to the base LR, then the cosine resumes at step W.
+    from timm.scheduler import CosineLRScheduler
+    E, K, W = 5, 4, 6
+    opt = make_opt(0.1)
+    sched = CosineLRScheduler(opt, t_initial=E * K, lr_min=0.0, warmup_t=W, warmup_lr_init=0.01,
+                              warmup_prefix=False, t_in_epochs=False)
+    rows = []
+    for k in range(E * K):
+        g = opt.param_groups[0]
+        rows.append((k, float(g["lr"]), float(g["momentum"])))
+        opt.step()
+        sched.step_update(k + 1)
+    ref = (f"CosineLRScheduler(lr=0.1, t_initial={E * K}, warmup_t={W}, warmup_lr_init=0.01, "
+           f"warmup_prefix=False), step_update(k + 1) after update k")
+    spec = {"kind": "cosine", "lr_max": 0.1, "lr_min": 0.0, "warmup_steps": W,
+            "warmup_start_lr": 0.01, "warmup_mode": "jump"}
+    yield "timm_cosine_warmup_jump", ref, E, K, spec, rows, [], lib
+
 
 def keras_cases():
     """Keras 3's schedules (float32, compared to 1e-5): update k uses schedule(k). Skipped when

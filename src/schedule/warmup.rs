@@ -12,19 +12,25 @@ pub enum WarmupMode {
     Prefix,
     /// The warmup replaces the schedule's first `W` values; the schedule keeps its timing.
     Overlay,
+    /// timm's non-prefix warmup: as `Overlay`, but the ramp climbs to the schedule's step-0
+    /// value (the base LR) and the schedule takes over at its step `W`, below it: a jump.
+    Jump,
 }
 
 /// A linear warmup over the first `W` steps, in front of any schedule.
 ///
 /// Keys: `warmup_steps` (integer) or `warmup_epochs` (fractional allowed; `W` = the first step
 /// whose epoch is `>= warmup_epochs`), `warmup_start_lr` (>= 0), `warmup_mode` = `prefix`
-/// (default) | `overlay`. A zero length means no warmup. `W` must be shorter than the run
+/// (default) | `overlay` | `jump`. A zero length means no warmup. `W` must be shorter than the run
 /// (at most the run for `overlay`).
 ///
 /// For `k < W` the LR ramps linearly towards `target`, which is the schedule's value where the
-/// warmup hands over: its step 0 (`prefix`) or its step `W` (`overlay`, so the LR is continuous;
-/// timm's cosine overlay instead ramps to the base LR and jumps, timm#1242). From step `W` on the
-/// schedule takes over: `f(k − W)` (`prefix`) or `f(k)` (`overlay`).
+/// warmup hands over: its step 0 (`prefix`) or its step `W` (`overlay`, so the LR is continuous).
+/// `jump` is timm's non-prefix warmup (timm#1242): the ramp climbs to the schedule's step 0
+/// (the base LR) and the schedule then resumes at its step `W`, below it. From step `W` on the
+/// schedule takes over: `f(k − W)` (`prefix`) or `f(k)` (`overlay`, `jump`). `overlay` is the
+/// default of the two because a jump down at the end of the warmup is an artefact, not a
+/// choice; `jump` is there to reproduce timm's curves.
 ///
 /// The ramp (the "wasted step 0" choice):
 /// - `warmup_start_lr = s` given: `lr(k) = s + k · (target − s) / W`, timm's formula (and
@@ -79,10 +85,11 @@ impl Warmup {
             keys.ensure(s >= 0.0, "warmup_start_lr", "must be >= 0")?;
         }
         let mode = match keys
-            .choice("warmup_mode", &["prefix", "overlay"])?
+            .choice("warmup_mode", &["prefix", "overlay", "jump"])?
             .unwrap_or("prefix")
         {
             "prefix" => WarmupMode::Prefix,
+            "jump" => WarmupMode::Jump,
             _ => WarmupMode::Overlay,
         };
         if w == 0 {
@@ -98,7 +105,7 @@ impl Warmup {
                      runs after it (warmup_mode = \"prefix\")"
                 ),
             )?,
-            WarmupMode::Overlay => keys.ensure(
+            WarmupMode::Overlay | WarmupMode::Jump => keys.ensure(
                 w <= n,
                 key,
                 format_args!("the warmup ({w} steps) must fit in the run ({n} steps)"),
@@ -123,7 +130,7 @@ impl Warmup {
                 steps_per_epoch: len.steps_per_epoch,
                 total_steps: len.total_steps - self.steps,
             },
-            WarmupMode::Overlay => len,
+            WarmupMode::Overlay | WarmupMode::Jump => len,
         }
     }
 
@@ -131,7 +138,7 @@ impl Warmup {
     pub(crate) fn inner_step_from(&self, k: u64) -> u64 {
         match self.mode {
             WarmupMode::Prefix => k.saturating_sub(self.steps),
-            WarmupMode::Overlay => k,
+            WarmupMode::Overlay | WarmupMode::Jump => k,
         }
     }
 
@@ -139,7 +146,7 @@ impl Warmup {
     fn inner_step(&self, k: u64) -> u64 {
         match self.mode {
             WarmupMode::Prefix => k - self.steps,
-            WarmupMode::Overlay => k,
+            WarmupMode::Overlay | WarmupMode::Jump => k,
         }
     }
 
@@ -148,7 +155,10 @@ impl Warmup {
         if k >= w {
             return inner.lr(self.inner_step(k));
         }
-        let target = inner.lr(self.inner_step(w));
+        let target = match self.mode {
+            WarmupMode::Jump => inner.lr(0),
+            _ => inner.lr(self.inner_step(w)),
+        };
         match self.start {
             Some(s) => s + k as f64 * ((target - s) / w as f64),
             None => target * (k + 1) as f64 / (w + 1) as f64,
@@ -158,14 +168,14 @@ impl Warmup {
     pub(crate) fn momentum(&self, k: u64, inner: &dyn Curve) -> Option<f64> {
         match self.mode {
             WarmupMode::Prefix => inner.momentum(k.saturating_sub(self.steps)),
-            WarmupMode::Overlay => inner.momentum(k),
+            WarmupMode::Overlay | WarmupMode::Jump => inner.momentum(k),
         }
     }
 
     pub(crate) fn cycle_ends(&self, inner: &dyn Curve) -> Vec<u64> {
         let shift = match self.mode {
             WarmupMode::Prefix => self.steps,
-            WarmupMode::Overlay => 0,
+            WarmupMode::Overlay | WarmupMode::Jump => 0,
         };
         inner.cycle_ends().into_iter().map(|e| e + shift).collect()
     }
