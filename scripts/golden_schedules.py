@@ -366,6 +366,17 @@ def timm_cases():
                per_update(sched, E * K), [], lib)
 
 
+def run_timm_updates(opt, sched, total):
+    """(lr, momentum) before each update, with timm's `step_update(k + 1)` after update k."""
+    rows = []
+    for k in range(total):
+        g = opt.param_groups[0]
+        rows.append((k, float(g["lr"]), float(g["momentum"])))
+        opt.step()
+        sched.step_update(k + 1)
+    return rows
+
+
 def timm_stepped_cases():
     """timm stepped as its training loop steps it: `step_update(k + 1)` after update k, so
     update 0 runs at the optimizer's base LR."""
@@ -378,12 +389,7 @@ def timm_stepped_cases():
     E, K = 4, 5
     opt = make_opt(0.1)
     sched = TanhLRScheduler(opt, t_initial=E * K, lr_min=0.001, t_in_epochs=False)
-    rows = []
-    for k in range(E * K):
-        g = opt.param_groups[0]
-        rows.append((k, float(g["lr"]), float(g["momentum"])))
-        opt.step()
-        sched.step_update(k + 1)
+    rows = run_timm_updates(opt, sched, E * K)
     ref = f"TanhLRScheduler(lr=0.1, t_initial={E * K}, lr_min=0.001), step_update(k + 1) after update k"
     spec = {"kind": "tanh", "lr_max": 0.1, "lr_min": 0.001, "convention": "timm"}
     yield "timm_tanh_stepped", ref, E, K, spec, rows, [], lib
@@ -394,12 +400,7 @@ def timm_stepped_cases():
     opt = make_opt(0.1)
     sched = CosineLRScheduler(opt, t_initial=E * K, lr_min=0.0, warmup_t=W, warmup_lr_init=0.01,
                               warmup_prefix=False, t_in_epochs=False)
-    rows = []
-    for k in range(E * K):
-        g = opt.param_groups[0]
-        rows.append((k, float(g["lr"]), float(g["momentum"])))
-        opt.step()
-        sched.step_update(k + 1)
+    rows = run_timm_updates(opt, sched, E * K)
     ref = (f"CosineLRScheduler(lr=0.1, t_initial={E * K}, warmup_t={W}, warmup_lr_init=0.01, "
            f"warmup_prefix=False), step_update(k + 1) after update k")
     spec = {"kind": "cosine", "lr_max": 0.1, "lr_min": 0.0, "warmup_steps": W,

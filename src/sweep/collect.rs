@@ -98,20 +98,17 @@ pub fn summarize_run(sweep: &Path, run: &ManifestRun) -> Result<RunSummary> {
     let (state, status) = run_state(sweep, run);
     let rows = read_epochs(&dir.join("epochs.csv"))?;
     let num = |r: &Vec<String>, c: &str| r[col(c)].parse::<f64>().ok();
-    let evaluated: Vec<(u64, f64, Option<f64>)> = rows
-        .iter()
-        .filter_map(|r| {
-            let e = r[col("epoch")].parse::<u64>().ok()?;
-            Some((e, num(r, "test_acc")?, num(r, "test_loss")))
-        })
-        .collect();
-    let timed: Vec<(u64, f64, Option<f64>)> = rows
-        .iter()
-        .filter_map(|r| {
-            let e = r[col("epoch")].parse::<u64>().ok()?;
-            Some((e, num(r, "test_acc")?, num(r, "time_s")))
-        })
-        .collect();
+    // (epoch, test_acc, column `with`) of every evaluated epoch.
+    let evaluated_with = |with: &str| -> Vec<(u64, f64, Option<f64>)> {
+        rows.iter()
+            .filter_map(|r| {
+                let e = r[col("epoch")].parse::<u64>().ok()?;
+                Some((e, num(r, "test_acc")?, num(r, with)))
+            })
+            .collect()
+    };
+    let evaluated = evaluated_with("test_loss");
+    let timed = evaluated_with("time_s");
     let last = evaluated.last();
     let mut best: Option<(u64, f64)> = None;
     for &(e, acc, _) in &evaluated {
