@@ -429,6 +429,36 @@ def keras_cases():
         name = f"keras_cosine_restarts_t0_{t0}_m{m:g}".replace(".", "_")
         yield name, ref, E, K, spec, rows, [], lib
 
+    # CosineDecay with a warmup (Keras 3: a linear ramp from initial_learning_rate to
+    # warmup_target, then the cosine over decay_steps) and with alpha; ExponentialDecay;
+    # PolynomialDecay.
+    S_ = keras.optimizers.schedules
+    more = [
+        ("keras_cosine_decay_warmup", 5, 4,
+         S_.CosineDecay(0.0, decay_steps=14, alpha=0.0, warmup_target=0.1, warmup_steps=6),
+         "CosineDecay(0.0, decay_steps=14, alpha=0.0, warmup_target=0.1, warmup_steps=6)",
+         {"kind": "cosine", "lr_max": 0.1, "lr_min": 0.0, "warmup_steps": 6,
+          "warmup_start_lr": 0.0}),
+        ("keras_cosine_decay_alpha", 4, 5, S_.CosineDecay(0.1, decay_steps=20, alpha=0.05),
+         "CosineDecay(0.1, decay_steps=20, alpha=0.05)",
+         {"kind": "cosine", "lr_max": 0.1, "lr_min": 0.005}),
+        ("keras_exponential_staircase", 5, 4,
+         S_.ExponentialDecay(0.1, decay_steps=4, decay_rate=0.5, staircase=True),
+         "ExponentialDecay(0.1, decay_steps=4, decay_rate=0.5, staircase=True)",
+         {"kind": "exponential", "lr": 0.1, "gamma": 0.5}),
+        ("keras_exponential_smooth", 5, 4,
+         S_.ExponentialDecay(0.1, decay_steps=4, decay_rate=0.5),
+         "ExponentialDecay(0.1, decay_steps=4, decay_rate=0.5)",
+         {"kind": "exponential", "lr": 0.1, "gamma": 0.5, "staircase": False}),
+        ("keras_polynomial", 4, 5,
+         S_.PolynomialDecay(0.1, decay_steps=20, end_learning_rate=0.01, power=2.0),
+         "PolynomialDecay(0.1, decay_steps=20, end_learning_rate=0.01, power=2.0)",
+         {"kind": "polynomial", "lr": 0.1, "end_lr": 0.01, "power": 2.0}),
+    ]
+    for name, E, K, sched, ref, spec in more:
+        rows = [(k, float(sched(k)), OPT_MOMENTUM) for k in range(E * K)]
+        yield name, ref, E, K, spec, rows, [], lib
+
 
 def main():
     if len(sys.argv) != 2:

@@ -192,6 +192,9 @@ fn golden_cases_cover_every_pytorch_family() {
         "eps=0.02",
         "TanhLRScheduler(",
         "CosineDecayRestarts(0.1, first_decay_steps=4, t_mul=2.0, m_mul=0.5, alpha=0.1)",
+        "CosineDecay(0.0, decay_steps=14, alpha=0.0, warmup_target=0.1",
+        "ExponentialDecay(",
+        "PolynomialDecay(",
     ] {
         assert!(
             refs.iter().any(|r| r.contains(needle)),
