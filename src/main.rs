@@ -555,13 +555,12 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let nproc = a.nproc as usize;
-    if a.batch % nproc != 0 {
-        lrlab::bail_input!(
-            "--batch {}: --nproc {nproc} splits each batch over {nproc} processes; use a batch \
-             size that {nproc} divides",
-            a.batch
-        );
-    }
+    lrlab::train::trainer::check_split(
+        &format!("--batch {}", a.batch),
+        a.batch,
+        nproc,
+        &format!("--nproc {nproc}"),
+    )?;
     let one = lrlab::train::bench::bench_train(&args, None)?;
     if a.nproc == 1 {
         if a.json {

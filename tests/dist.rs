@@ -156,12 +156,9 @@ fn child_collectives() {
     println!("rank {} ok", g.rank());
 }
 
-#[test]
-fn two_ranks_all_reduce_broadcast_and_share_the_store() {
-    if std::env::var(CHILD).is_ok() || !lrlab::dist::has_gloo() {
-        return;
-    }
-    let ranks = spawn("child_collectives", 2);
+/// Run test `child` as 2 ranks (within 60 s): both must exit 0 and print "rank R ok".
+fn both_ranks_pass(child: &str) {
+    let ranks = spawn(child, 2);
     for (rank, (code, out)) in wait_all(ranks, 60).into_iter().enumerate() {
         assert_eq!(code, Some(0), "rank {rank} failed:\n{out}");
         assert!(
@@ -169,6 +166,14 @@ fn two_ranks_all_reduce_broadcast_and_share_the_store() {
             "rank {rank}:\n{out}"
         );
     }
+}
+
+#[test]
+fn two_ranks_all_reduce_broadcast_and_share_the_store() {
+    if std::env::var(CHILD).is_ok() || !lrlab::dist::has_gloo() {
+        return;
+    }
+    both_ranks_pass("child_collectives");
 }
 
 /// The child of the fault test: rank 1 exits at once; rank 0 must get an error, not hang.
@@ -529,14 +534,7 @@ fn sharded_evaluation_equals_one_process() {
     if std::env::var(CHILD).is_ok() || !lrlab::dist::has_gloo() {
         return;
     }
-    let ranks = spawn("child_sharded_eval", 2);
-    for (rank, (code, out)) in wait_all(ranks, 60).into_iter().enumerate() {
-        assert_eq!(code, Some(0), "rank {rank} failed:\n{out}");
-        assert!(
-            out.contains(&format!("rank {rank} ok")),
-            "rank {rank}:\n{out}"
-        );
-    }
+    both_ranks_pass("child_sharded_eval");
 }
 
 #[test]

@@ -66,15 +66,10 @@ pub fn run(cfg: &RunConfig, steps: u64, every: u64, progress: bool) -> Result<Hf
     };
     let mut step = 0u64;
     for batch in setup.data.train.endless().take(steps as usize) {
-        if crate::train::stop::requested() {
-            if let Some(b) = &bar {
-                b.finish_and_clear();
-            }
-            return Err(crate::train::stop::Interrupted.into());
-        }
+        crate::train::stop::check(bar.as_ref())?;
         let batch = batch?;
         let lr = setup.schedule.lr(step);
-        let momentum = setup.schedule.momentum(step).unwrap_or(cfg.optim.momentum);
+        let momentum = setup.schedule.momentum_or(step, cfg.optim.momentum);
         if tracker.opens_window(step) {
             let (total, layers) = curvature_at(cfg, &vs, &model, &params, &batch, step);
             tracker.set_curvature(total, &layers);

@@ -114,15 +114,10 @@ pub fn run_ramp(
     let mut best = f64::INFINITY;
     let mut step = 0u64;
     for batch in setup.data.train.endless().take(total as usize) {
-        if crate::train::stop::requested() {
-            if let Some(b) = &bar {
-                b.finish_and_clear();
-            }
-            return Err(crate::train::stop::Interrupted.into());
-        }
+        crate::train::stop::check(bar.as_ref())?;
         let batch = batch?;
         let lr = setup.schedule.lr(step);
-        let momentum = setup.schedule.momentum(step).unwrap_or(cfg.optim.momentum);
+        let momentum = setup.schedule.momentum_or(step, cfg.optim.momentum);
         // The run's own step: clipping, bf16 autocast and dropout seeding as in training.
         let (loss, _) = crate::train::trainer::train_step(
             cfg,

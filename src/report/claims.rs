@@ -110,9 +110,10 @@ pub struct Verdict {
     pub holds: Option<bool>,
 }
 
-/// Test accuracy in percent of the point `side` selects, mean over its runs, or why not.
+/// Test accuracy in percent (at `epoch`, or the final one) of the point `side` selects, mean
+/// over its runs, or why not.
 fn side(
-    claim: &Claim,
+    epoch: Option<f64>,
     side: &PointRef,
     points: &[Point],
     runs: &[Run],
@@ -139,7 +140,7 @@ fn side(
     let values: Vec<f64> = p
         .runs
         .iter()
-        .filter_map(|&i| match claim.epoch {
+        .filter_map(|&i| match epoch {
             Some(e) => runs[i].test_at(e),
             None => runs[i].final_test().map(|t| t.1),
         })
@@ -157,18 +158,11 @@ pub fn reference_acc(
     points: &[Point],
     runs: &[Run],
 ) -> Option<(String, f64)> {
-    let (text, cond) = spec.reference.as_ref()?;
-    let probe = Claim {
-        text: String::new(),
-        a: (text.clone(), cond.clone()),
-        b: (text.clone(), cond.clone()),
-        margin: 0.0,
-        epoch: None,
-    };
-    let acc = side(&probe, &probe.a, points, runs).ok()?;
+    let reference = spec.reference.as_ref()?;
+    let acc = side(None, reference, points, runs).ok()?;
     let label = points
         .iter()
-        .find(|p| matches(cond, &p.params))
+        .find(|p| matches(&reference.1, &p.params))
         .map(|p| p.label.clone())?;
     Some((label, acc / 100.0))
 }
@@ -176,8 +170,8 @@ pub fn reference_acc(
 /// Judge `claim` on the sweep's `points` and `runs`.
 pub fn judge(claim: &Claim, points: &[Point], runs: &[Run]) -> Verdict {
     let (a, b) = (
-        side(claim, &claim.a, points, runs),
-        side(claim, &claim.b, points, runs),
+        side(claim.epoch, &claim.a, points, runs),
+        side(claim.epoch, &claim.b, points, runs),
     );
     let at = claim
         .epoch

@@ -57,7 +57,24 @@ fn sweep_points(sw: &read::Sweep, name: &str) -> Vec<group::Point> {
     group::points(&sw.runs, name, sw.params_from_tables)
 }
 
-fn render(input: &Input, name: &str, opts: FigureOptions) -> Result<Rendered> {
+/// The `[report]` table of a sweep's `sweep.toml` (checked: bad values are input errors), or
+/// an empty one for another folder or a sweep without a spec.
+fn report_spec(input: &Input) -> Result<paper::ReportSpec> {
+    match input {
+        Input::Sweep(sw) => match &sw.spec {
+            Some((path, text)) => paper::parse_text(path, text),
+            None => Ok(paper::ReportSpec::default()),
+        },
+        _ => Ok(paper::ReportSpec::default()),
+    }
+}
+
+fn render(
+    input: &Input,
+    name: &str,
+    spec: &paper::ReportSpec,
+    opts: FigureOptions,
+) -> Result<Rendered> {
     let mut r = Rendered {
         files: Vec::new(),
         refs: Vec::new(),
@@ -102,16 +119,11 @@ fn render(input: &Input, name: &str, opts: FigureOptions) -> Result<Rendered> {
             let points = sweep_points(sw, name);
             let title = format!("{name}: test error and training loss");
             let mut fig = figures::curves(&title, &points, &sw.runs, opts);
-            let spec = match &sw.spec {
-                Some((path, text)) => paper::parse_text(path, text)?,
-                None => paper::ReportSpec::default(),
-            };
             let mut caption =
                 "Test error and training loss against epoch, one line per grid point".to_string();
-            if let (Some(f), Some((label, acc))) = (
-                fig.as_mut(),
-                claims::reference_acc(&spec, &points, &sw.runs),
-            ) {
+            if let (Some(f), Some((label, acc))) =
+                (fig.as_mut(), claims::reference_acc(spec, &points, &sw.runs))
+            {
                 figures::mark_reference(f, &points, &sw.runs, acc);
                 caption.push_str(&format!(
                     "; the dashed grey line is {label}'s final test error, and a dashed vertical \
@@ -248,12 +260,10 @@ fn short(x: f64) -> String {
 /// The claim lines of sweep folder `dir` (see [`claims_section`]); empty for another folder
 /// or a sweep without claims or range tests.
 pub fn claims_lines(dir: &Path) -> Result<Vec<String>> {
-    let Input::Sweep(sw) = read::load(dir)? else {
+    let input = read::load(dir)?;
+    let spec = report_spec(&input)?;
+    let Input::Sweep(sw) = input else {
         return Ok(Vec::new());
-    };
-    let spec = match &sw.spec {
-        Some((path, text)) => paper::parse_text(path, text)?,
-        None => paper::ReportSpec::default(),
     };
     let points = sweep_points(&sw, &read::folder_name(dir));
     Ok(claims_section(&sw, &points, &spec))
@@ -264,7 +274,7 @@ pub fn claims_lines(dir: &Path) -> Result<Vec<String>> {
 pub fn plot_dir(dir: &Path, out: Option<&Path>, opts: FigureOptions) -> Result<Vec<PathBuf>> {
     let input = read::load(dir)?;
     let name = read::folder_name(dir);
-    let r = render(&input, &name, opts)?;
+    let r = render(&input, &name, &report_spec(&input)?, opts)?;
     if r.files.is_empty() {
         crate::bail_input!(
             "{}: nothing to draw yet (no epoch rows and no steps); expected {}",
@@ -282,13 +292,7 @@ pub fn report_dir(dir: &Path, opts: FigureOptions) -> Result<Vec<PathBuf>> {
     let input = read::load(dir)?;
     let name = read::folder_name(dir);
     // The spec is checked before anything is drawn or written.
-    let mut spec = match &input {
-        Input::Sweep(sw) => match &sw.spec {
-            Some((path, text)) => paper::parse_text(path, text)?,
-            None => paper::ReportSpec::default(),
-        },
-        _ => paper::ReportSpec::default(),
-    };
+    let mut spec = report_spec(&input)?;
     // Without a [report] title, a sweep's report is titled with the spec's `name`.
     if let (None, Input::Sweep(sw)) = (&spec.title, &input) {
         spec.title = sw
@@ -297,7 +301,7 @@ pub fn report_dir(dir: &Path, opts: FigureOptions) -> Result<Vec<PathBuf>> {
             .and_then(|(_, text)| text.parse::<toml::Table>().ok())
             .and_then(|t| t.get("name").and_then(|n| n.as_str()).map(String::from));
     }
-    let r = render(&input, &name, opts)?;
+    let r = render(&input, &name, &spec, opts)?;
     let text = match &input {
         Input::Run(run) => markdown::run_report(run, &r.refs),
         Input::RangeTest(rt) => markdown::range_report(rt, &name, &r.refs),

@@ -133,7 +133,7 @@ fn time_family(schedule: &Schedule, steps: u64) -> f64 {
             // black_box: the loop must not be folded away or hoisted.
             let s = black_box(schedule);
             let lr = s.lr(black_box(k));
-            let momentum = s.momentum(k).unwrap_or(0.9);
+            let momentum = s.momentum_or(k, 0.9);
             acc += black_box(lr) + black_box(momentum);
             k += 1;
             if k == total {

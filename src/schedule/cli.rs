@@ -194,7 +194,7 @@ pub fn rows(schedule: &Schedule, momentum: f64) -> Result<Vec<Row>> {
                 step: k,
                 epoch: len.epoch(k),
                 lr,
-                momentum: schedule.momentum(k).unwrap_or(momentum),
+                momentum: schedule.momentum_or(k, momentum),
             })
         })
         .collect()

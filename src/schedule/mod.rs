@@ -290,6 +290,12 @@ impl Schedule {
         }
     }
 
+    /// The momentum step `step` uses: the schedule's, or `optimizer` (the optimizer's own)
+    /// where the schedule leaves momentum to it.
+    pub fn momentum_or(&self, step: u64, optimizer: f64) -> f64 {
+        self.momentum(step).unwrap_or(optimizer)
+    }
+
     /// Record an evaluation made once `step` steps were trained, for the schedules whose LR
     /// follows the logged metrics (`plateau`, also as a `product`'s factor); the others
     /// ignore it. The LR of steps `>= step` may change; earlier ones never do.

@@ -21,9 +21,10 @@ use super::exec::{attempts, run_state, RunState};
 use super::manifest::{Manifest, ManifestRun};
 use super::plan::SEED;
 use crate::report::paper::PointRef;
-use crate::train::record::{Status, EPOCHS_HEADER};
+pub use crate::train::record::read_epochs;
+use crate::train::record::{epochs_column, Status, EPOCHS_HEADER};
 use crate::util::{fmt_f64, write_atomic};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::{Path, PathBuf};
 
 /// The summary of one run.
@@ -63,33 +64,7 @@ pub struct RunSummary {
 
 /// The column of `epochs.csv` called `name`.
 fn col(name: &str) -> usize {
-    EPOCHS_HEADER
-        .split(',')
-        .position(|c| c == name)
-        .expect("a column of epochs.csv")
-}
-
-/// Read `epochs.csv` (missing: no rows).
-pub fn read_epochs(path: &Path) -> Result<Vec<Vec<String>>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let mut lines = text.lines();
-    match lines.next() {
-        None => return Ok(Vec::new()),
-        Some(h) if h == EPOCHS_HEADER => {}
-        Some(h) => anyhow::bail!(
-            "{}: unexpected header {h:?}, expected {EPOCHS_HEADER:?}",
-            path.display()
-        ),
-    }
-    let n = EPOCHS_HEADER.split(',').count();
-    Ok(lines
-        .map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>())
-        .filter(|f| f.len() == n)
-        .collect())
+    epochs_column(name).expect("a column of epochs.csv")
 }
 
 /// Summarise one run folder.

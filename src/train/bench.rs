@@ -78,13 +78,12 @@ pub fn bench_train(a: &BenchTrainArgs, group: Option<&Group>) -> Result<BenchTra
     }
     let mut opt = Optimizer::new(&vs, &OptimConfig::default())?;
     let world = group.map_or(1, |g| g.world());
-    if a.batch % world != 0 {
-        crate::bail_input!(
-            "--batch {}: --nproc {world} splits each batch over {world} processes; use a batch \
-             size that {world} divides",
-            a.batch
-        );
-    }
+    super::trainer::check_split(
+        &format!("--batch {}", a.batch),
+        a.batch,
+        world,
+        &format!("--nproc {world}"),
+    )?;
     let sync = match group {
         Some(g) => {
             // Every rank starts from rank 0's weights, as in training.

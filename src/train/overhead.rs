@@ -119,7 +119,7 @@ pub fn bench_overhead(a: &OverheadArgs) -> Result<OverheadResult> {
     for step in 0..total {
         let t0 = Instant::now();
         let lr = schedule.lr(step);
-        let momentum = schedule.momentum(step).unwrap_or(0.9);
+        let momentum = schedule.momentum_or(step, 0.9);
         tch::manual_seed(super::trainer::step_seed(0, step));
         let t1 = Instant::now();
         let logits = model.net.forward_t(&x, true);

@@ -158,6 +158,36 @@ impl CsvLog {
     }
 }
 
+/// The position of column `name` in `epochs.csv`.
+pub fn epochs_column(name: &str) -> Option<usize> {
+    EPOCHS_HEADER.split(',').position(|c| c == name)
+}
+
+/// Read `epochs.csv` as fields per row (missing file: no rows). A header other than
+/// [`EPOCHS_HEADER`] is an error; a row with another field count (a torn last line) is left
+/// out.
+pub fn read_epochs(path: &Path) -> Result<Vec<Vec<String>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut lines = text.lines();
+    match lines.next() {
+        None => return Ok(Vec::new()),
+        Some(h) if h == EPOCHS_HEADER => {}
+        Some(h) => anyhow::bail!(
+            "{}: unexpected header {h:?}, expected {EPOCHS_HEADER:?}",
+            path.display()
+        ),
+    }
+    let n = EPOCHS_HEADER.split(',').count();
+    Ok(lines
+        .map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>())
+        .filter(|f| f.len() == n)
+        .collect())
+}
+
 /// Format an optional metric: empty when absent.
 pub fn opt(x: Option<f64>) -> String {
     x.map(fmt_f64).unwrap_or_default()

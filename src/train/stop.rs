@@ -66,3 +66,15 @@ pub fn is_interrupted(err: &anyhow::Error) -> bool {
     err.chain()
         .any(|e| e.downcast_ref::<Interrupted>().is_some())
 }
+
+/// For loops that keep nothing to resume (the range test, `lrlab hf-lr`): once a stop was
+/// requested, clear the progress bar and end with [`Interrupted`] (exit status 3).
+pub fn check(bar: Option<&indicatif::ProgressBar>) -> anyhow::Result<()> {
+    if !requested() {
+        return Ok(());
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Err(Interrupted.into())
+}

@@ -416,10 +416,16 @@ pub(crate) fn broadcast_vars(
 /// batch; `how` names what asked for them (`--nproc 2`, or `a run over 2 processes`).
 pub fn check_batch_split(cfg: &RunConfig, world: usize, how: &str) -> Result<()> {
     let b = cfg.train.batch_size;
-    if b % world != 0 {
+    check_split(&format!("train.batch_size = {b}"), b, world, how)
+}
+
+/// The batch size `batch` (given as `what`, e.g. `--batch 64`) must be a multiple of the
+/// `world` processes that `how` asks to split it over.
+pub fn check_split(what: &str, batch: usize, world: usize, how: &str) -> Result<()> {
+    if batch % world != 0 {
         return Err(input_error(format!(
-            "train.batch_size = {b}: {how} splits each batch over {world} processes; use a \
-             batch size that {world} divides"
+            "{what}: {how} splits each batch over {world} processes; use a batch size that \
+             {world} divides"
         )));
     }
     Ok(())
@@ -585,7 +591,7 @@ struct Loop<'a> {
 
 fn train_locked(
     cfg: &RunConfig,
-    setup: Setup,
+    mut setup: Setup,
     out: &Path,
     opts: &RunOptions,
     stop: &AtomicBool,
@@ -609,7 +615,6 @@ fn train_locked(
         );
     }
     let progress = progress.unwrap_or_default();
-    let mut setup = setup;
     if setup.schedule.uses_metrics() {
         replay_evaluations(out, progress.epoch, &mut setup.schedule)?;
     }
@@ -710,24 +715,10 @@ fn eval_metrics(train: (f64, f64), m: Option<Metrics>) -> EvalMetrics {
 /// precision they were logged with, which round-trips f64.
 fn replay_evaluations(out: &Path, epochs: u64, schedule: &mut Schedule) -> Result<()> {
     let path = out.join("epochs.csv");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(());
-    };
-    let header: Vec<&str> = EPOCHS_HEADER.split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name);
-    let bad = || anyhow::anyhow!("{}: not an epochs.csv of this lrlab", path.display());
-    let mut lines = text.lines();
-    if lines.next() != Some(EPOCHS_HEADER) {
-        return Err(bad());
-    }
-    for line in lines {
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() != header.len() {
-            continue; // a torn last line: not covered by the checkpoint
-        }
-        let num = |name: &str| col(name).and_then(|i| f[i].parse::<f64>().ok());
+    for f in record::read_epochs(&path)? {
+        let num = |name: &str| record::epochs_column(name).and_then(|i| f[i].parse::<f64>().ok());
         let (Some(epoch), Some(step)) = (num("epoch"), num("step")) else {
-            return Err(bad());
+            anyhow::bail!("{}: a row without epoch or step", path.display());
         };
         if epoch > epochs as f64 {
             break;
@@ -998,7 +989,7 @@ impl Loop<'_> {
             let batch = batch?;
             let s = *step;
             let lr = setup.schedule.lr(s);
-            let momentum = setup.schedule.momentum(s).unwrap_or(cfg.optim.momentum);
+            let momentum = setup.schedule.momentum_or(s, cfg.optim.momentum);
             if let Some(h) = hf.as_mut() {
                 if h.opens_window(s) {
                     let (total, layers) = curvature_at(cfg, vs, model, &h.params(), &batch, s);
