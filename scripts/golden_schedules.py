@@ -182,6 +182,16 @@ def cases():
         ref = f"CosineAnnealingLR(lr={lr}, T_max={E * K}, eta_min={eta}), stepped per update"
         spec = {"kind": "cosine", "lr_max": lr, "lr_min": eta}
         yield f"cosine_n{E * K}", ref, E, K, spec, run(opt, sched, E, K, "step"), []
+    # T_max shorter than the run (PyTorch's cosine rises again past it) and longer.
+    for name, tmax, eta, E, K, conv in [("cosine_past_t_max", 7, 1e-3, 6, 4, "pytorch"),
+                                        ("cosine_t_max_beyond_run", 30, 0.0, 5, 4, None)]:
+        opt = make_opt(0.1)
+        sched = S.CosineAnnealingLR(opt, T_max=tmax, eta_min=eta)
+        ref = f"CosineAnnealingLR(lr=0.1, T_max={tmax}, eta_min={eta}), stepped per update"
+        spec = {"kind": "cosine", "lr_max": 0.1, "lr_min": eta, "t_max_steps": tmax}
+        if conv:
+            spec["convention"] = conv
+        yield name, ref, E, K, spec, run(opt, sched, E, K, "step"), []
 
     # --- MultiStepLR (per epoch), incl. a repeated milestone ------------------------------------
     for name, lr, ms, gamma, E, K in [
@@ -328,7 +338,45 @@ def plateau_cases():
         ref = f"ReduceLROnPlateau(lr={lr}, {args}), step(metric) after each epoch"
         full = {"kind": "plateau", "lr": lr}
         full.update(spec)
-        yield name, ref, E, K, full, run_plateau(opt, sched, E, K, metrics), metrics
+        yield name, ref, E, K, full, run_plateau(opt, sched, E, K, metrics), metrics, None
+    yield from timm_plateau_cases()
+
+
+def run_timm_epochs(opt, sched, epochs, k_per_epoch, metrics=None):
+    """timm stepped per epoch as its training loop does: `step(e + 1[, metric])` after epoch
+    e's last update; (lr, momentum) recorded before each update."""
+    rows = []
+    for k in range(epochs * k_per_epoch):
+        g = opt.param_groups[0]
+        rows.append((k, float(g["lr"]), float(g["momentum"])))
+        opt.step()
+        if (k + 1) % k_per_epoch == 0:
+            e = k // k_per_epoch
+            if metrics is None:
+                sched.step(e + 1)
+            else:
+                sched.step(e + 1, metrics[e])
+    return rows
+
+
+def timm_plateau_cases():
+    try:
+        import timm
+        from timm.scheduler import PlateauLRScheduler
+    except ImportError:
+        return
+    lib = f"timm {timm.__version__}"
+    metrics = [1.0, 0.8, 0.8, 0.79, 0.8, 0.7, 0.7, 0.71, 0.7, 0.69, 0.69, 0.69]
+    E, K = len(metrics), 3
+    opt = make_opt(0.1)
+    sched = PlateauLRScheduler(opt, decay_rate=0.5, patience_t=1, mode="min", threshold=0.02,
+                               cooldown_t=1, lr_min=0.01)
+    ref = ("PlateauLRScheduler(lr=0.1, decay_rate=0.5, patience_t=1, mode='min', "
+           "threshold=0.02, cooldown_t=1, lr_min=0.01), step(e + 1, metric) after epoch e")
+    spec = {"kind": "plateau", "lr": 0.1, "metric": "test_loss", "mode": "min", "factor": 0.5,
+            "patience": 1, "threshold": 0.02, "cooldown": 1, "min_lr": 0.01}
+    yield ("timm_plateau", ref, E, K, spec, run_timm_epochs(opt, sched, E, K, metrics), metrics,
+           lib)
 
 
 def timm_cases():
@@ -407,6 +455,28 @@ def timm_stepped_cases():
             "warmup_start_lr": 0.01, "warmup_mode": "jump"}
     yield "timm_cosine_warmup_jump", ref, E, K, spec, rows, [], lib
 
+    # Step, multi-step (its milestones act one epoch early) and poly.
+    from timm.scheduler import MultiStepLRScheduler, PolyLRScheduler, StepLRScheduler
+    E, K = 7, 3
+    opt = make_opt(0.1)
+    sched = StepLRScheduler(opt, decay_t=2, decay_rate=0.5)
+    ref = "StepLRScheduler(lr=0.1, decay_t=2, decay_rate=0.5), step(e + 1) after epoch e"
+    spec = {"kind": "step", "lr": 0.1, "milestones": [2, 4, 6], "gamma": 0.5}
+    yield "timm_step", ref, E, K, spec, run_timm_epochs(opt, sched, E, K), [], lib
+    opt = make_opt(0.1)
+    sched = MultiStepLRScheduler(opt, decay_t=[3, 5], decay_rate=0.1)
+    ref = "MultiStepLRScheduler(lr=0.1, decay_t=[3, 5], decay_rate=0.1), step(e + 1) after epoch e"
+    spec = {"kind": "step", "lr": 0.1, "milestones": [2, 4], "gamma": 0.1}
+    yield "timm_multistep", ref, E, K, spec, run_timm_epochs(opt, sched, E, K), [], lib
+    E, K = 4, 5
+    opt = make_opt(0.1)
+    sched = PolyLRScheduler(opt, t_initial=E * K, power=2.0, lr_min=0.001, t_in_epochs=False)
+    rows = run_timm_updates(opt, sched, E * K)
+    ref = (f"PolyLRScheduler(lr=0.1, t_initial={E * K}, power=2.0, lr_min=0.001), "
+           "step_update(k + 1) after update k")
+    spec = {"kind": "polynomial", "lr": 0.1, "end_lr": 0.001, "power": 2.0}
+    yield "timm_poly", ref, E, K, spec, rows, [], lib
+
 
 def keras_cases():
     """Keras 3's schedules (float32, compared to 1e-5): update k uses schedule(k). Skipped when
@@ -455,6 +525,21 @@ def keras_cases():
          "PolynomialDecay(0.1, decay_steps=20, end_learning_rate=0.01, power=2.0)",
          {"kind": "polynomial", "lr": 0.1, "end_lr": 0.01, "power": 2.0}),
     ]
+    more += [
+        ("keras_inverse_time", 5, 4,
+         S_.InverseTimeDecay(0.1, decay_steps=4, decay_rate=0.5),
+         "InverseTimeDecay(0.1, decay_steps=4, decay_rate=0.5)",
+         {"kind": "inverse_time", "lr": 0.1, "decay_rate": 0.5}),
+        ("keras_inverse_time_staircase", 5, 4,
+         S_.InverseTimeDecay(0.1, decay_steps=3, decay_rate=2.0, staircase=True),
+         "InverseTimeDecay(0.1, decay_steps=3, decay_rate=2.0, staircase=True)",
+         {"kind": "inverse_time", "lr": 0.1, "decay_rate": 2.0, "decay_steps": 3,
+          "staircase": True}),
+        ("keras_piecewise_constant", 5, 4,
+         S_.PiecewiseConstantDecay(boundaries=[5, 11], values=[0.1, 0.05, 0.008]),
+         "PiecewiseConstantDecay(boundaries=[5, 11], values=[0.1, 0.05, 0.008])",
+         {"kind": "step", "milestone_steps": [6, 12], "values": [0.1, 0.05, 0.008]}),
+    ]
     for name, E, K, sched, ref, spec in more:
         rows = [(k, float(sched(k)), OPT_MOMENTUM) for k in range(E * K)]
         yield name, ref, E, K, spec, rows, [], lib
@@ -470,8 +555,8 @@ def main():
     for name, ref, E, K, spec, rows, eq in cases():
         write_case(outdir, name, ref, E, K, spec, rows, eq)
         n += 1
-    for name, ref, E, K, spec, rows, metrics in plateau_cases():
-        write_case(outdir, name, ref, E, K, spec, rows)
+    for name, ref, E, K, spec, rows, metrics, lib in plateau_cases():
+        write_case(outdir, name, ref, E, K, spec, rows, library=lib)
         with open(os.path.join(outdir, name + ".toml"), "a", newline="\n") as f:
             f.write("\n# The metric after each epoch, recorded after its last update.\n")
             f.write(f"[metrics]\nepoch_values = {toml_value(metrics)}\n")

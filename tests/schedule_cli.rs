@@ -442,4 +442,28 @@ fn plateau_follows_the_metrics_file() {
     let o = lrlab(&["schedule", s(&cos), "--metrics", s(&metrics)]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("only plateau does"));
+    // The same evaluations inline in the spec ([preview.metrics], one value per epoch) give the
+    // same LRs; the flag wins over them.
+    let inline = write(
+        t.path(),
+        "inline.toml",
+        "kind = \"plateau\"\nlr = 0.1\nfactor = 0.5\npatience = 1\n[preview]\nepochs = 6\n\
+         steps_per_epoch = 2\n[preview.metrics]\ntest_loss = [1.0, 1.0, 1.0, 0.5, 0.5]\n",
+    );
+    let o = lrlab(&["schedule", s(&inline)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let inline_lrs: Vec<f64> = parse(&String::from_utf8(o.stdout).unwrap())
+        .iter()
+        .map(|r| r.2)
+        .collect();
+    assert_eq!(inline_lrs, lrs);
+    let flat = write(
+        t.path(),
+        "flat.csv",
+        "epoch,step,test_loss\n1,2,1.0\n2,4,0.9\n3,6,0.8\n4,8,0.7\n5,10,0.6\n",
+    );
+    let o = lrlab(&["schedule", s(&inline), "--metrics", s(&flat)]);
+    assert!(parse(&String::from_utf8(o.stdout).unwrap())
+        .iter()
+        .all(|r| r.2 == 0.1));
 }

@@ -105,6 +105,9 @@ pub struct Spec {
     pub epochs: Option<u64>,
     /// `preview.steps_per_epoch`.
     pub steps_per_epoch: Option<u64>,
+    /// `[preview.metrics]`: the evaluation after each epoch, for a metric-driven schedule
+    /// (lists `test_loss`, `test_acc`, `train_loss`, `train_acc`, one value per epoch).
+    pub metrics: Vec<super::plateau::EvalMetrics>,
     /// The first comment line of the file, if it starts with one (what the spec reproduces).
     pub title: Option<String>,
 }
@@ -134,16 +137,20 @@ pub fn parse_spec(text: &str) -> Result<Spec> {
     let mut doc: Table = text
         .parse()
         .map_err(|e| input_error(format!("invalid TOML: {e}")))?;
-    let (epochs, steps_per_epoch) = match doc.remove("preview") {
-        None => (None, None),
+    let (epochs, steps_per_epoch, metrics) = match doc.remove("preview") {
+        None => (None, None, Vec::new()),
         Some(Value::Table(t)) => {
             let mut keys = Keys::new(&t, "preview");
             let epochs = keys.u64("epochs")?;
             keys.ensure(epochs != Some(0), "epochs", "must be >= 1")?;
             let steps = keys.u64("steps_per_epoch")?;
             keys.ensure(steps != Some(0), "steps_per_epoch", "must be >= 1")?;
+            let metrics = match keys.table("metrics")? {
+                Some(m) => preview_metrics(m)?,
+                None => Vec::new(),
+            };
             keys.finish()?;
-            (epochs, steps)
+            (epochs, steps, metrics)
         }
         Some(_) => bail_input!("preview: must be a table ([preview] with epochs, steps_per_epoch)"),
     };
@@ -173,8 +180,39 @@ pub fn parse_spec(text: &str) -> Result<Spec> {
         schedule,
         epochs,
         steps_per_epoch,
+        metrics,
         title,
     })
+}
+
+/// The per-epoch lists of `[preview.metrics]`, one [`super::plateau::EvalMetrics`] per epoch.
+fn preview_metrics(t: &Table) -> Result<Vec<super::plateau::EvalMetrics>> {
+    let mut keys = Keys::new(t, "preview.metrics");
+    let names = ["test_loss", "test_acc", "train_loss", "train_acc"];
+    let mut lists = Vec::new();
+    for n in names {
+        lists.push(keys.f64_list(n)?);
+    }
+    keys.finish()?;
+    let given: Vec<usize> = lists.iter().flatten().map(Vec::len).collect();
+    if given.is_empty() {
+        bail_input!(
+            "preview.metrics: give at least one of {} (a list, one value per epoch)",
+            names.join(", ")
+        );
+    }
+    if given.iter().any(|&n| n != given[0]) {
+        bail_input!("preview.metrics: the lists differ in length ({given:?}): give one value per epoch in each");
+    }
+    let at = |i: usize, e: usize| lists[i].as_ref().map(|v| v[e]);
+    Ok((0..given[0])
+        .map(|e| super::plateau::EvalMetrics {
+            test_loss: at(0, e),
+            test_acc: at(1, e),
+            train_loss: at(2, e),
+            train_acc: at(3, e),
+        })
+        .collect())
 }
 
 /// Evaluate every step of the run: `momentum` stands in where the schedule leaves momentum to
@@ -257,6 +295,12 @@ pub fn render(args: &RenderArgs) -> Result<()> {
         (Some(m), true) => {
             record_metrics(m, &mut schedule, len.steps_per_epoch)?;
         }
+        (None, true) if !spec.metrics.is_empty() => {
+            // Epoch e's evaluation acts from the step that ends it.
+            for (e, m) in spec.metrics.iter().enumerate() {
+                schedule.record_eval((e as u64 + 1) * len.steps_per_epoch, m);
+            }
+        }
         (Some(m), false) => bail_input!(
             "--metrics {}: kind = \"{}\" does not follow evaluations (only plateau does)",
             m.display(),
@@ -265,6 +309,12 @@ pub fn render(args: &RenderArgs) -> Result<()> {
         (None, true) => crate::util::warn_once(
             "lrlab: a plateau schedule without --metrics FILE.csv: printing its base, with no \
              reductions",
+        ),
+        (None, false) if !spec.metrics.is_empty() => bail_input!(
+            "{}: [preview.metrics] is given, but kind = \"{}\" does not follow evaluations (only \
+             plateau does)",
+            args.spec.display(),
+            schedule.kind()
         ),
         (None, false) => {}
     }

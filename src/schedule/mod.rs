@@ -32,6 +32,7 @@
 //! | `factor` | [`factor::Factor`] | PyTorch LinearLR and ConstantLR (factor form) |
 //! | `product` | [`product::Product`] | PyTorch ChainedScheduler |
 //! | `plateau` | [`plateau::Plateau`] | PyTorch ReduceLROnPlateau (a function of the logged evaluations) |
+//! | `inverse_time` | [`inverse_time::InverseTime`] | Keras InverseTimeDecay; Caffe `inv` |
 //!
 //! Any family also takes the warmup keys of [`warmup::Warmup`] in the same table.
 //! Validation errors are [`crate::InputError`]s naming the key path (`schedule.t_mult`,
@@ -45,6 +46,7 @@ pub mod cosine;
 pub mod exponential;
 pub mod factor;
 pub mod flat_cosine;
+pub mod inverse_time;
 mod keys;
 pub mod linear;
 pub mod one_cycle;
@@ -168,6 +170,7 @@ enum Family {
     Factor(factor::Factor),
     Product(product::Product),
     Plateau(plateau::Plateau),
+    InverseTime(inverse_time::InverseTime),
 }
 
 /// Every accepted `kind`.
@@ -189,6 +192,7 @@ pub const KINDS: &[&str] = &[
     "factor",
     "product",
     "plateau",
+    "inverse_time",
 ];
 
 impl Family {
@@ -211,6 +215,7 @@ impl Family {
             Family::Factor(f) => f,
             Family::Product(f) => f,
             Family::Plateau(f) => f,
+            Family::InverseTime(f) => f,
         }
     }
 }
@@ -260,6 +265,7 @@ impl Schedule {
             "factor" => Family::Factor(factor::Factor::from_keys(k, inner)?),
             "product" => Family::Product(product::Product::from_keys(k, inner)?),
             "plateau" => Family::Plateau(plateau::Plateau::from_keys(k, inner)?),
+            "inverse_time" => Family::InverseTime(inverse_time::InverseTime::from_keys(k, inner)?),
             _ => unreachable!("read_kind accepts only KINDS"),
         };
         keys.finish()?;
@@ -373,6 +379,7 @@ fn family_keys(kind: &str) -> &'static [&'static str] {
         "factor" => factor::Factor::KEYS,
         "product" => product::Product::KEYS,
         "plateau" => plateau::Plateau::KEYS,
+        "inverse_time" => inverse_time::InverseTime::KEYS,
         _ => unreachable!("read_kind accepts only KINDS"),
     }
 }

@@ -184,6 +184,58 @@ fn step_is_multistep_with_a_multiset_of_milestones() {
 }
 
 #[test]
+fn inverse_time_is_caffes_inv_policy() {
+    // Caffe's LeNet solver: base_lr 0.01, lr_policy "inv", gamma 1e-4, power 0.75.
+    let s = sched(
+        "kind = 'inverse_time'\nlr = 0.01\ndecay_rate = 1e-4\npower = 0.75\ndecay_steps = 1",
+        10,
+        1000,
+    );
+    for k in [0u64, 1, 500, 9999] {
+        assert_close(s.lr(k), 0.01 * (1.0 + 1e-4 * k as f64).powf(-0.75), 1e-12);
+    }
+    // Keras' staircase, interval of an epoch by default: constant within an epoch.
+    let s = sched(
+        "kind = 'inverse_time'\nlr = 0.1\ndecay_rate = 1\nstaircase = true",
+        5,
+        4,
+    );
+    assert_eq!((s.lr(3), s.lr(4), s.lr(11)), (0.1, 0.05, 0.1 / 3.0));
+}
+
+#[test]
+fn step_values_and_cosine_t_max() {
+    let s = sched(
+        "kind = 'step'\nmilestone_steps = [3, 7]\nvalues = [0.3, 0.2, 0.05]",
+        2,
+        5,
+    );
+    let lrs: Vec<f64> = (0..10).map(|k| s.lr(k)).collect();
+    assert_eq!(lrs, [0.3, 0.3, 0.3, 0.2, 0.2, 0.2, 0.2, 0.05, 0.05, 0.05]);
+    // Cosine over 2 of 4 epochs: lr_min held after, or PyTorch's rise back to lr_max at 4.
+    let hold = sched(
+        "kind = 'cosine'\nlr_max = 0.1\nlr_min = 0.01\nt_max = 2",
+        4,
+        5,
+    );
+    let rise = sched(
+        "kind = 'cosine'\nlr_max = 0.1\nlr_min = 0.01\nt_max = 2\nconvention = 'pytorch'",
+        4,
+        5,
+    );
+    for k in 0..=10 {
+        assert_eq!(hold.lr(k), rise.lr(k), "step {k}");
+    }
+    assert_eq!(hold.lr(15), 0.01);
+    assert_close(
+        rise.lr(15),
+        0.01 + 0.09 * (1.0 + (PI * 15.0 / 10.0).cos()) / 2.0,
+        1e-12,
+    );
+    assert_close(rise.lr(20), 0.1, 1e-12);
+}
+
+#[test]
 fn exponential_per_epoch() {
     let s = sched("kind = 'exponential'\nlr = 0.1\ngamma = 0.5", 4, 4);
     assert_eq!(lrs(&s, 0..5), vec![0.1, 0.1, 0.1, 0.1, 0.05]);

@@ -48,6 +48,49 @@ fn each_rule_has_its_message() {
         ("kind = 'exponential'\nlr = 1\ngamma = 0", "schedule.gamma = 0: must be > 0"),
         // milestones
         (
+            "kind = 'step'\nlr = 0.1\nmilestones = [2]\nmilestone_steps = [20]",
+            "schedule.milestones = [2]: milestones and milestone_steps are exclusive; give one",
+        ),
+        (
+            "kind = 'step'\nlr = 0.1\nmilestone_steps = [2.5]",
+            "schedule.milestone_steps = [2.5]: every milestone must be a whole number of steps >= 1",
+        ),
+        (
+            "kind = 'step'\nmilestones = [2, 4]\nvalues = [0.1, 0.01]",
+            "schedule.values = [0.1, 0.01]: needs one value more than milestones (2 milestones, so 3 \
+             values; found 2)",
+        ),
+        (
+            "kind = 'step'\nmilestones = [2, 2]\nvalues = [0.1, 0.01, 0.001]",
+            "schedule.milestones = [2, 2]: must increase strictly with values (each milestone moves \
+             to the next value)",
+        ),
+        (
+            "kind = 'step'\nlr = 0.1\nmilestones = [2]\nvalues = [0.1, 0.01]",
+            "schedule.lr = 0.1: give either values or lr (with gamma)",
+        ),
+        (
+            "kind = 'cosine'\nlr_max = 0.1\nt_max = 2\nt_max_steps = 20",
+            "schedule.t_max = 2: t_max and t_max_steps are exclusive; give one",
+        ),
+        (
+            "kind = 'cosine'\nlr_max = 0.1\nt_max = 0",
+            "schedule.t_max = 0: must span at least one step (epochs > 0; 10 steps per epoch)",
+        ),
+        (
+            "kind = 'cosine'\nlr_max = 0.1\nconvention = 'pytorch'\nk_decay = 2",
+            "schedule.k_decay = 2: is timm's, and timm holds lr_min past t_max: drop convention = \
+             \"pytorch\"",
+        ),
+        (
+            "kind = 'inverse_time'\nlr = 0.1\ndecay_rate = -1",
+            "schedule.decay_rate = -1: must be >= 0",
+        ),
+        (
+            "kind = 'inverse_time'\nlr = 0.1\ndecay_rate = 1\ndecay_steps = 0",
+            "schedule.decay_steps = 0: must be >= 1",
+        ),
+        (
             "kind = 'step'\nlr = 0.1\nmilestones = [5, 2]",
             "schedule.milestones = [5, 2]: must be non-decreasing (a repeated milestone decays twice, \
              as in PyTorch MultiStepLR)",
@@ -91,7 +134,7 @@ fn each_rule_has_its_message() {
             "kind = 'sgdrr'\nlr_max = 0.1",
             "schedule.kind = \"sgdrr\": must be one of \"constant\", \"step\", \"exponential\", \"linear\", \
              \"cosine\", \"sgdr\", \"clr\", \"one_cycle\", \"polynomial\", \"tanh\", \"flat_cosine\", \"wsd\", \
-             \"sequence\", \"lr_range\", \"factor\", \"product\", \"plateau\"",
+             \"sequence\", \"lr_range\", \"factor\", \"product\", \"plateau\", \"inverse_time\"",
         ),
         (
             "kind = 'cosine'\ntype = 'cosine'\nlr_max = 1",
@@ -101,7 +144,8 @@ fn each_rule_has_its_message() {
         (
             "kind = 'cosine'\nlr_maxx = 0.1",
             "schedule.lr_maxx = 0.1: unknown key for kind = \"cosine\"; did you mean lr_max? (known keys: \
-             family, k_decay, kind, lr_max, lr_min, type, warmup_epochs, warmup_mode, warmup_start_lr, warmup_steps)",
+             convention, family, k_decay, kind, lr_max, lr_min, t_max, t_max_steps, type, warmup_epochs, \
+             warmup_mode, warmup_start_lr, warmup_steps)",
         ),
         (
             "kind = 'sgdr'\nlr_max = 0.1\nt0 = 10",
