@@ -45,7 +45,7 @@ enum Command {
     /// Print the trainable parameter count of every model as CSV (model,params).
     Models {
         /// Classes, channels and image side of this dataset's runs (mnist, fashion-mnist,
-        /// cifar10, cifar100, imagenet, imagenet32, synthetic); the flags below win.
+        /// cifar10, cifar100, imagenet, imagenet16/32/64, synthetic); the flags below win.
         #[arg(long)]
         dataset: Option<String>,
         /// Number of classes [default: 10].

@@ -1,6 +1,7 @@
 //! Dataset readers: official file formats round-trip into tensors; bad files are refused
 //! with an input error naming the file.
 
+mod common;
 #[path = "data_fixtures/mod.rs"]
 mod fixtures;
 
@@ -309,5 +310,178 @@ fn bad_cifar_files_are_input_errors_naming_the_file() {
         std::fs::write(&p, b).unwrap();
         let cfg = config(DatasetName::Cifar100, dir.path());
         expect_input_error(&cfg, &["train.bin", needle, "record 1"]);
+    }
+}
+
+#[test]
+fn downsampled_imagenet_npz_round_trips_stored_and_compressed() {
+    use fixtures::Npz;
+    let per_file = [3, 1, 2, 4, 1, 2, 3, 1, 2, 5];
+    // (dataset, side, the release's folders, how file i is written)
+    type How = fn(usize) -> Npz;
+    let cases: [(DatasetName, usize, bool, How); 3] = [
+        (DatasetName::Imagenet32, 32, false, |i| {
+            if i % 3 == 0 {
+                Npz::Deflated
+            } else {
+                Npz::Stored
+            }
+        }),
+        (DatasetName::Imagenet16, 16, true, |_| Npz::Stored),
+        (DatasetName::Imagenet64, 64, false, |_| Npz::Deflated),
+    ];
+    for (dataset, side, level, how) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (train, val) = fixtures::write_downsampled(dir.path(), side, level, per_file, 6, how);
+        assert!(train.labels.contains(&0) && train.labels.contains(&999));
+        let cfg = config(dataset, dir.path());
+        check_round_trip(&cfg, &train, &val, [3, side as i64, side as i64]);
+        assert_eq!(load(&cfg, 4, 4, 0, Device::Cpu).unwrap().num_classes, 1000);
+    }
+}
+
+#[test]
+fn bad_downsampled_files_are_input_errors_naming_the_file() {
+    use fixtures::{write_npz, Member, Npz};
+    let chw = 3 * 32 * 32;
+    let px = vec![7u8; 3 * chw];
+    type Edit = Box<dyn Fn(&Path)>;
+    let rewrite = |name: &'static str, members: Vec<(&'static str, Vec<u8>, Vec<i64>)>| -> Edit {
+        Box::new(move |d: &Path| {
+            let m: Vec<(&str, Member)> = members
+                .iter()
+                .map(|(k, bytes, labels)| {
+                    if *k == "labels" {
+                        (*k, Member::I64(labels))
+                    } else {
+                        (
+                            *k,
+                            Member::U8(bytes, vec![(bytes.len() / chw) as u64, chw as u64]),
+                        )
+                    }
+                })
+                .collect();
+            write_npz(&d.join(name), &m, Npz::Stored);
+        })
+    };
+    let cases: Vec<(Edit, Vec<&str>)> = vec![
+        (
+            Box::new(|d: &Path| std::fs::remove_file(d.join("train_data_batch_4.npz")).unwrap()),
+            vec!["train_data_batch_4.npz", "missing"],
+        ),
+        (
+            rewrite("val_data.npz", vec![("data", px.clone(), vec![])]),
+            vec![
+                "val_data.npz",
+                "no `labels` array",
+                "the archive holds: data",
+            ],
+        ),
+        (
+            rewrite(
+                "train_data_batch_2.npz",
+                vec![
+                    ("data", px.clone(), vec![]),
+                    ("labels", vec![], vec![5, 0, 7]),
+                ],
+            ),
+            vec![
+                "train_data_batch_2.npz",
+                "label 0 of image 1",
+                "out of range 1..=1000",
+            ],
+        ),
+        (
+            rewrite(
+                "train_data_batch_2.npz",
+                vec![
+                    ("data", px.clone(), vec![]),
+                    ("labels", vec![], vec![5, 6, 1001]),
+                ],
+            ),
+            vec!["train_data_batch_2.npz", "label 1001 of image 2"],
+        ),
+        (
+            rewrite(
+                "train_data_batch_7.npz",
+                vec![("data", px.clone(), vec![]), ("labels", vec![], vec![5, 6])],
+            ),
+            vec![
+                "train_data_batch_7.npz",
+                "data has 3 images but labels has 2",
+            ],
+        ),
+        (
+            Box::new(|d: &Path| {
+                let p = d.join("train_data_batch_3.npz");
+                let b = std::fs::read(&p).unwrap();
+                std::fs::write(&p, &b[..b.len() / 2]).unwrap();
+            }),
+            vec![
+                "train_data_batch_3.npz",
+                "not a readable npz archive",
+                "truncated",
+            ],
+        ),
+    ];
+    for (edit, needles) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        fixtures::write_downsampled(dir.path(), 32, false, [2; 10], 3, |_| Npz::Stored);
+        edit(dir.path());
+        expect_input_error(&config(DatasetName::Imagenet32, dir.path()), &needles);
+    }
+    // The 16x16 release in a 32x32 run: rows of 768 values.
+    let dir = tempfile::tempdir().unwrap();
+    fixtures::write_downsampled(dir.path(), 16, false, [2; 10], 3, |_| Npz::Stored);
+    expect_input_error(
+        &config(DatasetName::Imagenet32, dir.path()),
+        &[
+            "train_data_batch_1.npz",
+            "shape [2, 768]",
+            "is this the 32x32 release?",
+        ],
+    );
+}
+
+#[test]
+fn trains_from_the_command_line_on_downsampled_imagenet() {
+    use fixtures::Npz;
+    for how in [Npz::Stored, Npz::Deflated] {
+        let t = tempfile::tempdir().unwrap();
+        let data = t.path().join("imagenet16");
+        fixtures::write_downsampled(&data, 16, true, [4; 10], 8, |_| how);
+        let cfg = common::write(
+            t.path(),
+            "run.toml",
+            &format!(
+                "[data]\ndataset = \"imagenet16\"\npath = \"{}\"\nworkers = 1\n[model]\n\
+                 arch = \"resnet8\"\n[train]\nepochs = 2\nbatch_size = 8\nthreads = 1\n\
+                 [schedule]\nkind = \"constant\"\nlr = 0.01\n",
+                data.display()
+            ),
+        );
+        let out = t.path().join("run");
+        let mut child = common::cmd()
+            .args([
+                "train",
+                common::s(&cfg),
+                "--out",
+                common::s(&out),
+                "--quiet",
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = common::wait_exit(&mut child, 180, "lrlab train on imagenet16");
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(status.success(), "{err}");
+        let (h, rows) = common::read_csv(&out.join("epochs.csv"));
+        assert_eq!(rows.len(), 2, "{err}");
+        let acc: f64 = common::field(&h, &rows[1], "test_acc").parse().unwrap();
+        assert!((0.0..=1.0).contains(&acc));
+        // Compressed files are inflated into memory, and the run says so; stored ones are mapped.
+        let inflated = err.contains("is compressed, so it is inflated into memory");
+        assert_eq!(inflated, how == Npz::Deflated, "{err}");
     }
 }

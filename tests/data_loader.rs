@@ -449,7 +449,7 @@ fn config_parsing_defaults_and_errors() {
                 path: Some("x".into()),
                 ..d.clone()
             },
-            "not supported yet",
+            "data.path = x: no such folder",
         ),
         (
             DataConfig {

@@ -39,6 +39,7 @@ fn train_examples(cfg: &RunConfig) -> u64 {
         DatasetName::Mnist | DatasetName::FashionMnist => 60_000,
         DatasetName::Cifar10 | DatasetName::Cifar100 => 50_000,
         DatasetName::Synthetic => cfg.data.size as u64,
+        DatasetName::Imagenet16 | DatasetName::Imagenet32 | DatasetName::Imagenet64 => 1_281_167,
         other => panic!("no size known for dataset {other:?}"),
     };
     let n = full - cfg.data.val_split as u64;

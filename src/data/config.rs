@@ -26,20 +26,26 @@ pub enum DatasetName {
     Synthetic,
     /// ILSVRC-2012 image folders.
     Imagenet,
-    /// Downsampled ImageNet 32x32 (Chrabaszcz et al. 2017).
+    /// Downsampled ImageNet 16x16 (Chrabaszcz, Loshchilov & Hutter 2017), official npz files.
+    Imagenet16,
+    /// Downsampled ImageNet 32x32 (SGDR's third dataset), official npz files.
     Imagenet32,
+    /// Downsampled ImageNet 64x64, official npz files (memory-mapped, never loaded whole).
+    Imagenet64,
 }
 
 impl DatasetName {
     /// Every dataset, in the order shown to users.
-    pub const ALL: [DatasetName; 7] = [
+    pub const ALL: [DatasetName; 9] = [
         DatasetName::Mnist,
         DatasetName::FashionMnist,
         DatasetName::Cifar10,
         DatasetName::Cifar100,
         DatasetName::Synthetic,
         DatasetName::Imagenet,
+        DatasetName::Imagenet16,
         DatasetName::Imagenet32,
+        DatasetName::Imagenet64,
     ];
 
     /// The name used in configs and on the command line.
@@ -51,7 +57,9 @@ impl DatasetName {
             DatasetName::Cifar100 => "cifar100",
             DatasetName::Synthetic => "synthetic",
             DatasetName::Imagenet => "imagenet",
+            DatasetName::Imagenet16 => "imagenet16",
             DatasetName::Imagenet32 => "imagenet32",
+            DatasetName::Imagenet64 => "imagenet64",
         }
     }
 
@@ -64,25 +72,40 @@ impl DatasetName {
             DatasetName::Cifar10 | DatasetName::Synthetic => (10, 3, 32),
             DatasetName::Cifar100 => (100, 3, 32),
             DatasetName::Imagenet => (1000, 3, 224),
+            DatasetName::Imagenet16 => (1000, 3, 16),
             DatasetName::Imagenet32 => (1000, 3, 32),
+            DatasetName::Imagenet64 => (1000, 3, 64),
         }
     }
 
-    /// True for the ImageNet variants (full-size images, streamed from disk).
+    /// The side of a Downsampled ImageNet variant's images (`None` for the other datasets).
+    pub fn downsampled_side(self) -> Option<usize> {
+        match self {
+            DatasetName::Imagenet16 => Some(16),
+            DatasetName::Imagenet32 => Some(32),
+            DatasetName::Imagenet64 => Some(64),
+            _ => None,
+        }
+    }
+
+    /// True for the ImageNet variants (1000 classes): full size and downsampled.
     pub fn is_imagenet(self) -> bool {
-        matches!(self, DatasetName::Imagenet | DatasetName::Imagenet32)
+        self == DatasetName::Imagenet || self.downsampled_side().is_some()
     }
 
     /// Augmentation when `data.augment` is not given: none for MNIST-likes and synthetic
-    /// data, pad-4 crop + flip for CIFAR and ImageNet 32x32, random-resized-crop for ImageNet.
+    /// data, pad-4 crop + flip for CIFAR and Downsampled ImageNet (SGDR: the CIFAR recipe),
+    /// random-resized-crop for ImageNet.
     pub fn default_augment(self) -> Augment {
         match self {
             DatasetName::Mnist | DatasetName::FashionMnist | DatasetName::Synthetic => {
                 Augment::None
             }
-            DatasetName::Cifar10 | DatasetName::Cifar100 | DatasetName::Imagenet32 => {
-                Augment::CropFlip
-            }
+            DatasetName::Cifar10
+            | DatasetName::Cifar100
+            | DatasetName::Imagenet16
+            | DatasetName::Imagenet32
+            | DatasetName::Imagenet64 => Augment::CropFlip,
             DatasetName::Imagenet => Augment::RandomResizedCrop,
         }
     }
@@ -168,7 +191,7 @@ pub enum Labels {
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
     /// `mnist`, `fashion-mnist` (default), `cifar10`, `cifar100`, `synthetic`, `imagenet`,
-    /// `imagenet32`.
+    /// `imagenet16`, `imagenet32`, `imagenet64`.
     pub dataset: DatasetName,
     /// Folder with the dataset's files. Default for `fashion-mnist`:
     /// `/usr/share/datasets/fashion-mnist` (Debian's package); required for the others

@@ -18,6 +18,7 @@ pub mod augment;
 pub mod bench;
 pub mod cifar;
 pub mod config;
+pub mod downsampled;
 pub mod idx;
 pub mod loader;
 pub mod open;

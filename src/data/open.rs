@@ -90,10 +90,13 @@ pub fn open(cfg: &DataConfig, seed: u64) -> Result<Splits> {
                 location: dir.display().to_string(),
             })
         }
-        DatasetName::Imagenet32 => Err(input_error(format!(
-            "data.dataset = {}: not supported yet (its official release is pickled numpy batches)",
-            cfg.dataset
-        ))),
+        DatasetName::Imagenet16 | DatasetName::Imagenet32 | DatasetName::Imagenet64 => {
+            let side = cfg
+                .dataset
+                .downsampled_side()
+                .expect("a downsampled variant");
+            super::downsampled::open(&folder(cfg)?, side)
+        }
     }
 }
 

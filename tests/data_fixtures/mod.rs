@@ -10,7 +10,7 @@ use std::path::Path;
 #[derive(Clone, Debug)]
 pub struct Split {
     pub pixels: Vec<u8>,
-    pub labels: Vec<u8>,
+    pub labels: Vec<u16>,
     pub chw: usize,
 }
 
@@ -36,11 +36,11 @@ pub fn bytes(n: usize, salt: u64) -> Vec<u8> {
 }
 
 /// A split of `n` images of `chw` bytes with labels cycling through `classes`.
-pub fn split(n: usize, chw: usize, classes: u8, salt: u64) -> Split {
+pub fn split(n: usize, chw: usize, classes: u16, salt: u64) -> Split {
     Split {
         pixels: bytes(n * chw, salt),
         labels: (0..n)
-            .map(|i| ((i * 7 + salt as usize) % classes as usize) as u8)
+            .map(|i| ((i * 7 + salt as usize) % classes as usize) as u16)
             .collect(),
         chw,
     }
@@ -91,7 +91,7 @@ pub fn write_mnist(dir: &Path, gz: bool, ntrain: usize, ntest: usize) -> (Split,
         );
         write(
             &dir.join(format!("{prefix}-labels-idx1-ubyte{ext}")),
-            &idx_labels(&s.labels),
+            &idx_labels(&s.labels.iter().map(|&l| l as u8).collect::<Vec<u8>>()),
             gz,
         );
     }
@@ -112,7 +112,7 @@ pub fn write_cifar10(dir: &Path, level: bool, per_batch: usize, ntest: usize) ->
     let records = |s: &Split, range: std::ops::Range<usize>| {
         let mut v = Vec::new();
         for i in range {
-            v.push(s.labels[i]);
+            v.push(s.labels[i] as u8);
             v.extend_from_slice(s.image(i));
         }
         v
@@ -147,8 +147,8 @@ pub fn write_cifar100(dir: &Path, level: bool, ntrain: usize, ntest: usize) -> [
         };
         let mut v = Vec::new();
         for i in 0..n {
-            v.push(coarse.labels[i]);
-            v.push(fine.labels[i]);
+            v.push(coarse.labels[i] as u8);
+            v.push(fine.labels[i] as u8);
             v.extend_from_slice(fine.image(i));
         }
         write(&dir.join(name), &v, false);
@@ -204,4 +204,125 @@ pub fn to_u8(images: &[f32]) -> Vec<u8> {
             p as u8
         })
         .collect()
+}
+
+/// How a Downsampled ImageNet fixture file is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Npz {
+    /// `np.savez`: members stored (the release's format; lrlab maps them).
+    Stored,
+    /// `np.savez_compressed`: members deflated (lrlab inflates them).
+    Deflated,
+}
+
+/// One array of an npz fixture.
+pub enum Member<'a> {
+    /// `u8` values of that shape (`data`, `mean`).
+    U8(&'a [u8], Vec<u64>),
+    /// One-dimensional `i64` values (`labels`, as numpy saves a Python list).
+    I64(&'a [i64]),
+}
+
+/// Write an npz archive holding `members` (name without `.npy`).
+pub fn write_npz(path: &Path, members: &[(&str, Member)], how: Npz) {
+    use npyz::WriterBuilder;
+    let file = std::fs::File::create(path).unwrap();
+    let mut zip = zip::ZipWriter::new(file);
+    let method = match how {
+        Npz::Stored => zip::CompressionMethod::Stored,
+        Npz::Deflated => zip::CompressionMethod::Deflated,
+    };
+    let opts = zip::write::SimpleFileOptions::default().compression_method(method);
+    for (name, m) in members {
+        zip.start_file(format!("{name}.npy"), opts).unwrap();
+        match m {
+            Member::U8(v, shape) => {
+                let mut w = npyz::WriteOptions::new()
+                    .default_dtype()
+                    .shape(shape)
+                    .writer(&mut zip)
+                    .begin_nd()
+                    .unwrap();
+                w.extend(v.iter().copied()).unwrap();
+                w.finish().unwrap();
+            }
+            Member::I64(v) => {
+                let mut w = npyz::WriteOptions::new()
+                    .default_dtype()
+                    .shape(&[v.len() as u64])
+                    .writer(&mut zip)
+                    .begin_nd()
+                    .unwrap();
+                w.extend(v.iter().copied()).unwrap();
+                w.finish().unwrap();
+            }
+        }
+    }
+    zip.finish().unwrap();
+}
+
+/// Write a Downsampled ImageNet release of side `side` into `dir` (or the release's
+/// `Imagenet{S}_train_npz/` and `Imagenet{S}_val_npz/` folders when `level`):
+/// `per_file[i]` images in `train_data_batch_{i+1}.npz`, `nval` in `val_data.npz`, file `i`
+/// written as `how(i)` (the validation file as `how(10)`). Labels cover 0..1000 (1..=1000
+/// in the files). Returns (train, val) with 0-based labels.
+pub fn write_downsampled(
+    dir: &Path,
+    side: usize,
+    level: bool,
+    per_file: [usize; 10],
+    nval: usize,
+    how: impl Fn(usize) -> Npz,
+) -> (Split, Split) {
+    let chw = 3 * side * side;
+    let ntrain: usize = per_file.iter().sum();
+    let spread = |mut s: Split| {
+        // Reach both ends of 0..1000.
+        for (i, l) in s.labels.iter_mut().enumerate() {
+            *l = if i % 5 == 1 {
+                999
+            } else {
+                (i * 397 % 1000) as u16
+            };
+        }
+        s
+    };
+    let train = spread(split(ntrain, chw, 1000, 21));
+    let val = spread(split(nval, chw, 1000, 22));
+    let sub = |what: &str| {
+        let d = if level {
+            dir.join(format!("Imagenet{side}_{what}_npz"))
+        } else {
+            dir.to_path_buf()
+        };
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let (train_dir, val_dir) = (sub("train"), sub("val"));
+    let write_part = |path: &Path, s: &Split, range: std::ops::Range<usize>, how: Npz| {
+        let n = range.len();
+        let labels: Vec<i64> = s.labels[range.clone()]
+            .iter()
+            .map(|&l| l as i64 + 1)
+            .collect();
+        let px = &s.pixels[range.start * chw..range.end * chw];
+        let mean = vec![128u8; chw];
+        write_npz(
+            path,
+            &[
+                ("data", Member::U8(px, vec![n as u64, chw as u64])),
+                ("labels", Member::I64(&labels)),
+                ("mean", Member::U8(&mean, vec![chw as u64])),
+            ],
+            how,
+        );
+    };
+    let mut at = 0;
+    for (i, &n) in per_file.iter().enumerate() {
+        let path = train_dir.join(format!("train_data_batch_{}.npz", i + 1));
+        write_part(&path, &train, at..at + n, how(i));
+        at += n;
+    }
+    write_part(&val_dir.join("val_data.npz"), &val, 0..nval, how(10));
+    (train, val)
 }
