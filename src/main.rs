@@ -180,9 +180,13 @@ struct FindLrArgs {
 struct EnsembleArgs {
     /// A run folder (with snapshots/) or a sweep folder.
     dir: PathBuf,
-    /// Use only the last M snapshots [default: all].
+    /// Use only the last M snapshots (of each run) [default: all].
     #[arg(long, value_name = "M")]
     last: Option<usize>,
+    /// Ensembles across the runs of each grid point (runs that differ only in train.seed):
+    /// N runs x their last M snapshots, SGDR's Table 2 [default: each run alone].
+    #[arg(long)]
+    across_seeds: bool,
     /// Evaluate on this device (auto, cpu, cuda, cuda:N) [default: the run's train.device].
     #[arg(long)]
     device: Option<String>,
@@ -200,6 +204,13 @@ fn ensemble(a: EnsembleArgs) -> anyhow::Result<()> {
         device: a.device,
         progress: !a.quiet,
     };
+    if a.across_seeds {
+        for p in ens::ensemble_across_seeds(&args)? {
+            print!("{}", ens::seeds_table(&p));
+        }
+        println!("  -> {}", args.dir.join(ens::ACROSS_SEEDS_CSV).display());
+        return Ok(());
+    }
     for r in ens::ensemble_dir(&args)? {
         print!("{}", ens::table(&r));
         println!("  -> {}", r.run.join(ens::ENSEMBLE_CSV).display());

@@ -3,6 +3,8 @@
 //! independently, and the input errors.
 
 mod common;
+#[path = "data_fixtures/mod.rs"]
+mod fixtures;
 
 use common::{lrlab, ok};
 use lrlab::config::RunConfig;
@@ -259,4 +261,182 @@ fn snapshot_ensembles_of_an_sgdr_run() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("skipped"));
     assert_eq!(read_csv(&sweep.join("sgdr").join("ensemble.csv")), rows);
     assert!(!plain.join("ensemble.csv").exists());
+}
+
+/// A run on IDX files written here (one test set whatever the seed), 3 epochs of SGDR with
+/// T0 = 1 and T_mult = 2: snapshots at the ends of epochs 1 and 3.
+fn idx_run(data: &Path) -> String {
+    format!(
+        r#"
+[data]
+dataset = "mnist"
+path = "{}"
+workers = 1
+
+[model]
+arch = "lenet"
+
+[train]
+epochs = 3
+batch_size = 64
+threads = 1
+seed = 0
+snapshots = "restarts"
+
+[schedule]
+kind = "sgdr"
+lr_max = 0.002
+lr_min = 0.0
+t_0 = 1
+t_mult = 2
+"#,
+        data.display()
+    )
+}
+
+#[test]
+fn ensembles_across_the_seeds_of_a_sweep() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("mnist");
+    std::fs::create_dir(&data).unwrap();
+    fixtures::write_mnist(&data, false, 256, 96);
+    std::fs::write(t.path().join("run.toml"), idx_run(&data)).unwrap();
+    let spec = t.path().join("seeds.toml");
+    std::fs::write(
+        &spec,
+        "name = \"seeds\"\nbase = \"run.toml\"\nseeds = [0, 1, 2]\n[grid]\n\
+         \"schedule.lr_max\" = [0.002, 0.004]\n",
+    )
+    .unwrap();
+    let sweep = t.path().join("sweep");
+    let mut child = common::cmd()
+        .args([
+            "sweep",
+            spec.to_str().unwrap(),
+            "--out",
+            sweep.to_str().unwrap(),
+        ])
+        .args(["--devices", "cpu", "--jobs", "2", "--quiet"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(common::wait_exit(&mut child, 300, "lrlab sweep").success());
+
+    let out = lrlab(&[
+        "ensemble",
+        sweep.to_str().unwrap(),
+        "--across-seeds",
+        "--quiet",
+    ]);
+    ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("N=3") && stdout.contains("M=2"), "{stdout}");
+    let rows = read_csv(&sweep.join("ensemble_across_seeds.csv"));
+    // Two points x N = 1..3 x M = 1..2, N outer.
+    assert_eq!(rows.len(), 12);
+    let point = "schedule.lr_max=0.002";
+    let mine: Vec<_> = rows.iter().filter(|r| r["point"] == point).collect();
+    let nm: Vec<(String, String, String)> = mine
+        .iter()
+        .map(|r| {
+            (
+                r["runs"].clone(),
+                r["snapshots_per_run"].clone(),
+                r["members"].clone(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, String)> = [(1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2)]
+        .iter()
+        .map(|&(n, m)| (n.to_string(), m.to_string(), (n * m).to_string()))
+        .collect();
+    assert_eq!(nm, want);
+    assert_eq!(mine[5]["seeds"], "0;1;2");
+
+    // Against softmax averages computed here from the snapshot files.
+    let run = |seed: u64| sweep.join(format!("{point},seed={seed}"));
+    let snap = |seed: u64, step: u64| {
+        run(seed)
+            .join("snapshots")
+            .join(format!("step{step:08}.safetensors"))
+    };
+    // 256 images, batch 64: 4 steps per epoch; cycles end at steps 4 and 12.
+    let mut probs: BTreeMap<(u64, u64), Vec<f64>> = BTreeMap::new();
+    let mut labels = Vec::new();
+    let mut classes = 0;
+    for seed in 0..3 {
+        for step in [4, 12] {
+            let (p, y, c) = probabilities(&run(seed), &snap(seed, step));
+            if !labels.is_empty() {
+                assert_eq!(y, labels, "one test set for every seed");
+            }
+            probs.insert((seed, step), p);
+            labels = y;
+            classes = c;
+        }
+    }
+    for row in &mine {
+        let n: u64 = row["runs"].parse().unwrap();
+        let m: usize = row["snapshots_per_run"].parse().unwrap();
+        let members: Vec<Vec<f64>> = (0..n)
+            .flat_map(|seed| [12u64, 4][..m].iter().map(move |&s| (seed, s)))
+            .map(|key| probs[&key].clone())
+            .collect();
+        let (acc, nll) = ensemble_metrics(&members, &labels, classes);
+        assert_eq!(num(row, "test_acc"), acc, "N={n} M={m}");
+        assert!((num(row, "test_loss") - nll).abs() < 1e-9, "N={n} M={m}");
+    }
+    // N = 1, M = 1 is seed 0's final model, as its run evaluated it.
+    let epochs = read_csv(&run(0).join("epochs.csv"));
+    assert_eq!(
+        num(mine[0], "test_acc"),
+        num(epochs.last().unwrap(), "test_acc")
+    );
+
+    // --last 1: M = 1 only, the same numbers.
+    ok(&lrlab(&[
+        "ensemble",
+        sweep.to_str().unwrap(),
+        "--across-seeds",
+        "--last",
+        "1",
+        "--quiet",
+    ]));
+    let last1 = read_csv(&sweep.join("ensemble_across_seeds.csv"));
+    assert_eq!(last1.len(), 6);
+    assert_eq!(last1[1], rows[2]);
+
+    // Input errors: one run; runs whose evaluation sets differ (synthetic data per seed).
+    let bad = lrlab(&["ensemble", run(1).to_str().unwrap(), "--across-seeds"]);
+    input_error(&bad, &["--across-seeds needs a folder of runs"]);
+    let bad = lrlab(&[
+        "ensemble",
+        sweep.to_str().unwrap(),
+        "--across-seeds",
+        "--last",
+        "3",
+    ]);
+    input_error(&bad, &["--last 3", "only 2 snapshot"]);
+    let synth = t.path().join("synth");
+    for seed in [1, 2] {
+        let cfg = t.path().join(format!("s{seed}.toml"));
+        std::fs::write(
+            &cfg,
+            RUN.replace("seed = 3", &format!("seed = {seed}"))
+                .replace("epochs = 7", "epochs = 1"),
+        )
+        .unwrap();
+        ok(&lrlab(&[
+            "train",
+            cfg.to_str().unwrap(),
+            "--out",
+            synth.join(format!("seed={seed}")).to_str().unwrap(),
+            "--quiet",
+        ]));
+    }
+    let bad = lrlab(&["ensemble", synth.to_str().unwrap(), "--across-seeds"]);
+    input_error(
+        &bad,
+        &["draws its test images from the seed", "data.val_split = 0"],
+    );
 }

@@ -272,6 +272,121 @@ pub fn ensemble_dir(args: &EnsembleArgs) -> Result<Vec<RunEnsemble>> {
     Ok(results)
 }
 
+/// A run's model and evaluation split, rebuilt from its `config.toml` as training built them,
+/// ready to score snapshots.
+struct Scorer {
+    setup: Setup,
+    vs: VarStore,
+    model: crate::models::Model,
+    run: PathBuf,
+}
+
+impl Scorer {
+    /// Rebuild the run in `run`; `device` overrides its `train.device`.
+    fn open(run: &Path, device: Option<&str>) -> Result<Scorer> {
+        let mut overrides = Vec::new();
+        if let Some(d) = device {
+            overrides.push(format!("train.device={d:?}"));
+        }
+        let cfg = RunConfig::load(&run.join("config.toml"), &overrides)?;
+        let setup = Setup::new(&cfg).with_context(|| format!("{}", run.display()))?;
+        let (vs, model) = build_model(&cfg, &setup)?;
+        if setup.bf16 {
+            // The run evaluated under bf16 autocast: evaluate the snapshots the same way.
+            super::device::set_autocast_bf16()?;
+        }
+        Ok(Scorer {
+            setup,
+            vs,
+            model,
+            run: run.to_path_buf(),
+        })
+    }
+
+    fn batches(&self) -> u64 {
+        self.setup.data.eval.batches_per_epoch() as u64
+    }
+
+    /// Evaluate `snap` on the whole evaluation split: `on_batch(j, probabilities, labels)` for
+    /// every batch `j` (float64 softmax outputs), and the snapshot's own metrics.
+    fn score(
+        &self,
+        snap: &Snapshot,
+        bar: Option<&indicatif::ProgressBar>,
+        mut on_batch: impl FnMut(usize, Tensor, Tensor) -> Result<()>,
+    ) -> Result<Metrics> {
+        load_snapshot(&self.vs, &snap.path)?;
+        let _guard = tch::no_grad_guard();
+        let bf16 = self.setup.bf16;
+        let mut single = Sums::default();
+        let mut n = 0;
+        for (j, batch) in self.setup.data.eval.epoch(0, 0).enumerate() {
+            let batch = batch?;
+            let logits = tch::autocast(bf16, || self.model.net.forward_t(&batch.images, false))
+                .to_kind(Kind::Float);
+            single.add_logits(&logits, &batch.labels);
+            let probs = logits.to_kind(Kind::Double).softmax(1, Kind::Double);
+            on_batch(j, probs, batch.labels)?;
+            n += 1;
+            if let Some(b) = bar {
+                b.inc(1);
+            }
+        }
+        if n == 0 {
+            anyhow::bail!("{}: the evaluation split is empty", self.run.display());
+        }
+        single.metrics()
+    }
+}
+
+/// A progress bar over `len` evaluation batches (`None` when not shown).
+fn batches_bar(progress: bool, len: u64) -> Option<indicatif::ProgressBar> {
+    let bar = progress_bar(progress, len, 0);
+    if let Some(b) = &bar {
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} batches {msg} [{elapsed_precise} < {eta}]",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    }
+    bar
+}
+
+/// Add `probs` into the running sums of batch `j` (the first time: start them), checking that
+/// the batch holds the labels the sums were started with.
+fn accumulate(
+    sums: &mut Vec<Tensor>,
+    labels: &mut Vec<Tensor>,
+    j: usize,
+    probs: Tensor,
+    y: Tensor,
+    mismatch: impl FnOnce() -> anyhow::Error,
+) -> Result<()> {
+    if j == sums.len() && j == labels.len() {
+        sums.push(probs);
+        labels.push(y);
+        return Ok(());
+    }
+    let same = labels
+        .get(j)
+        .is_some_and(|l| l.size() == y.size() && l.equal(&y));
+    if !same || j >= sums.len() {
+        return Err(mismatch());
+    }
+    sums[j] += probs;
+    Ok(())
+}
+
+/// Metrics of the averaged probabilities `sums / count`.
+fn averaged(sums: &[Tensor], labels: &[Tensor], count: f64) -> Result<Metrics> {
+    let mut ens = Sums::default();
+    for (s, y) in sums.iter().zip(labels) {
+        ens.add_probs(&(s / count), y);
+    }
+    ens.metrics()
+}
+
 /// Evaluate `snaps` (oldest first) of the run in `run` one by one and as ensembles of the
 /// last M = 1..K; `device` overrides the run's `train.device`.
 pub fn ensemble_run(
@@ -283,82 +398,34 @@ pub fn ensemble_run(
     if snaps.is_empty() {
         return Err(input_error(no_snapshots(run)));
     }
-    let config = run.join("config.toml");
-    let mut overrides = Vec::new();
-    if let Some(d) = device {
-        overrides.push(format!("train.device={d:?}"));
-    }
-    let cfg = RunConfig::load(&config, &overrides)?;
-    let setup = Setup::new(&cfg).with_context(|| format!("{}", run.display()))?;
-    let (vs, model) = build_model(&cfg, &setup)?;
-    if setup.bf16 {
-        // The run evaluated under bf16 autocast: evaluate the snapshots the same way.
-        super::device::set_autocast_bf16()?;
-    }
-    let loader = &setup.data.eval;
-    let batches = loader.batches_per_epoch() as u64;
+    let scorer = Scorer::open(run, device)?;
     let k = snaps.len();
-    let bar = progress_bar(progress, batches * k as u64, 0);
-    if let Some(b) = &bar {
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} batches {msg} [{elapsed_precise} < {eta}]",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-    }
-    let _guard = tch::no_grad_guard();
-
+    let bar = batches_bar(progress, scorer.batches() * k as u64);
     let mut labels: Vec<Tensor> = Vec::new();
     let mut sums: Vec<Tensor> = Vec::new();
     let mut singles: Vec<Metrics> = Vec::with_capacity(k);
     let mut ensembles: Vec<Metrics> = Vec::with_capacity(k);
     for (i, snap) in snaps.iter().rev().enumerate() {
-        load_snapshot(&vs, &snap.path)?;
         if let Some(b) = &bar {
             b.set_message(format!("snapshot {}/{k} (step {})", i + 1, snap.step));
         }
-        let mut single = Sums::default();
-        for (j, batch) in loader.epoch(0, 0).enumerate() {
-            let batch = batch?;
-            let logits = tch::autocast(setup.bf16, || model.net.forward_t(&batch.images, false))
-                .to_kind(Kind::Float);
-            single.add_logits(&logits, &batch.labels);
-            let probs = logits.to_kind(Kind::Double).softmax(1, Kind::Double);
-            if i == 0 {
-                labels.push(batch.labels);
-                sums.push(probs);
-            } else {
-                let same = labels
-                    .get(j)
-                    .is_some_and(|l| l.size() == batch.labels.size() && l.equal(&batch.labels));
-                if !same {
-                    anyhow::bail!(
-                        "{}: the evaluation batches came in a different order for step {}",
-                        run.display(),
-                        snap.step
-                    );
-                }
-                sums[j] += probs;
-            }
-            if let Some(b) = &bar {
-                b.inc(1);
-            }
-        }
-        if labels.is_empty() {
-            anyhow::bail!("{}: the evaluation split is empty", run.display());
-        }
-        singles.push(single.metrics()?);
-        let m = (i + 1) as f64;
-        let mut ens = Sums::default();
-        for (s, y) in sums.iter().zip(&labels) {
-            ens.add_probs(&(s / m), y);
-        }
-        ensembles.push(ens.metrics()?);
+        let single = scorer.score(snap, bar.as_ref(), |j, probs, y| {
+            accumulate(&mut sums, &mut labels, j, probs, y, || {
+                anyhow::anyhow!(
+                    "{}: the evaluation batches came in a different order for step {}",
+                    run.display(),
+                    snap.step
+                )
+            })
+        })?;
+        singles.push(single);
+        ensembles.push(averaged(&sums, &labels, (i + 1) as f64)?);
     }
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    let setup = &scorer.setup;
+    let loader = &setup.data.eval;
 
     let spe = setup.steps_per_epoch as f64;
     let mut rows = Vec::with_capacity(2 * k);
@@ -462,4 +529,316 @@ pub fn table(r: &RunEnsemble) -> String {
 fn trim(x: f64) -> String {
     let t = format!("{x:.3}");
     t.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// File written in the folder given to `lrlab ensemble --across-seeds`.
+pub const ACROSS_SEEDS_CSV: &str = "ensemble_across_seeds.csv";
+/// Header of `ensemble_across_seeds.csv`: one row per (point, N runs, M snapshots per run);
+/// `seeds` lists the N runs' seeds (`;`-separated), `members` = N·M.
+pub const ACROSS_SEEDS_HEADER: &str =
+    "point,seeds,runs,snapshots_per_run,members,test_loss,test_acc,test_top5";
+
+/// The uniform softmax average of `runs` runs × the last `per_run` snapshots of each.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeedRow {
+    /// N: the first N runs of the point, in seed order.
+    pub runs: usize,
+    /// M: the last M snapshots of each run.
+    pub per_run: usize,
+    /// Test loss (NLL of the averaged probabilities), accuracy, top-5.
+    pub metrics: Metrics,
+}
+
+/// The ensembles of one grid point: runs whose configs differ only in `train.seed`.
+#[derive(Clone, Debug)]
+pub struct PointEnsemble {
+    /// The runs' folder name without its `seed=` part (the grid point's label).
+    pub point: String,
+    /// The runs, in seed order.
+    pub runs: Vec<PathBuf>,
+    /// Their seeds.
+    pub seeds: Vec<u64>,
+    /// `"test"` or `"val"`.
+    pub split: String,
+    /// Examples evaluated.
+    pub examples: usize,
+    /// Rows for N = 1..R and M = 1..K (N outer).
+    pub rows: Vec<SeedRow>,
+}
+
+/// One run of a grid point: its seed, folder and snapshots.
+struct SeedRun {
+    seed: u64,
+    run: PathBuf,
+    snaps: Vec<Snapshot>,
+}
+
+/// A run's resolved config without its seed (what makes runs one grid point) and the seed.
+fn config_without_seed(run: &Path) -> Result<(toml::Table, u64)> {
+    let path = run.join("config.toml");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| input_error(format!("{}: cannot read it: {e}", path.display())))?;
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e| input_error(format!("{}: invalid TOML: {e}", path.display())))?;
+    let seed = table
+        .get_mut("train")
+        .and_then(|t| t.as_table_mut())
+        .and_then(|t| t.remove("seed"))
+        .and_then(|v| v.as_integer())
+        .unwrap_or(0);
+    Ok((table, seed.max(0) as u64))
+}
+
+/// A run folder's name without its `seed=N` part.
+fn point_label(run: &Path) -> String {
+    let name = run
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let kept: Vec<&str> = name
+        .split(',')
+        .filter(|p| !p.starts_with("seed=") && !p.starts_with("train.seed="))
+        .collect();
+    if kept.is_empty() {
+        "all".to_string()
+    } else {
+        kept.join(",")
+    }
+}
+
+/// `lrlab ensemble DIR --across-seeds`: group the runs of `DIR` by grid point (configs equal
+/// but for `train.seed`), and for every point average the softmax outputs of the first N runs
+/// (in seed order) × the last M snapshots of each, for every N and M (SGDR's Table 2). Writes
+/// `DIR/ensemble_across_seeds.csv`.
+pub fn ensemble_across_seeds(args: &EnsembleArgs) -> Result<Vec<PointEnsemble>> {
+    if args.last == Some(0) {
+        crate::bail_input!("--last 0: must be >= 1 (the number of snapshots per run)");
+    }
+    let runs = find_runs(&args.dir)?;
+    if runs.len() == 1 && runs[0] == args.dir {
+        crate::bail_input!(
+            "{}: --across-seeds needs a folder of runs (a sweep with several seeds), not one run",
+            args.dir.display()
+        );
+    }
+    // Group by config without the seed, keeping the first-seen order of points.
+    let mut groups: Vec<(toml::Table, Vec<SeedRun>)> = Vec::new();
+    for run in runs {
+        let snaps = list_snapshots(&run)?;
+        if snaps.is_empty() {
+            eprintln!("skipped {}: no snapshots", run.display());
+            continue;
+        }
+        let (key, seed) = config_without_seed(&run)?;
+        let member = SeedRun { seed, run, snaps };
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(member),
+            None => groups.push((key, vec![member])),
+        }
+    }
+    if groups.is_empty() {
+        crate::bail_input!(
+            "{}: no run has snapshots; set `train.snapshots = \"restarts\"` and use a schedule with restarts (e.g. kind = \"sgdr\")",
+            args.dir.display()
+        );
+    }
+    // Check every point before the first evaluation.
+    let mut todo = Vec::new();
+    for (key, mut members) in groups {
+        if members.len() > 1 {
+            check_one_eval_set(&key, &members[0].run)?;
+        }
+        members.sort_by(|a, b| (a.seed, &a.run).cmp(&(b.seed, &b.run)));
+        let fewest = members
+            .iter()
+            .min_by_key(|m| m.snaps.len())
+            .expect("a group has a run");
+        check_last(&fewest.run, args.last, &fewest.snaps)?;
+        todo.push(members);
+    }
+    let mut results = Vec::new();
+    for members in todo {
+        results.push(point_ensemble(&members, args)?);
+    }
+    let mut text = format!("{ACROSS_SEEDS_HEADER}\n");
+    for p in &results {
+        let seeds: Vec<String> = p.seeds.iter().map(|s| s.to_string()).collect();
+        for r in &p.rows {
+            text.push_str(&format!(
+                "{},{},{},{},{},{},{},{}\n",
+                csv_field(&p.point),
+                seeds[..r.runs].join(";"),
+                r.runs,
+                r.per_run,
+                r.runs * r.per_run,
+                fmt_f64(r.metrics.loss),
+                fmt_f64(r.metrics.acc),
+                fmt_f64(r.metrics.top5),
+            ));
+        }
+    }
+    write_atomic(&args.dir.join(ACROSS_SEEDS_CSV), text.as_bytes())?;
+    Ok(results)
+}
+
+/// A CSV field, quoted when it holds a comma or a quote.
+fn csv_field(s: &str) -> String {
+    if s.contains(',') || s.contains('"') {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Evaluate one point: for each run in seed order its last K snapshots, newest first; the
+/// running sums give every (N, M) without keeping any run's outputs.
+fn point_ensemble(members: &[SeedRun], args: &EnsembleArgs) -> Result<PointEnsemble> {
+    let k = members
+        .iter()
+        .map(|m| m.snaps.len())
+        .min()
+        .expect("a point has a run");
+    let k = args.last.unwrap_or(k);
+    let point = point_label(&members[0].run);
+    // totals[m][j]: over the runs so far, the sum of the last m + 1 snapshots' probabilities
+    // of batch j; labels[j] from the first run, which every run must match.
+    let mut totals: Vec<Vec<Tensor>> = (0..k).map(|_| Vec::new()).collect();
+    let mut labels: Vec<Tensor> = Vec::new();
+    let mut rows = Vec::new();
+    let (mut split, mut examples) = (String::new(), 0);
+    for (r, SeedRun { seed, run, snaps }) in members.iter().enumerate() {
+        let scorer = Scorer::open(run, args.device.as_deref())?;
+        let bar = batches_bar(args.progress, scorer.batches() * k as u64);
+        let mut running: Vec<Tensor> = Vec::new();
+        let mut run_labels: Vec<Tensor> = Vec::new();
+        for (i, snap) in snaps[snaps.len() - k..].iter().rev().enumerate() {
+            if let Some(b) = &bar {
+                b.set_message(format!(
+                    "{point}: seed {seed} ({}/{}), snapshot {}/{k}",
+                    r + 1,
+                    members.len(),
+                    i + 1
+                ));
+            }
+            scorer.score(snap, bar.as_ref(), |j, probs, y| {
+                accumulate(&mut running, &mut run_labels, j, probs, y, || {
+                    anyhow::anyhow!(
+                        "{}: the evaluation batches came in a different order for step {}",
+                        run.display(),
+                        snap.step
+                    )
+                })
+            })?;
+            if i == 0 {
+                check_same_examples(&mut labels, &run_labels, run, &members[0].run)?;
+            }
+            // Add the sum of this run's last i + 1 snapshots into M = i + 1's totals.
+            let total = &mut totals[i];
+            if total.is_empty() {
+                total.extend(running.iter().map(Tensor::copy));
+            } else {
+                for (t, s) in total.iter_mut().zip(&running) {
+                    *t += s;
+                }
+            }
+        }
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        for (m, total) in totals.iter().enumerate() {
+            let count = ((r + 1) * (m + 1)) as f64;
+            rows.push(SeedRow {
+                runs: r + 1,
+                per_run: m + 1,
+                metrics: averaged(total, &labels, count)?,
+            });
+        }
+        split = scorer.setup.data.eval_name.to_string();
+        examples = scorer.setup.data.eval.len();
+    }
+    Ok(PointEnsemble {
+        point,
+        runs: members.iter().map(|m| m.run.clone()).collect(),
+        seeds: members.iter().map(|m| m.seed).collect(),
+        split,
+        examples,
+        rows,
+    })
+}
+
+/// Runs of one point evaluate the same examples only when the evaluation split does not depend
+/// on the seed: refuse synthetic data (drawn from the seed) and a validation split (drawn per
+/// seed) before any evaluation.
+fn check_one_eval_set(config: &toml::Table, run: &Path) -> Result<()> {
+    let data = config.get("data").and_then(|d| d.as_table());
+    let get = |k: &str| data.and_then(|d| d.get(k));
+    let why = if get("dataset").and_then(|v| v.as_str()) == Some("synthetic") {
+        "data.dataset = \"synthetic\" draws its test images from the seed"
+    } else if get("val_split").and_then(|v| v.as_integer()).unwrap_or(0) > 0 {
+        "data.val_split > 0 draws the validation split from the seed"
+    } else {
+        return Ok(());
+    };
+    crate::bail_input!(
+        "{}: {why}, so the runs of this point evaluate different examples: ensembles across \
+         seeds need one evaluation set, a dataset's test set with data.val_split = 0",
+        run.display()
+    )
+}
+
+/// The first run's evaluation labels start `labels`; every later run must have the same.
+fn check_same_examples(
+    labels: &mut Vec<Tensor>,
+    run_labels: &[Tensor],
+    run: &Path,
+    first: &Path,
+) -> Result<()> {
+    if labels.is_empty() {
+        labels.extend(run_labels.iter().map(Tensor::shallow_clone));
+        return Ok(());
+    }
+    let same = labels.len() == run_labels.len()
+        && labels
+            .iter()
+            .zip(run_labels)
+            .all(|(a, b)| a.size() == b.size() && a.equal(b));
+    if !same {
+        crate::bail_input!(
+            "{}: its evaluation examples differ from those of {} (a validation split, or \
+             synthetic data, is drawn per seed): ensembles across seeds need one evaluation \
+             set, a dataset's test set with data.val_split = 0",
+            run.display(),
+            first.display()
+        );
+    }
+    Ok(())
+}
+
+/// SGDR Table 2's layout: test error (%) for N runs (rows) × the last M snapshots per run.
+pub fn seeds_table(p: &PointEnsemble) -> String {
+    let k = p.rows.iter().map(|r| r.per_run).max().unwrap_or(0);
+    let seeds: Vec<String> = p.seeds.iter().map(|s| s.to_string()).collect();
+    let mut s = format!(
+        "{}: {} run(s) (seeds {}), {} split ({} examples)\n  test error % of the softmax \
+         average of N runs x their last M snapshots\n  {:<6}",
+        p.point,
+        p.runs.len(),
+        seeds.join(", "),
+        p.split,
+        p.examples,
+        ""
+    );
+    for m in 1..=k {
+        s.push_str(&format!(" {:>7}", format!("M={m}")));
+    }
+    s.push('\n');
+    for n in 1..=p.runs.len() {
+        s.push_str(&format!("  {:<6}", format!("N={n}")));
+        for r in p.rows.iter().filter(|r| r.runs == n) {
+            s.push_str(&format!(" {:>7.2}", 100.0 * (1.0 - r.metrics.acc)));
+        }
+        s.push('\n');
+    }
+    s
 }
