@@ -42,11 +42,14 @@ def loss_of(w, b, k):
     return ((x @ w.T + b - t) ** 2).mean()
 
 
-def run_torch(kind, wd, **kw):
+def run_torch(kind, wd, bias=(1.0, 0.0), **kw):
+    """`bias` = (lr multiplier, weight decay) of b's param group (Caffe's per-blob lr_mult and
+    decay_mult, as a PyTorch user writes them)."""
     w, b = init()
     w.requires_grad_(True)
     b.requires_grad_(True)
-    groups = [{"params": [w], "weight_decay": wd}, {"params": [b], "weight_decay": 0.0}]
+    groups = [{"params": [w], "weight_decay": wd, "lr_mult": 1.0},
+              {"params": [b], "weight_decay": bias[1], "lr_mult": bias[0]}]
     if kind == "sgd":
         opt = torch.optim.SGD(groups, lr=0.1, momentum=0.9, **kw)
     else:
@@ -54,7 +57,7 @@ def run_torch(kind, wd, **kw):
     losses = []
     for k in range(STEPS):
         for g in opt.param_groups:
-            g["lr"] = lr_at(k)
+            g["lr"] = lr_at(k) * g["lr_mult"]
             if kind == "sgd":
                 g["momentum"] = mom_at(k)
             else:
@@ -67,11 +70,13 @@ def run_torch(kind, wd, **kw):
     return w.detach(), b.detach(), losses
 
 
-def run_caffe(wd, nesterov):
-    """Caffe SGD: v = mu*v + lr*(g + wd*p); p -= v. Nesterov: p -= (1+mu)*v_new - mu*v_old."""
+def run_caffe(wd, nesterov, bias=(1.0, 0.0)):
+    """Caffe SGD: v = mu*v + lr*(g + wd*p); p -= v. Nesterov: p -= (1+mu)*v_new - mu*v_old.
+    `bias` = (lr_mult, local decay) of b: Caffe's local rate lr * lr_mult."""
     w, b = init()
     params = [w, b]
-    decays = [wd, 0.0]
+    decays = [wd, bias[1]]
+    mults = [1.0, bias[0]]
     vel = [torch.zeros_like(p) for p in params]
     losses = []
     for k in range(STEPS):
@@ -82,9 +87,9 @@ def run_caffe(wd, nesterov):
         losses.append(loss.item())
         with torch.no_grad():
             new = []
-            for p, g, v, d in zip(params, grads, vel, decays):
+            for p, g, v, d, m in zip(params, grads, vel, decays, mults):
                 dv = g + d * p
-                v_new = mom_at(k) * v + lr_at(k) * dv
+                v_new = mom_at(k) * v + lr_at(k) * m * dv
                 if nesterov:
                     p = p - ((1 + mom_at(k)) * v_new - mom_at(k) * v)
                 else:
@@ -107,6 +112,10 @@ def main():
         ("adamw", lambda: run_torch("adamw", 1e-2)),
         ("sgd_caffe", lambda: run_caffe(1e-2, False)),
         ("sgd_caffe_nesterov", lambda: run_caffe(1e-2, True)),
+        # Biases at twice the LR and half the decay (param groups), and Caffe's prototxt
+        # setting lr_mult 2, decay_mult 0 with every parameter decayed.
+        ("sgd_pytorch_bias_mult", lambda: run_torch("sgd", 1e-2, bias=(2.0, 0.5e-2))),
+        ("sgd_caffe_bias_mult", lambda: run_caffe(1e-2, False, bias=(2.0, 0.0))),
     ]:
         w, b, losses = fn()
         cases[name] = {"w": w.flatten().tolist(), "b": b.tolist(), "losses": losses}

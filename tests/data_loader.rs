@@ -622,3 +622,92 @@ fn sharded_loaders_deliver_consecutive_parts_of_the_single_process_batches() {
         );
     }
 }
+
+#[test]
+fn cutout_sets_a_seeded_square_to_the_mean_pixel() {
+    use lrlab::data::augment::CutoutMode;
+    use lrlab::data::rng::below;
+    let seed = 9;
+    let (c, h, w) = (3usize, 12usize, 12usize);
+    for (augment, mode, size) in [
+        (Augment::CropFlip, CutoutMode::Center, 6),
+        (Augment::Flip, CutoutMode::Center, 5),
+        (Augment::CropFlip, CutoutMode::Inside, 8),
+    ] {
+        let cfg = |cutout| DataConfig {
+            augment: Some(augment),
+            cutout,
+            cutout_mode: mode,
+            normalize: Normalize::MeanStd,
+            ..synthetic(48, 3)
+        };
+        let load_all = |cutout| {
+            let data = load(&cfg(cutout), 16, 16, seed, Device::Cpu).unwrap();
+            batches(&data.train, 2, 0)
+                .into_iter()
+                .map(|(x, _, _)| x)
+                .collect::<Vec<Vec<f32>>>()
+        };
+        let (plain, cut) = (load_all(0), load_all(size));
+        let (mut pos, mut clipped) = (0, 0);
+        for (bp, bc) in plain.iter().zip(&cut) {
+            for k in 0..bp.len() / (c * h * w) {
+                // The crop and flip draws first, then the cutout's row and column.
+                let mut rng = example_rng(seed, 2, pos);
+                match augment {
+                    Augment::CropFlip => drop(draw_crop_flip(&mut rng, 4)),
+                    _ => drop(lrlab::data::augment::draw_flip(&mut rng)),
+                }
+                let (ys, xs) = match mode {
+                    // DeVries & Taylor: y1 = clip(cy - L // 2, 0, h), y2 = clip(cy + L // 2, 0, h).
+                    CutoutMode::Center => {
+                        let cy = below(&mut rng, h as u64) as i64;
+                        let cx = below(&mut rng, w as u64) as i64;
+                        let half = size as i64 / 2;
+                        let clip = |v: i64, n: usize| v.clamp(0, n as i64) as usize;
+                        (
+                            clip(cy - half, h)..clip(cy + half, h),
+                            clip(cx - half, w)..clip(cx + half, w),
+                        )
+                    }
+                    // The DAWNBench code: corner = randint(H + 1 - L).
+                    CutoutMode::Inside => {
+                        let y0 = below(&mut rng, (h + 1 - size) as u64) as usize;
+                        let x0 = below(&mut rng, (w + 1 - size) as u64) as usize;
+                        (y0..y0 + size, x0..x0 + size)
+                    }
+                };
+                if ys.len() < size - size % 2 || xs.len() < size - size % 2 {
+                    clipped += 1;
+                }
+                for ch in 0..c {
+                    for y in 0..h {
+                        for x in 0..w {
+                            let i = k * c * h * w + (ch * h + y) * w + x;
+                            if ys.contains(&y) && xs.contains(&x) {
+                                assert_eq!(bc[i], 0.0, "{mode:?} pos {pos} ({y}, {x})");
+                            } else {
+                                assert_eq!(bc[i], bp[i], "{mode:?} pos {pos} ({y}, {x})");
+                            }
+                        }
+                    }
+                }
+                pos += 1;
+            }
+        }
+        assert_eq!(pos, 48);
+        // The centre mode clips squares at the border now and then; the inside mode never.
+        match mode {
+            CutoutMode::Center => assert!(clipped > 5, "{clipped}"),
+            CutoutMode::Inside => assert_eq!(clipped, 0),
+        }
+    }
+    // Evaluation is never cut out; a square larger than the image is refused.
+    let cfg = DataConfig {
+        cutout: 13,
+        ..synthetic(48, 3)
+    };
+    let err = load(&cfg, 16, 16, seed, Device::Cpu).err().unwrap();
+    assert!(is_input_error(&err));
+    assert!(format!("{err:#}").contains("data.cutout = 13: must be at most the image side 12"));
+}

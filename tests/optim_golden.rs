@@ -33,8 +33,10 @@ fn tensor(v: &serde_json::Value, shape: &[i64]) -> Tensor {
 /// A float64 VarStore holding `w` and `b` with the given values.
 fn model(w0: &Tensor, b0: &Tensor) -> (VarStore, Tensor, Tensor) {
     let mut vs = VarStore::new(Device::Cpu);
-    let mut w = vs.root().zeros("w", &w0.size());
-    let mut b = vs.root().zeros("b", &b0.size());
+    // A linear layer's names: `fc.bias` is a bias (Caffe's multipliers apply to it).
+    let fc = vs.root() / "fc";
+    let mut w = fc.zeros("weight", &w0.size());
+    let mut b = fc.zeros("bias", &b0.size());
     vs.double();
     tch::no_grad(|| {
         w.copy_(w0);
@@ -154,6 +156,47 @@ fn caffe_convention_matches_its_formula() {
             nesterov: true,
             ..sgd()
         },
+    );
+}
+
+#[test]
+fn bias_multipliers_match_param_groups_and_caffe() {
+    // PyTorch param groups: the bias at twice the LR and half the weight decay.
+    check(
+        "sgd_pytorch_bias_mult",
+        OptimConfig {
+            wd_scope: WdScope::All,
+            bias_lr_mult: 2.0,
+            bias_decay_mult: 0.5,
+            ..sgd()
+        },
+    );
+    // Caffe's prototxt setting (lr_mult 2, decay_mult 0 on biases), every blob decayed.
+    let caffe = OptimConfig {
+        momentum_convention: MomentumConvention::Caffe,
+        wd_scope: WdScope::All,
+        bias_lr_mult: 2.0,
+        bias_decay_mult: 0.0,
+        ..sgd()
+    };
+    check("sgd_caffe_bias_mult", caffe.clone());
+    let (vs, _, _) = model(
+        &Tensor::zeros([3, 4], (Kind::Double, Device::Cpu)),
+        &Tensor::zeros([3], (Kind::Double, Device::Cpu)),
+    );
+    assert_eq!(
+        Optimizer::new(&vs, &caffe).unwrap().decayed(),
+        ["fc.weight"]
+    );
+    // Without multipliers the old cases hold (checked above); a BN-like rank-1 weight's
+    // shift is not a bias.
+    let mut bn = VarStore::new(Device::Cpu);
+    let _g = (bn.root() / "bn").ones("weight", &[3]);
+    let _b = (bn.root() / "bn").zeros("bias", &[3]);
+    bn.double();
+    assert_eq!(
+        Optimizer::new(&bn, &caffe).unwrap().decayed(),
+        ["bn.bias", "bn.weight"]
     );
 }
 

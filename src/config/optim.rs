@@ -60,6 +60,19 @@ pub struct OptimConfig {
     pub beta2: f64,
     /// AdamW epsilon. Default 1e-8.
     pub eps: f64,
+    /// Learning-rate multiplier of convolution and linear biases, Caffe's `lr_mult` on the
+    /// bias blob (2 in the CLR and super-convergence prototxts). Default 1 (and then left out
+    /// of the written config, so that run ids stay as they were).
+    #[serde(skip_serializing_if = "is_one")]
+    pub bias_lr_mult: f64,
+    /// Weight-decay multiplier of those biases, Caffe's `decay_mult` (0 in those prototxts);
+    /// it scales the decay `wd_scope` gives them. Default 1 (left out of the written config).
+    #[serde(skip_serializing_if = "is_one")]
+    pub bias_decay_mult: f64,
+}
+
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
 }
 
 impl Default for OptimConfig {
@@ -74,6 +87,8 @@ impl Default for OptimConfig {
             momentum_convention: MomentumConvention::Pytorch,
             beta2: 0.999,
             eps: 1e-8,
+            bias_lr_mult: 1.0,
+            bias_decay_mult: 1.0,
         }
     }
 }
@@ -95,6 +110,14 @@ impl OptimConfig {
                 "optim.weight_decay = {}: must be a finite number >= 0",
                 self.weight_decay
             );
+        }
+        for (k, v) in [
+            ("bias_lr_mult", self.bias_lr_mult),
+            ("bias_decay_mult", self.bias_decay_mult),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                crate::bail_input!("optim.{k} = {v}: must be a finite number >= 0");
+            }
         }
         if self.eps.is_nan() || self.eps <= 0.0 {
             crate::bail_input!("optim.eps = {}: must be > 0", self.eps);

@@ -68,6 +68,7 @@ impl Source for ArraySource {
             augment,
             pad: 4,
             pad_mode: PadMode::Zero,
+            cutout: None,
         };
         augment::apply(&spec, rng, out, self.shape, &mut Vec::new());
         Ok(true)

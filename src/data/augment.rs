@@ -8,7 +8,13 @@
 //! probability 1/2.
 //!
 //! Draw order from the example's generator (part of the resume contract): `CropFlip` draws
-//! `oy`, then `ox`, then the flip bit; `Flip` draws the flip bit only.
+//! `oy`, then `ox`, then the flip bit; `Flip` draws the flip bit only; cutout draws after
+//! them (its row, then its column), so a run without cutout draws what it always drew.
+//!
+//! Cutout (DeVries & Taylor 2017) zeroes a square of the image after normalising, i.e. sets it
+//! to the mean pixel, as both reference implementations do (DeVries & Taylor mask the
+//! normalised tensor; the DAWNBench ResNet-9 code cuts out of pre-normalised data): the loader
+//! applies it with the same mask as `PadMode::Mean`.
 
 use super::rng::below;
 use super::{Augment, PadMode};
@@ -23,6 +29,72 @@ pub struct AugmentSpec {
     pub pad: usize,
     /// Padding mode of [`Augment::CropFlip`].
     pub pad_mode: PadMode,
+    /// Cutout after the crop and flip (training only), if any.
+    pub cutout: Option<Cutout>,
+}
+
+/// Where a cutout square may fall.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CutoutMode {
+    /// DeVries & Taylor's: the centre is uniform over the image and the square is clipped at
+    /// the border (`y0 = max(cy − L/2, 0)`, `y1 = min(cy + L/2, H)`, `L/2` rounded down).
+    #[default]
+    Center,
+    /// The DAWNBench ResNet-9's (Page): the `L x L` square lies wholly inside the image, its
+    /// corner uniform over `0..=H − L`.
+    Inside,
+}
+
+impl CutoutMode {
+    /// The name used in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            CutoutMode::Center => "center",
+            CutoutMode::Inside => "inside",
+        }
+    }
+}
+
+/// A cutout of `size x size` pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cutout {
+    /// Side of the square, pixels (>= 1).
+    pub size: usize,
+    /// Where it may fall.
+    pub mode: CutoutMode,
+}
+
+/// Draw the cutout's rows `y0..y1` and columns `x0..x1` in an `H x W` image: the row first,
+/// then the column.
+pub fn draw_cutout(
+    rng: &mut ChaCha8Rng,
+    (h, w): (usize, usize),
+    cut: Cutout,
+) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    let l = cut.size;
+    match cut.mode {
+        CutoutMode::Center => {
+            let cy = below(rng, h as u64) as usize;
+            let cx = below(rng, w as u64) as usize;
+            (
+                cy.saturating_sub(l / 2)..(cy + l / 2).min(h),
+                cx.saturating_sub(l / 2)..(cx + l / 2).min(w),
+            )
+        }
+        CutoutMode::Inside => {
+            let y0 = below(rng, (h - l.min(h) + 1) as u64) as usize;
+            let x0 = below(rng, (w - l.min(w) + 1) as u64) as usize;
+            (y0..(y0 + l).min(h), x0..(x0 + l).min(w))
+        }
+    }
+}
+
+/// Set to 1 the rows `ys` and columns `xs` of the `H x W` mask `out`.
+pub fn mark(w: usize, ys: std::ops::Range<usize>, xs: std::ops::Range<usize>, out: &mut [u8]) {
+    for y in ys {
+        out[y * w + xs.start..y * w + xs.end].fill(1);
+    }
 }
 
 impl AugmentSpec {
@@ -31,6 +103,7 @@ impl AugmentSpec {
         augment: Augment::None,
         pad: 0,
         pad_mode: PadMode::Zero,
+        cutout: None,
     };
 }
 

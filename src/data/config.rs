@@ -1,5 +1,6 @@
 //! The `[data]` table of a run config.
 
+pub use super::augment::CutoutMode;
 use super::{Augment, PadMode};
 use crate::error::input_error;
 use anyhow::Result;
@@ -227,6 +228,15 @@ pub struct DataConfig {
     /// Padding mode of `crop_flip`: `zero` (default; torchvision), `reflect`, or `mean` (zeros
     /// after normalising: the mean pixel, SGDR's border).
     pub pad_mode: PadMode,
+    /// Cutout (DeVries & Taylor 2017): side in pixels of a square set to the mean pixel in
+    /// every training image, after the crop and flip, drawn from (seed, epoch, position) like
+    /// the other augmentations; 0 (default) = none, and then left out of the written config.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cutout: usize,
+    /// Where the cutout square falls: `center` (default; DeVries & Taylor, clipped at the
+    /// border) or `inside` (the DAWNBench ResNet-9's, wholly inside the image).
+    #[serde(skip_serializing_if = "is_default_cutout_mode")]
+    pub cutout_mode: CutoutMode,
     /// CIFAR-100 labels: `fine` (default, 100 classes) or `coarse` (20).
     pub labels: Labels,
     /// Synthetic data: number of classes (default 10).
@@ -249,6 +259,14 @@ pub struct DataConfig {
     pub image_size: usize,
 }
 
+fn is_zero(x: &usize) -> bool {
+    *x == 0
+}
+
+fn is_default_cutout_mode(m: &CutoutMode) -> bool {
+    *m == CutoutMode::default()
+}
+
 impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
@@ -263,6 +281,8 @@ impl Default for DataConfig {
             augment: None,
             pad: 4,
             pad_mode: PadMode::Zero,
+            cutout: 0,
+            cutout_mode: CutoutMode::Center,
             labels: Labels::Fine,
             classes: 10,
             size: 2048,
@@ -319,6 +339,9 @@ impl DataConfig {
         }
         if self.augment() != Augment::CropFlip {
             out.extend(["pad", "pad_mode"]);
+        }
+        if self.cutout == 0 {
+            out.push("cutout_mode");
         }
         out
     }
@@ -456,6 +479,9 @@ pub fn describe(cfg: &DataConfig) -> String {
     s += &format!(", augment {}", aug.name());
     if aug == Augment::CropFlip {
         s += &format!(" (pad {}, {})", cfg.pad, cfg.pad_mode.name());
+    }
+    if cfg.cutout > 0 {
+        s += &format!(" + cutout {} ({})", cfg.cutout, cfg.cutout_mode.name());
     }
     s += &format!(", normalize {}", cfg.normalize.name());
     s

@@ -148,6 +148,7 @@ impl Source for NpzSource {
             augment,
             pad: 4,
             pad_mode: PadMode::Zero,
+            cutout: None,
         };
         augment::apply(&spec, rng, out, self.shape(), &mut Vec::new());
         Ok(true)

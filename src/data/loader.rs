@@ -300,7 +300,8 @@ struct RawBatch {
     index: usize,
     pixels: Vec<u8>,
     labels: Vec<i64>,
-    /// `PadMode::Mean`: per example, 1 where the crop read padding (`N x H x W`).
+    /// `PadMode::Mean` and cutout: per example, 1 where the pixel reads 0 after normalising,
+    /// the mean pixel (the crop's padding, the cutout square) (`N x H x W`).
     pad_mask: Option<Vec<u8>>,
 }
 
@@ -350,7 +351,9 @@ impl Worker {
         let mean_pad = opts.train
             && opts.augment.augment == Augment::CropFlip
             && opts.augment.pad_mode == super::PadMode::Mean;
-        let mut mask = if mean_pad {
+        let cutout = opts.augment.cutout.filter(|_| opts.train);
+        let masked = mean_pad || cutout.is_some();
+        let mut mask = if masked {
             vec![0u8; (hi - lo) * h * w]
         } else {
             Vec::new()
@@ -388,9 +391,17 @@ impl Worker {
             }
             if opts.train {
                 let crop = augment::apply(&opts.augment, &mut rng, out, (c, h, w), scratch);
+                let m = &mut mask[if masked {
+                    slot * h * w..(slot + 1) * h * w
+                } else {
+                    0..0
+                }];
                 if let (true, Some(crop)) = (mean_pad, crop) {
-                    let m = &mut mask[slot * h * w..(slot + 1) * h * w];
                     augment::pad_mask((h, w), opts.augment.pad, crop, m);
+                }
+                if let Some(cut) = cutout {
+                    let (ys, xs) = augment::draw_cutout(&mut rng, (h, w), cut);
+                    augment::mark(w, ys, xs, m);
                 }
             }
             labels.push(plan.source.label(index));
@@ -401,7 +412,7 @@ impl Worker {
             index: b,
             pixels,
             labels,
-            pad_mask: mean_pad.then_some(mask),
+            pad_mask: masked.then_some(mask),
         })
     }
 }
@@ -468,7 +479,7 @@ impl BatchIter {
             .f_to_kind(Kind::Float)?
             .f_mul(&self.scale)?
             .f_add(&self.shift)?;
-        // PadMode::Mean: the padded pixels read 0 after normalising, the mean pixel.
+        // PadMode::Mean and cutout: those pixels read 0 after normalising, the mean pixel.
         let images = match &mask {
             Some(m) => images.f_mul(&(1.0 - m))?,
             None => images,

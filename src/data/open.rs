@@ -167,10 +167,20 @@ pub fn load(
             train_indices.len()
         )));
     }
+    if cfg.cutout > h.min(w) {
+        return Err(input_error(format!(
+            "data.cutout = {}: must be at most the image side {h}",
+            cfg.cutout
+        )));
+    }
     let augment = AugmentSpec {
         augment: cfg.augment(),
         pad: cfg.pad,
         pad_mode: cfg.pad_mode,
+        cutout: (cfg.cutout > 0).then_some(super::augment::Cutout {
+            size: cfg.cutout,
+            mode: cfg.cutout_mode,
+        }),
     };
     if augment.augment == Augment::CropFlip
         && augment.pad_mode == PadMode::Reflect

@@ -85,6 +85,7 @@ impl Source for SyntheticSource {
             augment,
             pad: 4,
             pad_mode: super::PadMode::Zero,
+            cutout: None,
         };
         super::augment::apply(&spec, rng, out, self.shape, &mut Vec::new());
         Ok(true)

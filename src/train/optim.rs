@@ -22,6 +22,10 @@ struct Param {
     name: String,
     tensor: Tensor,
     decay: bool,
+    /// Caffe's per-blob multipliers: the learning rate's and the weight decay's (1 and 1
+    /// except on biases with `bias_lr_mult` / `bias_decay_mult`).
+    lr_mult: f64,
+    decay_mult: f64,
     /// SGD velocity, or AdamW first moment.
     buf: Option<Tensor>,
     /// AdamW second moment.
@@ -46,9 +50,21 @@ impl Optimizer {
             .into_iter()
             .filter(|(_, t)| t.requires_grad())
             .collect();
+        // A convolution's or linear layer's bias: `<layer>.bias` beside a `<layer>.weight` of
+        // rank >= 2 (BN's shift β sits beside a rank-1 γ and is not one: Caffe's multipliers
+        // in the papers' prototxts are on the convolution and inner-product layers).
+        let is_bias = |name: &str| {
+            name.strip_suffix(".bias").is_some_and(|layer| {
+                named
+                    .get(&format!("{layer}.weight"))
+                    .is_some_and(|w| w.dim() >= 2)
+            })
+        };
+        let biases: Vec<bool> = named.keys().map(|n| is_bias(n)).collect();
         let params = named
             .into_iter()
-            .map(|(name, tensor)| {
+            .zip(biases)
+            .map(|((name, tensor), bias)| {
                 // BN's γ is the only rank-1 `weight` (tch names it `<layer>.weight`, its
                 // shift `<layer>.bias`).
                 let decay = match cfg.wd_scope {
@@ -58,10 +74,17 @@ impl Optimizer {
                         tensor.dim() >= 2 || (tensor.dim() == 1 && name.ends_with(".weight"))
                     }
                 };
+                let (lr_mult, decay_mult) = if bias {
+                    (cfg.bias_lr_mult, cfg.bias_decay_mult)
+                } else {
+                    (1.0, 1.0)
+                };
                 Param {
                     name,
                     tensor,
                     decay,
+                    lr_mult,
+                    decay_mult,
                     buf: None,
                     buf2: None,
                 }
@@ -78,7 +101,7 @@ impl Optimizer {
     pub fn decayed(&self) -> Vec<&str> {
         self.params
             .iter()
-            .filter(|p| p.decay)
+            .filter(|p| p.decay && p.decay_mult != 0.0)
             .map(|p| p.name.as_str())
             .collect()
     }
@@ -136,6 +159,8 @@ impl Optimizer {
             if !g.defined() {
                 continue;
             }
+            // Caffe's local rate: lr · lr_mult (exactly lr when the multiplier is 1).
+            let lr = if p.lr_mult == 1.0 { lr } else { lr * p.lr_mult };
             match cfg.kind {
                 OptimKind::Sgd => sgd_update(cfg, p, &g, lr, momentum),
                 OptimKind::Adamw => adamw_update(cfg, p, &g, lr, momentum, self.steps),
@@ -187,8 +212,22 @@ impl Optimizer {
     }
 }
 
+impl Param {
+    /// This parameter's weight decay: the configured one where `wd_scope` decays it, times
+    /// its decay multiplier.
+    fn weight_decay(&self, cfg: &OptimConfig) -> f64 {
+        if !self.decay {
+            0.0
+        } else if self.decay_mult == 1.0 {
+            cfg.weight_decay
+        } else {
+            cfg.weight_decay * self.decay_mult
+        }
+    }
+}
+
 fn sgd_update(cfg: &OptimConfig, p: &mut Param, g: &Tensor, lr: f64, mu: f64) {
-    let wd = if p.decay { cfg.weight_decay } else { 0.0 };
+    let wd = p.weight_decay(cfg);
     let d = if wd != 0.0 {
         g + &p.tensor * wd
     } else {
@@ -237,8 +276,9 @@ fn sgd_update(cfg: &OptimConfig, p: &mut Param, g: &Tensor, lr: f64, mu: f64) {
 }
 
 fn adamw_update(cfg: &OptimConfig, p: &mut Param, g: &Tensor, lr: f64, beta1: f64, t: i64) {
-    if p.decay && cfg.weight_decay != 0.0 {
-        let _ = p.tensor.g_mul_scalar_(1.0 - lr * cfg.weight_decay);
+    let wd = p.weight_decay(cfg);
+    if wd != 0.0 {
+        let _ = p.tensor.g_mul_scalar_(1.0 - lr * wd);
     }
     let m = p.buf.get_or_insert_with(|| p.tensor.zeros_like());
     let _ = m.lerp_(g, 1.0 - beta1);
