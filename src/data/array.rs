@@ -1,7 +1,7 @@
 //! A split held in memory as one `u8` array of CHW images plus labels (IDX, CIFAR).
 
-use super::augment::{self, AugmentSpec};
-use super::{Augment, PadMode, Source};
+use super::augment;
+use super::{Augment, Source};
 use rand_chacha::ChaCha8Rng;
 
 /// `N` images of shape `(C, H, W)` stored back to back in CHW order, with their labels.
@@ -61,16 +61,6 @@ impl Source for ArraySource {
         out: &mut [u8],
     ) -> anyhow::Result<bool> {
         out.copy_from_slice(self.image(index));
-        if augment == Augment::RandomResizedCrop {
-            anyhow::bail!("random_resized_crop needs full-size images, not an in-memory array");
-        }
-        let spec = AugmentSpec {
-            augment,
-            pad: 4,
-            pad_mode: PadMode::Zero,
-            cutout: None,
-        };
-        augment::apply(&spec, rng, out, self.shape, &mut Vec::new());
-        Ok(true)
+        augment::apply_stored(augment, rng, out, self.shape, "an in-memory array")
     }
 }

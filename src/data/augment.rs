@@ -211,6 +211,30 @@ pub fn apply(
     }
 }
 
+/// [`super::Source::fetch`]'s augmentation for a source stored at its training size (arrays,
+/// npz, synthetic data) with `buf` already holding the image: `Flip` and `CropFlip` with pad 4
+/// and zeros (the loader asks such sources for `None` and applies the configured pad itself);
+/// `RandomResizedCrop` needs full-size images and is refused, naming `what` the source holds.
+pub fn apply_stored(
+    augment: Augment,
+    rng: &mut ChaCha8Rng,
+    buf: &mut [u8],
+    shape: (usize, usize, usize),
+    what: &str,
+) -> anyhow::Result<bool> {
+    if augment == Augment::RandomResizedCrop {
+        anyhow::bail!("random_resized_crop needs full-size images, not {what}");
+    }
+    let spec = AugmentSpec {
+        augment,
+        pad: 4,
+        pad_mode: PadMode::Zero,
+        cutout: None,
+    };
+    apply(&spec, rng, buf, shape, &mut Vec::new());
+    Ok(true)
+}
+
 /// Write into `out` (`H x W`) 1 where the crop `(oy, ox, flip)` of an image padded by `pad`
 /// reads padding and 0 where it reads the image (the mask of `PadMode::Mean`).
 pub fn pad_mask(

@@ -14,8 +14,8 @@
 //! (`np.savez_compressed`) cannot be mapped; it is inflated into memory once, with a note
 //! saying how much, and saving the file with `np.savez` avoids it.
 
-use super::augment::{self, AugmentSpec};
-use super::{Augment, PadMode, Source, Splits};
+use super::augment;
+use super::{Augment, Source, Splits};
 use crate::error::input_error;
 use anyhow::Result;
 use rand_chacha::ChaCha8Rng;
@@ -140,18 +140,8 @@ impl Source for NpzSource {
         rng: &mut ChaCha8Rng,
         out: &mut [u8],
     ) -> Result<bool> {
-        if augment == Augment::RandomResizedCrop {
-            anyhow::bail!("random_resized_crop needs full-size images, not downsampled ones");
-        }
         out.copy_from_slice(self.image(index));
-        let spec = AugmentSpec {
-            augment,
-            pad: 4,
-            pad_mode: PadMode::Zero,
-            cutout: None,
-        };
-        augment::apply(&spec, rng, out, self.shape(), &mut Vec::new());
-        Ok(true)
+        augment::apply_stored(augment, rng, out, self.shape(), "downsampled ones")
     }
 }
 

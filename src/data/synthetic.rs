@@ -78,16 +78,6 @@ impl Source for SyntheticSource {
                 *p = (*p >> 1) + b;
             }
         }
-        if augment == Augment::RandomResizedCrop {
-            anyhow::bail!("random_resized_crop is not available for synthetic data");
-        }
-        let spec = super::augment::AugmentSpec {
-            augment,
-            pad: 4,
-            pad_mode: super::PadMode::Zero,
-            cutout: None,
-        };
-        super::augment::apply(&spec, rng, out, self.shape, &mut Vec::new());
-        Ok(true)
+        super::augment::apply_stored(augment, rng, out, self.shape, "synthetic data")
     }
 }
