@@ -4,6 +4,9 @@
 //! which file or key is wrong and why, and write nothing: after the command the case's
 //! folder holds exactly the files the case wrote.
 
+mod common;
+use common::OutputWithin;
+
 #[path = "data_fixtures/mod.rs"]
 mod fixtures;
 
@@ -651,7 +654,7 @@ fn check(c: &Case) -> Result<(), String> {
     let out = Command::new(env!("CARGO_BIN_EXE_lrlab"))
         .args(&c.args)
         .current_dir(dir.path())
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     let mut why = Vec::new();

@@ -2,12 +2,15 @@
 //! for with a positive time each, the text table has one line per family, and an unknown
 //! family is bad input (exit status 2, the message names it). No time is asserted.
 
+mod common;
+use common::OutputWithin;
+
 use std::process::{Command, Output};
 
 fn lrlab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lrlab"))
         .args(args)
-        .output()
+        .output_within(common::DEADLINE_S)
         .expect("run lrlab")
 }
 

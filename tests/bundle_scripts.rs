@@ -4,6 +4,9 @@
 //! arguments intact (the binary and the PyTorch installs are stand-ins written by the test).
 //! The GPU check's run.sh, where there is no GPU, runs its CPU steps and exits with 77.
 
+mod common;
+use common::OutputWithin;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -50,7 +53,8 @@ fn run(launcher: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     for (k, v) in env {
         c.env(k, v);
     }
-    c.output().expect("run the launcher")
+    c.output_within(common::DEADLINE_S)
+        .expect("run the launcher")
 }
 
 fn stderr(o: &Output) -> String {
@@ -172,7 +176,7 @@ fn the_gpu_check_says_there_is_no_gpu_with_its_own_exit_status() {
     let o = Command::new(check.join("run.sh"))
         .arg(&results)
         .env("LRLAB_TORCH_LIB", "/nonexistent")
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     let (stdout, err) = (String::from_utf8_lossy(&o.stdout), stderr(&o));
     assert_eq!(o.status.code(), Some(77), "{stdout}\n{err}");

@@ -2,6 +2,9 @@
 //! flip semantics, reproducibility, corrupt files and input errors. Fixtures are small JPEGs
 //! written into a temporary ILSVRC layout.
 
+mod common;
+use common::OutputWithin;
+
 use image::codecs::jpeg::JpegEncoder;
 use image::ColorType;
 use lrlab::data::imagenet::{self, eval_geometry, random_resized_crop_box, ImageNetSplit};
@@ -481,7 +484,7 @@ fn training_runs_end_to_end_on_a_tiny_ilsvrc_folder() {
             out.to_str().unwrap(),
             "--quiet",
         ])
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let epochs = std::fs::read_to_string(out.join("epochs.csv")).unwrap();

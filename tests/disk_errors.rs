@@ -8,6 +8,7 @@
 
 mod common;
 use common as fx;
+use common::OutputWithin;
 
 use fx::{bin, s, status, text, without_time, write};
 use std::ffi::CString;
@@ -102,14 +103,14 @@ fn mount_or_skip(path: &Path, bytes: u64) -> Option<Mount> {
 fn train(cfg: &Path, out: &Path) -> Output {
     Command::new(bin())
         .args(["train", s(cfg), "--out", s(out), "--quiet"])
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap()
 }
 
 fn sweep(spec: &Path, out: &Path) -> Output {
     Command::new(bin())
         .args(["sweep", s(spec), "--out", s(out), "--devices", "cpu"])
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap()
 }
 

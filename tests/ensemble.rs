@@ -440,3 +440,39 @@ fn ensembles_across_the_seeds_of_a_sweep() {
         &["draws its test images from the seed", "data.val_split = 0"],
     );
 }
+
+#[test]
+fn snapshots_of_a_caffe_bn_run_are_read_as_its_evaluation_read_them() {
+    // model.bn_stats = "caffe": evaluation reads the running statistics bias-corrected after
+    // the steps taken; the snapshot of the last step must score as the run's last evaluation.
+    let t = tempfile::tempdir().unwrap();
+    let cfg = t.path().join("run.toml");
+    let text = RUN
+        .replace(
+            "arch = \"lenet\"",
+            "arch = \"resnet8\"\nbn_stats = \"caffe\"\nbn_momentum = 0.1",
+        )
+        .replace("epochs = 7", "epochs = 3");
+    std::fs::write(&cfg, text).unwrap();
+    let run = t.path().join("run");
+    ok(&lrlab(&[
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]));
+    ok(&lrlab(&["ensemble", run.to_str().unwrap(), "--quiet"]));
+    let rows = read_csv(&run.join("ensemble.csv"));
+    let last_snap = rows.iter().rfind(|r| r["kind"] == "snapshot").unwrap();
+    assert_eq!(last_snap["steps"], "24");
+    let epochs = read_csv(&run.join("epochs.csv"));
+    let last = epochs.last().unwrap();
+    assert_eq!(num(last_snap, "test_acc"), num(last, "test_acc"));
+    assert!(
+        (num(last_snap, "test_loss") - num(last, "test_loss")).abs() < 1e-6,
+        "{} vs {}",
+        last_snap["test_loss"],
+        last["test_loss"]
+    );
+}

@@ -11,6 +11,7 @@
 
 mod common;
 use common as fx;
+use common::OutputWithin;
 
 use fx::{bin, s, status, text, without_time, write};
 use std::os::unix::process::CommandExt;
@@ -408,7 +409,7 @@ fn ctrl_c_stops_a_sweep_and_a_second_sweep_completes_it() {
     let table = String::from_utf8(
         Command::new(bin())
             .args(["sweep", "status", s(&sweep)])
-            .output()
+            .output_within(common::DEADLINE_S)
             .unwrap()
             .stdout,
     )
@@ -444,7 +445,9 @@ fn ctrl_c_stops_a_sweep_and_a_second_sweep_completes_it() {
         }
     }
 
-    let o = sweep_cmd(&spec, &sweep).output().unwrap();
+    let o = sweep_cmd(&spec, &sweep)
+        .output_within(common::DEADLINE_S)
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     for n in &names {
         same_as_reference(&sweep.join(n), &reference.join(n));

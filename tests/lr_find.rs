@@ -2,6 +2,7 @@
 //! early stop on divergence, initial weights restored, bad ranges rejected.
 
 mod common;
+use common::OutputWithin;
 
 use common::cmd as lrlab;
 use lrlab::config::FindConfig;
@@ -95,7 +96,7 @@ max_lr = "auto"
             out.to_str().unwrap(),
             "--quiet",
         ])
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let sug = json(&out.join("lr_find/suggestion.json"));
@@ -159,7 +160,7 @@ fn divergence_stops_the_test() {
             "--steps",
             "60",
         ])
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let sug = json(&out.join("suggestion.json"));
@@ -240,7 +241,7 @@ fn bad_ranges_are_rejected() {
             out.to_str().unwrap(),
         ];
         a.extend(args.iter());
-        let r = lrlab().args(&a).output().unwrap();
+        let r = lrlab().args(&a).output_within(common::DEADLINE_S).unwrap();
         let err = String::from_utf8_lossy(&r.stderr);
         assert_eq!(r.status.code(), Some(2), "{args:?}: {err}");
         assert!(
@@ -259,7 +260,7 @@ fn bad_ranges_are_rejected() {
             out.to_str().unwrap(),
         ])
         .args(["--set", "lr_find.beta=2.0"])
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(2), "{err}");
@@ -294,7 +295,7 @@ fn accuracy_version_suggests_bounds_and_plots() {
             "1",
             "--plot",
         ])
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let acc = std::fs::read_to_string(out.join("accuracy.csv")).unwrap();
@@ -327,7 +328,7 @@ fn accuracy_version_suggests_bounds_and_plots() {
             "--set",
             "data.val_split=64",
         ])
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!(warned(&r), 0);
@@ -435,9 +436,15 @@ fn an_auto_run_is_recognised_by_the_same_command() {
         out.to_str().unwrap(),
         "--quiet",
     ];
-    let r = lrlab().args(args).output().unwrap();
+    let r = lrlab()
+        .args(args)
+        .output_within(common::DEADLINE_S)
+        .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let r = lrlab().args(args).output().unwrap();
+    let r = lrlab()
+        .args(args)
+        .output_within(common::DEADLINE_S)
+        .unwrap();
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(r.status.success(), "{err}");
     assert!(err.contains("already holds a finished run"), "{err}");
@@ -445,7 +452,7 @@ fn an_auto_run_is_recognised_by_the_same_command() {
     let r = lrlab()
         .args(args)
         .args(["--set", "schedule.pct_start=0.4"])
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(2), "{err}");
@@ -537,7 +544,7 @@ lr = 0.01
             "--stop-factor",
             "0",
         ])
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let run = t.path().join("run");
@@ -554,7 +561,7 @@ lr = 0.01
             "--set",
             "schedule={kind = \"lr_range\", start_lr = 1e-3, end_lr = 1.0}",
         ])
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let column = |path: &Path, name: &str| -> Vec<f64> {

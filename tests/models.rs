@@ -1,6 +1,9 @@
 //! The model zoo: parameter counts against the papers' and reference codes' numbers, forward
 //! shapes, initialisation statistics, seeding, config validation and `lrlab models`.
 
+mod common;
+use common::OutputWithin;
+
 use lrlab::models::{
     build, caffe_cifar::lrn_within_channel, count_params, names, weights_to_channels_last, Model,
     ModelConfig, Shortcut,
@@ -685,7 +688,7 @@ fn too_small_images_are_input_errors_naming_the_minimum() {
 fn cli_prints_one_row_per_model() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lrlab"))
         .arg("models")
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     assert!(
         out.status.success(),
@@ -714,7 +717,7 @@ fn cli_prints_one_row_per_model() {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_lrlab"))
             .arg("models")
             .args(args)
-            .output()
+            .output_within(common::DEADLINE_S)
             .unwrap();
         assert!(
             out.status.success(),
@@ -740,14 +743,14 @@ fn cli_prints_one_row_per_model() {
     );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lrlab"))
         .args(["models", "--dataset", "cifar"])
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--dataset \"cifar\": expected one of"));
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lrlab"))
         .args(["models", "--classes", "0"])
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--classes 0"));

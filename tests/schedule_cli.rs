@@ -2,6 +2,9 @@
 //! values), where it takes the run length from, and bad input (exit status 2, a message naming
 //! the key and the value, nothing written).
 
+mod common;
+use common::OutputWithin;
+
 use lrlab::schedule::{RunLength, Schedule};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -9,7 +12,7 @@ use std::process::{Command, Output};
 fn lrlab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lrlab"))
         .args(args)
-        .output()
+        .output_within(common::DEADLINE_S)
         .expect("run lrlab")
 }
 

@@ -4,6 +4,7 @@
 
 mod common;
 use common as fx;
+use common::OutputWithin;
 
 use fx::{lrlab, s, text, write, BASE};
 use lrlab::config::RunConfig;
@@ -724,7 +725,7 @@ base = "base.toml"
     let o = std::process::Command::new(fx::bin())
         .args(["sweep", "spec.toml", "--dry-run"])
         .current_dir(dir.path())
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let first = String::from_utf8_lossy(&o.stdout)

@@ -6,6 +6,7 @@
 
 mod common;
 use common as fx;
+use common::OutputWithin;
 
 use fx::{attempts, lrlab, meta, s, status, text, write, BASE};
 use lrlab::sweep::manifest::{freeze, Manifest};
@@ -64,7 +65,7 @@ fn quoting_array_lists_and_limits() {
         let o = Command::new("sh")
             .arg("-c")
             .arg(format!("printf %s {}", shell_quote(v)))
-            .output()
+            .output_within(common::DEADLINE_S)
             .unwrap();
         assert_eq!(String::from_utf8(o.stdout).unwrap(), v);
     }
@@ -79,7 +80,11 @@ fn scripts_are_valid_shell_with_every_value_quoted() {
     o.validate(&sweep).unwrap();
     let text = render_script(&sweep, &m, &o, "0-6%3", 0, (0, 1));
     let f = write(dir.path(), "check.sh", &text);
-    let check = Command::new("bash").arg("-n").arg(&f).output().unwrap();
+    let check = Command::new("bash")
+        .arg("-n")
+        .arg(&f)
+        .output_within(common::DEADLINE_S)
+        .unwrap();
     assert!(
         check.status.success(),
         "{}",
@@ -199,7 +204,10 @@ impl Cluster {
     }
 
     fn run(&self, program: &str, args: &[&str]) -> Output {
-        self.cmd(program).args(args).output().expect(program)
+        self.cmd(program)
+            .args(args)
+            .output_within(common::DEADLINE_S)
+            .expect(program)
     }
 }
 
@@ -239,7 +247,7 @@ fn cluster() -> Result<Cluster, String> {
     let mut up = Command::new("bash");
     up.arg(&c.script).arg("up");
     c.env(&mut up);
-    let o = up.output().unwrap();
+    let o = up.output_within(common::DEADLINE_S).unwrap();
     if !o.status.success() {
         if !have("slurmctld") {
             return Err(format!(
@@ -297,7 +305,7 @@ fn slurm_array_runs_pins_gpus_isolates_failures_and_requeues_preempted_tasks() {
             "gpu:1",
         ])
         .args(["--time", "10", "--submit"])
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let job = String::from_utf8(o.stdout).unwrap().trim().to_string();
@@ -446,7 +454,7 @@ fn slurm_array_runs_pins_gpus_isolates_failures_and_requeues_preempted_tasks() {
             "--slurm",
             "--only-missing",
         ])
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to submit"));
@@ -461,7 +469,7 @@ fn slurm_array_runs_pins_gpus_isolates_failures_and_requeues_preempted_tasks() {
             "--only-missing",
         ])
         .arg("--retry-failed")
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let script = std::fs::read_to_string(sweep.join("slurm/array-0.sbatch")).unwrap();
@@ -514,7 +522,7 @@ fn hostile_values_reach_the_program_intact_and_run_nothing() {
     let check = Command::new("bash")
         .arg("-n")
         .arg(&script)
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     assert!(
         check.status.success(),
@@ -531,7 +539,7 @@ fn hostile_values_reach_the_program_intact_and_run_nothing() {
         .current_dir(dir.path())
         .env("SLURM_ARRAY_TASK_ID", "2")
         .env("ARGV_OUT", &argv_file)
-        .output()
+        .output_within(common::DEADLINE_S)
         .unwrap();
     assert!(
         out.status.success(),

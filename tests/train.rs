@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{cmd as lrlab, ok, without_time, write};
+use common::{cmd as lrlab, ok, without_time, write, OutputWithin};
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -34,7 +34,10 @@ seed = 3
 }
 
 fn run(args: &[&str]) -> Output {
-    lrlab().args(args).output().unwrap()
+    lrlab()
+        .args(args)
+        .output_within(common::DEADLINE_S)
+        .unwrap()
 }
 
 fn status(dir: &Path) -> serde_json::Value {

@@ -279,6 +279,9 @@ struct Scorer {
     vs: VarStore,
     model: crate::models::Model,
     run: PathBuf,
+    /// `model.bn_stats` and `model.bn_momentum`: evaluation reads the snapshot's batch-norm
+    /// statistics as training's evaluation did (Caffe's bias correction after its steps).
+    bn: (crate::models::BnStats, f64),
 }
 
 impl Scorer {
@@ -300,6 +303,7 @@ impl Scorer {
             vs,
             model,
             run: run.to_path_buf(),
+            bn: (cfg.model.bn_stats, cfg.model.bn_momentum),
         })
     }
 
@@ -316,6 +320,10 @@ impl Scorer {
         mut on_batch: impl FnMut(usize, Tensor, Tensor) -> Result<()>,
     ) -> Result<Metrics> {
         load_snapshot(&self.vs, &snap.path)?;
+        if self.bn.0 == crate::models::BnStats::Caffe {
+            // The next snapshot is loaded over these values: nothing to restore.
+            crate::models::caffe_bn_stats(&self.vs, self.bn.1, snap.step);
+        }
         let _guard = tch::no_grad_guard();
         let bf16 = self.setup.bf16;
         let mut single = Sums::default();

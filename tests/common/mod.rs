@@ -72,9 +72,47 @@ pub fn without_time(path: &Path) -> String {
         .join("\n")
 }
 
-/// Run lrlab with `args` and wait.
+/// Seconds a test waits for a command it starts before killing it and failing: no test run
+/// comes near it on 2 loaded cores, and a hang fails instead of eating the suite.
+pub const DEADLINE_S: u64 = 300;
+
+/// `Command::output` with a deadline: stdin closed, stdout and stderr captured, the child
+/// killed and the test failed (naming the command) after `secs` seconds.
+pub trait OutputWithin {
+    fn output_within(&mut self, secs: u64) -> std::io::Result<Output>;
+}
+
+impl OutputWithin for Command {
+    fn output_within(&mut self, secs: u64) -> std::io::Result<Output> {
+        use std::io::{Read, Seek};
+        let (mut out, mut err) = (tempfile::tempfile()?, tempfile::tempfile()?);
+        let what = format!("{self:?}");
+        let mut child = self
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(err.try_clone()?)
+            .spawn()?;
+        let status = wait_exit(&mut child, secs, &what);
+        let read = |f: &mut std::fs::File| -> std::io::Result<Vec<u8>> {
+            let mut v = Vec::new();
+            f.rewind()?;
+            f.read_to_end(&mut v)?;
+            Ok(v)
+        };
+        Ok(Output {
+            status,
+            stdout: read(&mut out)?,
+            stderr: read(&mut err)?,
+        })
+    }
+}
+
+/// Run lrlab with `args` and wait (at most [`DEADLINE_S`]).
 pub fn lrlab(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().expect("run lrlab")
+    Command::new(bin())
+        .args(args)
+        .output_within(DEADLINE_S)
+        .expect("run lrlab")
 }
 
 /// Path as &str.
