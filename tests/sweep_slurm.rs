@@ -185,13 +185,15 @@ fn arrays_are_split_below_max_array_size_and_only_missing_runs_resubmitted() {
 struct Cluster {
     script: PathBuf,
     state: tempfile::TempDir,
+    /// slurmctld's and slurmd's ports, free ones from the OS (another suite may run a cluster).
+    ports: (u16, u16),
 }
 
 impl Cluster {
     fn env(&self, cmd: &mut Command) {
         cmd.env("SLURM_LOCAL_DIR", self.state.path())
-            .env("SLURM_LOCAL_CTLD_PORT", "16817")
-            .env("SLURM_LOCAL_SLURMD_PORT", "16818")
+            .env("SLURM_LOCAL_CTLD_PORT", self.ports.0.to_string())
+            .env("SLURM_LOCAL_SLURMD_PORT", self.ports.1.to_string())
             .env("SLURM_LOCAL_FAKE_GPUS", "4")
             .env("SLURM_LOCAL_CPUS", "4")
             .env("SLURM_CONF", self.state.path().join("slurm.conf"));
@@ -213,8 +215,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let mut c = Command::new("bash");
-        c.arg(&self.script).arg("down");
+        // In a drop (perhaps while a failed test unwinds): a deadline without a panic.
+        let mut c = Command::new("timeout");
+        c.arg("60").arg("bash").arg(&self.script).arg("down");
         self.env(&mut c);
         let _ = c.status();
     }
@@ -226,6 +229,16 @@ fn have(cmd: &str) -> bool {
         .arg(format!("command -v {cmd} >/dev/null"))
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// Two distinct ports the OS has free now (both bound at once, then released for the daemons).
+fn free_ports() -> (u16, u16) {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (a, b) = (bind(), bind());
+    (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    )
 }
 
 /// Start the cluster, or say why it cannot run here.
@@ -243,6 +256,7 @@ fn cluster() -> Result<Cluster, String> {
             .prefix("slurm-local")
             .tempdir()
             .unwrap(),
+        ports: free_ports(),
     };
     let mut up = Command::new("bash");
     up.arg(&c.script).arg("up");
