@@ -3,7 +3,8 @@
 # report, and copy what a paper or a reader needs into results/cpu/<sweep>/: the sweep spec,
 # summary.csv, summary_by_point.csv, curves.csv (every run's per-epoch curve), report.md with
 # its figures, each run's range test (lr_find.csv, suggestion.json) and snapshot-ensemble
-# table (ensemble.csv) when it has one. Checkpoints stay in the sweep folder.
+# table (ensemble.csv) when it has one, and a sweep with several seeds and snapshots gets the
+# ensembles across its seeds (ensemble_across_seeds.csv). Checkpoints stay in the sweep folder.
 #
 #   scripts/reproduce_cpu.sh                       # all of them (about an hour on 2 cores)
 #   scripts/reproduce_cpu.sh runs/cpu/sgdr.toml    # one
@@ -34,15 +35,21 @@ for spec in "${specs[@]}"; do
     dir="$OUT/$name"
     echo "== $spec -> $dir"
     "$LRLAB" sweep "$spec" --out "$dir" --jobs "$JOBS" --quiet
+    extra=()
     if "$LRLAB" ensemble --help >/dev/null 2>&1 && grep -q 'snapshots *= *"restarts"' "$spec"; then
         "$LRLAB" ensemble "$dir"
+        # Table 2's N > 1: the seeds of each grid point together.
+        if grep -q '^seeds *= *\[[^],]*,' "$spec"; then
+            "$LRLAB" ensemble "$dir" --across-seeds --quiet
+            extra+=("$dir/ensemble_across_seeds.csv")
+        fi
     fi
     "$LRLAB" report "$dir" >/dev/null
     dest="$RESULTS/$name"
     rm -rf "$dest"
     mkdir -p "$dest/figures"
     cp "$dir/sweep.toml" "$dir/summary.csv" "$dir/summary_by_point.csv" "$dir/curves.csv" \
-        "$dir/report.md" "$dest/"
+        "$dir/report.md" "${extra[@]}" "$dest/"
     cp "$dir"/figures/* "$dest/figures/"
     for run in "$dir"/*/; do
         r=$(basename "$run")
