@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{field, read_csv, wait_exit, without_time};
+use common::{field, read_csv, wait_exit, without_time, OutputWithin};
 use lrlab::dist::{Group, Rendezvous};
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
@@ -215,12 +215,8 @@ fn a_dead_peer_is_an_error_within_the_timeout() {
 
 /// Run `lrlab` with `args` and extra environment, killed (and failing) after `secs`.
 fn lrlab_within(secs: u64, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let dir = tempfile::tempdir().unwrap();
-    let (o, e) = (dir.path().join("out"), dir.path().join("err"));
     let mut c = Command::new(env!("CARGO_BIN_EXE_lrlab"));
-    c.args(args)
-        .stdout(std::fs::File::create(&o).unwrap())
-        .stderr(std::fs::File::create(&e).unwrap());
+    c.args(args);
     for k in [
         "RANK",
         "WORLD_SIZE",
@@ -233,13 +229,7 @@ fn lrlab_within(secs: u64, args: &[&str], env: &[(&str, &str)]) -> std::process:
     for (k, v) in env {
         c.env(k, v);
     }
-    let mut child = c.spawn().unwrap();
-    let status = wait_exit(&mut child, secs, &format!("lrlab {args:?}"));
-    std::process::Output {
-        status,
-        stdout: std::fs::read(&o).unwrap(),
-        stderr: std::fs::read(&e).unwrap(),
-    }
+    c.output_within(secs).unwrap()
 }
 
 /// LeNet (no batch norm) on synthetic data, a 1cycle (the LR changes every step).

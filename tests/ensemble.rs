@@ -75,10 +75,10 @@ fn num(row: &BTreeMap<String, String>, key: &str) -> f64 {
     row[key].parse().unwrap()
 }
 
-/// Train the run once into `dir/run`.
-fn train(dir: &Path) -> PathBuf {
+/// Train the run config `text` once into `dir/run`.
+fn train(dir: &Path, text: &str) -> PathBuf {
     let cfg = dir.join("run.toml");
-    std::fs::write(&cfg, RUN).unwrap();
+    std::fs::write(&cfg, text).unwrap();
     let run = dir.join("run");
     ok(&lrlab(&[
         "train",
@@ -140,7 +140,7 @@ fn ensemble_metrics(members: &[Vec<f64>], labels: &[i64], classes: usize) -> (f6
 #[test]
 fn snapshot_ensembles_of_an_sgdr_run() {
     let t = tempfile::tempdir().unwrap();
-    let run = train(t.path());
+    let run = train(t.path(), RUN);
     let out = lrlab(&["ensemble", run.to_str().unwrap(), "--quiet"]);
     ok(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -446,22 +446,13 @@ fn snapshots_of_a_caffe_bn_run_are_read_as_its_evaluation_read_them() {
     // model.bn_stats = "caffe": evaluation reads the running statistics bias-corrected after
     // the steps taken; the snapshot of the last step must score as the run's last evaluation.
     let t = tempfile::tempdir().unwrap();
-    let cfg = t.path().join("run.toml");
     let text = RUN
         .replace(
             "arch = \"lenet\"",
             "arch = \"resnet8\"\nbn_stats = \"caffe\"\nbn_momentum = 0.1",
         )
         .replace("epochs = 7", "epochs = 3");
-    std::fs::write(&cfg, text).unwrap();
-    let run = t.path().join("run");
-    ok(&lrlab(&[
-        "train",
-        cfg.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--quiet",
-    ]));
+    let run = train(t.path(), &text);
     ok(&lrlab(&["ensemble", run.to_str().unwrap(), "--quiet"]));
     let rows = read_csv(&run.join("ensemble.csv"));
     let last_snap = rows.iter().rfind(|r| r["kind"] == "snapshot").unwrap();
