@@ -50,13 +50,11 @@ impl Cosine {
         let lr_max = keys.lr("lr_max")?;
         let lr_min = keys.lr_floor("lr_min", 0.0, "lr_max", lr_max)?;
         let k_decay = keys.positive("k_decay", 1.0)?;
+        keys.at_most_one(&["t_max", "t_max_steps"])?;
         let t_max = keys.f64("t_max")?;
         let t_max_steps = keys.u64("t_max_steps")?;
         let period = match (t_max, t_max_steps) {
-            (Some(_), Some(_)) => {
-                return Err(keys.bad("t_max", "t_max and t_max_steps are exclusive; give one"))
-            }
-            (Some(e), None) => {
+            (Some(e), _) => {
                 keys.ensure(
                     e > 0.0 && len.first_step_at(e) >= 1,
                     "t_max",

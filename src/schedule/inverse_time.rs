@@ -43,16 +43,11 @@ impl InverseTime {
         let rate = keys.req_f64("decay_rate")?;
         keys.ensure(rate >= 0.0, "decay_rate", "must be >= 0")?;
         let power = keys.positive("power", 1.0)?;
+        keys.at_most_one(&["decay_steps", "decay_epochs"])?;
         let steps = keys.u64("decay_steps")?;
         let epochs = keys.f64("decay_epochs")?;
         let interval = match (steps, epochs) {
-            (Some(_), Some(_)) => {
-                return Err(keys.bad(
-                    "decay_steps",
-                    "decay_steps and decay_epochs are exclusive; give one",
-                ))
-            }
-            (Some(s), None) => {
+            (Some(s), _) => {
                 keys.ensure(s >= 1, "decay_steps", "must be >= 1")?;
                 s as f64
             }

@@ -94,6 +94,19 @@ impl<'a> Keys<'a> {
         self.table.get(key)
     }
 
+    /// Refuse more than one of `keys` (alternative spellings of one setting, such as a length
+    /// in steps or in epochs): the error names the second one given and lists those given.
+    pub(crate) fn at_most_one(&mut self, keys: &[&str]) -> Result<()> {
+        let given: Vec<&str> = keys.iter().copied().filter(|k| self.has(k)).collect();
+        if given.len() > 1 {
+            return Err(self.bad(
+                given[1],
+                format!("{} are exclusive; give one", given.join(" and ")),
+            ));
+        }
+        Ok(())
+    }
+
     /// An input error about a present key: `PATH.KEY = VALUE: RULE`.
     pub(crate) fn bad(&self, key: &str, rule: impl std::fmt::Display) -> anyhow::Error {
         match self.table.get(key) {

@@ -42,17 +42,12 @@ impl MultiStep {
         &["lr", "milestones", "milestone_steps", "gamma", "values"];
 
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
+        keys.at_most_one(&["milestones", "milestone_steps"])?;
         let epochs = keys.f64_list("milestones")?;
         let steps = keys.f64_list("milestone_steps")?;
         let (key, starts) = match (epochs, steps) {
-            (Some(_), Some(_)) => {
-                return Err(keys.bad(
-                    "milestones",
-                    "milestones and milestone_steps are exclusive; give one",
-                ))
-            }
             (None, None) => return Err(keys.missing("milestones")),
-            (Some(m), None) => {
+            (Some(m), _) => {
                 keys.ensure(
                     m.iter().all(|&m| m > 0.0),
                     "milestones",

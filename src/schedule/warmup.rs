@@ -59,16 +59,11 @@ impl Warmup {
     ];
 
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Option<Warmup>> {
+        keys.at_most_one(&["warmup_steps", "warmup_epochs"])?;
         let steps = keys.u64("warmup_steps")?;
         let epochs = keys.f64("warmup_epochs")?;
         let (key, w) = match (steps, epochs) {
-            (Some(_), Some(_)) => {
-                return Err(keys.bad(
-                    "warmup_epochs",
-                    "warmup_steps and warmup_epochs are exclusive; give one",
-                ))
-            }
-            (Some(s), None) => ("warmup_steps", s),
+            (Some(s), _) => ("warmup_steps", s),
             (None, Some(e)) => {
                 keys.ensure(e >= 0.0, "warmup_epochs", "must be >= 0")?;
                 ("warmup_epochs", len.first_step_at(e))

@@ -71,27 +71,18 @@ impl Wsd {
         let lr = keys.lr("lr")?;
         let lr_min = keys.lr_floor("lr_min", 0.0, "lr", lr)?;
         let n = len.total_steps as f64;
+        keys.at_most_one(&["decay_steps", "decay_epochs", "decay_pct"])?;
         let steps = keys.u64("decay_steps")?;
         let epochs = keys.f64("decay_epochs")?;
         let pct = keys.f64("decay_pct")?;
         let (key, decay_len) = match (steps, epochs, pct) {
-            (Some(s), None, None) => ("decay_steps", s as f64),
-            (None, Some(e), None) => ("decay_epochs", len.steps(e)),
+            (Some(s), _, _) => ("decay_steps", s as f64),
+            (None, Some(e), _) => ("decay_epochs", len.steps(e)),
             (None, None, Some(p)) => {
                 keys.ensure(p > 0.0 && p <= 1.0, "decay_pct", "must be in (0, 1]")?;
                 ("decay_pct", p * n)
             }
             (None, None, None) => ("decay_pct", 0.2 * n),
-            _ => {
-                let given: Vec<&str> = ["decay_steps", "decay_epochs", "decay_pct"]
-                    .into_iter()
-                    .filter(|k| keys.has(k))
-                    .collect();
-                return Err(keys.bad(
-                    given[1],
-                    format!("{} are exclusive; give one", given.join(" and ")),
-                ));
-            }
         };
         keys.ensure(
             decay_len > 0.0 && decay_len <= n,

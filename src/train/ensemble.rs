@@ -669,34 +669,27 @@ pub fn ensemble_across_seeds(args: &EnsembleArgs) -> Result<Vec<PointEnsemble>> 
     for members in todo {
         results.push(point_ensemble(&members, args)?);
     }
-    let mut text = format!("{ACROSS_SEEDS_HEADER}\n");
+    // The point's label holds commas: the csv crate quotes it.
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(ACROSS_SEEDS_HEADER.split(','))?;
     for p in &results {
         let seeds: Vec<String> = p.seeds.iter().map(|s| s.to_string()).collect();
         for r in &p.rows {
-            text.push_str(&format!(
-                "{},{},{},{},{},{},{},{}\n",
-                csv_field(&p.point),
+            w.write_record([
+                p.point.clone(),
                 seeds[..r.runs].join(";"),
-                r.runs,
-                r.per_run,
-                r.runs * r.per_run,
+                r.runs.to_string(),
+                r.per_run.to_string(),
+                (r.runs * r.per_run).to_string(),
                 fmt_f64(r.metrics.loss),
                 fmt_f64(r.metrics.acc),
                 fmt_f64(r.metrics.top5),
-            ));
+            ])?;
         }
     }
-    write_atomic(&args.dir.join(ACROSS_SEEDS_CSV), text.as_bytes())?;
+    let text = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    write_atomic(&args.dir.join(ACROSS_SEEDS_CSV), &text)?;
     Ok(results)
-}
-
-/// A CSV field, quoted when it holds a comma or a quote.
-fn csv_field(s: &str) -> String {
-    if s.contains(',') || s.contains('"') {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 /// Evaluate one point: for each run in seed order its last K snapshots, newest first; the

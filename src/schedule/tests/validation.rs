@@ -49,7 +49,7 @@ fn each_rule_has_its_message() {
         // milestones
         (
             "kind = 'step'\nlr = 0.1\nmilestones = [2]\nmilestone_steps = [20]",
-            "schedule.milestones = [2]: milestones and milestone_steps are exclusive; give one",
+            "schedule.milestone_steps = [20]: milestones and milestone_steps are exclusive; give one",
         ),
         (
             "kind = 'step'\nlr = 0.1\nmilestone_steps = [2.5]",
@@ -71,7 +71,7 @@ fn each_rule_has_its_message() {
         ),
         (
             "kind = 'cosine'\nlr_max = 0.1\nt_max = 2\nt_max_steps = 20",
-            "schedule.t_max = 2: t_max and t_max_steps are exclusive; give one",
+            "schedule.t_max_steps = 20: t_max and t_max_steps are exclusive; give one",
         ),
         (
             "kind = 'cosine'\nlr_max = 0.1\nt_max = 0",
@@ -85,6 +85,10 @@ fn each_rule_has_its_message() {
         (
             "kind = 'inverse_time'\nlr = 0.1\ndecay_rate = -1",
             "schedule.decay_rate = -1: must be >= 0",
+        ),
+        (
+            "kind = 'inverse_time'\nlr = 0.1\ndecay_rate = 1\ndecay_steps = 4\ndecay_epochs = 1",
+            "schedule.decay_epochs = 1: decay_steps and decay_epochs are exclusive; give one",
         ),
         (
             "kind = 'inverse_time'\nlr = 0.1\ndecay_rate = 1\ndecay_steps = 0",
