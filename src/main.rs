@@ -405,7 +405,12 @@ fn train(
             let m = m
                 .map(|m| format!(": test_acc {:.4}, test_loss {:.4}", m.acc, m.loss))
                 .unwrap_or_default();
-            eprintln!("done{m} ({})", out.display());
+            // A run that never learned is finished but not a result: say so on its line.
+            let doubt = lrlab::train::record::Status::read(&out)
+                .filter(|s| s.learned == Some(false))
+                .map(|s| format!("; WARNING: it {}", s.reason))
+                .unwrap_or_default();
+            eprintln!("done{m} ({}){doubt}", out.display());
             0
         }
         Outcome::Diverged(why) => {
@@ -496,6 +501,18 @@ fn find_lr(a: FindLrArgs) -> anyhow::Result<()> {
     println!("rule,lr");
     for s in &r.suggestions {
         println!("{},{}", s.rule, s.lr);
+    }
+    // A doubtful value is said where it is printed, with the fix.
+    let doubts: Vec<String> = if r.no_edge {
+        r.doubt(&fc.rule, &fc).into_iter().collect()
+    } else {
+        r.suggestions
+            .iter()
+            .filter_map(|s| r.doubt(&s.rule, &fc))
+            .collect()
+    };
+    for d in doubts {
+        eprintln!("warning: {d}");
     }
     if a.plot {
         let opts = lrlab::report::FigureOptions::default();

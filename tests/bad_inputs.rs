@@ -251,6 +251,21 @@ fn cases() -> Vec<Case> {
             run_config("eval_batch_size = -5", SCHEDULE),
             &["run.toml", "[train]", "eval_batch_size", "-5"],
         ),
+        // A batch larger than the split would make each epoch one short step.
+        train_case(
+            "config: batch larger than the training split",
+            format!("{RUN}\n{SCHEDULE}")
+                .replace("batch_size = 32", "batch_size = 5000")
+                .into_bytes(),
+            &["train.batch_size = 5000", "larger than the 128 training images"],
+        ),
+        train_case(
+            "config: subset smaller than the classes",
+            format!("{RUN}\n{SCHEDULE}")
+                .replace("test_size = 64", "test_size = 64\ntrain_subset = 5")
+                .into_bytes(),
+            &["data.train_subset = 5", "fewer images than the 10 classes"],
+        ),
         train_case(
             "config: label smoothing out of range",
             run_config("label_smoothing = 1.5", SCHEDULE),

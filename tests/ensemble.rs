@@ -263,6 +263,59 @@ fn snapshot_ensembles_of_an_sgdr_run() {
     assert!(!plain.join("ensemble.csv").exists());
 }
 
+/// SGDR T0 = 1, x2 over 5 epochs ends inside its third cycle (the run: the epoch-3
+/// snapshot was printed as the final model). Training says so, saves the final model as a
+/// snapshot too, and M = 1 is the model the run's last evaluation scored.
+#[test]
+fn a_run_ending_mid_cycle_keeps_its_final_model() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = t.path().join("run.toml");
+    std::fs::write(&cfg, RUN.replace("epochs = 7", "epochs = 5")).unwrap();
+    let run = t.path().join("run");
+    let out = lrlab(&[
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "ends inside a cycle (step 40, epoch 5; the last restart is at step 24, epoch 3)"
+        ),
+        "{err}"
+    );
+    let out = lrlab(&["ensemble", run.to_str().unwrap(), "--quiet"]);
+    ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows = read_csv(&run.join("ensemble.csv"));
+    let steps: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["kind"] == "snapshot")
+        .map(|r| r["steps"].as_str())
+        .collect();
+    assert_eq!(steps, ["8", "24", "40"]);
+    let last = read_csv(&run.join("epochs.csv")).pop().unwrap();
+    let m1 = rows
+        .iter()
+        .find(|r| r["kind"] == "ensemble" && r["members"] == "1")
+        .unwrap();
+    assert_eq!(m1["steps"], "40");
+    assert_eq!(num(m1, "test_acc"), num(&last, "test_acc"));
+    assert!(stdout.contains("N=1, M=1 (final model)"), "{stdout}");
+    // A run trained before final snapshots were saved: its newest snapshot is not called the
+    // final model.
+    std::fs::remove_file(run.join("snapshots/step00000040.safetensors")).unwrap();
+    let out = lrlab(&["ensemble", run.to_str().unwrap(), "--quiet"]);
+    ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("N=1, M=1 (step 24; not the final model: the run ended at step 40)"),
+        "{stdout}"
+    );
+}
+
 /// A run on IDX files written here (one test set whatever the seed), 3 epochs of SGDR with
 /// T0 = 1 and T_mult = 2: snapshots at the ends of epochs 1 and 3.
 fn idx_run(data: &Path) -> String {

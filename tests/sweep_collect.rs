@@ -50,6 +50,7 @@ fn fake_run(dir: &Path, status: &str, accs: &[f64], reason: &str) {
         epoch: accs.len() as u64,
         step: accs.len() as u64 * 10,
         updated: 0.0,
+        learned: None,
     }
     .write(dir)
     .unwrap();
@@ -274,19 +275,24 @@ epoch = 1
         assert!(close(num(r, "epoch_to_reference_mean"), 3.0));
         assert!(close(num(r, "time_to_reference_s_mean"), 9.5));
     }
-    // The claims: a's final 85.0% vs b's 85.0% (within 5 points: holds); at epoch 1 55.0%
-    // vs 25.0% (holds).
+    // The claims: a's final 85.0% vs b's 85.0% (at most 5 points below: holds); at epoch 1
+    // 55.0% vs 25.0% (holds). Each side 2 seeds of sd 7.07: Welch's df = 2, t = 4.3027,
+    // half-width 4.3027 x 7.0711 = 30.42.
     let o = lrlab(&["report", s(&sweep)]);
     assert!(o.status.success(), "{}", text(&o));
     let md = std::fs::read_to_string(sweep.join("report.md")).unwrap();
     assert!(
         md.contains(
-            "- a reaches b (85.00% vs 85.00%, +0.00 points; holds if within 5 points): holds"
+            "- a reaches b (85.00% ± 7.07 vs 85.00% ± 7.07, n = 2 vs 2, +0.00 points, 95% CI of \
+             the difference [-30.42, +30.42]; holds if at most 5 points below): holds"
         ),
         "{md}"
     );
     assert!(
-        md.contains("- a beats b early (at epoch 1: 55.00% vs 25.00%, +30.00 points; holds if at least equal): holds"),
+        md.contains(
+            "- a beats b early (at epoch 1: 55.00% ± 7.07 vs 25.00% ± 7.07, n = 2 vs 2, +30.00 \
+             points, 95% CI of the difference [-0.42, +60.42]; holds if at least equal): holds"
+        ),
         "{md}"
     );
     // A bad claim is an input error naming the file and the entry.

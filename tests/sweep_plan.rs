@@ -389,6 +389,30 @@ fn bad_specs_are_input_errors_naming_the_key() {
             "base = \"base.toml\"\nseeds = [0]\n[report.paper]\n\"seed=0\" = { test_acc = 140 }",
             &["report.paper.\"seed=0\"", "percentage"],
         ),
+        // The points the report reads are checked before any run: the reference, each claim
+        // side (exactly one point) and a claim's epoch.
+        (
+            "base = \"base.toml\"\nseeds = [0, 1]\n[grid]\n\"optim.weight_decay\" = [1e-4, 5e-4]\n\
+             [report]\nreference = \"weight_decay=9\"",
+            &[
+                "report.reference = \"weight_decay=9\" matches no grid point",
+                "optim.weight_decay=0.0001; optim.weight_decay=0.0005",
+            ],
+        ),
+        (
+            "base = \"base.toml\"\nseeds = [0]\n[grid]\n\"optim.weight_decay\" = [1e-4, 5e-4]\n\
+             \"optim.momentum\" = [0.8, 0.9]\n\
+             [[report.claim]]\ntext = \"wd\"\na = \"weight_decay=0.0001\"\nb = \"weight_decay=0.0005, momentum=0.9\"",
+            &[
+                "report.claim #1 (\"wd\"): a = \"weight_decay=0.0001\" matches 2 grid points",
+                "name one",
+            ],
+        ),
+        (
+            "base = \"base.toml\"\nseeds = [0]\n[grid]\n\"optim.weight_decay\" = [1e-4, 5e-4]\n\
+             [[report.claim]]\ntext = \"wd\"\na = \"weight_decay=0.0001\"\nb = \"weight_decay=5e-4\"\nepoch = 10",
+            &["report.claim #1 (\"wd\"): epoch = 10, but run", "has 2 epochs"],
+        ),
     ];
     for (spec, want) in cases {
         let msg = error_of(spec);

@@ -155,6 +155,7 @@ fn arrays_are_split_below_max_array_size_and_only_missing_runs_resubmitted() {
             epoch: 2,
             step: 16,
             updated: 0.0,
+            learned: None,
         }
         .write(&m.runs[i].dir(&sweep))
         .unwrap()

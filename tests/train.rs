@@ -396,6 +396,102 @@ fn bad_configs_are_rejected_before_anything_is_written() {
     }
 }
 
+/// The bytes of every file under `dir`, by relative path.
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A folder lrlab did not create is refused before anything is written into it (the issue:
+/// with the user's own steps.csv and status.json in --out, lrlab wrote config.toml, meta.json
+/// and .lock, and replaced status.json); a foreign config.toml is "not an lrlab run config".
+#[test]
+fn a_folder_lrlab_did_not_create_is_not_written_into() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = write(
+        t.path(),
+        "run.toml",
+        &synthetic(1, "kind = \"one_cycle\"\nmax_lr = \"auto\"\n"),
+    );
+    let out = t.path().join("mine");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("steps.csv"), "step,loss\n0,2.3\n").unwrap();
+    std::fs::write(out.join("status.json"), "{\"state\": \"mine\"}\n").unwrap();
+    let before = tree(&out);
+    let r = run(&[
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("not an lrlab run folder (it holds status.json, steps.csv")
+            || err.contains("not an lrlab run folder (it holds steps.csv"),
+        "{err}"
+    );
+    assert_eq!(tree(&out), before, "nothing written");
+    // A config.toml of someone else's.
+    let other = t.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(
+        other.join("config.toml"),
+        "lr = 0.1\n[model]\nname = \"resnet\"\n",
+    )
+    .unwrap();
+    let before = tree(&other);
+    let cfg = write(
+        t.path(),
+        "plain.toml",
+        &synthetic(1, "kind = \"constant\"\nlr = 0.01\n"),
+    );
+    let r = run(&[
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        other.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(err.contains("not an lrlab run config"), "{err}");
+    assert!(!err.contains("differences"), "{err}");
+    assert_eq!(tree(&other), before, "nothing written");
+    // lrlab's own folder, and a sweep's planned one (config.toml only), are accepted.
+    let planned = t.path().join("planned");
+    std::fs::create_dir(&planned).unwrap();
+    std::fs::copy(&cfg, planned.join("config.toml")).unwrap();
+    ok(&run(&[
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        planned.to_str().unwrap(),
+        "--quiet",
+    ]));
+    ok(&run(&[
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        planned.to_str().unwrap(),
+        "--quiet",
+    ]));
+}
+
 #[test]
 fn a_different_config_cannot_reuse_a_run_folder() {
     let t = tempfile::tempdir().unwrap();

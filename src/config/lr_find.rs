@@ -47,6 +47,9 @@ pub struct FindConfig {
     /// Rule whose value replaces `"auto"` for `max_lr`/`lr_max`: `valley` (default),
     /// `steepest`, `minimum_div10` or `clr_max`. `base_lr = "auto"` uses `clr_base`.
     pub rule: String,
+    /// Train an `"auto"` run even when the test flags its suggestion (no edge found, the
+    /// suggestion at the end of the range or past the blow-up). Default false.
+    pub allow_edge: bool,
 }
 
 impl Default for FindConfig {
@@ -65,6 +68,7 @@ impl Default for FindConfig {
             skip_start: 10,
             skip_end: 5,
             rule: "valley".into(),
+            allow_edge: false,
         }
     }
 }
@@ -123,6 +127,65 @@ impl FindConfig {
                 RULES.join(", ")
             );
         }
+        if self.steps > 0 {
+            self.check_steps(self.steps)?;
+        }
         Ok(())
+    }
+
+    /// Refuse a test of `steps` steps too short for the rule's trimming.
+    pub fn check_steps(&self, steps: u64) -> Result<()> {
+        let need = min_steps(&self.rule, self.skip_start, self.skip_end);
+        if (steps as usize) < need {
+            let what = if self.steps > 0 {
+                format!("lr_find.steps = {steps}")
+            } else {
+                format!("lr_find.epochs = {} ({steps} steps)", self.epochs)
+            };
+            crate::bail_input!(
+                "{what}: too few steps for lr_find.rule = {:?}, which trims the ends of \
+                 the curve and needs at least {need} steps to read 5 points (100 or more is usual)",
+                self.rule
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Smallest number of steps for which `rule` reads at least 5 points of the curve, with the
+/// trimming of `skip_start`/`skip_end` (steepest) or fastai's (valley, minimum_div10).
+pub fn min_steps(rule: &str, skip_start: usize, skip_end: usize) -> usize {
+    let readable = |n: usize| -> usize {
+        match rule {
+            "steepest" => n.saturating_sub(skip_start + skip_end + 1),
+            "valley" | "minimum_div10" => n.saturating_sub(5).saturating_sub(n / 10),
+            _ => n.saturating_sub(skip_start.min(n / 4)),
+        }
+    };
+    (1..100_000).find(|&n| readable(n) >= 5).unwrap_or(100_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimum_steps_follow_each_rules_trimming() {
+        // fastai's window: points n/10 .. n-5.
+        assert_eq!(min_steps("valley", 10, 5), 11);
+        assert_eq!(min_steps("minimum_div10", 10, 5), 11);
+        // steepest: skip_start + skip_end trimmed, pairs of points.
+        assert_eq!(min_steps("steepest", 10, 5), 21);
+        // clr: at most a quarter trimmed at the start.
+        assert_eq!(min_steps("clr_max", 10, 5), 6);
+        let fc = FindConfig {
+            steps: 3,
+            ..FindConfig::default()
+        };
+        let e = fc.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("lr_find.steps = 3") && e.contains("at least 11"),
+            "{e}"
+        );
     }
 }

@@ -147,6 +147,13 @@ pub fn load(
         let idx = (0..test.len()).collect();
         (test, idx, all, "test")
     };
+    if cfg.train_subset > 0 && (cfg.train_subset as i64) < splits.num_classes {
+        return Err(input_error(format!(
+            "data.train_subset = {}: fewer images than the {} classes; a stratified subset \
+             needs at least one image of each class",
+            cfg.train_subset, splits.num_classes
+        )));
+    }
     let train_indices = if cfg.train_subset > 0 {
         subset::stratified_split(
             &*train,
@@ -202,6 +209,21 @@ pub fn load(
         cfg.mean.clone().or(std_mean),
         cfg.std.clone().or(std_std),
     )?;
+    if !cfg.drop_last && train_indices.len() < batch_size {
+        // One short batch per epoch would silently make every "epoch" a single step.
+        return Err(input_error(format!(
+            "train.batch_size = {batch_size} is larger than the {} training images{}: every \
+             epoch would be one step of {} images; use a batch size of at most {}",
+            train_indices.len(),
+            if cfg.train_subset > 0 || cfg.val_split > 0 {
+                " (after data.train_subset and data.val_split)"
+            } else {
+                ""
+            },
+            train_indices.len(),
+            train_indices.len()
+        )));
+    }
     let workers = cfg.worker_count();
     let train_loader = Loader::new(
         train,

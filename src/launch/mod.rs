@@ -39,6 +39,8 @@ pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
         // Rank 0 resolves "auto" values (and keeps the result in the run folder) first.
         g.barrier()?;
     }
+    // Before the range test writes lr_find/ into it.
+    crate::train::record::check_run_folder(&out)?;
     let resolved = crate::lr_find::resolve_auto(&cfg, &out, args.progress)
         .map_err(|e| crate::config::blame(&name, &args.overrides, e))?;
     if let Some(g) = group.as_ref().filter(|g| g.rank() == 0) {

@@ -71,7 +71,8 @@ pub fn run(cfg: &RunConfig, steps: u64, every: u64, progress: bool) -> Result<Hf
         let lr = setup.schedule.lr(step);
         let momentum = setup.schedule.momentum_or(step, cfg.optim.momentum);
         if tracker.opens_window(step) {
-            let (total, layers) = curvature_at(cfg, &vs, &model, &params, &batch, step);
+            let (total, layers) =
+                curvature_at(cfg, &vs, &model, &params, &batch, step, &GradSync::Local)?;
             tracker.set_curvature(total, &layers);
         }
         tracker.before_step(step);

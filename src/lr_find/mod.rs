@@ -2,7 +2,7 @@
 //! learning rate ramps from `start_lr` to `end_lr` (the `lr_range` schedule), record the loss
 //! (or held-out accuracy) at every step, and suggest learning rates from the curve.
 //!
-//! Output folder: `lr_find.csv` (`step,lr,loss,smoothed_loss`), `accuracy.csv`
+//! Output folder: `lr_find.csv` (`step,lr,loss,smoothed_loss,centred_loss`), `accuracy.csv`
 //! (`step,lr,accuracy`, with `--metric accuracy`) and `suggestion.json` (every rule, the one
 //! used for `"auto"` values, the range and why the test stopped).
 //!
@@ -15,7 +15,7 @@ pub mod suggest;
 use crate::config::{FindConfig, Metric, RunConfig};
 use crate::train::optim::Optimizer;
 use crate::train::trainer::{build_model, Setup};
-use crate::util::{fmt_f64, write_atomic};
+use crate::util::{fmt_f64, short3, write_atomic};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;
@@ -31,6 +31,15 @@ pub struct FindResult {
     pub loss: Vec<f64>,
     /// Bias-corrected moving average of the loss.
     pub smoothed: Vec<f64>,
+    /// Centred moving average of the loss (no lag; what `clr_base`/`clr_max` read).
+    pub centred: Vec<f64>,
+    /// Half-width of the centred average ([`suggest::centred_half_width`]).
+    pub centred_half: usize,
+    /// Index of the blow-up ([`suggest::blowup`]), if the loss came back above its start.
+    pub blowup: Option<usize>,
+    /// The test ran to `end_lr` without a blow-up (loss) or with its best accuracy at the
+    /// last evaluation: the range was too narrow to show where training breaks down.
+    pub no_edge: bool,
     /// `(step, lr, accuracy)` with `metric = "accuracy"`.
     pub accuracy: Vec<(u64, f64, f64)>,
     /// Every rule's suggestion.
@@ -43,6 +52,39 @@ impl FindResult {
     /// The suggestion of `rule`, if the curve allowed it.
     pub fn get(&self, rule: &str) -> Option<&Suggestion> {
         self.suggestions.iter().find(|s| s.rule == rule)
+    }
+
+    /// Why the value `rule` suggests is doubtful, with what to do about it, if it is.
+    pub fn doubt(&self, rule: &str, fc: &FindConfig) -> Option<String> {
+        if self.no_edge {
+            let last = self.lr.last().copied().unwrap_or(fc.end_lr);
+            return Some(format!(
+                "the range test found no edge: training had not broken down by the end of the \
+                 range (lr {}), so `{rule}` reads the range, not the network; raise end_lr \
+                 until the loss blows up",
+                short3(last)
+            ));
+        }
+        let s = self.get(rule)?;
+        if s.past_blowup {
+            return Some(format!(
+                "`{rule}` = {} lies at or past the blow-up of the loss (at lr {}): its smoothed \
+                 curve trails the raw loss; give the test more steps (at least 3/(1 - beta) = {}) \
+                 or a smaller beta, or use rule \"clr_max\", which reads a centred average",
+                short3(s.lr),
+                self.blowup.map_or("?".into(), |i| short3(self.lr[i])),
+                (3.0 / (1.0 - fc.beta)).ceil()
+            ));
+        }
+        if s.at_range_end {
+            return Some(format!(
+                "`{rule}` = {} is at the end of what the rule can read: the test found no edge \
+                 for it; raise end_lr (now {})",
+                short3(s.lr),
+                short3(fc.end_lr)
+            ));
+        }
+        None
     }
 }
 
@@ -62,6 +104,19 @@ pub fn range_test(cfg: &RunConfig, fc: &FindConfig, progress: bool) -> Result<Fi
     }
     let ramp = ramp_config(cfg, fc);
     let setup = Setup::with_length(&ramp, |k| steps_of(fc, k))?;
+    fc.check_steps(setup.total_steps)?;
+    let memory = 3.0 / (1.0 - fc.beta);
+    if fc.metric == Metric::Loss && fc.rule != "clr_max" && (setup.total_steps as f64) < memory {
+        crate::util::warn_once(&format!(
+            "warning: the range test has {} steps, under 3/(1 - beta) = {memory:.0} for beta = {}: \
+             its smoothed loss remembers about {:.0} steps and trails the raw loss, so `steepest`, \
+             `valley` and `minimum_div10` may read it late (clr_base/clr_max read a centred average \
+             and do not lag); give it more steps or a smaller beta",
+            setup.total_steps,
+            fc.beta,
+            fc.beta / (1.0 - fc.beta)
+        ));
+    }
     let (vs, model) = build_model(&ramp, &setup)?;
     run_ramp(&ramp, fc, &setup, &vs, &model, progress)
 }
@@ -182,21 +237,49 @@ pub fn run_ramp(
     let num_it = total as usize;
     suggestions.extend(suggest::valley(&lrs, &smoothed, num_it));
     suggestions.extend(suggest::minimum_div10(&lrs, &smoothed, num_it));
+    let half = suggest::centred_half_width(fc.beta, num_it);
+    let centred = suggest::centred(&losses, half);
+    let skip = fc.skip_start.min(lrs.len() / 4);
     if fc.metric == Metric::Accuracy {
         let lr: Vec<f64> = accuracy.iter().map(|a| a.1).collect();
         let acc: Vec<f64> = accuracy.iter().map(|a| a.2).collect();
         suggestions.extend(suggest::accuracy_bounds(&lr, &acc));
     } else {
-        suggestions.extend(suggest::clr_bounds(
-            &lrs,
-            &smoothed,
-            fc.skip_start.min(lrs.len() / 4),
-        ));
+        suggestions.extend(suggest::clr_bounds(&lrs, &centred, skip, half));
     }
+    let blowup = suggest::blowup(&centred, skip);
+    let ran_to_end = stopped.is_none();
+    for s in &mut suggestions {
+        // A test stopped by divergence found its edge; only a full ramp can end short of it.
+        s.at_range_end &= ran_to_end;
+        // Accuracy points index the evaluations, not the steps.
+        if fc.metric == Metric::Loss || !s.rule.starts_with("clr_") {
+            // By value: minimum_div10 reads a late point but suggests a tenth of it.
+            s.past_blowup = blowup.is_some_and(|b| s.lr >= lrs[b]);
+        }
+    }
+    let no_edge = ran_to_end
+        && match fc.metric {
+            // The loss never climbed back: still falling, or flat, at end_lr.
+            Metric::Loss => blowup.is_none(),
+            Metric::Accuracy => {
+                accuracy.len() >= 2 && {
+                    let best = accuracy
+                        .iter()
+                        .map(|a| a.2)
+                        .fold(f64::NEG_INFINITY, f64::max);
+                    accuracy.last().is_some_and(|a| a.2 >= best)
+                }
+            }
+        };
     Ok(FindResult {
         lr: lrs,
         loss: losses,
         smoothed,
+        centred,
+        centred_half: half,
+        blowup,
+        no_edge,
         accuracy,
         suggestions,
         stopped,
@@ -276,6 +359,18 @@ pub fn resolve_auto(
                     cfg.lr_find.rule
                 )
             })?;
+            let mut rules = vec![cfg.lr_find.rule.as_str()];
+            if keys.iter().any(|k| k == "base_lr") && r.get("clr_base").is_some() {
+                rules.push("clr_base");
+            }
+            if !cfg.lr_find.allow_edge {
+                if let Some(why) = rules.iter().find_map(|rule| r.doubt(rule, &cfg.lr_find)) {
+                    crate::bail_input!(
+                        "{why}. Nothing was trained or written; set lr_find.allow_edge = true \
+                         to train at this value anyway"
+                    );
+                }
+            }
             let mut c = serde_json::Map::new();
             for k in &keys {
                 let v = if k == "base_lr" {
@@ -325,13 +420,14 @@ pub fn write(
     chosen: Option<&serde_json::Value>,
 ) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut csv = String::from("step,lr,loss,smoothed_loss\n");
+    let mut csv = String::from("step,lr,loss,smoothed_loss,centred_loss\n");
     for i in 0..r.lr.len() {
         csv.push_str(&format!(
-            "{i},{},{},{}\n",
+            "{i},{},{},{},{}\n",
             fmt_f64(r.lr[i]),
             fmt_f64(r.loss[i]),
-            fmt_f64(r.smoothed[i])
+            fmt_f64(r.smoothed[i]),
+            fmt_f64(r.centred[i])
         ));
     }
     write_atomic(&out.join("lr_find.csv"), csv.as_bytes())?;
@@ -352,6 +448,9 @@ pub fn write(
         "smoothing_beta": fc.beta,
         "stop_factor": fc.stop_factor,
         "stopped": r.stopped,
+        "no_edge": r.no_edge,
+        "blowup_lr": r.blowup.map(|i| r.lr[i]),
+        "centred_half_width": r.centred_half,
         "rule_for_auto": fc.rule,
         "suggestions": r.suggestions,
         "chosen": chosen,

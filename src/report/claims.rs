@@ -11,9 +11,13 @@
 //! epoch = 2       # optional: compare the test accuracy at this epoch, not the final one
 //! ```
 //!
-//! Each side is the mean over the point's runs (seeds) that have the value. A side that
-//! matches no grid point, or several, or has no result yet makes the line say so instead of
-//! a verdict.
+//! Each side is the mean over the point's runs (seeds) that have the value. The line states
+//! each side's number of runs `n` and standard deviation, and, where both sides have two runs
+//! or more, a 95% confidence interval of the difference (Welch's t, which does not assume equal
+//! variances); with one run on a side it says "one seed: noise unknown". The verdict keeps its
+//! rule (the mean difference against the margin): the interval tells how far to trust it. A
+//! side that matches no grid point, or several, or has no result yet makes the line say so
+//! instead of a verdict.
 
 use super::group::Point;
 use super::paper::{conditions, matches, PointRef};
@@ -110,14 +114,14 @@ pub struct Verdict {
     pub holds: Option<bool>,
 }
 
-/// Test accuracy in percent (at `epoch`, or the final one) of the point `side` selects, mean
-/// over its runs, or why not.
+/// Test accuracies in percent (at `epoch`, or the final ones) of the runs of the point `side`
+/// selects, or why not.
 fn side(
     epoch: Option<f64>,
     side: &PointRef,
     points: &[Point],
     runs: &[Run],
-) -> std::result::Result<f64, String> {
+) -> std::result::Result<Vec<f64>, String> {
     let found: Vec<&Point> = points
         .iter()
         .filter(|p| matches(&side.1, &p.params))
@@ -144,11 +148,54 @@ fn side(
             Some(e) => runs[i].test_at(e),
             None => runs[i].final_test().map(|t| t.1),
         })
+        .map(|a| 100.0 * a)
         .collect();
     if values.is_empty() {
         return Err(format!("\"{}\" has no result yet", side.0));
     }
-    Ok(100.0 * values.iter().sum::<f64>() / values.len() as f64)
+    Ok(values)
+}
+
+/// Mean and sample standard deviation (n − 1; 0 for one value).
+fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// The 95% confidence interval of `mean(a) − mean(b)` by Welch's t (unequal variances,
+/// Welch–Satterthwaite degrees of freedom); `None` unless both sides have two values or more.
+pub fn welch_ci95(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    if a.len() < 2 || b.len() < 2 {
+        return None;
+    }
+    let ((ma, sa), (mb, sb)) = (mean_sd(a), mean_sd(b));
+    let (va, vb) = (sa * sa / a.len() as f64, sb * sb / b.len() as f64);
+    let d = ma - mb;
+    let se = (va + vb).sqrt();
+    if se == 0.0 {
+        return Some((d, d));
+    }
+    let df = (va + vb).powi(2) / (va * va / (a.len() - 1) as f64 + vb * vb / (b.len() - 1) as f64);
+    let t = StudentsT::new(0.0, 1.0, df).ok()?.inverse_cdf(0.975);
+    Some((d - t * se, d + t * se))
+}
+
+/// "holds if ..." for the rule `a − b >= margin`, in words that match its sign.
+fn condition(m: f64) -> String {
+    let points = |x: f64| format!("{x} point{}", if x == 1.0 { "" } else { "s" });
+    if m < 0.0 {
+        format!("at most {} below", points(-m))
+    } else if m == 0.0 {
+        "at least equal".to_string()
+    } else {
+        format!("ahead by at least {}", points(m))
+    }
 }
 
 /// The `[report] reference` point of `spec` and its mean final test accuracy (a fraction),
@@ -159,7 +206,7 @@ pub fn reference_acc(
     runs: &[Run],
 ) -> Option<(String, f64)> {
     let reference = spec.reference.as_ref()?;
-    let acc = side(None, reference, points, runs).ok()?;
+    let acc = mean_sd(&side(None, reference, points, runs).ok()?).0;
     let label = points
         .iter()
         .find(|p| matches(&reference.1, &p.params))
@@ -178,26 +225,33 @@ pub fn judge(claim: &Claim, points: &[Point], runs: &[Run]) -> Verdict {
         .map(|e| format!("at epoch {e}: "))
         .unwrap_or_default();
     match (a, b) {
-        (Ok(a), Ok(b)) => {
+        (Ok(va), Ok(vb)) => {
             let m = claim.margin;
-            let condition = if m < 0.0 {
-                format!("within {} point{}", -m, if m == -1.0 { "" } else { "s" })
-            } else if m == 0.0 {
-                "at least equal".to_string()
-            } else {
-                format!(
-                    "ahead by at least {m} point{}",
-                    if m == 1.0 { "" } else { "s" }
-                )
-            };
+            let ((a, sa), (b, sb)) = (mean_sd(&va), mean_sd(&vb));
             // Judged on the printed difference, so that the line never contradicts itself.
             let d = ((a - b) * 100.0).round() / 100.0;
             let holds = d >= m - 1e-9;
+            let sd = |n: usize, s: f64| {
+                if n > 1 {
+                    format!(" ± {s:.2}")
+                } else {
+                    String::new()
+                }
+            };
+            let noise = match welch_ci95(&va, &vb) {
+                Some((lo, hi)) => format!("95% CI of the difference [{lo:+.2}, {hi:+.2}]"),
+                None => "one seed: noise unknown".to_string(),
+            };
             Verdict {
                 line: format!(
-                    "{} ({at}{a:.2}% vs {b:.2}%, {:+.2} points; holds if {condition}): {}",
+                    "{} ({at}{a:.2}%{} vs {b:.2}%{}, n = {} vs {}, {:+.2} points, {noise}; holds if {}): {}",
                     claim.text,
+                    sd(va.len(), sa),
+                    sd(vb.len(), sb),
+                    va.len(),
+                    vb.len(),
                     d,
+                    condition(m),
                     if holds { "holds" } else { "does not hold here" }
                 ),
                 holds: Some(holds),
@@ -300,7 +354,8 @@ mod tests {
         assert_eq!(v.holds, Some(true), "{}", v.line);
         assert_eq!(
             v.line,
-            "1cycle at 1x reaches step at 2x (87.00% vs 87.40%, -0.40 points; holds if within 0.5 points): holds"
+            "1cycle at 1x reaches step at 2x (87.00% ± 0.14 vs 87.40%, n = 2 vs 1, -0.40 points, \
+             one seed: noise unknown; holds if at most 0.5 points below): holds"
         );
         let strict = Claim {
             margin: 0.0,
@@ -328,7 +383,7 @@ mod tests {
         assert_eq!(v.holds, Some(true), "{}", v.line);
         assert!(
             v.line
-                .contains("(at epoch 1: 80.00% vs 75.00%, +5.00 points"),
+                .contains("(at epoch 1: 80.00% ± 0.00 vs 75.00%, n = 2 vs 1, +5.00 points"),
             "{}",
             v.line
         );
@@ -352,6 +407,36 @@ mod tests {
         assert!(
             v.line
                 .ends_with("cannot tell (no grid point matches \"schedule=sgdr\")"),
+            "{}",
+            v.line
+        );
+    }
+
+    #[test]
+    fn the_interval_is_welchs_and_the_words_match_the_sign() {
+        // Reference: Welch's interval with the t quantile from the regularised incomplete
+        // beta function (mpmath): df 1.16955, t 9.08278, interval [-3.08146, 4.48146].
+        let (lo, hi) = welch_ci95(&[87.1, 86.9, 87.3], &[86.0, 86.8]).unwrap();
+        assert!(
+            (lo + 3.081_461).abs() < 1e-4 && (hi - 4.481_461).abs() < 1e-4,
+            "{lo} {hi}"
+        );
+        assert_eq!(welch_ci95(&[1.0], &[1.0, 2.0]), None);
+        assert_eq!(condition(-0.3), "at most 0.3 points below");
+        assert_eq!(condition(-1.0), "at most 1 point below");
+        assert_eq!(condition(0.0), "at least equal");
+        assert_eq!(condition(2.0), "ahead by at least 2 points");
+        // Two seeds a side: the line carries both n, both deviations and the interval.
+        let runs = vec![run(&[0.871]), run(&[0.869]), run(&[0.860]), run(&[0.868])];
+        let points = vec![
+            point("a", &[("schedule", "one_cycle")], vec![0, 1]),
+            point("b", &[("schedule", "step")], vec![2, 3]),
+        ];
+        let c =
+            claim("text = \"x\"\na = \"schedule=one_cycle\"\nb = \"schedule=step\"\nmargin = -0.3");
+        let v = judge(&c, &points, &runs);
+        assert!(
+            v.line.starts_with("x (87.00% ± 0.14 vs 86.40% ± 0.57, n = 2 vs 2, +0.60 points, 95% CI of the difference [-3.45, +4.65]; holds if at most 0.3 points below): holds"),
             "{}",
             v.line
         );

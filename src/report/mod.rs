@@ -248,14 +248,7 @@ fn file_stem(label: &str) -> String {
     out.trim_matches('_').to_string()
 }
 
-/// Three significant digits.
-fn short(x: f64) -> String {
-    if x == 0.0 || !x.is_finite() {
-        return format!("{x}");
-    }
-    let digits = (2 - x.abs().log10().floor() as i32).max(0) as usize;
-    format!("{x:.digits$}")
-}
+use crate::util::short3 as short;
 
 /// The claim lines of sweep folder `dir` (see [`claims_section`]); empty for another folder
 /// or a sweep without claims or range tests.

@@ -1,11 +1,12 @@
 //! `lrlab collect DIR`: the results of a sweep folder as three CSVs, written atomically.
 //!
 //! - `summary.csv`: one row per run: `index,name,id`, the varied keys' labels, `status`,
-//!   `epochs` (completed), `final_test_acc` (last evaluation), `best_test_acc`, `best_epoch`
+//!   `learned` (`yes`, `no`: finished at chance accuracy or with its test loss blown up, or
+//!   empty without an evaluation), `epochs` (completed), `final_test_acc` (last evaluation), `best_test_acc`, `best_epoch`
 //!   (first epoch with the best), `target_acc`, `epoch_to_target` (first epoch whose test_acc
 //!   reaches target_acc), `final_test_loss`, `final_train_loss`, `wall_s` (the run's time_s:
 //!   training and evaluation time over all attempts), `attempts`, `reason` (why a run
-//!   failed or diverged). `lrlab report` puts the papers' numbers beside these.
+//!   failed, diverged or did not learn). `lrlab report` puts the papers' numbers beside these.
 //! - `curves.csv`: every run's `epochs.csv` rows in long format, prefixed by
 //!   `index,name` and the varied keys' labels.
 //! - `summary_by_point.csv`: one row per grid point (the varied keys but the seed), with
@@ -274,6 +275,7 @@ pub fn summary_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
     header.extend(
         [
             "status",
+            "learned",
             "epochs",
             "final_test_acc",
             "best_test_acc",
@@ -296,6 +298,11 @@ pub fn summary_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
             row.extend(r.label_values(&m.varied));
             row.extend([
                 s.state.as_str().to_string(),
+                match s.status.as_ref().and_then(|st| st.learned) {
+                    Some(true) => "yes".into(),
+                    Some(false) => "no".into(),
+                    None => String::new(),
+                },
                 opt_u(s.epochs),
                 opt_f(s.final_test_acc),
                 opt_f(s.best_test_acc),
@@ -307,7 +314,7 @@ pub fn summary_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
                 opt_f(s.wall_s),
                 s.attempts.to_string(),
                 match s.state {
-                    RunState::Failed | RunState::Diverged => s
+                    RunState::Failed | RunState::Diverged | RunState::Done => s
                         .status
                         .as_ref()
                         .map(|st| st.reason.clone())

@@ -415,7 +415,15 @@ impl Active {
         let recorded = status.as_ref().map(|s| s.status.as_str()).unwrap_or("");
         let (outcome, reason) = match (st.code(), st.signal()) {
             (Some(0), _) => match recorded {
-                "done" => (Outcome::Done, String::new()),
+                "done" => (
+                    Outcome::Done,
+                    // Finished but never learned: the reason travels with the outcome.
+                    status
+                        .as_ref()
+                        .filter(|s| s.learned == Some(false))
+                        .map(|s| s.reason.clone())
+                        .unwrap_or_default(),
+                ),
                 "diverged" => (
                     Outcome::Diverged,
                     status
@@ -472,6 +480,7 @@ impl Active {
                 epoch: status.as_ref().map(|s| s.epoch).unwrap_or(0),
                 step: status.as_ref().map(|s| s.step).unwrap_or(0),
                 updated: record::now(),
+                learned: None,
             }
             .write(&dir);
             if let Err(e) = written {

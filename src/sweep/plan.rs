@@ -179,6 +179,7 @@ pub fn expand(spec: Spec) -> Result<Plan> {
     }
     check_unique(&runs).map_err(&err)?;
     resolve_targets(&spec, &varied, &mut runs).map_err(&err)?;
+    check_report_points(&spec, &varied, &runs).map_err(&err)?;
     Ok(Plan { spec, varied, runs })
 }
 
@@ -334,6 +335,79 @@ fn check_unique(runs: &[PlannedRun]) -> std::result::Result<(), String> {
         }
         by_name.insert(folder, r.index);
         by_id.insert(r.id.clone(), r.index);
+    }
+    Ok(())
+}
+
+/// The `[report]` entries that name grid points, checked before any run: the reference and
+/// each side of each claim must select exactly one grid point (the runs' labels but the seed),
+/// as the report reads them, and a claim's `epoch` must be one that every run of both sides
+/// has. Without this a misspelt point or an epoch past the runs' end shows up hours later as
+/// an empty column or "has no result yet".
+fn check_report_points(
+    spec: &Spec,
+    varied: &[String],
+    runs: &[PlannedRun],
+) -> std::result::Result<(), String> {
+    use crate::report::paper::{matches, PointRef};
+    let mut points: Vec<Vec<(String, String)>> = Vec::new();
+    for r in runs {
+        let p: Vec<(String, String)> = r
+            .labels
+            .iter()
+            .filter(|(k, _)| !crate::report::group::is_seed(k))
+            .cloned()
+            .collect();
+        if !points.contains(&p) {
+            points.push(p);
+        }
+    }
+    let one = |what: &str, side: &PointRef| -> std::result::Result<(), String> {
+        let found: Vec<&Vec<(String, String)>> =
+            points.iter().filter(|p| matches(&side.1, p)).collect();
+        let label = |p: &Vec<(String, String)>| {
+            p.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match found.len() {
+            1 => Ok(()),
+            0 => Err(format!(
+                "{what} = \"{}\" matches no grid point (the varied keys are {}; the points are {})",
+                side.0,
+                varied.join(", "),
+                points.iter().map(label).collect::<Vec<_>>().join("; ")
+            )),
+            n => Err(format!(
+                "{what} = \"{}\" matches {n} grid points ({}); name one",
+                side.0,
+                found.into_iter().map(label).collect::<Vec<_>>().join("; ")
+            )),
+        }
+    };
+    if let Some(r) = &spec.report.reference {
+        one("report.reference", r)?;
+    }
+    for (i, c) in spec.report.claims.iter().enumerate() {
+        let at = format!("report.claim #{} (\"{}\")", i + 1, c.text);
+        one(&format!("{at}: a"), &c.a)?;
+        one(&format!("{at}: b"), &c.b)?;
+        let Some(epoch) = c.epoch else { continue };
+        for side in [&c.a, &c.b] {
+            for r in runs.iter().filter(|r| matches(&side.1, &r.labels)) {
+                // Runs given in steps have their epochs only once the data is read.
+                let Ok(cfg) = crate::config::RunConfig::from_toml_str(&r.config) else {
+                    continue;
+                };
+                if cfg.train.steps == 0 && (cfg.train.epochs as f64) < epoch {
+                    return Err(format!(
+                        "{at}: epoch = {epoch}, but run {} of \"{}\" has {} epochs",
+                        r.name, side.0, cfg.train.epochs
+                    ));
+                }
+            }
+        }
     }
     Ok(())
 }

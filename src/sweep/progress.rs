@@ -109,7 +109,8 @@ impl Progress {
             }
         }
         let what = match f.outcome {
-            Outcome::Done => "done".to_string(),
+            Outcome::Done if f.reason.is_empty() => "done".to_string(),
+            Outcome::Done => format!("done, but it {}", f.reason),
             Outcome::Diverged => format!("diverged: {}", f.reason),
             Outcome::Interrupted => "interrupted (checkpoint kept; run again to resume)".into(),
             Outcome::Failed => format!("FAILED: {}", f.reason),

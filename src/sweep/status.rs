@@ -57,7 +57,11 @@ pub fn render(m: &Manifest, sums: &[RunSummary]) -> String {
             _ => "-".into(),
         };
         let note = match s.state {
-            RunState::Failed | RunState::Diverged | RunState::Interrupted | RunState::Stale => s
+            RunState::Failed
+            | RunState::Diverged
+            | RunState::Interrupted
+            | RunState::Stale
+            | RunState::Done => s
                 .status
                 .as_ref()
                 .map(|st| one_line(&st.reason, 80))

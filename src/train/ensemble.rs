@@ -93,6 +93,9 @@ pub struct RunEnsemble {
     pub examples: usize,
     /// Single snapshots oldest first, then ensembles for M = 1..K.
     pub rows: Vec<Row>,
+    /// The run's last step (`status.json`), if recorded: the newest snapshot is the final
+    /// model only when it was saved there.
+    pub last_step: Option<u64>,
 }
 
 /// The snapshots of a run folder, oldest first (temporary files are ignored).
@@ -461,6 +464,7 @@ pub fn ensemble_run(
         split: setup.data.eval_name.to_string(),
         examples: loader.len(),
         rows,
+        last_step: crate::train::record::Status::read(run).map(|s| s.step),
     })
 }
 
@@ -523,7 +527,13 @@ pub fn table(r: &RunEnsemble) -> String {
     s.push_str("  ensembles of the last M (uniform softmax average)\n");
     for row in r.rows.iter().filter(|x| x.kind == RowKind::Ensemble) {
         let note = match (row.members, row.steps.first(), row.steps.last()) {
-            (1, _, _) => " (final model)".to_string(),
+            // Only a snapshot saved at the run's last step is its final model (a run that
+            // ended mid-cycle, trained before final snapshots were saved, has none).
+            (1, Some(&s), _) if r.last_step.is_none_or(|l| l == s) => " (final model)".into(),
+            (1, Some(&s), _) => format!(
+                " (step {s}; not the final model: the run ended at step {})",
+                r.last_step.unwrap_or(s)
+            ),
             (_, Some(a), Some(b)) => format!(" (steps {a}..{b})"),
             _ => String::new(),
         };

@@ -88,31 +88,68 @@ impl Terms {
 /// backward passes, the first keeping its graph, the second through it. Nothing is
 /// accumulated into the parameters' `.grad`. Sums in f64.
 pub fn curvature(loss: &Tensor, params: &[(String, Tensor)]) -> (Terms, Vec<(String, Terms)>) {
+    curvature_over(loss, params, 1, &mut |_| Ok(()))
+        .expect("a local curvature has no collective to fail")
+}
+
+/// [`curvature`] of the global batch of a multi-process run: `loss` is the mean loss of this
+/// rank's `n` examples and `sum` sums tensors over the ranks in place. With the global
+/// gradient `g = Σ n_r g_r / N` and the Hessian of the global mean loss applied to it,
+/// `Hg = Σ n_r H_r g / N` (each rank differentiates `g_r · g` with `g` held fixed), gᵀg and
+/// gᵀHg are those of the whole batch, as one process computes them: a shard's own
+/// ratio is not (its gradient is noisier, so its gᵀg is larger). Two collectives, each of the
+/// parameters' size plus the count.
+pub fn curvature_over(
+    loss: &Tensor,
+    params: &[(String, Tensor)],
+    n: usize,
+    sum: &mut dyn FnMut(&[&Tensor]) -> anyhow::Result<()>,
+) -> anyhow::Result<(Terms, Vec<(String, Terms)>)> {
     let xs: Vec<&Tensor> = params.iter().map(|(_, p)| p).collect();
     let g = Tensor::run_backward(&[loss], &xs, true, true);
     // A parameter the loss does not reach has no gradient: it adds nothing.
     let used: Vec<usize> = (0..g.len()).filter(|&i| g[i].defined()).collect();
-    let v: Vec<Tensor> = used.iter().map(|&i| g[i].detach()).collect();
+    if used.is_empty() {
+        return Ok((Terms::default(), Vec::new()));
+    }
+    // The global gradient: the ranks' example-weighted sum over the global count.
+    let weight = n as f64;
+    let v: Vec<Tensor> = used
+        .iter()
+        .map(|&i| g[i].detach().to_kind(Kind::Double) * weight)
+        .collect();
+    let count = Tensor::from_slice(&[weight]);
+    let mut all: Vec<&Tensor> = v.iter().collect();
+    all.push(&count);
+    sum(&all)?;
+    let total = count.double_value(&[0]);
+    let v: Vec<Tensor> = v.iter().map(|t| t / total).collect();
     let gv = used
         .iter()
         .zip(&v)
-        .map(|(&i, v)| (&g[i] * v).sum(g[i].kind()))
-        .reduce(|a, b| a + b);
-    let Some(gv) = gv else {
-        return (Terms::default(), Vec::new());
-    };
+        .map(|(&i, v)| (&g[i] * v.to_kind(g[i].kind())).sum(g[i].kind()))
+        .reduce(|a, b| a + b)
+        .expect("at least one parameter is used");
     let used_xs: Vec<&Tensor> = used.iter().map(|&i| xs[i]).collect();
     let hv = Tensor::run_backward(&[gv], &used_xs, false, false);
+    // Hg of the global mean loss: the same weighting.
+    let hv: Vec<Tensor> = hv
+        .iter()
+        .zip(&v)
+        .map(|(h, v)| {
+            if h.defined() {
+                h.to_kind(Kind::Double) * weight
+            } else {
+                v.zeros_like()
+            }
+        })
+        .collect();
+    sum(&hv.iter().collect::<Vec<_>>())?;
     let mut layers: Vec<(String, Terms)> = Vec::new();
-    let mut total = Terms::default();
+    let mut all_terms = Terms::default();
     for ((&i, v), hv) in used.iter().zip(&v).zip(&hv) {
-        let v = v.to_kind(Kind::Double);
-        let gg = f64::try_from((&v * &v).sum(Kind::Double)).unwrap_or(f64::NAN);
-        let ghg = if hv.defined() {
-            f64::try_from((&v * hv.to_kind(Kind::Double)).sum(Kind::Double)).unwrap_or(f64::NAN)
-        } else {
-            0.0
-        };
+        let gg = f64::try_from((v * v).sum(Kind::Double)).unwrap_or(f64::NAN);
+        let ghg = f64::try_from((v * hv).sum(Kind::Double)).unwrap_or(f64::NAN) / total;
         let layer = layer_of(&params[i].0);
         match layers.iter_mut().find(|(n, _)| n == layer) {
             Some((_, t)) => {
@@ -121,10 +158,10 @@ pub fn curvature(loss: &Tensor, params: &[(String, Tensor)]) -> (Terms, Vec<(Str
             }
             None => layers.push((layer.to_string(), Terms { gg, ghg })),
         }
-        total.gg += gg;
-        total.ghg += ghg;
+        all_terms.gg += gg;
+        all_terms.ghg += ghg;
     }
-    (total, layers)
+    Ok((all_terms, layers))
 }
 
 /// The authors' exponential moving average of the estimate.

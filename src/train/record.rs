@@ -193,6 +193,140 @@ pub fn opt(x: Option<f64>) -> String {
     x.map(fmt_f64).unwrap_or_default()
 }
 
+/// Entries lrlab may have written in a run folder before its `meta.json`: the planned or
+/// resolved config and the sweep runner's log and attempt records (a sweep writes them
+/// first), the lock, the range test of `"auto"` values, a failure's `status.json`.
+const BEFORE_META: [&str; 8] = [
+    "config.toml",
+    "snapshots",
+    "config.auto.toml",
+    "train.log",
+    "attempts.jsonl",
+    ".lock",
+    "lr_find",
+    "status.json",
+];
+
+/// Refuse to write into `out` unless lrlab made it: a folder that does not exist or is empty,
+/// one whose `meta.json` carries lrlab's marker (`lrlab_version`), or one that holds only
+/// what lrlab writes before `meta.json` ([`BEFORE_META`], with a `config.toml` that is an lrlab
+/// run config). Anything else is an input error naming what was found, before anything is
+/// written.
+pub fn check_run_folder(out: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(out) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            crate::bail_input!("--out {}: is a file, not a folder", out.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", out.display())),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        // A kill during an atomic write leaves a temporary file; lrlab removes those.
+        .filter(|n| {
+            !n.starts_with(".lrlab-tmp-") && !(n.starts_with(".checkpoint-") && n.ends_with(".tmp"))
+        })
+        .collect();
+    names.sort();
+    let meta = out.join("meta.json");
+    if meta.exists() {
+        let ours = std::fs::read_to_string(&meta)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v.get("lrlab_version").is_some());
+        if !ours {
+            crate::bail_input!(
+                "{}: not an lrlab run folder ({} has no lrlab_version); lrlab writes nothing \
+                 into a folder it did not create: use another --out",
+                out.display(),
+                meta.display()
+            );
+        }
+        return Ok(());
+    }
+    let foreign: Vec<&String> = names
+        .iter()
+        .filter(|n| !BEFORE_META.contains(&n.as_str()))
+        .collect();
+    if !foreign.is_empty() {
+        crate::bail_input!(
+            "{}: not an lrlab run folder (it holds {} and no lrlab meta.json); lrlab writes \
+             nothing into a folder it did not create: use another --out",
+            out.display(),
+            foreign
+                .iter()
+                .take(5)
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let config = out.join("config.toml");
+    if let Ok(text) = std::fs::read_to_string(&config) {
+        if let Err(e) = crate::config::RunConfig::from_toml_str(&text) {
+            crate::bail_input!(
+                "{}: not an lrlab run config ({}); lrlab writes nothing into a folder it did \
+                 not create: use another --out",
+                config.display(),
+                format!("{e:#}").lines().next().unwrap_or_default()
+            );
+        }
+    }
+    if out.join("status.json").exists() && Status::read(out).is_none() {
+        crate::bail_input!(
+            "{}: not an lrlab status file; lrlab writes nothing into a folder it did not \
+             create: use another --out",
+            out.join("status.json").display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether the run of `epochs.csv` at `path` learned: `None` without an evaluation, else
+/// `(false, why)` when its last evaluation is at chance accuracy (at most 1.5/`classes`) or
+/// its last test loss is more than 5 times its first (training blew up and never recovered),
+/// `(true, "")` otherwise. A run that never learned is finished, but its numbers are not
+/// results; it is marked so that it is never listed as fine among good runs.
+pub fn learned(path: &Path, classes: usize) -> Result<Option<(bool, String)>> {
+    let rows = read_epochs(path)?;
+    let num = |row: &Vec<String>, name: &str| {
+        epochs_column(name).and_then(|i| row[i].parse::<f64>().ok().filter(|x| x.is_finite()))
+    };
+    let evaluated: Vec<(f64, Option<f64>)> = rows
+        .iter()
+        .filter_map(|r| num(r, "test_acc").map(|a| (a, num(r, "test_loss"))))
+        .collect();
+    let (Some(first), Some(last)) = (evaluated.first(), evaluated.last()) else {
+        return Ok(None);
+    };
+    let chance = 1.0 / classes.max(1) as f64;
+    if classes >= 2 && last.0 <= 1.5 * chance {
+        return Ok(Some((
+            false,
+            format!(
+                "did not learn: final test accuracy {:.2}% is chance level for {classes} classes",
+                100.0 * last.0
+            ),
+        )));
+    }
+    if let (Some(l0), Some(l1)) = (first.1, last.1) {
+        if evaluated.len() > 1 && l0 > 0.0 && l1 > 5.0 * l0 {
+            return Ok(Some((
+                false,
+                format!(
+                    "did not learn: final test loss {} is {:.0}x its first evaluation's ({})",
+                    fmt_f64(l1),
+                    l1 / l0,
+                    fmt_f64(l0)
+                ),
+            )));
+        }
+    }
+    Ok(Some((true, String::new())))
+}
+
 /// The state of a run, as written to `status.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -207,6 +341,10 @@ pub struct Status {
     pub step: u64,
     /// When this was written (seconds since the Unix epoch).
     pub updated: f64,
+    /// For a finished run with evaluations: whether it learned ([`learned`]); when false,
+    /// `reason` says why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<bool>,
 }
 
 impl Status {
@@ -218,6 +356,7 @@ impl Status {
             epoch,
             step,
             updated: now(),
+            learned: None,
         }
     }
 
@@ -262,4 +401,46 @@ pub fn hostname() -> String {
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epochs_file(rows: &[(f64, f64)]) -> (tempfile::TempDir, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("epochs.csv");
+        let mut text = format!("{EPOCHS_HEADER}\n");
+        for (e, (loss, acc)) in rows.iter().enumerate() {
+            text.push_str(&format!(
+                "{},{},0.1,1,0.5,{loss},{acc},,1,1\n",
+                e + 1,
+                10 * (e + 1)
+            ));
+        }
+        std::fs::write(&path, text).unwrap();
+        (t, path)
+    }
+
+    #[test]
+    fn a_run_at_chance_or_with_its_test_loss_blown_up_did_not_learn() {
+        let (_t, p) = epochs_file(&[(2.3, 0.35), (1.0, 0.62), (0.6, 0.81)]);
+        assert_eq!(learned(&p, 10).unwrap(), Some((true, String::new())));
+        // The issue's run: 10% accuracy after a max_lr of 10.
+        let (_t, p) = epochs_file(&[(2.4, 0.1), (3485.0, 0.1)]);
+        let (ok, why) = learned(&p, 10).unwrap().unwrap();
+        assert!(
+            !ok && why.contains("10.00%") && why.contains("chance"),
+            "{why}"
+        );
+        // Accurate enough, but the test loss blew up: 1.5/10 = 15% is still chance.
+        let (_t, p) = epochs_file(&[(2.3, 0.3), (40.0, 0.2)]);
+        let (ok, why) = learned(&p, 10).unwrap().unwrap();
+        assert!(!ok && why.contains("17x"), "{why}");
+        // 1000 classes: 0.3% is above 1.5 x chance (0.15%).
+        let (_t, p) = epochs_file(&[(6.9, 0.001), (6.0, 0.003)]);
+        assert!(learned(&p, 1000).unwrap().unwrap().0);
+        let (_t, p) = epochs_file(&[]);
+        assert_eq!(learned(&p, 10).unwrap(), None);
+    }
 }

@@ -257,7 +257,8 @@ pub fn train_step(
 /// at the current weights, for `train.hf_lr_every`: the forward pass as the step's own (train
 /// mode, the step's dropout seed, label smoothing) but in fp32, without weight decay (the
 /// optimizer's). The batch-norm running statistics this forward pass moves are put back, and
-/// no `.grad` is touched, so the training goes on exactly as without it.
+/// no `.grad` is touched, so the training goes on exactly as without it. A rank of a
+/// multi-process run measures the global batch's ([`hf_lr::curvature_over`]).
 pub fn curvature_at(
     cfg: &RunConfig,
     vs: &VarStore,
@@ -265,7 +266,8 @@ pub fn curvature_at(
     params: &[(String, Tensor)],
     batch: &data::Batch,
     step: u64,
-) -> (hf_lr::Terms, Vec<(String, hf_lr::Terms)>) {
+    sync: &GradSync,
+) -> Result<(hf_lr::Terms, Vec<(String, hf_lr::Terms)>)> {
     let buffers: Vec<(String, Tensor)> = tch::no_grad(|| {
         vs.variables()
             .into_iter()
@@ -274,7 +276,13 @@ pub fn curvature_at(
             .collect()
     });
     let (loss, _) = step_loss(cfg, model, batch, false, step);
-    let c = hf_lr::curvature(&loss, params);
+    let n = batch.labels.size()[0] as usize;
+    let c = match sync {
+        GradSync::Local => Ok(hf_lr::curvature(&loss, params)),
+        GradSync::Ranks(group) => {
+            hf_lr::curvature_over(&loss, params, n, &mut |ts| group.all_reduce_sum(ts))
+        }
+    };
     models::restore_vars(vs, &buffers);
     c
 }
@@ -323,6 +331,7 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
         setup.data.train = setup.data.train.sharded(g.rank(), g.world());
         setup.data.eval = setup.data.eval.sharded(g.rank(), g.world());
     }
+    record::check_run_folder(out)?;
     let config_path = out.join("config.toml");
     if config_path.exists() {
         let old = std::fs::read_to_string(&config_path)
@@ -363,6 +372,14 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
     // other writer exists, so any such file here is stale.
     remove_stale_temporaries(out)?;
     remove_stale_temporaries(&out.join("snapshots"))?;
+    // The marker that makes the folder lrlab's ([`record::check_run_folder`]) comes first:
+    // whatever this attempt writes next, a later command recognises the folder.
+    if !out.join("meta.json").exists() {
+        write_meta(
+            out,
+            &serde_json::json!({"lrlab_version": env!("CARGO_PKG_VERSION")}),
+        )?;
+    }
     if !config_path.exists() {
         write_atomic(&config_path, resolved.as_bytes())?;
     }
@@ -375,6 +392,7 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
             epoch: prev.as_ref().map(|s| s.epoch).unwrap_or(0),
             step: prev.as_ref().map(|s| s.step).unwrap_or(0),
             updated: record::now(),
+            learned: None,
         }
         .write(out);
     }
@@ -635,7 +653,32 @@ fn train_locked(
     Status::new("running", "", progress.epoch, progress.step).write_if(writer, out)?;
     let logs = Logs::open(writer, out, &progress, hf.is_some())?;
     let snapshot_steps: HashSet<u64> = if cfg.train.snapshots == "restarts" {
-        setup.schedule.cycle_ends().into_iter().collect()
+        let mut steps: HashSet<u64> = setup.schedule.cycle_ends().into_iter().collect();
+        // The final model is a snapshot too, so that "the last snapshot" is always it.
+        if steps.insert(setup.total_steps) && writer {
+            let last = steps
+                .iter()
+                .filter(|&&s| s < setup.total_steps)
+                .max()
+                .copied();
+            let spe = setup.steps_per_epoch as f64;
+            crate::util::warn_once(&format!(
+                "warning: train.snapshots = \"restarts\", but the run ends inside a cycle \
+                 (step {}, epoch {}; {}): its final model is saved as a snapshot too, and an \
+                 ensemble of the last M snapshots includes this mid-cycle model; end the run \
+                 at a restart to read the ensembles as the SGDR paper does",
+                setup.total_steps,
+                short(setup.total_steps as f64 / spe),
+                match last {
+                    Some(l) => format!(
+                        "the last restart is at step {l}, epoch {}",
+                        short(l as f64 / spe)
+                    ),
+                    None => "no cycle ends before it".to_string(),
+                }
+            ));
+        }
+        steps
     } else {
         HashSet::new()
     };
@@ -916,7 +959,18 @@ impl Loop<'_> {
         if self.writer {
             write_meta(self.out, &self.meta)?;
         }
-        Status::new("done", "", epochs, step).write_if(self.writer, self.out)?;
+        let mut done = Status::new("done", "", epochs, step);
+        if self.writer {
+            let verdict = record::learned(
+                &self.out.join("epochs.csv"),
+                self.setup.data.num_classes as usize,
+            )?;
+            if let Some((learned, why)) = verdict {
+                done.learned = Some(learned);
+                done.reason = why;
+            }
+        }
+        done.write_if(self.writer, self.out)?;
         Ok(Outcome::Done(last_metrics))
     }
 
@@ -992,7 +1046,8 @@ impl Loop<'_> {
             let momentum = setup.schedule.momentum_or(s, cfg.optim.momentum);
             if let Some(h) = hf.as_mut() {
                 if h.opens_window(s) {
-                    let (total, layers) = curvature_at(cfg, vs, model, &h.params(), &batch, s);
+                    let (total, layers) =
+                        curvature_at(cfg, vs, model, &h.params(), &batch, s, sync)?;
                     h.set_curvature(total, &layers);
                 }
                 h.before_step(s);

@@ -116,6 +116,15 @@ pub fn fmt_f64(x: f64) -> String {
     format!("{x}")
 }
 
+/// Three significant digits, for numbers in messages (`0.0300`, `2.20`, `1230`).
+pub fn short3(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let digits = (2 - x.abs().log10().floor() as i32).max(0) as usize;
+    format!("{x:.digits$}")
+}
+
 /// Give a file created by `tempfile` (mode 0600) the mode an ordinary file would get:
 /// 0666 less the process umask.
 pub fn set_default_mode(file: &std::fs::File) -> std::io::Result<()> {
