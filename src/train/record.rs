@@ -225,9 +225,7 @@ pub fn check_run_folder(out: &Path) -> Result<()> {
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         // A kill during an atomic write leaves a temporary file; lrlab removes those.
-        .filter(|n| {
-            !n.starts_with(".lrlab-tmp-") && !(n.starts_with(".checkpoint-") && n.ends_with(".tmp"))
-        })
+        .filter(|n| !crate::util::is_temporary(n))
         .collect();
     names.sort();
     let meta = out.join("meta.json");

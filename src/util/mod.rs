@@ -138,6 +138,14 @@ pub fn set_default_mode(file: &std::fs::File) -> std::io::Result<()> {
     file.set_permissions(std::fs::Permissions::from_mode(0o666 & !(mask as u32)))
 }
 
+/// Whether `name` is a temporary file of an atomic write ([`write_atomic`], the checkpoint's
+/// and the snapshots' own), which a kill can leave behind.
+pub fn is_temporary(name: &str) -> bool {
+    name.starts_with(".lrlab-tmp-")
+        || ((name.starts_with(".checkpoint-") || name.starts_with(".snapshot-"))
+            && name.ends_with(".tmp"))
+}
+
 /// Delete the temporary files that a kill during an atomic write leaves behind
 /// (`.lrlab-tmp-*` of [`write_atomic`], `.checkpoint-*.tmp`, `.snapshot-*.tmp`) in `dir`, if it
 /// exists. Call it only while holding the lock that every writer of `dir` holds: then no
@@ -148,10 +156,7 @@ pub fn remove_stale_temporaries(dir: &Path) -> Result<()> {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let stale = name.starts_with(".lrlab-tmp-")
-            || ((name.starts_with(".checkpoint-") || name.starts_with(".snapshot-"))
-                && name.ends_with(".tmp"));
-        if stale {
+        if is_temporary(&name) {
             std::fs::remove_file(e.path())
                 .with_context(|| format!("cannot remove the stale {}", e.path().display()))?;
         }
