@@ -638,6 +638,70 @@ fn dry_run_lists_the_runs_and_writes_nothing() {
     assert!(!out.exists(), "--dry-run wrote {}", out.display());
 }
 
+/// `--dry-run` makes the real run's decisions (the issue: a grown grid listed other indices
+/// than the real run used; a changed base and `--devices cuda` without a GPU passed the dry
+/// run and failed the real one).
+#[test]
+fn dry_run_makes_every_decision_of_the_real_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = dir.path().join("sweep");
+    let small = "base = \"base.toml\"\n[grid]\n\"optim.weight_decay\" = [1e-4, 5e-4]";
+    freeze(&sweep, &plan_of(dir.path(), small).unwrap()).unwrap();
+    let spec = write(
+        dir.path(),
+        "spec.toml",
+        "base = \"base.toml\"\n[grid]\n\"optim.weight_decay\" = [0.0, 1e-4, 5e-4]",
+    );
+    let dry = |extra: &[&str]| {
+        let mut args = vec!["sweep", s(&spec), "--out", s(&sweep), "--dry-run"];
+        args.extend(extra);
+        lrlab(&args)
+    };
+    let o = dry(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let listed: Vec<(String, String)> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .skip(2)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_string(), f[2].to_string())
+        })
+        .collect();
+    // What the real run then freezes.
+    let before = std::fs::read_to_string(sweep.join("manifest.json")).unwrap();
+    assert_eq!(
+        before,
+        std::fs::read_to_string(sweep.join("manifest.json")).unwrap(),
+        "the dry run wrote nothing"
+    );
+    let real = freeze(&sweep, &plan::load(&spec).unwrap()).unwrap();
+    let used: Vec<(String, String)> = real
+        .runs
+        .iter()
+        .map(|r| (r.index.to_string(), r.name.clone()))
+        .collect();
+    assert_eq!(listed, used);
+    assert_eq!(used[2], ("2".into(), "optim.weight_decay=0.0".into()));
+    // A changed base over the existing folder: refused by the dry run as by the real one.
+    let base = std::fs::read_to_string(dir.path().join("base.toml")).unwrap();
+    write(
+        dir.path(),
+        "base.toml",
+        &base.replace("batch_size = 64", "batch_size = 32"),
+    );
+    let o = dry(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("different config"), "{}", text(&o));
+    write(dir.path(), "base.toml", &base);
+    // Devices the machine does not have.
+    if !tch::Cuda::is_available() {
+        let o = dry(&["--devices", "cuda"]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains("no CUDA device"), "{}", text(&o));
+    }
+}
+
 #[test]
 fn bad_input_exits_2_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
