@@ -179,11 +179,6 @@ fn sweep(a: SweepArgs) -> Result<u8> {
         (Source::Plan(Box::new(p)), out)
     };
 
-    if a.dry_run {
-        print!("{}", dry_run_text(&source, &out));
-        return Ok(0);
-    }
-
     let program = std::env::current_exe().context("cannot find the lrlab binary")?;
     let abs_out =
         std::path::absolute(&out).with_context(|| format!("cannot resolve {}", out.display()))?;
@@ -211,6 +206,18 @@ fn sweep(a: SweepArgs) -> Result<u8> {
         slurm_opts = Some(o);
     } else {
         local = Some(local_options(&a, &source, program)?);
+    }
+
+    if a.dry_run {
+        // Every decision of the real run, nothing written: the options were checked above,
+        // and the manifest is the one freezing would write (the folder's indices kept, a
+        // changed run refused).
+        let m = match source {
+            Source::Plan(p) => super::manifest::preview(&abs_out, &p)?,
+            Source::Folder(m) => m,
+        };
+        print!("{}", dry_run_text(&m, &out));
+        return Ok(0);
     }
 
     let m = match source {
@@ -366,41 +373,19 @@ fn slurm_main(sweep: &Path, m: &Manifest, o: &SlurmOptions) -> Result<u8> {
     Ok(0)
 }
 
-/// The `--dry-run` listing.
-fn dry_run_text(source: &Source, out: &Path) -> String {
-    // One row per run: index, id, name, the labels of the varied keys.
-    let row = |index: usize, id: &str, name: &str, labels: Vec<String>| {
-        let mut r = vec![index.to_string(), id.to_string(), name.to_string()];
-        r.extend(labels);
-        r
-    };
-    let (name, varied, runs): (&str, &[String], Vec<Vec<String>>) = match source {
-        Source::Plan(p) => (
-            &p.spec.name,
-            &p.varied,
-            p.runs
-                .iter()
-                .map(|r| {
-                    let labels = r.labels.iter().map(|(_, l)| l.clone()).collect();
-                    row(r.index, &r.id, &r.name, labels)
-                })
-                .collect(),
-        ),
-        Source::Folder(m) => (
-            &m.name,
-            &m.varied,
-            m.runs
-                .iter()
-                .map(|r| row(r.index, &r.id, &r.name, r.label_values(&m.varied)))
-                .collect(),
-        ),
-    };
-    let n = runs.len();
-    let mut rows = vec![row(0, "id", "name", varied.to_vec())];
-    rows[0][0] = "index".into();
-    rows.extend(runs);
+/// The `--dry-run` listing: the manifest's runs as the real run numbers them.
+fn dry_run_text(m: &Manifest, out: &Path) -> String {
+    let mut rows = vec![["index", "id", "name"].map(String::from).to_vec()];
+    rows[0].extend(m.varied.iter().cloned());
+    for r in &m.runs {
+        let mut row = vec![r.index.to_string(), r.id.clone(), r.name.clone()];
+        row.extend(r.label_values(&m.varied));
+        rows.push(row);
+    }
     format!(
-        "sweep {name}: {n} runs, folder {}\n{}",
+        "sweep {}: {} runs, folder {}\n{}",
+        m.name,
+        m.runs.len(),
         out.display(),
         table(&rows)
     )

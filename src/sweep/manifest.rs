@@ -221,6 +221,17 @@ pub fn merge(old: Option<&Manifest>, plan: &Plan) -> Result<Manifest> {
     })
 }
 
+/// The manifest [`freeze`] would write for `plan` into `dir`, with the same checks against
+/// an existing sweep folder, writing nothing (`--dry-run`).
+pub fn preview(dir: &Path, plan: &Plan) -> Result<Manifest> {
+    let old = if dir.join(MANIFEST).exists() {
+        Some(Manifest::load(dir)?)
+    } else {
+        None
+    };
+    merge(old.as_ref(), plan)
+}
+
 /// Write (or extend) the sweep folder for a plan: `sweep.toml`, `manifest.json`, `runs.csv`
 /// and every run's `config.toml` that does not exist yet. Safe against a second runner doing
 /// the same at the same time.
