@@ -42,7 +42,7 @@ enum Command {
         #[arg(long, value_name = "FILE.csv")]
         metrics: Option<PathBuf>,
     },
-    /// Print the trainable parameter count of every model as CSV (model,params).
+    /// Print every model with its trainable parameter count and the input the count assumes, as CSV (model,params,input).
     Models {
         /// Classes, channels and image side of this dataset's runs (mnist, fashion-mnist,
         /// cifar10, cifar100, imagenet, imagenet16/32/64, synthetic); the flags below win.

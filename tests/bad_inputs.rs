@@ -231,7 +231,12 @@ fn cases() -> Vec<Case> {
         train_case(
             "config: misspelt table",
             run_config("", "[optimizer]\nmomentum = 0.9\n[schedule]\nkind = \"constant\"\nlr = 0.1"),
-            &["run.toml", "unknown table or key `optimizer`"],
+            &["run.toml", "unknown table or key `optimizer`; did you mean optim?"],
+        ),
+        train_case(
+            "config: schedule kind spelt without its underscore",
+            run_config("", "[schedule]\nkind = \"onecycle\"\nmax_lr = 0.1"),
+            &["run.toml", "schedule.kind = \"onecycle\"", "did you mean one_cycle?"],
         ),
         train_case(
             "config: misspelt schedule key is named before the missing one",
@@ -249,7 +254,13 @@ fn cases() -> Vec<Case> {
         train_case(
             "config: negative count",
             run_config("eval_batch_size = -5", SCHEDULE),
-            &["run.toml", "[train]", "eval_batch_size", "-5"],
+            &[
+                "run.toml",
+                "[train]",
+                "eval_batch_size",
+                "-5",
+                "expected a whole number >= 0",
+            ],
         ),
         // A batch larger than the split would make each epoch one short step.
         train_case(

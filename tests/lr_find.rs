@@ -786,4 +786,8 @@ fn a_range_without_an_edge_is_flagged_and_auto_refuses_it() {
         .as_f64()
         .unwrap();
     assert!(chosen <= 0.01, "{chosen}");
+    let secs = json(&out.join("lr_find/suggestion.json"))["seconds"]
+        .as_f64()
+        .unwrap();
+    assert!(secs > 0.0, "{secs}");
 }

@@ -262,18 +262,35 @@ epoch = 1
     fake_run(&run("a", 1), "done", &[0.6, 0.8, 0.8], "");
     fake_run(&run("b", 0), "done", &[0.2, 0.6, 0.8], "");
     fake_run(&run("b", 1), "done", &[0.3, 0.5, 0.9], "");
+    // Run b/1 chose a value with a range test of 2.5 s: its own column, and part of its time
+    // to the reference (9.5 + 2.5).
+    std::fs::create_dir_all(run("b", 1).join("lr_find")).unwrap();
+    std::fs::write(
+        run("b", 1).join("lr_find/suggestion.json"),
+        "{\"seconds\": 2.5}\n",
+    )
+    .unwrap();
     let o = lrlab(&["collect", s(&sweep)]);
     assert!(o.status.success(), "{}", text(&o));
+    let (hs, runs) = read_csv(&sweep.join("summary.csv"));
+    let rt: Vec<&str> = runs.iter().map(|r| field(&hs, r, "range_test_s")).collect();
+    assert_eq!(rt, ["", "", "", "2.5"]);
     let (h, rows) = read_csv(&sweep.join("summary_by_point.csv"));
     let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
     let num = |r: &[String], c: &str| field(&h, r, c).parse::<f64>().unwrap();
     // The reference: b's mean final accuracy, 0.85. Point a: seed 0 reaches it at epoch 3
-    // (time_s 9.5), seed 1 never; point b: seed 1 at epoch 3, seed 0 never.
+    // (time_s 9.5), seed 1 never; point b: seed 1 at epoch 3 (9.5 s and its 2.5 s range
+    // test), seed 0 never.
     for r in &rows {
         assert!(close(num(r, "reference_acc"), 0.85));
         assert_eq!(field(&h, r, "reached_reference"), "1");
         assert!(close(num(r, "epoch_to_reference_mean"), 3.0));
-        assert!(close(num(r, "time_to_reference_s_mean"), 9.5));
+        let with_test = if field(&h, r, "schedule") == "b" {
+            12.0
+        } else {
+            9.5
+        };
+        assert!(close(num(r, "time_to_reference_s_mean"), with_test));
     }
     // The claims: a's final 85.0% vs b's 85.0% (at most 5 points below: holds); at epoch 1
     // 55.0% vs 25.0% (holds). Each side 2 seeds of sd 7.07: Welch's df = 2, t = 4.3027,

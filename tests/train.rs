@@ -292,6 +292,95 @@ fn a_plateau_run_killed_mid_epoch_resumes_exactly() {
     let _ = std::fs::remove_dir_all(reference.parent().unwrap());
 }
 
+/// `train.checkpoint_every = 5` (steps; 16 steps per epoch): a SIGKILL between two mid-epoch
+/// checkpoints loses only the steps since the last one, the resumed run starts mid-epoch, and
+/// its CSVs equal an uninterrupted run's, which equal a run without mid-epoch checkpoints.
+#[test]
+fn a_sigkill_between_mid_epoch_checkpoints_resumes_exactly() {
+    let t = tempfile::tempdir().unwrap();
+    let text = synthetic(3, "kind = \"cosine\"\nlr_max = 0.01\n")
+        .replace("seed = 3\n", "seed = 3\ncheckpoint_every = 5\n");
+    let cfg = write(t.path(), "run.toml", &text);
+    let cfg = cfg.to_str().unwrap();
+    let reference = t.path().join("ref");
+    ok(&run(&[
+        "train",
+        cfg,
+        "--out",
+        reference.to_str().unwrap(),
+        "--quiet",
+    ]));
+    let plain = t.path().join("plain");
+    ok(&run(&[
+        "train",
+        cfg,
+        "--out",
+        plain.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "train.checkpoint_every=0",
+    ]));
+    for f in ["steps.csv", "epochs.csv"] {
+        assert_eq!(
+            without_time(&reference.join(f)),
+            without_time(&plain.join(f)),
+            "{f}: mid-epoch checkpoints changed the training"
+        );
+    }
+    let mut round = 0;
+    let (resumed, from) = loop {
+        assert!(round < 5, "no kill landed mid-epoch in 5 rounds");
+        let resumed = t.path().join(format!("killed{round}"));
+        round += 1;
+        let mut child = lrlab()
+            .args(["train", cfg, "--out", resumed.to_str().unwrap(), "--quiet"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        // Past the checkpoint after step 20 (epoch 2, batch 4), before the next at 25.
+        while !std::fs::read_to_string(resumed.join("steps.csv"))
+            .map(|s| s.lines().count() > 22)
+            .unwrap_or(false)
+            && start.elapsed() < Duration::from_secs(120)
+            && child.try_wait().unwrap().is_none()
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        child.wait().unwrap();
+        let r = lrlab()
+            .args(["train", cfg, "--out", resumed.to_str().unwrap()])
+            .output_within(common::DEADLINE_S)
+            .unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let err = String::from_utf8_lossy(&r.stderr).into_owned();
+        let from: Option<u64> = err
+            .split("resuming from step ")
+            .nth(1)
+            .and_then(|x| x.split_whitespace().next())
+            .and_then(|x| x.parse().ok());
+        match from {
+            Some(n) if n % 16 != 0 => break (resumed, n),
+            _ => continue,
+        }
+    };
+    assert_eq!(
+        from % 5,
+        0,
+        "resumed from step {from}: not a checkpoint of every 5 steps"
+    );
+    for f in ["steps.csv", "epochs.csv"] {
+        assert_eq!(
+            without_time(&reference.join(f)),
+            without_time(&resumed.join(f)),
+            "{f} differs after a kill and a resume from step {from}"
+        );
+    }
+    no_temp_files(&resumed);
+}
+
 #[test]
 fn sigkill_resumes_exactly() {
     interrupted_equals_uninterrupted(libc::SIGKILL, "checkpoint", 1);

@@ -65,6 +65,51 @@ pub struct TrainConfig {
     /// of the written config).
     #[serde(skip_serializing_if = "is_default_dist_timeout")]
     pub dist_timeout: f64,
+    /// Checkpoints inside an epoch, so that a SIGKILL, an OOM or a hard preemption loses at
+    /// most this much: every this many steps (a whole number; 0 = at epoch ends only) or this
+    /// much wall time (`"15m"`, `"90s"`, `"2h"`). They never change the training. Default
+    /// `"15m"` (and then left out of the written config).
+    #[serde(skip_serializing_if = "Every::is_default")]
+    pub checkpoint_every: Every,
+}
+
+/// `train.checkpoint_every`: a number of steps or a wall-clock duration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Every {
+    /// Every this many steps (0 = off).
+    Steps(u64),
+    /// Every this much wall time: a number and a unit, `s`, `m` or `h` (`"15m"`).
+    Duration(String),
+}
+
+impl Default for Every {
+    fn default() -> Self {
+        Every::Duration("15m".into())
+    }
+}
+
+impl Every {
+    fn is_default(&self) -> bool {
+        *self == Every::default()
+    }
+
+    /// The duration in seconds (`None` for a number of steps, or text that is not a
+    /// duration).
+    pub fn seconds(&self) -> Option<f64> {
+        let Every::Duration(d) = self else {
+            return None;
+        };
+        let d = d.trim();
+        let unit = match d.chars().last()? {
+            's' => 1.0,
+            'm' => 60.0,
+            'h' => 3600.0,
+            _ => return None,
+        };
+        let x: f64 = d[..d.len() - 1].trim().parse().ok()?;
+        (x.is_finite() && x > 0.0).then_some(x * unit)
+    }
 }
 
 fn is_default_dist_timeout(x: &f64) -> bool {
@@ -97,6 +142,7 @@ impl Default for TrainConfig {
             snapshots: "none".into(),
             hf_lr_every: 0,
             dist_timeout: DEFAULT_DIST_TIMEOUT,
+            checkpoint_every: Every::default(),
         }
     }
 }
@@ -115,6 +161,14 @@ impl TrainConfig {
         }
         if self.log_every == 0 {
             crate::bail_input!("train.log_every = 0: must be >= 1");
+        }
+        if let Every::Duration(d) = &self.checkpoint_every {
+            if self.checkpoint_every.seconds().is_none() {
+                crate::bail_input!(
+                    "train.checkpoint_every = {d:?}: expected a number of steps (a whole number \
+                     >= 0) or a duration like \"15m\", \"90s\" or \"2h\""
+                );
+            }
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             crate::bail_input!(
@@ -286,7 +340,10 @@ fn section<T: DeserializeOwned + Default>(table: &mut toml::Table, name: &str) -
             let msg = e.to_string().trim().replace('\n', " ");
             match crate::util::spelling::serde_unknown_field(&msg) {
                 Some((key, valid)) => unknown_key(name, &key, t.get(&key), &valid),
-                None => input_error(format!("[{name}]: {msg}")),
+                None => input_error(format!(
+                    "[{name}]: {}",
+                    crate::util::spelling::plain_types(&msg)
+                )),
             }
         }),
         Some(v) => crate::bail_input!("`{name}` must be a table, found {}", v.type_str()),

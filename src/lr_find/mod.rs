@@ -46,6 +46,8 @@ pub struct FindResult {
     pub suggestions: Vec<Suggestion>,
     /// Why the test ended before its last step, if it did.
     pub stopped: Option<String>,
+    /// Wall-clock seconds of the test, its data loading and model building included.
+    pub seconds: f64,
 }
 
 impl FindResult {
@@ -92,6 +94,7 @@ impl FindResult {
 /// replaced by the ramp). The model is built from the run's seed, so its initial weights are
 /// those a training of `cfg` starts from.
 pub fn range_test(cfg: &RunConfig, fc: &FindConfig, progress: bool) -> Result<FindResult> {
+    let start = std::time::Instant::now();
     fc.validate()?;
     // Before the data loads: Ctrl-C from here on stops the test cleanly.
     crate::train::stop::flag()?;
@@ -118,7 +121,9 @@ pub fn range_test(cfg: &RunConfig, fc: &FindConfig, progress: bool) -> Result<Fi
         ));
     }
     let (vs, model) = build_model(&ramp, &setup)?;
-    run_ramp(&ramp, fc, &setup, &vs, &model, progress)
+    let mut r = run_ramp(&ramp, fc, &setup, &vs, &model, progress)?;
+    r.seconds = start.elapsed().as_secs_f64();
+    Ok(r)
 }
 
 fn steps_of(fc: &FindConfig, steps_per_epoch: u64) -> u64 {
@@ -283,6 +288,7 @@ pub fn run_ramp(
         accuracy,
         suggestions,
         stopped,
+        seconds: 0.0,
     })
 }
 
@@ -448,6 +454,7 @@ pub fn write(
         "smoothing_beta": fc.beta,
         "stop_factor": fc.stop_factor,
         "stopped": r.stopped,
+        "seconds": r.seconds,
         "no_edge": r.no_edge,
         "blowup_lr": r.blowup.map(|i| r.lr[i]),
         "centred_half_width": r.centred_half,

@@ -181,7 +181,14 @@ impl<'a> Keys<'a> {
             None => Ok(None),
             Some(Value::String(s)) => match choices.iter().find(|c| **c == s.as_str()) {
                 Some(c) => Ok(Some(*c)),
-                None => Err(self.bad(key, format!("must be one of {}", quoted(choices)))),
+                None => Err(self.bad(
+                    key,
+                    format!(
+                        "must be one of {}{}",
+                        quoted(choices),
+                        crate::util::did_you_mean(s, choices.iter().copied())
+                    ),
+                )),
             },
             Some(_) => Err(self.bad(key, format!("must be a string, one of {}", quoted(choices)))),
         }

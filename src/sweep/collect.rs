@@ -5,7 +5,9 @@
 //!   empty without an evaluation), `epochs` (completed), `final_test_acc` (last evaluation), `best_test_acc`, `best_epoch`
 //!   (first epoch with the best), `target_acc`, `epoch_to_target` (first epoch whose test_acc
 //!   reaches target_acc), `final_test_loss`, `final_train_loss`, `wall_s` (the run's time_s:
-//!   training and evaluation time over all attempts), `attempts`, `reason` (why a run
+//!   training and evaluation time over all attempts), `range_test_s` (the range test of a
+//!   run with `"auto"` values, not in `wall_s`; counted in the time to the reference),
+//!   `attempts`, `reason` (why a run
 //!   failed, diverged or did not learn). `lrlab report` puts the papers' numbers beside these.
 //! - `curves.csv`: every run's `epochs.csv` rows in long format, prefixed by
 //!   `index,name` and the varied keys' labels.
@@ -55,6 +57,9 @@ pub struct RunSummary {
     pub epoch_to_target: Option<u64>,
     /// `time_s` of the last row: training and evaluation seconds over all attempts.
     pub wall_s: Option<f64>,
+    /// Seconds of the range test that chose the run's `"auto"` values
+    /// (`lr_find/suggestion.json`), if it had one: not in `wall_s`, which is the training's.
+    pub range_test_s: Option<f64>,
     /// `(epoch, test accuracy, time_s)` of every evaluated epoch.
     pub evaluated: Vec<(u64, f64, Option<f64>)>,
     /// Attempts recorded by runners.
@@ -115,6 +120,10 @@ pub fn summarize_run(sweep: &Path, run: &ManifestRun) -> Result<RunSummary> {
         best_epoch: best.map(|b| b.0),
         epoch_to_target,
         wall_s: rows.last().and_then(|r| num(r, "time_s")),
+        range_test_s: std::fs::read_to_string(dir.join("lr_find/suggestion.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("seconds").and_then(|x| x.as_f64())),
         evaluated: timed,
         attempts: attempts(&dir),
         rows,
@@ -285,6 +294,7 @@ pub fn summary_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
             "final_test_loss",
             "final_train_loss",
             "wall_s",
+            "range_test_s",
             "attempts",
             "reason",
         ]
@@ -312,6 +322,7 @@ pub fn summary_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
                 opt_f(s.final_test_loss),
                 opt_f(s.final_train_loss),
                 opt_f(s.wall_s),
+                opt_f(s.range_test_s),
                 s.attempts.to_string(),
                 match s.state {
                     RunState::Failed | RunState::Diverged | RunState::Done => s
@@ -355,12 +366,14 @@ fn reference_of(sweep: &Path) -> Result<Option<PointRef>> {
     Ok(crate::report::paper::parse_text(&path, &text)?.reference)
 }
 
-/// First `(epoch, time_s)` at which run `s` reaches test accuracy `acc`.
+/// First `(epoch, seconds)` at which run `s` reaches test accuracy `acc`: the run's `time_s`
+/// then, plus the range test that chose its `"auto"` values (part of what it cost to get
+/// there).
 fn first_reaching(s: &RunSummary, acc: f64) -> Option<(u64, Option<f64>)> {
     s.evaluated
         .iter()
         .find(|(_, a, _)| *a >= acc)
-        .map(|&(e, _, t)| (e, t))
+        .map(|&(e, _, t)| (e, t.map(|t| t + s.range_test_s.unwrap_or(0.0))))
 }
 
 /// `summary_by_point.csv` text; `reference` (`[report] reference`) adds the epoch and wall

@@ -48,6 +48,33 @@ pub fn requested() -> bool {
     FLAG.get().is_some_and(|f| f.load(Ordering::SeqCst))
 }
 
+/// This process wants a mid-epoch checkpoint after the coming step (`train.checkpoint_every`);
+/// the step's gradient synchronisation tells every rank, so that all of them checkpoint
+/// after the same step.
+static CHECKPOINT_WISH: AtomicBool = AtomicBool::new(false);
+/// Some rank wished one: checkpoint after this step.
+static CHECKPOINT_DUE: AtomicBool = AtomicBool::new(false);
+
+/// Wish (or not) for a checkpoint after the coming step.
+pub fn wish_checkpoint(wish: bool) {
+    CHECKPOINT_WISH.store(wish, Ordering::SeqCst);
+}
+
+/// This process's wish for the coming step, cleared (read by the gradient synchronisation).
+pub fn take_checkpoint_wish() -> bool {
+    CHECKPOINT_WISH.swap(false, Ordering::SeqCst)
+}
+
+/// Some rank wished for a checkpoint after this step (set by the synchronisation).
+pub fn checkpoint_due() {
+    CHECKPOINT_DUE.store(true, Ordering::SeqCst);
+}
+
+/// Whether a checkpoint is due after the step just taken, cleared.
+pub fn take_checkpoint_due() -> bool {
+    CHECKPOINT_DUE.swap(false, Ordering::SeqCst)
+}
+
 /// The error of work that a signal stopped before it could finish (a range test): nothing of
 /// it was written, and running the same command again starts it afresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -34,6 +34,8 @@ pub struct Synced {
     pub loss: Tensor,
     /// Some rank asked to stop (SIGTERM): every rank stops after this same step.
     pub stop: bool,
+    /// Some rank wished for a mid-epoch checkpoint: every rank writes it after this step.
+    pub checkpoint: bool,
 }
 
 impl GradSync<'_> {
@@ -49,12 +51,14 @@ impl GradSync<'_> {
         stop: bool,
         bucket_bytes: usize,
     ) -> Result<Synced> {
+        let checkpoint = crate::train::stop::take_checkpoint_wish();
         match self {
             GradSync::Local => {
                 loss.backward();
                 Ok(Synced {
                     loss: loss.detach(),
                     stop,
+                    checkpoint,
                 })
             }
             GradSync::Ranks(group) => {
@@ -64,19 +68,21 @@ impl GradSync<'_> {
                     loss.double_value(&[]) * n,
                     n,
                     if stop { 1.0 } else { 0.0 },
+                    if checkpoint { 1.0 } else { 0.0 },
                 ]);
                 all_reduce_grads(group, &grads(), &sums, bucket_bytes)?;
                 let total = sums.double_value(&[1]);
                 Ok(Synced {
                     loss: (sums.get(0) / total).to_kind(Kind::Float),
                     stop: sums.double_value(&[2]) > 0.0,
+                    checkpoint: sums.double_value(&[3]) > 0.0,
                 })
             }
         }
     }
 }
 
-/// Sum `grads` and `sums` (`[loss sum, count, stop]`) over the ranks and divide the gradients
+/// Sum `grads` and `sums` (`[loss sum, count, stop, checkpoint]`) over the ranks and divide the gradients
 /// by the summed count, in place.
 fn all_reduce_grads(
     group: &Group,

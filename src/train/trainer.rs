@@ -241,9 +241,13 @@ pub fn train_step(
         crate::train::stop::requested(),
         super::sync::BUCKET_BYTES,
     )?;
-    // A stop requested on any rank stops every rank after this same step.
+    // A stop requested on any rank stops every rank after this same step; so with a
+    // checkpoint.
     if synced.stop {
         crate::train::stop::request();
+    }
+    if synced.checkpoint {
+        crate::train::stop::checkpoint_due();
     }
     let loss = synced.loss;
     if tc.grad_clip > 0.0 {
@@ -572,6 +576,9 @@ struct EpochRun {
     train_secs: f64,
     /// A stop was requested: the pass ended after the step it was seen at.
     interrupted: bool,
+    /// A mid-epoch checkpoint is due (`train.checkpoint_every`): the pass ended after the
+    /// step, to be continued from the checkpoint's position.
+    checkpoint: bool,
     /// Why the run diverged, when a logged loss did.
     diverged: Option<String>,
 }
@@ -601,6 +608,8 @@ struct Loop<'a> {
     /// Steps after which SGDR snapshots are saved (`train.snapshots = "restarts"`).
     snapshot_steps: HashSet<u64>,
     attempt_start: Instant,
+    /// When the last checkpoint was written (for `train.checkpoint_every` as a duration).
+    last_checkpoint: Instant,
     meta: serde_json::Value,
     /// `meta.json`'s `completions` before this attempt.
     completions: u64,
@@ -702,6 +711,7 @@ fn train_locked(
         pending: Vec::new(),
         snapshot_steps,
         attempt_start: Instant::now(),
+        last_checkpoint: Instant::now(),
         completions: meta
             .get("completions")
             .and_then(|a| a.as_u64())
@@ -899,8 +909,8 @@ impl Loop<'_> {
             }
             let (loss_sum, correct, seen) = self.epoch_sums(&e)?;
             let epoch_done = e.batch >= k || step >= total;
-            if e.interrupted && !epoch_done {
-                progress = Progress {
+            if (e.interrupted || e.checkpoint) && !epoch_done {
+                let mid = Progress {
                     step,
                     epoch,
                     batch: e.batch,
@@ -912,7 +922,22 @@ impl Loop<'_> {
                     epoch_train_secs: e.train_secs,
                     hf_lr_ema: self.hf_ema(),
                 };
-                return self.interrupt(&progress);
+                if e.interrupted {
+                    return self.interrupt(&mid);
+                }
+                // A mid-epoch checkpoint, then the epoch goes on from it exactly as a
+                // resumed attempt would (same data position, the sums carried).
+                self.checkpoint_mid_epoch(&mid)?;
+                progress = mid;
+                // `elapsed()` adds this attempt's clock: keep the sum where it is.
+                progress.elapsed -= self.attempt_start.elapsed().as_secs_f64();
+                if !self.writer {
+                    // As on resume: rank 0 carries the sums over every rank so far.
+                    progress.epoch_loss_sum = 0.0;
+                    progress.epoch_correct = 0.0;
+                    progress.epoch_seen = 0;
+                }
+                continue;
             }
             let last = epoch + 1 == epochs;
             let metrics = if (epoch + 1) % self.cfg.train.eval_every == 0 || last {
@@ -1011,6 +1036,7 @@ impl Loop<'_> {
             snapshot_steps,
             out,
             attempt_start,
+            last_checkpoint,
             ..
         } = self;
         let (cfg, out): (&RunConfig, &Path) = (cfg, out);
@@ -1033,9 +1059,11 @@ impl Loop<'_> {
             seen: if resumed_mid { progress.epoch_seen } else { 0 },
             train_secs: 0.0,
             interrupted: false,
+            checkpoint: false,
             diverged: None,
         };
         let epoch_start = Instant::now();
+        let every = &tc.checkpoint_every;
         for batch in setup.data.train.epoch(epoch, first_batch as usize) {
             if *step >= total {
                 break;
@@ -1052,6 +1080,18 @@ impl Loop<'_> {
                 }
                 h.before_step(s);
             }
+            // A checkpoint after this step (not after an epoch's last, which has its own):
+            // every `n` steps, or once the interval has passed on any rank.
+            let ends_epoch = run.batch + 1 >= k || s + 1 >= total;
+            crate::train::stop::wish_checkpoint(
+                !ends_epoch
+                    && match every {
+                        crate::config::Every::Steps(n) => *n > 0 && (s + 1) % n == 0,
+                        crate::config::Every::Duration(_) => every
+                            .seconds()
+                            .is_some_and(|d| last_checkpoint.elapsed().as_secs_f64() >= d),
+                    },
+            );
             let (loss, logits) =
                 train_step(cfg, model, optim, &batch, setup.bf16, s, lr, momentum, sync)?;
             if let (Some(h), Some((log, layers_log))) = (hf.as_mut(), logs.hf.as_mut()) {
@@ -1099,6 +1139,10 @@ impl Loop<'_> {
             }
             if stop.load(Ordering::SeqCst) {
                 run.interrupted = true;
+                break;
+            }
+            if crate::train::stop::take_checkpoint_due() {
+                run.checkpoint = true;
                 break;
             }
         }
@@ -1188,6 +1232,7 @@ impl Loop<'_> {
         if self.writer {
             checkpoint::save(self.out, &self.vs, &self.state(), progress)?;
         }
+        self.last_checkpoint = Instant::now();
         Status::new("running", "", epoch, step).write_if(self.writer, self.out)?;
         if self.opts.verbose && self.writer {
             let m = metrics
@@ -1202,6 +1247,19 @@ impl Loop<'_> {
                 None => eprintln!("{line}"),
             }
         }
+        Ok(())
+    }
+
+    /// A mid-epoch checkpoint at `progress` (`train.checkpoint_every`): the logs synced, the
+    /// checkpoint, `status.json`; the training goes on.
+    fn checkpoint_mid_epoch(&mut self, progress: &Progress) -> Result<()> {
+        self.logs.sync()?;
+        if self.writer {
+            checkpoint::save(self.out, &self.vs, &self.state(), progress)?;
+        }
+        Status::new("running", "", progress.epoch, progress.step)
+            .write_if(self.writer, self.out)?;
+        self.last_checkpoint = Instant::now();
         Ok(())
     }
 

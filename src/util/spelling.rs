@@ -7,8 +7,24 @@
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(1);
     let mut best: Option<(usize, &'a str)> = None;
+    // Spelt without separators or case (`onecycle`, `OneCycle` for `one_cycle`): the same
+    // word; one the other's prefix of 4 letters or more (`optimizer` for `optim`): one edit.
+    let bare = |x: &str| -> String {
+        x.chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let w = bare(word);
     for c in candidates {
-        let d = strsim::osa_distance(word, c);
+        let b = bare(c);
+        let d = if b == w {
+            0
+        } else if b.len().min(w.len()) >= 4 && (b.starts_with(&w) || w.starts_with(&b)) {
+            1
+        } else {
+            strsim::osa_distance(word, c)
+        };
         if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
         }
@@ -37,6 +53,22 @@ pub fn unknown_key_rule<'a>(
     valid.dedup();
     let hint = did_you_mean(key, valid.iter().copied());
     format!("unknown key{what}{hint} (known keys: {})", valid.join(", "))
+}
+
+/// A serde message in the user's terms: Rust's integer types become what they accept
+/// (`expected u64` → `expected a whole number >= 0`).
+pub fn plain_types(msg: &str) -> String {
+    let mut out = msg.to_string();
+    for (rust, words) in [
+        ("expected u64", "expected a whole number >= 0"),
+        ("expected usize", "expected a whole number >= 0"),
+        ("expected u32", "expected a whole number >= 0"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+    ] {
+        out = out.replace(rust, words);
+    }
+    out
 }
 
 /// The unknown field and the expected ones of serde's `deny_unknown_fields` message

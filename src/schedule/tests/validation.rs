@@ -138,7 +138,8 @@ fn each_rule_has_its_message() {
             "kind = 'sgdrr'\nlr_max = 0.1",
             "schedule.kind = \"sgdrr\": must be one of \"constant\", \"step\", \"exponential\", \"linear\", \
              \"cosine\", \"sgdr\", \"clr\", \"one_cycle\", \"polynomial\", \"tanh\", \"flat_cosine\", \"wsd\", \
-             \"sequence\", \"lr_range\", \"factor\", \"product\", \"plateau\", \"inverse_time\"",
+             \"sequence\", \"lr_range\", \"factor\", \"product\", \"plateau\", \"inverse_time\"; \
+             did you mean sgdr?",
         ),
         (
             "kind = 'cosine'\ntype = 'cosine'\nlr_max = 1",
