@@ -267,7 +267,8 @@ epoch = 1
     std::fs::create_dir_all(run("b", 1).join("lr_find")).unwrap();
     std::fs::write(
         run("b", 1).join("lr_find/suggestion.json"),
-        "{\"seconds\": 2.5}\n",
+        "{\"seconds\": 2.5, \"rule_for_auto\": \"clr_max\", \"chosen\": {\"max_lr\": 0.3}, \
+         \"suggestions\": [{\"rule\": \"clr_max\", \"lr\": 0.3}, {\"rule\": \"valley\", \"lr\": 0.05}]}\n",
     )
     .unwrap();
     let o = lrlab(&["collect", s(&sweep)]);
@@ -298,6 +299,16 @@ epoch = 1
     let o = lrlab(&["report", s(&sweep)]);
     assert!(o.status.success(), "{}", text(&o));
     let md = std::fs::read_to_string(sweep.join("report.md")).unwrap();
+    // The range test's line names its seed and stands in its own section, not among the
+    // claims.
+    let line = "range test for schedule=b, seed 1: max_lr = 0.300 (rule clr_max); the other \
+                rules: valley 0.0500";
+    let (at, ranges, claims) = (
+        md.find(line).unwrap_or_else(|| panic!("{md}")),
+        md.find("## Range tests").unwrap_or_else(|| panic!("{md}")),
+        md.find("## Claims").unwrap_or_else(|| panic!("{md}")),
+    );
+    assert!(ranges < at && at < claims, "{md}");
     assert!(
         md.contains(
             "- a reaches b (85.00% ± 7.07 vs 85.00% ± 7.07, n = 2 vs 2, +0.00 points, 95% CI of \

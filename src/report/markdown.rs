@@ -454,7 +454,19 @@ pub fn sweep_report(
         }
     }
 
-    let claims = super::claims_section(sw, points, spec);
+    let range_tests = super::range_test_lines(sw, points);
+    if !range_tests.is_empty() {
+        out.push_str("\n## Range tests\n\n");
+        out.push_str(
+            "What each run's range test chose for its \"auto\" values, and the other rules' \
+             suggestions on the same curve.\n\n",
+        );
+        for line in range_tests {
+            let _ = writeln!(out, "- {line}");
+        }
+    }
+
+    let claims = super::claim_lines(sw, points, spec);
     if !claims.is_empty() {
         out.push_str("\n## Claims\n\n");
         out.push_str(

@@ -180,25 +180,57 @@ fn render(
     Ok(r)
 }
 
-/// The lines that end a sweep's table: what each range test chose for the `"auto"` values
-/// and by which rule, then one line per `[[report.claim]]`, judged on the results.
+/// The lines that end a sweep's table: [`range_test_lines`], then [`claim_lines`].
 pub fn claims_section(
     sw: &read::Sweep,
     points: &[group::Point],
     spec: &paper::ReportSpec,
 ) -> Vec<String> {
+    let mut lines = range_test_lines(sw, points);
+    lines.extend(claim_lines(sw, points, spec));
+    lines
+}
+
+/// What each run's range test chose for its `"auto"` values and by which rule, one line per
+/// run (each names its seed: seeds run their own tests).
+pub fn range_test_lines(sw: &read::Sweep, points: &[group::Point]) -> Vec<String> {
     let mut lines = Vec::new();
     for p in points {
         for &i in &p.runs {
-            if let Some(line) = range_test_line(&sw.runs[i], &p.label) {
+            let run = &sw.runs[i];
+            let seed = run
+                .params
+                .iter()
+                .find(|(k, _)| group::is_seed(k))
+                .map(|(_, v)| v.clone())
+                .or_else(|| {
+                    run.config
+                        .as_ref()
+                        .and_then(|c| c.get("train")?.get("seed")?.as_integer())
+                        .map(|s| s.to_string())
+                });
+            let label = match seed {
+                Some(s) => format!("{}, seed {s}", p.label),
+                None => p.label.clone(),
+            };
+            if let Some(line) = range_test_line(run, &label) {
                 lines.push(line);
             }
         }
     }
-    for c in &spec.claims {
-        lines.push(claims::judge(c, points, &sw.runs).line);
-    }
     lines
+}
+
+/// One line per `[[report.claim]]`, judged on the results.
+pub fn claim_lines(
+    sw: &read::Sweep,
+    points: &[group::Point],
+    spec: &paper::ReportSpec,
+) -> Vec<String> {
+    spec.claims
+        .iter()
+        .map(|c| claims::judge(c, points, &sw.runs).line)
+        .collect()
 }
 
 /// "range test (rule clr_max) for POINT: max_lr = 2.2; other rules: ..." for a run whose
