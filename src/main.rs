@@ -213,7 +213,7 @@ fn ensemble(a: EnsembleArgs) -> anyhow::Result<()> {
     }
     for r in ens::ensemble_dir(&args)? {
         print!("{}", ens::table(&r));
-        println!("  -> {}", r.run.join(ens::ENSEMBLE_CSV).display());
+        println!("  -> {}", r.run.join(ens::csv_name(args.last)).display());
     }
     Ok(())
 }

@@ -20,6 +20,15 @@ use tch::{nn::VarStore, Kind, Tensor};
 
 /// File written in each run folder.
 pub const ENSEMBLE_CSV: &str = "ensemble.csv";
+
+/// The file `lrlab ensemble` writes in a run folder: `ensemble.csv` for all the snapshots,
+/// `ensemble_lastM.csv` with `--last M` (its own file: it never replaces the full table).
+pub fn csv_name(last: Option<usize>) -> String {
+    match last {
+        Some(m) => format!("ensemble_last{m}.csv"),
+        None => ENSEMBLE_CSV.to_string(),
+    }
+}
 /// Header of `ensemble.csv`. `steps` lists the members' steps, oldest first, separated by `;`;
 /// `epoch` is the epoch of the newest member.
 pub const ENSEMBLE_HEADER: &str = "kind,members,steps,epoch,test_loss,test_acc,test_top5";
@@ -269,7 +278,7 @@ pub fn ensemble_dir(args: &EnsembleArgs) -> Result<Vec<RunEnsemble>> {
     let mut results = Vec::new();
     for (run, snaps) in todo {
         let r = ensemble_run(&run, &snaps, args.device.as_deref(), args.progress)?;
-        write_csv(&r)?;
+        write_csv(&r, args.last)?;
         results.push(r);
     }
     Ok(results)
@@ -487,9 +496,9 @@ pub fn csv_text(r: &RunEnsemble) -> String {
     text
 }
 
-/// Write `<run>/ensemble.csv` atomically; returns its path.
-pub fn write_csv(r: &RunEnsemble) -> Result<PathBuf> {
-    let path = r.run.join(ENSEMBLE_CSV);
+/// Write `<run>/ensemble.csv` (or, with `--last M`, `ensemble_lastM.csv`) atomically; returns its path.
+pub fn write_csv(r: &RunEnsemble, last: Option<usize>) -> Result<PathBuf> {
+    let path = r.run.join(csv_name(last));
     write_atomic(&path, csv_text(r).as_bytes())?;
     Ok(path)
 }
