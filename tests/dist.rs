@@ -259,6 +259,29 @@ fn column(path: &std::path::Path, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Train `cfg` in one process into `dir/one` and over two into `dir/two`.
+fn one_and_two_processes(
+    cfg: &std::path::Path,
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    for (out, extra) in [(&one, &[][..]), (&two, &["--nproc", "2"][..])] {
+        let mut args = vec![
+            "train".to_string(),
+            s(cfg),
+            "--out".into(),
+            s(out),
+            "--quiet".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = lrlab_within(120, &args, &[]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    (one, two)
+}
+
 #[test]
 fn two_processes_train_as_one() {
     if !lrlab::dist::has_gloo() {
@@ -268,24 +291,7 @@ fn two_processes_train_as_one() {
     let t = tempfile::tempdir().unwrap();
     let cfg = t.path().join("run.toml");
     std::fs::write(&cfg, RUN).unwrap();
-    let (one, two) = (t.path().join("one"), t.path().join("two"));
-    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
-    let o = lrlab_within(120, &["train", &s(&cfg), "--out", &s(&one), "--quiet"], &[]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = lrlab_within(
-        120,
-        &[
-            "train",
-            &s(&cfg),
-            "--out",
-            &s(&two),
-            "--quiet",
-            "--nproc",
-            "2",
-        ],
-        &[],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (one, two) = one_and_two_processes(&cfg, t.path());
     // The same schedule step for step, and the logged loss is the global batch's: equal to
     // the one process's up to float rounding, which the training then amplifies (about 1e-7
     // after 8 steps, 4e-6 after 16 at this LR); 12 steps are compared.
@@ -330,24 +336,7 @@ fn the_curvature_of_two_processes_is_the_global_batchs() {
         ),
     )
     .unwrap();
-    let (one, two) = (t.path().join("one"), t.path().join("two"));
-    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
-    let o = lrlab_within(120, &["train", &s(&cfg), "--out", &s(&one), "--quiet"], &[]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = lrlab_within(
-        120,
-        &[
-            "train",
-            &s(&cfg),
-            "--out",
-            &s(&two),
-            "--quiet",
-            "--nproc",
-            "2",
-        ],
-        &[],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (one, two) = one_and_two_processes(&cfg, t.path());
     let c = |d: &std::path::Path| -> f64 {
         column(&d.join("hf_lr.csv"), "curvature_lr")[0]
             .parse()
