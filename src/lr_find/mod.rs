@@ -35,7 +35,8 @@ pub struct FindResult {
     pub centred: Vec<f64>,
     /// Half-width of the centred average ([`suggest::centred_half_width`]).
     pub centred_half: usize,
-    /// Index of the blow-up ([`suggest::blowup`]), if the loss came back above its start.
+    /// Index of the blow-up ([`suggest::blowup`]), if the loss climbed back by a quarter of
+    /// its fall.
     pub blowup: Option<usize>,
     /// The test ran to `end_lr` without a blow-up (loss) or with its best accuracy at the
     /// last evaluation: the range was too narrow to show where training breaks down.

@@ -37,6 +37,20 @@ pub struct Progress {
     pub hf_lr_ema: f64,
 }
 
+impl Progress {
+    /// The epoch's sums this rank carries on: all of them on rank 0 (`writer`), which holds
+    /// the sums over every rank so far, none on the others, which count from zero; the sums
+    /// are all-reduced at the epoch's end.
+    pub fn for_rank(mut self, writer: bool) -> Progress {
+        if !writer {
+            self.epoch_loss_sum = 0.0;
+            self.epoch_correct = 0.0;
+            self.epoch_seen = 0;
+        }
+        self
+    }
+}
+
 /// `t` on the host in the standard (row-major) layout, as safetensors stores it: weights and
 /// their momentum buffers live channels-last during training.
 fn host_copy(t: &Tensor) -> Tensor {

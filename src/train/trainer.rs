@@ -740,15 +740,7 @@ fn restore(
     if let Some(h) = hf {
         h.load_state(&ck.tensors, ck.progress.hf_lr_ema)?;
     }
-    let mut progress = ck.progress;
-    if !writer {
-        // Rank 0's checkpoint holds the epoch's sums over every rank so far; the others
-        // count from zero and the sums are all-reduced at the epoch's end.
-        progress.epoch_loss_sum = 0.0;
-        progress.epoch_correct = 0.0;
-        progress.epoch_seen = 0;
-    }
-    Ok(Some(progress))
+    Ok(Some(ck.progress.for_rank(writer)))
 }
 
 /// An epoch's metrics for [`Schedule::record_eval`]: the training loss and accuracy, and the
@@ -927,16 +919,10 @@ impl Loop<'_> {
                 }
                 // A mid-epoch checkpoint, then the epoch goes on from it exactly as a
                 // resumed attempt would (same data position, the sums carried).
-                self.checkpoint_mid_epoch(&mid)?;
-                progress = mid;
+                self.checkpoint(&mid, "running", "")?;
+                progress = mid.for_rank(self.writer);
                 // `elapsed()` adds this attempt's clock: keep the sum where it is.
                 progress.elapsed -= self.attempt_start.elapsed().as_secs_f64();
-                if !self.writer {
-                    // As on resume: rank 0 carries the sums over every rank so far.
-                    progress.epoch_loss_sum = 0.0;
-                    progress.epoch_correct = 0.0;
-                    progress.epoch_seen = 0;
-                }
                 continue;
             }
             let last = epoch + 1 == epochs;
@@ -1228,12 +1214,7 @@ impl Loop<'_> {
             format!("{:.3}", progress.elapsed),
             format!("{images_per_sec:.1}"),
         ])?;
-        self.logs.sync()?;
-        if self.writer {
-            checkpoint::save(self.out, &self.vs, &self.state(), progress)?;
-        }
-        self.last_checkpoint = Instant::now();
-        Status::new("running", "", epoch, step).write_if(self.writer, self.out)?;
+        self.checkpoint(progress, "running", "")?;
         if self.opts.verbose && self.writer {
             let m = metrics
                 .map(|m| format!(" test_loss {:.4} test_acc {:.4}", m.loss, m.acc))
@@ -1250,28 +1231,22 @@ impl Loop<'_> {
         Ok(())
     }
 
-    /// A mid-epoch checkpoint at `progress` (`train.checkpoint_every`): the logs synced, the
-    /// checkpoint, `status.json`; the training goes on.
-    fn checkpoint_mid_epoch(&mut self, progress: &Progress) -> Result<()> {
+    /// The checkpoint at `progress` (an epoch's end, `train.checkpoint_every` inside one, or
+    /// a stop): the logs synced first, then the checkpoint, then `status.json` as `status`
+    /// with `reason`.
+    fn checkpoint(&mut self, progress: &Progress, status: &str, reason: &str) -> Result<()> {
         self.logs.sync()?;
         if self.writer {
             checkpoint::save(self.out, &self.vs, &self.state(), progress)?;
         }
-        Status::new("running", "", progress.epoch, progress.step)
-            .write_if(self.writer, self.out)?;
         self.last_checkpoint = Instant::now();
-        Ok(())
+        Status::new(status, reason, progress.epoch, progress.step).write_if(self.writer, self.out)
     }
 
     /// A stop mid-epoch: checkpoint at `progress` (the data position and the epoch's sums
     /// included) and end the attempt as interrupted.
     fn interrupt(&mut self, progress: &Progress) -> Result<Outcome> {
-        self.logs.sync()?;
-        if self.writer {
-            checkpoint::save(self.out, &self.vs, &self.state(), progress)?;
-        }
-        Status::new("interrupted", STOPPED, progress.epoch, progress.step)
-            .write_if(self.writer, self.out)?;
+        self.checkpoint(progress, "interrupted", STOPPED)?;
         if let Some(b) = &self.bar {
             b.abandon();
         }
