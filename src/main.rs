@@ -41,6 +41,13 @@ enum Command {
         /// test_loss, test_acc, train_loss, train_acc (a run's epochs.csv works).
         #[arg(long, value_name = "FILE.csv")]
         metrics: Option<PathBuf>,
+        /// Override a key, in TOML value syntax: --set schedule.max_lr=0.5, --set
+        /// preview.epochs=30 (in a run config any table.key, as for train).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Logarithmic LR axis in the --plot figure (zeros are drawn at the smallest LR).
+        #[arg(long)]
+        log_y: bool,
     },
     /// Print every model with its trainable parameter count and the input the count assumes, as CSV (model,params,input).
     Models {
@@ -402,8 +409,9 @@ fn train(
     }
     Ok(match outcome {
         Outcome::Done(m) => {
+            let set = lrlab::train::record::eval_split(&out);
             let m = m
-                .map(|m| format!(": test_acc {:.4}, test_loss {:.4}", m.acc, m.loss))
+                .map(|m| format!(": {set}_acc {:.4}, {set}_loss {:.4}", m.acc, m.loss))
                 .unwrap_or_default();
             // A run that never learned is finished but not a result: say so on its line.
             let doubt = lrlab::train::record::Status::read(&out)
@@ -716,11 +724,13 @@ fn main() -> ExitCode {
             out,
             plot,
             metrics,
+            set,
+            log_y,
         } => {
             // A run config gives its own length, unless both flags do.
             let run = match (epochs, steps_per_epoch) {
                 (Some(_), Some(_)) => Ok(None),
-                _ => lrlab::launch::run_length_of(&spec),
+                _ => lrlab::launch::run_length_of(&spec, &set),
             };
             run.and_then(|run| {
                 let args = lrlab::schedule::cli::RenderArgs {
@@ -732,6 +742,8 @@ fn main() -> ExitCode {
                     plot,
                     run,
                     metrics,
+                    set,
+                    log_y,
                 };
                 lrlab::schedule::cli::render(&args).map(|_| 0)
             })

@@ -470,3 +470,58 @@ fn plateau_follows_the_metrics_file() {
         .iter()
         .all(|r| r.2 == 0.1));
 }
+
+#[test]
+fn set_overrides_the_spec_as_train_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let preview = "[preview]\nepochs = 3\nsteps_per_epoch = 4\n";
+    // A bare spec: `schedule.KEY` and a bare `KEY` both set the top-level schedule key.
+    let bare = write(dir.path(), "bare.toml", &format!("{SGDR}\n{preview}"));
+    let changed = SGDR.replace("lr_max = 0.05", "lr_max = 0.2");
+    let want = write(dir.path(), "want.toml", &format!("{changed}\n{preview}"));
+    let expected = String::from_utf8(lrlab(&["schedule", s(&want)]).stdout).unwrap();
+    for set in ["schedule.lr_max=0.2", "lr_max=0.2"] {
+        let r = lrlab(&["schedule", s(&bare), "--set", set]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        assert_eq!(
+            String::from_utf8(r.stdout).unwrap(),
+            expected,
+            "--set {set}"
+        );
+    }
+    // preview.KEY sets the length.
+    let r = lrlab(&["schedule", s(&bare), "--set", "preview.epochs=5"]);
+    assert_eq!(parse(&String::from_utf8(r.stdout).unwrap()).len(), 20);
+    // A run config: the run's own tables, the length included.
+    let run = write(
+        dir.path(),
+        "run.toml",
+        "[data]\ndataset = \"synthetic\"\nshape = [1, 8, 8]\nsize = 100\ntest_size = 10\n\
+         [train]\nbatch_size = 32\nepochs = 2\n[schedule]\nkind = \"cosine\"\nlr_max = 0.1\n",
+    );
+    let r = lrlab(&[
+        "schedule",
+        s(&run),
+        "--set",
+        "train.epochs=3",
+        "--set",
+        "schedule.lr_max=0.4",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let rows = parse(&String::from_utf8(r.stdout).unwrap());
+    assert_eq!(rows.len(), 12);
+    assert_eq!(rows[0].2, 0.4);
+    // A key the spec cannot take is an input error naming it; nothing is written.
+    let out = dir.path().join("x.csv");
+    let r = lrlab(&["schedule", s(&bare), "--set", "optim.lr=1", "-o", s(&out)]);
+    assert_eq!(r.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("--set \"optim.lr=1\""), "{err}");
+    assert!(!out.exists());
+    // --log-y: a log LR axis in the figure.
+    let svg = dir.path().join("s.svg");
+    let r = lrlab(&["schedule", s(&bare), "--plot", s(&svg), "--log-y"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("log scale"));
+}

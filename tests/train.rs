@@ -663,13 +663,24 @@ max_lr = 0.02
 "#,
     );
     let out = t.path().join("run");
-    ok(&run(&[
+    let o = run(&[
         "train",
         cfg.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
         "--quiet",
-    ]));
+    ]);
+    ok(&o);
+    // Evaluated on the validation split: the lines and the report name it, not "test".
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("done: val_acc "), "{err}");
+    ok(&run(&["report", out.to_str().unwrap()]));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("| final validation accuracy (%) |"),
+        "{report}"
+    );
+    assert!(!report.contains("final test"), "{report}");
     let steps = std::fs::read_to_string(out.join("steps.csv")).unwrap();
     let losses: Vec<f64> = steps
         .lines()

@@ -423,7 +423,7 @@ pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
                  table (like schedule={{kind = \"cosine\", lr_max = 0.05}})"
             );
         }
-        match parse_value(raw.trim()) {
+        match crate::util::parse_toml_value(raw.trim()) {
             toml::Value::Table(t) => {
                 table.insert(key.to_string(), toml::Value::Table(t));
                 return Ok(());
@@ -443,30 +443,9 @@ pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
             crate::util::did_you_mean(parts[0], TABLES)
         );
     }
-    let value = parse_value(raw.trim());
-    let mut cur = table;
-    for p in &parts[..parts.len() - 1] {
-        let entry = cur
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = match entry {
-            toml::Value::Table(t) => t,
-            _ => crate::bail_input!("--set {spec:?}: `{p}` is not a table"),
-        };
-    }
-    cur.insert(parts[parts.len() - 1].to_string(), value);
-    Ok(())
-}
-
-/// Parse a TOML value; a bare word that is not valid TOML becomes a string.
-pub fn parse_value(raw: &str) -> toml::Value {
-    let doc = format!("v = {raw}");
-    match doc.parse::<toml::Table>() {
-        Ok(mut t) => t
-            .remove("v")
-            .unwrap_or(toml::Value::String(raw.to_string())),
-        Err(_) => toml::Value::String(raw.to_string()),
-    }
+    let value = crate::util::parse_toml_value(raw.trim());
+    crate::util::set_dotted(table, &parts, value)
+        .map_err(|p| input_error(format!("--set {spec:?}: `{p}` is not a table")))
 }
 
 /// True when the config text `old` (a run's `config.toml`, a manifest entry, perhaps written

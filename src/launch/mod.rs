@@ -256,8 +256,12 @@ pub fn spawn_ranks(
 /// For `lrlab schedule RUN.toml`: the run's length as its training would see it (steps per
 /// epoch from its data, `train_subset`, `val_split`, batch size and `drop_last`; epochs or
 /// `train.steps`), or `None` when the file is not a run config (it has neither `[data]` nor
-/// `[train]`, or has a `[preview]` table). Opening the data is what makes the count exact.
-pub fn run_length_of(path: &std::path::Path) -> Result<Option<crate::schedule::RunLength>> {
+/// `[train]`, or has a `[preview]` table or a `--set preview.KEY`). `overrides` are the
+/// command's `--set`s. Opening the data is what makes the count exact.
+pub fn run_length_of(
+    path: &std::path::Path,
+    overrides: &[String],
+) -> Result<Option<crate::schedule::RunLength>> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(None); // the schedule command reports the unreadable file itself
     };
@@ -265,13 +269,19 @@ pub fn run_length_of(path: &std::path::Path) -> Result<Option<crate::schedule::R
         return Ok(None);
     };
     // A [preview] table is the spec's own choice of length, and wins.
-    if doc.contains_key("preview") || (!doc.contains_key("data") && !doc.contains_key("train")) {
+    let preview_set = overrides
+        .iter()
+        .any(|o| o.trim_start().starts_with("preview"));
+    if doc.contains_key("preview")
+        || preview_set
+        || (!doc.contains_key("data") && !doc.contains_key("train"))
+    {
         return Ok(None);
     }
-    let cfg = RunConfig::load(path, &[])?;
+    let cfg = RunConfig::load(path, overrides)?;
     let name = path.display().to_string();
     let (_, k) = crate::train::trainer::open_data(&cfg, tch::Device::Cpu)
-        .map_err(|e| crate::config::blame(&name, &[], e))?;
+        .map_err(|e| crate::config::blame(&name, overrides, e))?;
     let total = crate::train::trainer::total_steps(&cfg, k);
     Ok(Some(crate::schedule::RunLength {
         steps_per_epoch: k,

@@ -84,27 +84,36 @@ pub fn run_report(run: &Run, figures: &[FigureRef]) -> String {
     if let Some(e) = run.epochs_done() {
         row(&mut out, "epochs completed", epoch(e));
     }
+    // epochs.csv's test_* columns hold the validation split when the run had one.
+    let set = match run
+        .meta
+        .as_ref()
+        .and_then(|m| m.get("eval_split")?.as_str())
+    {
+        Some("val") => "validation",
+        _ => "test",
+    };
     if let Some((e, a)) = run.final_test() {
         row(
             &mut out,
-            "final test accuracy (%)",
+            &format!("final {set} accuracy (%)"),
             format!("{} (epoch {})", pct(a), epoch(e)),
         );
-        row(&mut out, "final test error (%)", pct(1.0 - a));
+        row(&mut out, &format!("final {set} error (%)"), pct(1.0 - a));
     }
     if let Some((e, a)) = run.best_test() {
         row(
             &mut out,
-            "best test accuracy (%)",
+            &format!("best {set} accuracy (%)"),
             format!("{} (epoch {})", pct(a), epoch(e)),
         );
     }
     let last_eval = run.epochs.iter().rev().find(|e| e.test_acc.is_some());
     if let Some(v) = last_eval.and_then(|e| e.test_top5) {
-        row(&mut out, "final test top-5 accuracy (%)", pct(v));
+        row(&mut out, &format!("final {set} top-5 accuracy (%)"), pct(v));
     }
     if let Some(v) = last_eval.and_then(|e| e.test_loss) {
-        row(&mut out, "final test loss", format!("{v:.4}"));
+        row(&mut out, &format!("final {set} loss"), format!("{v:.4}"));
     }
     if let Some(v) = last.and_then(|e| e.train_loss) {
         row(&mut out, "final training loss", format!("{v:.4}"));

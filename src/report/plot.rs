@@ -3,7 +3,6 @@
 //! The SVG backend writes `<text>` elements that the viewer renders; the PNG is drawn with
 //! the embedded font. The figure avoids the plotters features that measure text (captions).
 
-use crate::util::write_atomic;
 use anyhow::{anyhow, Result};
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
@@ -45,57 +44,72 @@ impl FigureFormat {
     }
 }
 
-/// Draw a schedule at `path` (written atomically) in the format its extension names: the
-/// learning rate (top panel) and the momentum (bottom panel) against the epoch. `rows` are
-/// `(epoch, lr, momentum)`.
-pub fn schedule_figure(path: &Path, title: &str, rows: &[(f64, f64, f64)]) -> Result<()> {
-    let bytes = schedule_bytes(FigureFormat::of(path)?, title, rows)?;
-    write_atomic(path, &bytes)
-}
-
-/// The bytes of the schedule figure in `format`.
+/// The schedule figure in `format`: the learning rate (top panel) and the momentum (bottom
+/// panel) against the epoch; `rows` are `(epoch, lr, momentum)`. The LR axis is logarithmic
+/// with `log_y`, or when the LR only grows and spans two decades or more (a range test),
+/// linear otherwise. A long title is wrapped.
 pub fn schedule_bytes(
     format: FigureFormat,
     title: &str,
     rows: &[(f64, f64, f64)],
+    log_y: bool,
 ) -> Result<Vec<u8>> {
     match format {
-        FigureFormat::Svg => Ok(schedule_svg(title, rows)?.into_bytes()),
-        FigureFormat::Png => schedule_png(title, rows),
+        FigureFormat::Svg => Ok(schedule_svg(title, rows, log_y)?.into_bytes()),
+        FigureFormat::Png => schedule_png(title, rows, log_y),
     }
 }
 
-/// The SVG text of [`schedule_figure`]. The LR axis is logarithmic when the LR only grows and
-/// spans two decades or more (a range test), linear otherwise. A long title is wrapped.
-pub fn schedule_svg(title: &str, rows: &[(f64, f64, f64)]) -> Result<String> {
+/// The SVG text of [`schedule_bytes`].
+pub fn schedule_svg(title: &str, rows: &[(f64, f64, f64)], log_y: bool) -> Result<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        draw_schedule(&root, title, rows)?;
+        draw_schedule(&root, title, rows, log_y)?;
     }
     Ok(svg)
 }
 
 /// The same figure as [`schedule_svg`], as PNG bytes (drawn with the embedded font).
-pub fn schedule_png(title: &str, rows: &[(f64, f64, f64)]) -> Result<Vec<u8>> {
-    super::chart::png_of((WIDTH, HEIGHT), |root| draw_schedule(root, title, rows))
+pub fn schedule_png(title: &str, rows: &[(f64, f64, f64)], log_y: bool) -> Result<Vec<u8>> {
+    super::chart::png_of((WIDTH, HEIGHT), |root| {
+        draw_schedule(root, title, rows, log_y)
+    })
 }
 
 fn draw_schedule<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
     rows: &[(f64, f64, f64)],
+    log_y: bool,
 ) -> Result<()> {
     if rows.is_empty() {
         return Err(anyhow!("nothing to plot: no rows"));
     }
-    let lr: Vec<(f64, f64)> = thin(&rows.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>());
+    let grows = rows.windows(2).all(|w| w[1].1 >= w[0].1);
+    let (lo, hi) = bounds(rows.iter().map(|r| r.1));
+    // A log axis cannot show an LR of 0 (a cosine's end): it starts at the smallest positive
+    // LR, and zeros are drawn on that floor.
+    let floor = rows
+        .iter()
+        .map(|r| r.1)
+        .filter(|&v| v > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let log_lr = floor.is_finite() && (log_y || (grows && lo > 0.0 && hi / lo >= 100.0));
+    let (lo, hi) = if log_lr {
+        (floor, hi.max(floor * 1.0001))
+    } else {
+        (lo, hi)
+    };
+    let lr: Vec<(f64, f64)> = thin(
+        &rows
+            .iter()
+            .map(|r| (r.0, if log_lr { r.1.max(lo) } else { r.1 }))
+            .collect::<Vec<_>>(),
+    );
     let mom: Vec<(f64, f64)> = thin(&rows.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>());
     let x0 = rows.first().map_or(0.0, |r| r.0).min(0.0);
     let x1 = rows.last().map_or(1.0, |r| r.0).max(x0 + 1e-9);
-    let (lo, hi) = bounds(rows.iter().map(|r| r.1));
-    let grows = rows.windows(2).all(|w| w[1].1 >= w[0].1);
-    let log_lr = grows && lo > 0.0 && hi / lo >= 100.0;
     let (mlo, mhi) = bounds(rows.iter().map(|r| r.2));
 
     root.fill(&WHITE).map_err(drawing)?;
@@ -309,11 +323,27 @@ mod tests {
     }
 
     #[test]
+    fn log_y_draws_a_log_lr_axis_even_through_zero() {
+        // A cosine to 0: linear unless asked; asked, a log axis whose floor is the smallest
+        // positive LR.
+        let rows: Vec<(f64, f64, f64)> = (0..=50)
+            .map(|k| {
+                let t = k as f64 / 50.0;
+                (t, 0.05 * (1.0 + (std::f64::consts::PI * t).cos()), 0.9)
+            })
+            .collect();
+        let linear = schedule_svg("t", &rows, false).unwrap();
+        let log = schedule_svg("t", &rows, true).unwrap();
+        assert!(!linear.contains("log scale"));
+        assert!(log.contains("learning rate (log scale)"), "{log}");
+    }
+
+    #[test]
     fn svg_has_labels_and_both_curves() {
         let rows: Vec<(f64, f64, f64)> = (0..50)
             .map(|k| (k as f64 / 10.0, 0.1 / (1.0 + k as f64), 0.9))
             .collect();
-        let svg = schedule_svg("demo title", &rows).unwrap();
+        let svg = schedule_svg("demo title", &rows, false).unwrap();
         for needle in [
             "demo title",
             "learning rate",

@@ -37,6 +37,11 @@ pub struct RenderArgs {
     /// Evaluations for a metric-driven schedule (`plateau`): a CSV with `epoch` and any of
     /// `test_loss`, `test_acc`, `train_loss`, `train_acc` (a run's `epochs.csv` works).
     pub metrics: Option<PathBuf>,
+    /// `--set` overrides (`schedule.max_lr=0.5`, `preview.epochs=30`; in a run config any
+    /// `table.key`), applied to the spec before it is read.
+    pub set: Vec<String>,
+    /// Logarithmic LR axis in the figure.
+    pub log_y: bool,
 }
 
 /// Record the evaluations of `path` (see [`RenderArgs::metrics`]) into `schedule`: row `e`
@@ -125,18 +130,61 @@ pub struct Row {
     pub momentum: f64,
 }
 
-/// Read a spec file. Errors are input errors naming the file.
-pub fn load_spec(path: &Path) -> Result<Spec> {
+/// Read a spec file and apply `--set` overrides `set` (see [`set_in_spec`]). Errors are
+/// input errors naming the file or the `--set`.
+pub fn load_spec(path: &Path, set: &[String]) -> Result<Spec> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| input_error(format!("cannot read {}: {e}", path.display())))?;
-    parse_spec(&text).with_context(|| path.display().to_string())
+    parse_spec(&text, set).with_context(|| path.display().to_string())
 }
 
-/// Parse the text of a spec file (see [`load_spec`]).
-pub fn parse_spec(text: &str) -> Result<Spec> {
+/// Apply one `--set KEY=VALUE` to a spec document. `schedule.KEY` sets a schedule key
+/// wherever the spec keeps them (its `[schedule]` table, or the top level of a bare
+/// schedule spec, where a bare `KEY` works too); `preview.KEY` sets the preview length; in a
+/// run config (it has `[data]` or `[train]`) any `table.key` may be set, as for `train`.
+pub fn set_in_spec(doc: &mut Table, spec: &str) -> Result<()> {
+    let (key, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| input_error(format!("--set {spec:?}: expected KEY=VALUE")))?;
+    let mut parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.trim().is_empty()) {
+        bail_input!(
+            "--set {spec:?}: the key must be a name or a dotted name, like schedule.max_lr"
+        );
+    }
+    let run_config = doc.contains_key("data") || doc.contains_key("train");
+    let table_form = matches!(doc.get("schedule"), Some(Value::Table(_)));
+    match parts[0] {
+        "schedule" if parts.len() == 1 => {}
+        "schedule" if !table_form && !run_config => {
+            parts.remove(0); // a bare schedule spec keeps its keys at the top level
+        }
+        "schedule" | "preview" => {}
+        _ if run_config && parts.len() > 1 => {}
+        _ if parts.len() == 1 && !table_form && !run_config => {}
+        other => bail_input!(
+            "--set {spec:?}: `{other}` is not a key this spec can take; give schedule.KEY=VALUE \
+             (a schedule key) or preview.KEY=VALUE (epochs, steps_per_epoch){}",
+            if run_config {
+                ""
+            } else {
+                ", or use the schedule's keys at the spec's top level"
+            }
+        ),
+    }
+    let value = crate::util::parse_toml_value(raw.trim());
+    crate::util::set_dotted(doc, &parts, value)
+        .map_err(|p| input_error(format!("--set {spec:?}: `{p}` is not a table")))
+}
+
+/// Parse the text of a spec file (see [`load_spec`]), with `--set` overrides `set`.
+pub fn parse_spec(text: &str, set: &[String]) -> Result<Spec> {
     let mut doc: Table = text
         .parse()
         .map_err(|e| input_error(format!("invalid TOML: {e}")))?;
+    for s in set {
+        set_in_spec(&mut doc, s)?;
+    }
     let (epochs, steps_per_epoch, metrics) = match doc.remove("preview") {
         None => (None, None, Vec::new()),
         Some(Value::Table(t)) => {
@@ -257,7 +305,7 @@ pub fn to_csv(rows: &[Row]) -> String {
 /// `lrlab schedule`: validate everything, then write the CSV (to `out` or standard output)
 /// and the figure. Nothing is written when the input is bad.
 pub fn render(args: &RenderArgs) -> Result<()> {
-    let spec = load_spec(&args.spec)?;
+    let spec = load_spec(&args.spec, &args.set)?;
     if !(args.momentum.is_finite() && (0.0..1.0).contains(&args.momentum)) {
         bail_input!("--momentum {}: must be in [0, 1)", fmt_f64(args.momentum));
     }
@@ -340,7 +388,9 @@ pub fn render(args: &RenderArgs) -> Result<()> {
             );
             let points: Vec<(f64, f64, f64)> =
                 rows.iter().map(|r| (r.epoch, r.lr, r.momentum)).collect();
-            Some(report::plot::schedule_bytes(format, &title, &points)?)
+            Some(report::plot::schedule_bytes(
+                format, &title, &points, args.log_y,
+            )?)
         }
     };
     match &args.out {

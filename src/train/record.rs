@@ -282,6 +282,21 @@ pub fn check_run_folder(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The split a run folder's evaluations were made on, as `meta.json` records it: `"val"`
+/// with `data.val_split > 0`, else `"test"` (also when `meta.json` is missing). The
+/// `epochs.csv` columns keep their `test_*` names either way, so every reader reads every
+/// run; what is printed names the split.
+pub fn eval_split(out: &Path) -> &'static str {
+    let meta = std::fs::read_to_string(out.join("meta.json")).ok();
+    let split = meta
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("eval_split")?.as_str().map(str::to_string));
+    match split.as_deref() {
+        Some("val") => "val",
+        _ => "test",
+    }
+}
+
 /// Whether the run of `epochs.csv` at `path` learned: `None` without an evaluation, else
 /// `(false, why)` when its last evaluation is at chance accuracy (at most 1.5/`classes`) or
 /// its last test loss is more than 5 times its first (training blew up and never recovered),

@@ -1217,7 +1217,11 @@ impl Loop<'_> {
         self.checkpoint(progress, "running", "")?;
         if self.opts.verbose && self.writer {
             let m = metrics
-                .map(|m| format!(" test_loss {:.4} test_acc {:.4}", m.loss, m.acc))
+                // The printed names say which split was evaluated (`val` with data.val_split).
+                .map(|m| {
+                    let set = self.setup.data.eval_name;
+                    format!(" {set}_loss {:.4} {set}_acc {:.4}", m.loss, m.acc)
+                })
                 .unwrap_or_default();
             let epochs = self.setup.epochs();
             let line = format!(

@@ -99,6 +99,42 @@ pub fn flatten_toml(t: &toml::Table) -> Vec<(String, &toml::Value)> {
     out
 }
 
+/// Parse a `--set` value as TOML (`0.1`, `true`, `"x"`, `[1, 2]`, `{kind = "cosine"}`); a
+/// bare word that is not valid TOML becomes a string (`data.dataset=cifar10`).
+pub fn parse_toml_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or(toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// Set the dotted key `parts` (`["optim", "momentum"]`) of `table` to `value`, making the
+/// missing tables on the way; `Err(part)` when a part on the way is not a table.
+pub fn set_dotted<'a>(
+    table: &mut toml::Table,
+    parts: &[&'a str],
+    value: toml::Value,
+) -> std::result::Result<(), &'a str> {
+    let Some((last, path)) = parts.split_last() else {
+        return Ok(());
+    };
+    let mut cur = table;
+    for p in path {
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = match entry {
+            toml::Value::Table(t) => t,
+            _ => return Err(p),
+        };
+    }
+    cur.insert(last.to_string(), value);
+    Ok(())
+}
+
 /// Print `line` on stderr unless this process printed it already: a config is parsed more
 /// than once (plan, run, resume), and its warnings should be read once.
 pub fn warn_once(line: &str) {
