@@ -260,6 +260,10 @@ fn run_names_are_safe_folder_names() {
         );
     }
     assert_eq!(sanitize("a/b=c d"), "a_b=c_d");
+    // Letters outside ASCII are transliterated, not replaced: the folder stays readable.
+    assert_eq!(sanitize("expérience_sgdr"), "experience_sgdr");
+    assert_eq!(sanitize("Lernraten-Studie_äöü"), "Lernraten-Studie_aou");
+    assert_eq!(sanitize("学习率"), "Xue_Xi_Lu");
     // Long names keep their start and end in a hash of the whole name.
     let long_a = format!("schedule={}", "x".repeat(300));
     let long_b = format!("schedule={}y", "x".repeat(299));

@@ -206,6 +206,23 @@ fn entry_of(path: &Path, key: &str, v: &toml::Value) -> Result<PaperValue> {
                 if !(0.0..=100.0).contains(&x) {
                     crate::bail_input!("{at}: {k} = {x}: must be a percentage in [0, 100]");
                 }
+                // The table is in percent, epochs.csv in fractions: a fraction copied across
+                // would be compared 100 times too small. No paper reports an accuracy of 1% or
+                // less; an error under 1% is real (MNIST), so it is only flagged.
+                if k == "test_acc" && x > 0.0 && x <= 1.0 {
+                    crate::bail_input!(
+                        "{at}: test_acc = {x}: the table is in percent, so this is {x}% accuracy; \
+                         write {} for a fraction of {x}",
+                        crate::util::fmt_f64(100.0 * x)
+                    );
+                }
+                if k == "test_error" && x > 0.0 && x < 1.0 {
+                    crate::util::warn_once(&format!(
+                        "warning: {at}: test_error = {x} is read as {x}% (the table is in \
+                         percent); if it is a fraction, write {}",
+                        crate::util::fmt_f64(100.0 * x)
+                    ));
+                }
                 measure = Some(if k == "test_error" {
                     Measure::TestError
                 } else {
@@ -336,6 +353,11 @@ mod tests {
             (
                 "[report.paper]\n\"k=v\" = { test_acc = 140 }",
                 "must be a percentage",
+            ),
+            // A fraction copied from epochs.csv into the percent table.
+            (
+                "[report.paper]\n\"k=v\" = { test_acc = 0.935 }",
+                "test_acc = 0.935: the table is in percent, so this is 0.935% accuracy; write 93.5",
             ),
             ("[report]\npapers = 1", "unknown key report.papers"),
         ] {

@@ -8,8 +8,15 @@ pub const MAX_NAME: usize = 120;
 /// A safe folder name: only `A-Z a-z 0-9 . _ , = + - @` (others become `_`), no `..`, no
 /// leading `.` or `-`, at most [`MAX_NAME`] bytes (longer names keep their start and end in
 /// `-` and 10 hex digits of the full name's SHA-256, so distinct names stay distinct).
+/// Letters outside ASCII are transliterated first (`Lernraten-Studie_äöü` →
+/// `Lernraten-Studie_aou`, `学习率` → `Xue_Xi_Lu`), so the folder keeps a readable name.
 pub fn sanitize(raw: &str) -> String {
-    let mut s: String = raw
+    let ascii = if raw.is_ascii() {
+        std::borrow::Cow::Borrowed(raw)
+    } else {
+        std::borrow::Cow::Owned(deunicode::deunicode(raw))
+    };
+    let mut s: String = ascii
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._,=+-@".contains(c) {
