@@ -378,6 +378,40 @@ fn bad_multi_process_input_is_refused_before_anything_starts() {
     assert!(!out.exists());
 }
 
+/// A batch-norm model over two processes says, once, that each rank normalises by its own
+/// part of the batch; LeNet (no batch norm) says nothing of the kind.
+#[test]
+fn batch_norm_over_processes_is_said_up_front() {
+    if !lrlab::dist::has_gloo() {
+        eprintln!("built without gloo: skipped");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    for (arch, said) in [("resnet8", true), ("lenet", false)] {
+        let cfg = t.path().join(format!("{arch}.toml"));
+        let text = RUN
+            .replace("arch = \"lenet\"", &format!("arch = \"{arch}\""))
+            .replace("size = 1024", "size = 512")
+            .replace("test_size = 256", "test_size = 64");
+        std::fs::write(&cfg, text).unwrap();
+        let out = t.path().join(arch);
+        let (c, o) = (cfg.to_str().unwrap(), out.to_str().unwrap());
+        let r = lrlab_within(
+            120,
+            &["train", c, "--out", o, "--nproc", "2", "--quiet"],
+            &[],
+        );
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(r.status.success(), "{err}");
+        let note = "has batch norm: each of the 2 processes normalises by its own 32 images";
+        assert_eq!(
+            err.matches(note).count(),
+            usize::from(said),
+            "{arch}: {err}"
+        );
+    }
+}
+
 /// The launcher's children (the ranks), once both have started.
 fn ranks_of(launcher: u32) -> Vec<u32> {
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -292,6 +292,12 @@ impl ModelConfig {
         Ok(arch)
     }
 
+    /// True when the network has batch norm (false for an unknown arch, which
+    /// [`ModelConfig::validate`] refuses).
+    pub fn has_batch_norm(&self) -> bool {
+        Arch::parse(&self.arch).is_ok_and(|a| a.has_batch_norm())
+    }
+
     /// Check the values and that every non-default key applies to `arch`.
     fn check(&self, arch: Arch) -> Result<()> {
         let name = &self.arch;

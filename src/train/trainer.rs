@@ -332,6 +332,18 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
     let writer = opts.group.as_ref().is_none_or(|g| g.rank() == 0);
     if let Some(g) = &opts.group {
         check_world(cfg, setup.data.train.len(), g.world())?;
+        if writer && g.world() > 1 && cfg.model.has_batch_norm() {
+            // As DDP without SyncBatchNorm: said up front, not only in the README.
+            crate::util::warn_once(&format!(
+                "note: {} has batch norm: each of the {} processes normalises by its own {} \
+                 images of every batch of {} (as DDP without SyncBatchNorm), so the run differs \
+                 from one process's, slightly and not only by rounding",
+                cfg.model.arch,
+                g.world(),
+                cfg.train.batch_size / g.world(),
+                cfg.train.batch_size
+            ));
+        }
         setup.data.train = setup.data.train.sharded(g.rank(), g.world());
         setup.data.eval = setup.data.eval.sharded(g.rank(), g.world());
     }
