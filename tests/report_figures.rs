@@ -346,6 +346,21 @@ fn a_sweep_report_marks_time_to_accuracy_and_draws_its_range_tests() {
         md.contains("marks the first epoch at which each point reaches it"),
         "{md}"
     );
+    // Seed 2 ran its own range test: both are drawn, each seed's choice in its colour.
+    let rt2 = sweep.join("lr=0.1,seed=2/lr_find");
+    range_folder(&rt2, false);
+    std::fs::copy(rt.join("suggestion.json"), rt2.join("suggestion.json")).unwrap();
+    let r = lrlab(&["report", s(&sweep)]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let texts = assert_figure(&figs, "lr_find_lr_0.1");
+    for want in ["seed 1: valley 1e-3", "seed 2: valley 1e-3"] {
+        assert!(texts.iter().any(|t| t == want), "{want}: {texts:?}");
+    }
+    let md = std::fs::read_to_string(sweep.join("report.md")).unwrap();
+    assert!(
+        md.contains("Range tests of lr=0.1, one per seed (2)"),
+        "{md}"
+    );
 
     // The marks: lr=0.1's mean accuracy (0.80 and 0.90 at the end) reaches its own final 85%
     // at epoch 3; lr=0.2 (0.70, 0.74) never does.

@@ -542,6 +542,80 @@ pub fn range_test(title: &str, rt: &RangeTest, log_y: bool) -> Figure {
     }
 }
 
+/// The range tests of one grid point, one per seed (`(label, test)`): a single test is
+/// [`range_test`]; several share one panel, each seed's smoothed loss (raw where not smoothed)
+/// in its own colour with its chosen value marked, so the spread of the choice is seen.
+pub fn range_tests(title: &str, tests: &[(String, RangeTest)], log_y: bool) -> Figure {
+    if let [(_, rt)] = tests {
+        return range_test(title, rt, log_y);
+    }
+    let curve = |rt: &RangeTest| rt.smoothed.clone().unwrap_or_else(|| rt.loss.clone());
+    let raw: Vec<f64> = tests.iter().flat_map(|(_, rt)| rt.loss.clone()).collect();
+    let shown: Vec<f64> = tests.iter().flat_map(|(_, rt)| curve(rt)).collect();
+    let lrs = tests.iter().flat_map(|(_, rt)| rt.lr.iter().copied());
+    let lo = lrs
+        .clone()
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let hi = lrs.fold(0.0, f64::max);
+    let log_x = lo.is_finite() && hi / lo >= 20.0;
+    let mut panel = Panel {
+        y: Axis {
+            label: if log_y {
+                "smoothed training loss (log scale)".into()
+            } else {
+                "smoothed training loss".into()
+            },
+            log: log_y,
+            range: loss_range(&raw, &shown, log_y),
+        },
+        ..Panel::default()
+    };
+    let mut legend = Vec::new();
+    for (i, (label, rt)) in tests.iter().enumerate() {
+        let style = Style::solid(PALETTE[i % PALETTE.len()]);
+        panel.lines.push(Line {
+            points: rt.lr.iter().copied().zip(curve(rt)).collect(),
+            style,
+        });
+        let chosen = rt
+            .suggestions
+            .iter()
+            .find(|s| rt.chosen_rule.as_deref() == Some(s.rule.as_str()));
+        let text = match chosen {
+            Some(s) => format!("{label}: {} {}", s.rule, short_sci(s.lr)),
+            None => label.clone(),
+        };
+        if let Some(s) = chosen {
+            panel.marks.push(Mark {
+                x: s.lr,
+                label: String::new(),
+                style: Style { width: 2, ..style },
+            });
+        }
+        legend.push(LegendEntry {
+            label: text,
+            style,
+            band: false,
+        });
+    }
+    Figure {
+        title: title.to_string(),
+        subtitle: format!("{} seeds, one range test each", tests.len()),
+        x: Axis {
+            label: if log_x {
+                "learning rate (log scale)".into()
+            } else {
+                "learning rate".into()
+            },
+            log: log_x,
+            range: None,
+        },
+        panels: vec![panel],
+        legend,
+    }
+}
+
 /// The loss axis of a range test: from the lowest loss to a little above the highest
 /// smoothed loss reached before its minimum, so that the blow-up at the end does not squash
 /// the part that matters (it leaves through the top).

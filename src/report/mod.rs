@@ -150,29 +150,42 @@ fn render(
                 "schedule",
                 "Learning rate and momentum against epoch, one line per grid point",
             )?;
-            // The range tests that chose a point's "auto" values (the first seed's).
+            // The range tests that chose a point's "auto" values: each seed runs its own, and
+            // all of them are drawn (one seed: every rule marked; several: each seed's curve
+            // and choice, to show how much the choice moves between seeds).
             for p in &points {
-                let Some(dir) = p
-                    .runs
-                    .iter()
-                    .filter_map(|&i| sw.runs[i].dir.as_ref())
-                    .map(|d| d.join("lr_find"))
-                    .find(|d| d.join("lr_find.csv").is_file())
-                else {
-                    continue;
-                };
-                let rt = read::RangeTest::load(&dir)?;
+                let mut tests = Vec::new();
+                for &i in &p.runs {
+                    let run = &sw.runs[i];
+                    let Some(dir) = run.dir.as_ref().map(|d| d.join("lr_find")) else {
+                        continue;
+                    };
+                    if dir.join("lr_find.csv").is_file() {
+                        let seed = seed_of(run).unwrap_or_else(|| run.name.clone());
+                        tests.push((format!("seed {seed}"), read::RangeTest::load(&dir)?));
+                    }
+                }
                 let title = format!("{name}: range test of {}", p.label);
-                let rule = rt.chosen_rule.as_deref().unwrap_or("none");
+                let caption = match tests.as_slice() {
+                    [] => continue,
+                    [(seed, rt)] => format!(
+                        "Range test of {} ({seed}): loss against learning rate, every rule's \
+                         suggestion marked; the chosen one (rule {}) solid",
+                        p.label,
+                        rt.chosen_rule.as_deref().unwrap_or("none")
+                    ),
+                    many => format!(
+                        "Range tests of {}, one per seed ({}): smoothed loss against learning \
+                         rate, each seed's chosen value marked in its colour",
+                        p.label,
+                        many.len()
+                    ),
+                };
                 add(
                     &mut r,
-                    Some(figures::range_test(&title, &rt, opts.log_y)),
+                    Some(figures::range_tests(&title, &tests, opts.log_y)),
                     &format!("lr_find_{}", file_stem(&p.label)),
-                    &format!(
-                        "Range test of {}: loss against learning rate, every rule's suggestion \
-                         marked; the chosen one (rule {rule}) solid",
-                        p.label
-                    ),
+                    &caption,
                 )?;
             }
         }
@@ -198,18 +211,7 @@ pub fn range_test_lines(sw: &read::Sweep, points: &[group::Point]) -> Vec<String
     for p in points {
         for &i in &p.runs {
             let run = &sw.runs[i];
-            let seed = run
-                .params
-                .iter()
-                .find(|(k, _)| group::is_seed(k))
-                .map(|(_, v)| v.clone())
-                .or_else(|| {
-                    run.config
-                        .as_ref()
-                        .and_then(|c| c.get("train")?.get("seed")?.as_integer())
-                        .map(|s| s.to_string())
-                });
-            let label = match seed {
+            let label = match seed_of(run) {
                 Some(s) => format!("{}, seed {s}", p.label),
                 None => p.label.clone(),
             };
@@ -219,6 +221,27 @@ pub fn range_test_lines(sw: &read::Sweep, points: &[group::Point]) -> Vec<String
         }
     }
     lines
+}
+
+/// A sweep run's seed: its `seed` grid parameter, else its config's `train.seed`, else the
+/// `seed=N` of its folder name.
+fn seed_of(run: &read::Run) -> Option<String> {
+    run.params
+        .iter()
+        .find(|(k, _)| group::is_seed(k))
+        .map(|(_, v)| v.clone())
+        .or_else(|| {
+            run.config
+                .as_ref()
+                .and_then(|c| c.get("train")?.get("seed")?.as_integer())
+                .map(|s| s.to_string())
+        })
+        .or_else(|| {
+            group::name_params(&run.name)
+                .into_iter()
+                .find(|(k, _)| group::is_seed(k))
+                .map(|(_, v)| v)
+        })
 }
 
 /// One line per `[[report.claim]]`, judged on the results.
