@@ -114,7 +114,7 @@ pub struct Verdict {
     pub holds: Option<bool>,
 }
 
-/// Test accuracies in percent (at `epoch`, or the final ones) of the runs of the point `side`
+/// Test accuracies as fractions (at `epoch`, or the final ones) of the runs of the point `side`
 /// selects, or why not.
 fn side(
     epoch: Option<f64>,
@@ -148,23 +148,11 @@ fn side(
             Some(e) => runs[i].test_at(e),
             None => runs[i].final_test().map(|t| t.1),
         })
-        .map(|a| 100.0 * a)
         .collect();
     if values.is_empty() {
         return Err(format!("\"{}\" has no result yet", side.0));
     }
     Ok(values)
-}
-
-/// Mean and sample standard deviation (n − 1; 0 for one value).
-fn mean_sd(xs: &[f64]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    if xs.len() < 2 {
-        return (mean, 0.0);
-    }
-    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, var.sqrt())
 }
 
 /// The 95% confidence interval of `mean(a) − mean(b)` by Welch's t (unequal variances,
@@ -174,7 +162,7 @@ pub fn welch_ci95(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
     if a.len() < 2 || b.len() < 2 {
         return None;
     }
-    let ((ma, sa), (mb, sb)) = (mean_sd(a), mean_sd(b));
+    let ((ma, sa), (mb, sb)) = (super::group::mean_std(a), super::group::mean_std(b));
     let (va, vb) = (sa * sa / a.len() as f64, sb * sb / b.len() as f64);
     let d = ma - mb;
     let se = (va + vb).sqrt();
@@ -206,12 +194,12 @@ pub fn reference_acc(
     runs: &[Run],
 ) -> Option<(String, f64)> {
     let reference = spec.reference.as_ref()?;
-    let acc = mean_sd(&side(None, reference, points, runs).ok()?).0;
+    let acc = super::group::mean_std(&side(None, reference, points, runs).ok()?).0;
     let label = points
         .iter()
         .find(|p| matches(&reference.1, &p.params))
         .map(|p| p.label.clone())?;
-    Some((label, acc / 100.0))
+    Some((label, acc))
 }
 
 /// Judge `claim` on the sweep's `points` and `runs`.
@@ -227,7 +215,13 @@ pub fn judge(claim: &Claim, points: &[Point], runs: &[Run]) -> Verdict {
     match (a, b) {
         (Ok(va), Ok(vb)) => {
             let m = claim.margin;
-            let ((a, sa), (b, sb)) = (mean_sd(&va), mean_sd(&vb));
+            // Means of the fractions, then in percent: the same numbers as the sweep's
+            // table prints (scaling each value first can round a tie the other way).
+            let pct = |(m, s): (f64, f64)| (100.0 * m, 100.0 * s);
+            let ((a, sa), (b, sb)) = (
+                pct(super::group::mean_std(&va)),
+                pct(super::group::mean_std(&vb)),
+            );
             // Judged on the printed difference, so that the line never contradicts itself.
             let d = ((a - b) * 100.0).round() / 100.0;
             let holds = d >= m - 1e-9;
@@ -238,7 +232,7 @@ pub fn judge(claim: &Claim, points: &[Point], runs: &[Run]) -> Verdict {
                     String::new()
                 }
             };
-            let noise = match welch_ci95(&va, &vb) {
+            let noise = match welch_ci95(&va, &vb).map(|(lo, hi)| (100.0 * lo, 100.0 * hi)) {
                 Some((lo, hi)) => format!("95% CI of the difference [{lo:+.2}, {hi:+.2}]"),
                 None => "one seed: noise unknown".to_string(),
             };
@@ -319,6 +313,30 @@ mod tests {
                 .collect(),
             runs,
         }
+    }
+
+    #[test]
+    fn a_side_prints_as_the_sweep_table_does() {
+        // 0.8603 and 0.8608: the mean 0.86055 is a tie at two decimals in percent; the
+        // sweep's table prints 86.05 (mean of the fractions, then percent), and so must the
+        // claim (scaling each value first gave 86.06).
+        let runs = vec![run(&[0.8603]), run(&[0.8608]), run(&[0.85])];
+        let points = vec![
+            point("a", &[("k", "a")], vec![0, 1]),
+            point("b", &[("k", "b")], vec![2]),
+        ];
+        let v = judge(
+            &claim("text = \"t\"\na = \"k=a\"\nb = \"k=b\""),
+            &points,
+            &runs,
+        );
+        let table = (0.8603f64 + 0.8608) / 2.0; // as collect's mean_std computes it
+        assert_eq!(format!("{:.2}", 100.0 * table), "86.05");
+        assert!(
+            v.line.starts_with("t (86.05% ± 0.04 vs 85.00%"),
+            "{}",
+            v.line
+        );
     }
 
     #[test]

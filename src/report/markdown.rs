@@ -310,11 +310,14 @@ fn point_stats(p: &Point, runs: &[Run]) -> PointStats {
 }
 
 /// `mean ± std (n=k)` of percentages, or `–` for none.
-fn mean_pm(xs: &[f64], n_total: usize) -> String {
+/// "mean ± sd" of `xs` times `scale` (100 for fractions shown in percent: the mean is taken
+/// before scaling, as the sweep's own table does, so a tie rounds alike in both).
+fn mean_pm(xs: &[f64], n_total: usize, scale: f64) -> String {
     if xs.is_empty() {
         return "–".into();
     }
     let (m, s) = mean_std(xs);
+    let (m, s) = (scale * m, scale * s);
     let n = if xs.len() < n_total {
         format!(" (n={} of {n_total})", xs.len())
     } else {
@@ -396,14 +399,8 @@ pub fn sweep_report(
             cell(&p.label),
             st.runs,
             st.done,
-            mean_pm(
-                &st.final_acc.iter().map(|a| 100.0 * a).collect::<Vec<_>>(),
-                st.runs
-            ),
-            mean_pm(
-                &st.best_acc.iter().map(|a| 100.0 * a).collect::<Vec<_>>(),
-                st.runs
-            ),
+            mean_pm(&st.final_acc, st.runs, 100.0),
+            mean_pm(&st.best_acc, st.runs, 100.0),
         );
         if with_paper {
             match spec
@@ -433,7 +430,7 @@ pub fn sweep_report(
                         " {} {:.2}{at} | {} | {delta} | {} |",
                         pv.measure.name(),
                         pv.value,
-                        mean_pm(&rep, st.runs),
+                        mean_pm(&rep, st.runs, 1.0),
                         cell(&source)
                     );
                 }
@@ -562,6 +559,8 @@ mod tests {
         assert_eq!(short_number("0.86320000001"), "0.8632");
         assert_eq!(short_number("done"), "done");
         assert_eq!(short_number("12"), "12");
-        assert_eq!(mean_pm(&[1.0, 3.0], 3), "2.00 ± 1.41 (n=2 of 3)");
+        assert_eq!(mean_pm(&[1.0, 3.0], 3, 1.0), "2.00 ± 1.41 (n=2 of 3)");
+        // A tie at two decimals rounds as the sweep table does (mean first, then percent).
+        assert_eq!(mean_pm(&[0.8603, 0.8608], 2, 100.0), "86.05 ± 0.04");
     }
 }
