@@ -636,3 +636,157 @@ fn bench_train_over_two_processes_reports_both_speeds() {
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("--batch 15"));
 }
+
+/// Where a stop is sent in [`signals_to_any_rank_stop_every_rank_after_the_same_step`].
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    /// SIGTERM to rank 1 alone (`kill` of one rank).
+    Rank1Term,
+    /// SIGINT to rank 0 alone.
+    Rank0Int,
+    /// SIGINT to the launcher's whole process group (Ctrl-C in a terminal, `timeout`).
+    GroupInt,
+    /// SIGKILL to the launcher: its ranks get the parent-death signal.
+    LauncherKill,
+}
+
+/// The launcher's ranks as (rank, pid), read from their environment.
+fn rank_pids(launcher: u32) -> Vec<(usize, u32)> {
+    let mut out: Vec<(usize, u32)> = ranks_of(launcher)
+        .into_iter()
+        .map(|pid| {
+            // Between fork and exec a rank still has the launcher's environment: wait for it.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                let rank = env
+                    .split(|b| *b == 0)
+                    .filter_map(|kv| std::str::from_utf8(kv).ok())
+                    .find_map(|kv| kv.strip_prefix("RANK="))
+                    .and_then(|r| r.parse().ok());
+                if let Some(rank) = rank {
+                    return (rank, pid);
+                }
+                assert!(Instant::now() < deadline, "rank {pid} has no RANK");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A stop sent to any one rank, to the process group, or the launcher's death, ends every
+/// rank after the same step with a checkpoint (exit 3, status `interrupted`), and the run
+/// resumes to the CSVs of an uninterrupted one. Before, a signal landing on one rank between
+/// the step's all-reduce and the loop's test of its own flag sent that rank alone to the
+/// end-of-run collectives: a gloo collective mismatch, exit 134, no checkpoint.
+/// `LRLAB_SIGNAL_ROUNDS=N` repeats the four cases N times (at other steps each round).
+#[test]
+fn signals_to_any_rank_stop_every_rank_after_the_same_step() {
+    if !lrlab::dist::has_gloo() {
+        return;
+    }
+    let rounds: usize = std::env::var("LRLAB_SIGNAL_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
+    let t = tempfile::tempdir().unwrap();
+    let cfg = long_run(t.path());
+    let whole = t.path().join("whole");
+    let began = Instant::now();
+    let mut c = start(&cfg, &whole);
+    assert!(wait_exit(&mut c, 180, "uninterrupted run").success());
+    // Signals land at fractions of this run's length, so anywhere in a step, an evaluation
+    // or a checkpoint (the CSVs grow only at checkpoints: waiting on their rows would always
+    // signal just after one).
+    let length = began.elapsed();
+    let targets = [
+        Target::Rank1Term,
+        Target::Rank0Int,
+        Target::GroupInt,
+        Target::LauncherKill,
+    ];
+    let mut tested = 0;
+    for round in 0..rounds {
+        for (i, target) in targets.into_iter().enumerate() {
+            let cut = t.path().join(format!("cut{round}_{i}"));
+            let mut c = {
+                use std::os::unix::process::CommandExt;
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_lrlab"));
+                cmd.args(["train", cfg.to_str().unwrap(), "--out"])
+                    .arg(&cut)
+                    .args(["--quiet", "--nproc", "2"])
+                    .env_remove("WORLD_SIZE")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .process_group(0);
+                cmd.spawn().unwrap()
+            };
+            let spawned = Instant::now();
+            let ranks = rank_pids(c.id());
+            // 15% to 85% of the run's length, varying by case and round (a fixed sequence).
+            let k = round * targets.len() + i;
+            let at = 0.15 + 0.7 * ((k * 37 + 11) % 100) as f64 / 100.0;
+            let when = spawned + length.mul_f64(at);
+            while Instant::now() < when && c.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let (pid, sig) = match target {
+                Target::Rank1Term => (ranks[1].1 as i32, libc::SIGTERM),
+                Target::Rank0Int => (ranks[0].1 as i32, libc::SIGINT),
+                Target::GroupInt => (-(c.id() as i32), libc::SIGINT),
+                Target::LauncherKill => (c.id() as i32, libc::SIGKILL),
+            };
+            // SAFETY: signals to our own child, its children, or its process group.
+            unsafe { libc::kill(pid, sig) };
+            let st = wait_exit(&mut c, 60, &format!("{target:?}"));
+            let mut err = String::new();
+            if let Some(mut e) = c.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            if let Target::LauncherKill = target {
+                // The ranks end on their own, within seconds, not at the end of the run.
+                let gone = Instant::now() + Duration::from_secs(20);
+                while ranks
+                    .iter()
+                    .any(|(_, p)| std::path::Path::new(&format!("/proc/{p}")).exists())
+                {
+                    assert!(Instant::now() < gone, "orphaned ranks still running");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            } else if st.success() {
+                // The run ended before the signal (a loaded machine): nothing to test.
+                continue;
+            } else {
+                assert_eq!(st.code(), Some(3), "{target:?} at {at:.2}: {st:?}\n{err}");
+            }
+            let status: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(cut.join("status.json")).unwrap())
+                    .unwrap();
+            if status["status"] == "done" {
+                continue;
+            }
+            assert_eq!(
+                status["status"], "interrupted",
+                "{target:?}: {status}\n{err}"
+            );
+            tested += 1;
+            let mut c = start(&cfg, &cut);
+            assert!(wait_exit(&mut c, 180, "resumed run").success());
+            for f in ["steps.csv", "epochs.csv"] {
+                assert_eq!(
+                    without_time(&whole.join(f)),
+                    without_time(&cut.join(f)),
+                    "{target:?} at {at:.2}: {f} differs after resume"
+                );
+            }
+            eprintln!(
+                "{target:?}: stopped at step {}, resumed identical",
+                status["step"]
+            );
+        }
+    }
+    assert!(tested > 0, "no case was interrupted before the run ended");
+}

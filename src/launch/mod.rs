@@ -22,30 +22,34 @@ pub struct TrainArgs {
 
 /// Load a config file, resolve `"auto"` schedule values with a range test, and train. In a
 /// rank of a multi-process run (`WORLD_SIZE` > 1 in the environment, as `lrlab train --nproc`
-/// or torchrun set it), join the group first; rank 0 runs the range test and the others read
-/// its result.
+/// or torchrun set it), rank 0 runs the range test (unless the launcher did) and the others
+/// wait for its choice, all before joining the group.
 pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
+    // Before anything slow (the rendezvous, the range test, the data): a signal from now on
+    // is an orderly stop, never death by the signal.
+    crate::train::stop::flag()?;
     let cfg = RunConfig::load(&args.config, &args.overrides)?;
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| default_out(&args.config, ""));
     let name = args.config.display().to_string();
-    let group = match rendezvous_from_env(cfg.train.dist_timeout)? {
-        Some(r) => Some(std::rc::Rc::new(crate::dist::Group::join(&r)?)),
-        None => None,
-    };
-    if let Some(g) = group.as_ref().filter(|g| g.rank() != 0) {
-        // Rank 0 resolves "auto" values (and keeps the result in the run folder) first.
-        g.barrier()?;
+    let rendezvous = rendezvous_from_env(cfg.train.dist_timeout)?;
+    let rank = rendezvous.as_ref().map_or(0, |r| r.rank);
+    // "auto" values are resolved before the ranks join, so that no collective timeout bounds
+    // the range test: rank 0 runs it (or `--nproc`'s launcher did) and keeps the choice in
+    // the run folder; the other ranks wait for it, then read it.
+    if rank != 0 {
+        crate::lr_find::wait_for_choice(&cfg, &out, rank)?;
     }
     // Before the range test writes lr_find/ into it.
     crate::train::record::check_run_folder(&out)?;
     let resolved = crate::lr_find::resolve_auto(&cfg, &out, args.progress)
         .map_err(|e| crate::config::blame(&name, &args.overrides, e))?;
-    if let Some(g) = group.as_ref().filter(|g| g.rank() == 0) {
-        g.barrier()?;
-    }
+    let group = match rendezvous {
+        Some(r) => Some(std::rc::Rc::new(crate::dist::Group::join(&r)?)),
+        None => None,
+    };
     let (cfg, lr_find) = match resolved {
         Some((c, chosen)) => (c, Some(chosen)),
         None => (cfg, None),
@@ -120,6 +124,13 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
         .clone()
         .unwrap_or_else(|| default_out(&args.config, ""));
     crate::train::trainer::check_checkpoint_world(&out, nproc)?;
+    // The range test of "auto" values runs here, once, on every core, before any rank
+    // starts; the ranks read its choice from the run folder.
+    crate::train::stop::flag()?;
+    crate::train::record::check_run_folder(&out)?;
+    let name = args.config.display().to_string();
+    crate::lr_find::resolve_auto(&cfg, &out, !quiet)
+        .map_err(|e| crate::config::blame(&name, &args.overrides, e))?;
     let mut argv: Vec<std::ffi::OsString> = vec!["train".into(), args.config.clone().into()];
     for s in &args.overrides {
         argv.push("--set".into());
@@ -170,6 +181,22 @@ pub fn spawn_ranks(
             .env("MASTER_ADDR", "127.0.0.1")
             .env("MASTER_PORT", port.to_string())
             .env("LRLAB_RANK_THREADS", threads.to_string());
+        let parent = std::process::id() as libc::pid_t;
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+            unsafe {
+                c.pre_exec(move || {
+                    // A launcher killed outright (kill -9) leaves no rank behind: each gets
+                    // SIGTERM, and they stop together after the same step, checkpointed.
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
+                    if libc::getppid() != parent {
+                        return Err(std::io::Error::other("the launcher exited"));
+                    }
+                    Ok(())
+                });
+            }
+        }
         if rank == 0 {
             c.env("LRLAB_LISTEN_FD", fd.to_string());
             if capture {

@@ -324,6 +324,45 @@ pub fn auto_keys(schedule: &toml::Table) -> Vec<String> {
         .collect()
 }
 
+/// The values a range test chose, as kept in `out/lr_find/suggestion.json`, when it holds
+/// every key of `keys`.
+fn saved_choice(out: &Path, keys: &[String]) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(out.join("lr_find").join("suggestion.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let c = v.get("chosen")?.clone();
+    keys.iter()
+        .all(|k| c.get(k).and_then(|x| x.as_f64()).is_some())
+        .then_some(c)
+}
+
+/// For a rank other than 0 of a multi-process run with `"auto"` values: wait, before joining
+/// the group, until rank 0's range test has kept its choice in `out/lr_find/` (it runs before
+/// rank 0 joins, so no collective timeout bounds it). A launcher ends this rank if rank 0
+/// fails; a signal ends the wait ([`crate::train::stop::Interrupted`], exit 3). A line every
+/// minute says what it waits for.
+pub fn wait_for_choice(cfg: &RunConfig, out: &Path, rank: usize) -> Result<()> {
+    let keys = auto_keys(&cfg.schedule);
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let start = std::time::Instant::now();
+    let mut said = 0;
+    while saved_choice(out, &keys).is_none() {
+        crate::train::stop::check(None)?;
+        let minutes = start.elapsed().as_secs() / 60;
+        if minutes > said {
+            said = minutes;
+            eprintln!(
+                "rank {rank}: waiting for rank 0's range test ({minutes} min) to choose {} in {}",
+                keys.join(", "),
+                out.join("lr_find").display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    Ok(())
+}
+
 /// Replace `"auto"` schedule values by the range test's suggestions. The test runs once and
 /// is kept in `out/lr_find/`; a resumed run reads the values chosen then. Returns the
 /// resolved config and the chosen values (`{"max_lr": 0.3, ...}`), or `None` when no value
@@ -346,19 +385,9 @@ pub fn resolve_auto(
     }
     Setup::new(&probe)?;
     let dir = out.join("lr_find");
-    let saved = std::fs::read_to_string(dir.join("suggestion.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("chosen").cloned());
-    let chosen = match saved {
-        Some(c)
-            if keys
-                .iter()
-                .all(|k| c.get(k).and_then(|x| x.as_f64()).is_some()) =>
-        {
-            c
-        }
-        _ => {
+    let chosen = match saved_choice(out, &keys) {
+        Some(c) => c,
+        None => {
             let r = range_test(cfg, &cfg.lr_find, progress)?;
             let max = r.get(&cfg.lr_find.rule).map(|s| s.lr).with_context(|| {
                 format!(

@@ -48,6 +48,23 @@ pub fn requested() -> bool {
     FLAG.get().is_some_and(|f| f.load(Ordering::SeqCst))
 }
 
+/// Every rank stops after the step just taken: some rank's stop travelled in the step's
+/// synchronisation. The training loop reads this, never the local flag: a signal that lands
+/// on one rank between the synchronisation and the test would otherwise send that rank alone
+/// to the end-of-run collectives while its peers start the next step (a collective mismatch
+/// that aborts the run).
+static STOP_DUE: AtomicBool = AtomicBool::new(false);
+
+/// Some rank asked to stop: every rank stops after this step (set by the synchronisation).
+pub fn stop_due() {
+    STOP_DUE.store(true, Ordering::SeqCst);
+}
+
+/// Whether every rank stops after the step just taken.
+pub fn is_stop_due() -> bool {
+    STOP_DUE.load(Ordering::SeqCst)
+}
+
 /// This process wants a mid-epoch checkpoint after the coming step (`train.checkpoint_every`);
 /// the step's gradient synchronisation tells every rank, so that all of them checkpoint
 /// after the same step.

@@ -21,7 +21,6 @@ use anyhow::{Context, Result};
 use fs2::FileExt;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
@@ -241,10 +240,10 @@ pub fn train_step(
         crate::train::stop::requested(),
         super::sync::BUCKET_BYTES,
     )?;
-    // A stop requested on any rank stops every rank after this same step; so with a
-    // checkpoint.
+    // A stop requested on any rank stops every rank after this same step (with a
+    // checkpoint): the loop reads the value that travelled, not its own flag.
     if synced.stop {
-        crate::train::stop::request();
+        crate::train::stop::stop_due();
     }
     if synced.checkpoint {
         crate::train::stop::checkpoint_due();
@@ -325,8 +324,9 @@ struct PendingRow {
 pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
     let resolved = cfg.to_toml()?;
     // Installed first, so that a stop requested while the data loads still ends in a
-    // clean interruption (exit 3) instead of death by the signal.
-    let stop = super::stop::flag()?;
+    // clean interruption (exit 3) instead of death by the signal; the flag travels in the
+    // first step's synchronisation.
+    super::stop::flag()?;
     // Everything that can be rejected is checked before the folder is touched.
     let mut setup = Setup::new(cfg)?;
     let writer = opts.group.as_ref().is_none_or(|g| g.rank() == 0);
@@ -369,7 +369,7 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
     }
     if !writer {
         // Rank 0 prepares, locks and writes the folder; the others only read its checkpoint.
-        return train_locked(cfg, setup, out, opts, &stop);
+        return train_locked(cfg, setup, out, opts);
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let lock = std::fs::OpenOptions::new()
@@ -399,7 +399,7 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
     if !config_path.exists() {
         write_atomic(&config_path, resolved.as_bytes())?;
     }
-    let result = train_locked(cfg, setup, out, opts, &stop);
+    let result = train_locked(cfg, setup, out, opts);
     if let Err(e) = &result {
         let prev = Status::read(out);
         let _ = Status {
@@ -633,7 +633,6 @@ fn train_locked(
     mut setup: Setup,
     out: &Path,
     opts: &RunOptions,
-    stop: &AtomicBool,
 ) -> Result<Outcome> {
     let group = opts.group.as_deref();
     let writer = group.is_none_or(|g| g.rank() == 0);
@@ -732,7 +731,7 @@ fn train_locked(
         resumed_from: progress.step,
         setup,
     };
-    lp.run(progress, stop)
+    lp.run(progress)
 }
 
 /// Load the checkpoint of `out` into the weights, the optimizer and the estimate, if there is
@@ -897,7 +896,7 @@ impl Loop<'_> {
     }
 
     /// The epochs from `progress` on, until the run ends, diverges or is stopped.
-    fn run(&mut self, mut progress: Progress, stop: &AtomicBool) -> Result<Outcome> {
+    fn run(&mut self, mut progress: Progress) -> Result<Outcome> {
         let (k, total, epochs) = (
             self.setup.steps_per_epoch,
             self.setup.total_steps,
@@ -907,7 +906,7 @@ impl Loop<'_> {
         let mut last_metrics: Option<Metrics> = None;
         let mut epoch = progress.epoch;
         while epoch < epochs {
-            let e = self.train_epoch(epoch, &progress, &mut step, stop)?;
+            let e = self.train_epoch(epoch, &progress, &mut step)?;
             if let Some(reason) = e.diverged {
                 return self.diverge(epoch, step, reason);
             }
@@ -1012,13 +1011,7 @@ impl Loop<'_> {
 
     /// Train epoch `epoch` from its batch `progress.batch` (the checkpoint's position) on,
     /// stepping `step`, until its end, the run's last step, a divergence or a stop.
-    fn train_epoch(
-        &mut self,
-        epoch: u64,
-        progress: &Progress,
-        step: &mut u64,
-        stop: &AtomicBool,
-    ) -> Result<EpochRun> {
+    fn train_epoch(&mut self, epoch: u64, progress: &Progress, step: &mut u64) -> Result<EpochRun> {
         let Loop {
             cfg,
             setup,
@@ -1135,7 +1128,7 @@ impl Loop<'_> {
                 b.set_position(*step);
                 b.set_message(format!("epoch {}/{epochs} lr {lr:.4}", epoch + 1));
             }
-            if stop.load(Ordering::SeqCst) {
+            if crate::train::stop::is_stop_due() {
                 run.interrupted = true;
                 break;
             }
