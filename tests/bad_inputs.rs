@@ -209,6 +209,16 @@ fn cases() -> Vec<Case> {
     vec![
         // Run configs.
         train_case(
+            "config: dist_timeout past a day",
+            run_config("dist_timeout = 1e10", SCHEDULE),
+            &["train.dist_timeout = 10000000000", "from 1 to 86400"],
+        ),
+        train_case(
+            "config: dist_timeout under a second",
+            run_config("dist_timeout = 0.01", SCHEDULE),
+            &["train.dist_timeout = 0.01", "from 1 to 86400"],
+        ),
+        train_case(
             "config: not UTF-8",
             [b"[train]\nepochs = 1 # \xff\xfe\n".as_slice(), SCHEDULE.as_bytes()].concat(),
             &["run.toml", "not valid UTF-8"],

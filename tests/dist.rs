@@ -376,6 +376,30 @@ fn bad_multi_process_input_is_refused_before_anything_starts() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(err.contains("MASTER_ADDR is not set"), "{err}");
     assert!(!out.exists());
+    // A single process with a leftover RANK: before, it trained without its "done" line
+    // (it took itself for a rank that another speaks for).
+    for env in [
+        &[("WORLD_SIZE", "1"), ("RANK", "5")][..],
+        &[("RANK", "1")][..],
+        &[("WORLD_SIZE", "0")][..],
+    ] {
+        let r = lrlab_within(60, &["train", c, "--out", o], env);
+        assert_eq!(r.status.code(), Some(2), "{env:?}");
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(err.contains("WORLD_SIZE"), "{env:?}: {err}");
+        assert!(!out.exists());
+    }
+    // train.dist_timeout outside 1 s to a day.
+    std::fs::write(
+        &cfg,
+        RUN.replace("dist_timeout = 10", "dist_timeout = 1e30"),
+    )
+    .unwrap();
+    let r = lrlab_within(60, &["train", c, "--out", o, "--nproc", "2"], &[]);
+    assert_eq!(r.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("from 1 to 86400"), "{err}");
+    assert!(!out.exists());
 }
 
 /// A batch-norm model over two processes says, once, that each rank normalises by its own
@@ -789,4 +813,71 @@ fn signals_to_any_rank_stop_every_rank_after_the_same_step() {
         }
     }
     assert!(tested > 0, "no case was interrupted before the run ended");
+}
+
+/// Every wait of the rendezvous ends within `train.dist_timeout` (plus a margin), with a
+/// message that names the address and no C++ backtrace: a port that accepts and says nothing
+/// (before: blocked in a read for over 360 s with a timeout of 20), one that answers like an
+/// HTTP server, a refused port, and a host that does not resolve.
+#[test]
+fn a_rendezvous_that_cannot_happen_fails_within_its_timeout() {
+    if !lrlab::dist::has_gloo() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let cfg = t.path().join("run.toml");
+    std::fs::write(&cfg, RUN.replace("dist_timeout = 10", "dist_timeout = 2")).unwrap();
+    // Holds connections in its backlog and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    // Answers every connection like a web server, then closes it.
+    let http = TcpListener::bind("127.0.0.1:0").unwrap();
+    let http_port = http.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in http.incoming().flatten() {
+            use std::io::Write;
+            let mut c = c;
+            let _ = c.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let refused = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let silent_port = silent.local_addr().unwrap().port().to_string();
+    let (http_port, refused) = (http_port.to_string(), refused.to_string());
+    for (what, addr, port) in [
+        ("silent listener", "127.0.0.1", silent_port.as_str()),
+        ("HTTP server", "127.0.0.1", http_port.as_str()),
+        ("refused port", "127.0.0.1", refused.as_str()),
+        ("unresolvable host", "no-such-host.invalid", "29500"),
+    ] {
+        let out = t.path().join(what.replace(' ', "_"));
+        let began = Instant::now();
+        let r = lrlab_within(
+            60,
+            &[
+                "train",
+                cfg.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &[
+                ("WORLD_SIZE", "2"),
+                ("RANK", "1"),
+                ("MASTER_ADDR", addr),
+                ("MASTER_PORT", port),
+            ],
+        );
+        let err = String::from_utf8_lossy(&r.stderr);
+        eprintln!(
+            "{what}: exit {:?} after {:.1} s",
+            r.status.code(),
+            began.elapsed().as_secs_f64()
+        );
+        assert!(!r.status.success(), "{what}: {err}");
+        assert!(err.contains(&format!("{addr}:{port}")), "{what}: {err}");
+        assert!(!err.contains("frame #"), "{what}: a C++ backtrace: {err}");
+        assert!(err.lines().count() <= 3, "{what}: {err}");
+    }
+    drop(silent);
 }

@@ -510,3 +510,35 @@ fn a_run_whose_attempt_cannot_be_recorded_does_not_stop_the_sweep() {
     assert_eq!(status(&sweep.join("seed=1")), "done");
     assert_eq!(attempts(&sweep.join("seed=1")).len(), 1);
 }
+
+/// A sweep started in an environment with a rendezvous (under torchrun, or a shell left with
+/// WORLD_SIZE) trains each run in one process: the variables do not reach the runs. Before,
+/// every run waited for a peer that never came.
+#[test]
+fn inherited_rendezvous_variables_do_not_reach_the_runs() {
+    use fx::OutputWithin;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "base.toml", BASE);
+    let spec = write(
+        dir.path(),
+        "spec.toml",
+        "base = \"base.toml\"\n[grid]\n\"optim.weight_decay\" = [0.0, 5e-4]\n",
+    );
+    let sweep = dir.path().join("sweep");
+    let o = Command::new(bin())
+        .args(["sweep", s(&spec), "--out", s(&sweep), "--jobs", "2"])
+        .args(["--devices", "cpu"])
+        .env("WORLD_SIZE", "2")
+        .env("RANK", "0")
+        .env("LOCAL_RANK", "0")
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", "1")
+        .output_within(fx::DEADLINE_S)
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let (h, rows) = read_csv(&sweep.join("summary.csv"));
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!(field(&h, r, "status"), "done", "{}", text(&o));
+    }
+}

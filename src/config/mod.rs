@@ -194,9 +194,11 @@ impl TrainConfig {
                 self.snapshots
             );
         }
-        if !(self.dist_timeout.is_finite() && self.dist_timeout > 0.0) {
+        // Below a second a busy machine fails healthy collectives; above a day nothing is
+        // waiting any more (and the C++ side counts milliseconds in a 64-bit integer).
+        if !(self.dist_timeout.is_finite() && (1.0..=86_400.0).contains(&self.dist_timeout)) {
             crate::bail_input!(
-                "train.dist_timeout = {}: must be a positive number of seconds",
+                "train.dist_timeout = {}: must be a number of seconds from 1 to 86400 (a day)",
                 self.dist_timeout
             );
         }

@@ -74,7 +74,51 @@ fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
     }
     // SAFETY: the shim writes a NUL-terminated string of at most ERR_LEN bytes.
     let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy();
-    bail!("{what}: {}", msg.trim())
+    bail!("{what}: {}", first_lines(&msg))
+}
+
+/// What a rendezvous address `host:port` does, for the message of a rendezvous that did not
+/// happen: it does not resolve, refuses or ignores connections, or accepts them (then it is
+/// not a torch/lrlab rendezvous, or one that is not answering).
+fn diagnose(at: &str) -> String {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let addrs: Vec<_> = match at.to_socket_addrs() {
+        Ok(a) => a.collect(),
+        Err(e) => return format!("{at} does not resolve ({e})"),
+    };
+    let Some(first) = addrs.first() else {
+        return format!("{at} does not resolve");
+    };
+    match TcpStream::connect_timeout(first, Duration::from_secs(1)) {
+        Ok(_) => format!(
+            "{at} accepts connections but did not answer as a torch/lrlab rendezvous (a \
+             TCPStore), so another program may hold the port"
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("{at} refuses connections (nothing listens there)")
+        }
+        Err(e) => format!("{at} cannot be reached ({e})"),
+    }
+}
+
+/// A c10d error without its C++ backtrace: the text before "Exception raised from" or the
+/// first `frame #` line (the backtrace's 30-odd lines say nothing to a user).
+fn first_lines(msg: &str) -> String {
+    let mut kept = Vec::new();
+    for line in msg.lines() {
+        let l = line.trim();
+        if l.starts_with("Exception raised from") || l.starts_with("frame #") {
+            break;
+        }
+        if !l.is_empty() {
+            kept.push(l);
+        }
+    }
+    if kept.is_empty() {
+        msg.trim().to_string()
+    } else {
+        kept.join(" ")
+    }
 }
 
 /// Whether this build can run multi-process training on CPUs (it found gloo's headers).
@@ -125,30 +169,54 @@ impl Group {
         // Gloo binds its own connections to the address the store is reached at.
         let host = CString::new(r.addr.as_str())?;
         let mut handle: *mut c_void = std::ptr::null_mut();
-        call(
-            &format!(
-                "rank {} of {}: joining the group at {}:{}",
-                r.rank, r.world, r.addr, r.port
-            ),
-            |err, len| {
-                // SAFETY: valid C strings, an out pointer to fill, an error buffer of `len`.
-                unsafe {
-                    lrlab_dist_init(
-                        r.rank as c_int,
-                        r.world as c_int,
-                        addr.as_ptr(),
-                        r.port as c_int,
-                        r.listen_fd.unwrap_or(-1),
-                        0,
-                        host.as_ptr(),
-                        r.timeout.as_millis() as c_long,
-                        &mut handle,
-                        err,
-                        len,
+        let what = format!(
+            "rank {} of {}: joining the group at {}:{}",
+            r.rank, r.world, r.addr, r.port
+        );
+        // c10d bounds its connection attempts, but not a read from a port that accepted and
+        // then says nothing (an HTTP server, a silent listener): a watchdog ends the process
+        // once the timeout and a margin have passed.
+        let (joined, watch) = std::sync::mpsc::channel::<()>();
+        let limit = r.timeout + Duration::from_secs(2);
+        let (said, timeout_s) = (what.clone(), r.timeout.as_secs_f64());
+        let (at, rank) = (format!("{}:{}", r.addr, r.port), r.rank);
+        let watchdog = std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = watch.recv_timeout(limit) {
+                let why = if rank == 0 {
+                    "the other ranks did not all join".to_string()
+                } else {
+                    format!(
+                        "{}; check MASTER_ADDR and MASTER_PORT, and that rank 0 runs",
+                        diagnose(&at)
                     )
-                }
-            },
-        )?;
+                };
+                eprintln!(
+                    "error: {said}: no rendezvous within train.dist_timeout = {timeout_s} s: {why}"
+                );
+                std::process::exit(1);
+            }
+        });
+        let result = call(&what, |err, len| {
+            // SAFETY: valid C strings, an out pointer to fill, an error buffer of `len`.
+            unsafe {
+                lrlab_dist_init(
+                    r.rank as c_int,
+                    r.world as c_int,
+                    addr.as_ptr(),
+                    r.port as c_int,
+                    r.listen_fd.unwrap_or(-1),
+                    0,
+                    host.as_ptr(),
+                    r.timeout.as_millis() as c_long,
+                    &mut handle,
+                    err,
+                    len,
+                )
+            }
+        });
+        drop(joined);
+        let _ = watchdog.join();
+        result?;
         Ok(Group {
             handle,
             rank: r.rank,
@@ -258,5 +326,21 @@ impl Drop for Group {
     fn drop(&mut self) {
         // SAFETY: the handle came from lrlab_dist_init and is freed once.
         unsafe { lrlab_dist_destroy(self.handle) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn c10d_errors_lose_their_backtrace() {
+        let msg = "The client socket has failed to connect to [localhost]:1 (errno: 111 - \
+                   Connection refused).\nException raised from connect at socket.cpp:1 (most \
+                   recent call first):\nframe #0: c10::Error::Error() + 0x1\nframe #1: x\n";
+        assert_eq!(
+            super::first_lines(msg),
+            "The client socket has failed to connect to [localhost]:1 (errno: 111 - Connection \
+             refused)."
+        );
+        assert_eq!(super::first_lines("  plain  "), "plain");
     }
 }

@@ -98,9 +98,20 @@ int lrlab_dist_backends() {
 // take it between choosing and serving), every rank connects to `addr:port`; backend 0 is
 // gloo (bound to `gloo_host`), 1 is nccl. Blocks until all `world` ranks have joined or
 // `timeout_ms` has passed.
+// c10's log lines during the rendezvous: each retry of a connection prints a warning with a
+// 30-line C++ backtrace, and under torchrun rank 0's store prints an error when it finds the
+// agent's store on the port. The outcome reaches the user as this call's error (one line);
+// the log level is raised for the call's duration only.
+struct QuietLog {
+  int old = FLAGS_caffe2_log_level;
+  QuietLog() { FLAGS_caffe2_log_level = 3; }
+  ~QuietLog() { FLAGS_caffe2_log_level = old; }
+};
+
 int lrlab_dist_init(int rank, int world, const char* addr, int port, int listen_fd, int backend,
                     const char* gloo_host, long timeout_ms, void** out, char* err,
                     size_t len) {
+  QuietLog quiet;
   return guarded(err, len, [&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions o;

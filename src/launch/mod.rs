@@ -73,6 +73,11 @@ pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
 pub fn rendezvous_from_env(timeout_s: f64) -> Result<Option<crate::dist::Rendezvous>> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let world: usize = match var("WORLD_SIZE") {
+        None if var("RANK").is_some_and(|r| r.trim() != "0") => crate::bail_input!(
+            "RANK = {:?} without WORLD_SIZE: a single process is rank 0; unset RANK (left over \
+             from another launch?) or set RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT",
+            var("RANK").unwrap_or_default()
+        ),
         None => return Ok(None),
         Some(w) => w.parse().map_err(|_| {
             crate::input_error(format!(
@@ -80,7 +85,18 @@ pub fn rendezvous_from_env(timeout_s: f64) -> Result<Option<crate::dist::Rendezv
             ))
         })?,
     };
-    if world <= 1 {
+    if world == 0 {
+        crate::bail_input!("WORLD_SIZE = 0: expected a number of processes, at least 1");
+    }
+    if world == 1 {
+        // One process: a RANK other than 0 is a leftover of another launch, and would make
+        // this process think another rank speaks for it.
+        if let Some(r) = var("RANK").filter(|r| r.trim() != "0") {
+            crate::bail_input!(
+                "RANK = {r:?} with WORLD_SIZE = 1: a single process is rank 0; unset RANK and \
+                 WORLD_SIZE (left over from another launch?) or set them consistently"
+            );
+        }
         return Ok(None);
     }
     let need = |k: &str| {
@@ -129,8 +145,39 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
     crate::train::stop::flag()?;
     crate::train::record::check_run_folder(&out)?;
     let name = args.config.display().to_string();
-    crate::lr_find::resolve_auto(&cfg, &out, !quiet)
-        .map_err(|e| crate::config::blame(&name, &args.overrides, e))?;
+    let blame = |e| crate::config::blame(&name, &args.overrides, e);
+    let resolved = crate::lr_find::resolve_auto(&cfg, &out, !quiet).map_err(blame)?;
+    // The data, the schedule and the split of the last batch are checked here, once: an
+    // error found by every rank would be printed by every rank.
+    {
+        let cfg = resolved.map_or_else(|| cfg.clone(), |(c, _)| c);
+        let setup = crate::train::trainer::Setup::new(&cfg).map_err(blame)?;
+        crate::train::trainer::check_world(&cfg, setup.data.train.len(), nproc).map_err(blame)?;
+    }
+    let cores = crate::train::device::available_cores();
+    if nproc > cores {
+        eprintln!(
+            "warning: --nproc {nproc} on {cores} cores: each process holds its own copy of the \
+             model, the optimizer and the data, so memory grows {nproc}-fold while the steps \
+             get no faster"
+        );
+    }
+    if !quiet {
+        let (threads, why) = match cfg.train.threads {
+            0 => match std::env::var("OMP_NUM_THREADS")
+                .ok()
+                .filter(|v| !v.is_empty())
+            {
+                Some(v) => (v.parse().unwrap_or(1), format!("OMP_NUM_THREADS={v}")),
+                None => ((cores / nproc).max(1), format!("a share of {cores} cores")),
+            },
+            t => (t, "train.threads".to_string()),
+        };
+        eprintln!(
+            "{nproc} processes x {threads} thread{} each ({why})",
+            if threads == 1 { "" } else { "s" }
+        );
+    }
     let mut argv: Vec<std::ffi::OsString> = vec!["train".into(), args.config.clone().into()];
     for s in &args.overrides {
         argv.push("--set".into());
@@ -166,7 +213,13 @@ pub fn spawn_ranks(
     // Rank 0 inherits the bound socket.
     // SAFETY: fcntl on a descriptor this process owns.
     unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
-    let threads = (crate::train::device::available_cores() / nproc).max(1);
+    let cores = crate::train::device::available_cores();
+    // OMP_NUM_THREADS, when the user set it, is the threads of each rank (as under torchrun).
+    let omp = std::env::var("OMP_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0);
+    let threads = omp.unwrap_or((cores / nproc).max(1));
     let exe = std::env::current_exe()?;
     let mut children = Vec::with_capacity(nproc);
     for rank in 0..nproc {

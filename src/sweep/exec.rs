@@ -19,6 +19,20 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
+/// The variables of a multi-process rendezvous (torchrun's and lrlab's launcher's), removed
+/// from the environment of a sweep's runs.
+pub const RENDEZVOUS_VARS: [&str; 9] = [
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "LRLAB_LISTEN_FD",
+    "LRLAB_RANK_THREADS",
+];
+
 /// Where a run stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunState {
@@ -326,6 +340,12 @@ pub fn start(
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
+    // Each run of a sweep trains in one process of its own: a rendezvous inherited from the
+    // runner's environment (the sweep started under torchrun, or in a shell left with
+    // WORLD_SIZE) would make every run wait for peers that never come.
+    for k in RENDEZVOUS_VARS {
+        cmd.env_remove(k);
+    }
     if let Some(v) = &launch.cuda_visible {
         cmd.env("CUDA_VISIBLE_DEVICES", v);
     }

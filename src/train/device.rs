@@ -27,16 +27,28 @@ pub fn available_cores() -> usize {
         .unwrap_or(1)
 }
 
-/// Set libtorch's intra-op threads for the calling thread: `threads`, or when 0 every
-/// available core (in a rank that `lrlab train --nproc N` started: its share of them, which
-/// the launcher passes as `LRLAB_RANK_THREADS`). Returns the number set.
-pub fn set_threads(threads: usize) -> usize {
-    let share = std::env::var("LRLAB_RANK_THREADS")
+/// A positive whole number from the environment variable `name`.
+fn env_count(name: &str) -> Option<usize> {
+    std::env::var(name)
         .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| n > 0);
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+}
+
+/// The intra-op threads `train.threads = 0` means: in a rank that `lrlab train --nproc N`
+/// started, its share of the cores (`LRLAB_RANK_THREADS`); else `OMP_NUM_THREADS` when set,
+/// as PyTorch honours it (torchrun sets it to 1 for each rank); else every available core.
+pub fn default_threads() -> usize {
+    env_count("LRLAB_RANK_THREADS")
+        .or_else(|| env_count("OMP_NUM_THREADS"))
+        .unwrap_or_else(available_cores)
+}
+
+/// Set libtorch's intra-op threads for the calling thread: `threads`, or when 0
+/// [`default_threads`]. Returns the number set.
+pub fn set_threads(threads: usize) -> usize {
     let n = if threads == 0 {
-        share.unwrap_or_else(available_cores)
+        default_threads()
     } else {
         threads
     };
