@@ -881,3 +881,156 @@ fn a_rendezvous_that_cannot_happen_fails_within_its_timeout() {
     }
     drop(silent);
 }
+
+/// `"auto"` values with several processes: the range test runs before the ranks join, so a
+/// test longer than `train.dist_timeout` (1 s here) is fine, through the launcher and with
+/// torchrun-style ranks started by hand (rank 0 tests, rank 1 waits for its choice). Before,
+/// the other ranks waited in a barrier bounded by the timeout: "barrier: Timed out".
+#[test]
+fn an_auto_range_test_longer_than_the_timeout_runs_before_the_ranks_join() {
+    if !lrlab::dist::has_gloo() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let cfg = t.path().join("auto.toml");
+    let text = RUN
+        .replace("dist_timeout = 10", "dist_timeout = 1")
+        .replace(
+            "[schedule]\nkind = \"one_cycle\"\nmax_lr = 0.01",
+            "[lr_find]\nsteps = 600\nallow_edge = true\n[schedule]\nkind = \"one_cycle\"\nmax_lr = \"auto\"",
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let c = cfg.to_str().unwrap();
+    let launched = t.path().join("launched");
+    let began = Instant::now();
+    let r = lrlab_within(
+        180,
+        &[
+            "train",
+            c,
+            "--out",
+            launched.to_str().unwrap(),
+            "--nproc",
+            "2",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{err}");
+    assert_eq!(
+        err.matches("range test: schedule.max_lr").count(),
+        1,
+        "{err}"
+    );
+    eprintln!("--nproc 2: {:.1} s", began.elapsed().as_secs_f64());
+    // By hand, as torchrun starts them: rank 1 first, so that it waits for rank 0's test.
+    let by_hand = t.path().join("by_hand");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let rank = |r: &str| {
+        Command::new(env!("CARGO_BIN_EXE_lrlab"))
+            .args(["train", c, "--out", by_hand.to_str().unwrap(), "--quiet"])
+            .env("WORLD_SIZE", "2")
+            .env("RANK", r)
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", &port)
+            .env_remove("LRLAB_LISTEN_FD")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut one = rank("1");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut zero = rank("0");
+    for (c, what) in [(&mut zero, "rank 0"), (&mut one, "rank 1")] {
+        let st = wait_exit(c, 180, what);
+        let mut e = String::new();
+        if let Some(mut s) = c.stderr.take() {
+            use std::io::Read;
+            let _ = s.read_to_string(&mut e);
+        }
+        assert!(st.success(), "{what}: {e}");
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(by_hand.join("status.json")).unwrap())
+            .unwrap();
+    assert_eq!(status["status"], "done");
+    // Both chose the same value from the same test.
+    let chosen = |d: &std::path::Path| {
+        let s: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(d.join("lr_find/suggestion.json")).unwrap(),
+        )
+        .unwrap();
+        s["chosen"]["max_lr"].as_f64().unwrap()
+    };
+    assert_eq!(chosen(&launched), chosen(&by_hand));
+}
+
+/// A stop in the first moments (the launcher checking, the ranks starting or loading their
+/// data) is an orderly exit 3, never a rank's death by the signal reported as a failure.
+#[test]
+fn a_stop_during_start_up_is_an_orderly_exit() {
+    if !lrlab::dist::has_gloo() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let cfg = long_run(t.path());
+    // Whether `pid` catches SIGINT yet (its handlers are installed once main runs; before,
+    // libtorch is still loading, and no program can catch a signal then).
+    let catches = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                let mask = s
+                    .lines()
+                    .find_map(|l| l.strip_prefix("SigCgt:"))?
+                    .trim()
+                    .to_string();
+                u64::from_str_radix(&mask, 16).ok()
+            })
+            .is_some_and(|m| m & (1 << (libc::SIGINT - 1)) != 0)
+    };
+    for (i, delay_ms) in [0u64, 20, 100, 300].into_iter().enumerate() {
+        let out = t.path().join(format!("cut{i}"));
+        let mut c = {
+            use std::os::unix::process::CommandExt;
+            Command::new(env!("CARGO_BIN_EXE_lrlab"))
+                .args(["train", cfg.to_str().unwrap(), "--out"])
+                .arg(&out)
+                .args(["--quiet", "--nproc", "2"])
+                .env_remove("WORLD_SIZE")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .process_group(0)
+                .spawn()
+                .unwrap()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !catches(c.id()) {
+            assert!(
+                Instant::now() < deadline,
+                "the launcher never installed its handlers"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        // SAFETY: a signal to our own child's process group.
+        unsafe { libc::kill(-(c.id() as i32), libc::SIGINT) };
+        let st = wait_exit(&mut c, 60, "stopped at start-up");
+        let mut err = String::new();
+        if let Some(mut e) = c.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        assert_eq!(st.code(), Some(3), "after {delay_ms} ms: {st:?}\n{err}");
+        assert!(
+            !err.contains("exited with status"),
+            "after {delay_ms} ms: {err}"
+        );
+    }
+}

@@ -44,7 +44,8 @@ pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
     }
     // Before the range test writes lr_find/ into it.
     crate::train::record::check_run_folder(&out)?;
-    let resolved = crate::lr_find::resolve_auto(&cfg, &out, args.progress)
+    let launched = std::env::var("LRLAB_LAUNCHED").is_ok_and(|v| v == "1");
+    let resolved = crate::lr_find::resolve_auto(&cfg, &out, args.progress && !launched)
         .map_err(|e| crate::config::blame(&name, &args.overrides, e))?;
     let group = match rendezvous {
         Some(r) => Some(std::rc::Rc::new(crate::dist::Group::join(&r)?)),
@@ -132,6 +133,8 @@ pub fn rendezvous_from_env(timeout_s: f64) -> Result<Option<crate::dist::Rendezv
 /// them (see [`spawn_ranks`]). Returns the exit status for the command: 0, 3 (interrupted),
 /// or the first failing rank's.
 pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
+    // First: a stop from here on is orderly (exit 3), even before any rank has started.
+    crate::train::stop::flag()?;
     // Bad input is refused before anything starts.
     let cfg = RunConfig::load(&args.config, &args.overrides)?;
     crate::train::trainer::check_batch_split(&cfg, nproc, &format!("--nproc {nproc}"))?;
@@ -142,7 +145,6 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
     crate::train::trainer::check_checkpoint_world(&out, nproc)?;
     // The range test of "auto" values runs here, once, on every core, before any rank
     // starts; the ranks read its choice from the run folder.
-    crate::train::stop::flag()?;
     crate::train::record::check_run_folder(&out)?;
     let name = args.config.display().to_string();
     let blame = |e| crate::config::blame(&name, &args.overrides, e);
@@ -207,6 +209,11 @@ pub fn spawn_ranks(
     use std::os::fd::AsRawFd;
     use std::process::{Command, Stdio};
     let stop = crate::train::stop::flag()?;
+    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+        // Stopped before any rank started (during the checks or the range test): nothing to
+        // stop but this process.
+        return Ok((3, String::new()));
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let fd = listener.as_raw_fd();
@@ -233,7 +240,9 @@ pub fn spawn_ranks(
             .env("WORLD_SIZE", nproc.to_string())
             .env("MASTER_ADDR", "127.0.0.1")
             .env("MASTER_PORT", port.to_string())
-            .env("LRLAB_RANK_THREADS", threads.to_string());
+            .env("LRLAB_RANK_THREADS", threads.to_string())
+            // The launcher ran the checks and the range test: the ranks need not say them.
+            .env("LRLAB_LAUNCHED", "1");
         let parent = std::process::id() as libc::pid_t;
         {
             use std::os::unix::process::CommandExt;
@@ -290,6 +299,11 @@ pub fn spawn_ranks(
     let mut codes: Vec<Option<i32>> = vec![None; nproc];
     let mut forwarded = false;
     let mut failed: Option<(usize, i32)> = None;
+    // A rank died of SIGINT/SIGTERM: a stop that reached it before it had installed its
+    // handlers, which it does before anything else, so it had done nothing. The others are
+    // at most waiting for it in the rendezvous: they are ended, and the run counts as
+    // stopped (exit 3), not failed.
+    let mut stopped_early = false;
     while codes.iter().any(Option::is_none) {
         if stop.load(std::sync::atomic::Ordering::SeqCst) && !forwarded {
             forwarded = true;
@@ -303,7 +317,15 @@ pub fn spawn_ranks(
             if let Some(st) = ch.try_wait()? {
                 // Killed by a signal: report 128 + the signal, as a shell does.
                 use std::os::unix::process::ExitStatusExt;
-                let code = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+                let mut code = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+                match st.signal() {
+                    Some(libc::SIGINT | libc::SIGTERM) if failed.is_none() => {
+                        stopped_early = true;
+                        code = 3;
+                    }
+                    Some(libc::SIGKILL) if stopped_early => code = 3,
+                    _ => {}
+                }
                 codes[rank] = Some(code);
                 *slot = None;
                 if code != 0 && code != 3 && failed.is_none() {
@@ -314,7 +336,7 @@ pub fn spawn_ranks(
                 }
             }
         }
-        if failed.is_some() {
+        if failed.is_some() || stopped_early {
             for other in children.iter().flatten() {
                 // SAFETY: a signal to our own child process.
                 unsafe { libc::kill(other.id() as i32, libc::SIGKILL) };

@@ -21,7 +21,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 
 /// The variables of a multi-process rendezvous (torchrun's and lrlab's launcher's), removed
 /// from the environment of a sweep's runs.
-pub const RENDEZVOUS_VARS: [&str; 9] = [
+pub const RENDEZVOUS_VARS: [&str; 10] = [
     "RANK",
     "WORLD_SIZE",
     "LOCAL_RANK",
@@ -31,6 +31,7 @@ pub const RENDEZVOUS_VARS: [&str; 9] = [
     "MASTER_PORT",
     "LRLAB_LISTEN_FD",
     "LRLAB_RANK_THREADS",
+    "LRLAB_LAUNCHED",
 ];
 
 /// Where a run stands.
