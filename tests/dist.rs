@@ -668,6 +668,8 @@ enum Target {
     Rank1Term,
     /// SIGINT to rank 0 alone.
     Rank0Int,
+    /// SIGTERM to both ranks, not the launcher.
+    AllRanksTerm,
     /// SIGINT to the launcher's whole process group (Ctrl-C in a terminal, `timeout`).
     GroupInt,
     /// SIGKILL to the launcher: its ranks get the parent-death signal.
@@ -705,7 +707,7 @@ fn rank_pids(launcher: u32) -> Vec<(usize, u32)> {
 /// resumes to the CSVs of an uninterrupted one. Before, a signal landing on one rank between
 /// the step's all-reduce and the loop's test of its own flag sent that rank alone to the
 /// end-of-run collectives: a gloo collective mismatch, exit 134, no checkpoint.
-/// `LRLAB_SIGNAL_ROUNDS=N` repeats the four cases N times (at other steps each round).
+/// `LRLAB_SIGNAL_ROUNDS=N` repeats the five cases N times (at other steps each round).
 #[test]
 fn signals_to_any_rank_stop_every_rank_after_the_same_step() {
     if !lrlab::dist::has_gloo() {
@@ -728,6 +730,7 @@ fn signals_to_any_rank_stop_every_rank_after_the_same_step() {
     let targets = [
         Target::Rank1Term,
         Target::Rank0Int,
+        Target::AllRanksTerm,
         Target::GroupInt,
         Target::LauncherKill,
     ];
@@ -756,14 +759,20 @@ fn signals_to_any_rank_stop_every_rank_after_the_same_step() {
             while Instant::now() < when && c.try_wait().unwrap().is_none() {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let (pid, sig) = match target {
-                Target::Rank1Term => (ranks[1].1 as i32, libc::SIGTERM),
-                Target::Rank0Int => (ranks[0].1 as i32, libc::SIGINT),
-                Target::GroupInt => (-(c.id() as i32), libc::SIGINT),
-                Target::LauncherKill => (c.id() as i32, libc::SIGKILL),
+            let sends: Vec<(i32, i32)> = match target {
+                Target::Rank1Term => vec![(ranks[1].1 as i32, libc::SIGTERM)],
+                Target::Rank0Int => vec![(ranks[0].1 as i32, libc::SIGINT)],
+                Target::AllRanksTerm => ranks
+                    .iter()
+                    .map(|(_, p)| (*p as i32, libc::SIGTERM))
+                    .collect(),
+                Target::GroupInt => vec![(-(c.id() as i32), libc::SIGINT)],
+                Target::LauncherKill => vec![(c.id() as i32, libc::SIGKILL)],
             };
-            // SAFETY: signals to our own child, its children, or its process group.
-            unsafe { libc::kill(pid, sig) };
+            for (pid, sig) in sends {
+                // SAFETY: signals to our own child, its children, or its process group.
+                unsafe { libc::kill(pid, sig) };
+            }
             let st = wait_exit(&mut c, 60, &format!("{target:?}"));
             let mut err = String::new();
             if let Some(mut e) = c.stderr.take() {
