@@ -571,8 +571,15 @@ fn config_parses_with_documented_defaults() {
             bn_momentum: 0.1,
             zero_init_residual: false,
             bn_stats: lrlab::models::BnStats::Torch,
+            bn_eps: 1e-5,
         }
     );
+    // A default ε is not written back (existing configs keep their text); another one is.
+    assert!(!toml::to_string(&c).unwrap().contains("bn_eps"));
+    let lasagne: ModelConfig = toml::from_str("arch = \"wrn_28_10\"\nbn_eps = 1e-4").unwrap();
+    assert!(toml::to_string(&lasagne)
+        .unwrap()
+        .contains("bn_eps = 0.0001"));
     let c: ModelConfig = toml::from_str("arch = \"resnet56\"\nshortcut = \"B\"").unwrap();
     assert_eq!(c.shortcut, Shortcut::B);
     let back: ModelConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
@@ -814,4 +821,39 @@ fn caffe_bn_stats_equal_caffes_normalised_accumulators() {
     lrlab::models::restore_vars(&vs, &saved);
     let raw = got("bn.running_mean");
     assert!((raw[0] - (1.0 - f.powi(n as i32)) * acc_mean[0] / norm).abs() < 1e-4);
+}
+
+/// `model.bn_eps` reaches every batch norm: in training mode a batch norm maps x to
+/// (x − mean) / sqrt(var + ε) (biased batch variance, γ = 1, β = 0).
+#[test]
+fn bn_eps_is_the_batch_norms_epsilon() {
+    let _g = rng_lock();
+    let x = Tensor::from_slice(&[1.0f32, 3.0]).view([2, 1, 1, 1]);
+    for eps in [1e-5, 1e-4, 0.5] {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = {
+            let _e = lrlab::models::init::BnEps::set(eps);
+            lrlab::models::init::batch_norm(&vs.root(), 1, 0.1, 1.0)
+        };
+        let y = x.apply_t(&bn, true);
+        let want = 1.0 / (1.0 + eps).sqrt(); // mean 2, variance 1
+        assert!(
+            (y.double_value(&[1, 0, 0, 0]) - want).abs() < 1e-6,
+            "eps {eps}: {y}"
+        );
+    }
+    // Through the config: a network built with bn_eps = 0.5 computes something else than
+    // with the default, from the same weights.
+    let out = |eps: f64| {
+        let vs = nn::VarStore::new(Device::Cpu);
+        tch::manual_seed(0);
+        let mut c = cfg("resnet8");
+        c.bn_eps = eps;
+        let m = build(&vs.root(), &c, 3, 10, 32).unwrap();
+        tch::manual_seed(1);
+        let x = Tensor::randn([4, 3, 32, 32], (tch::Kind::Float, Device::Cpu));
+        m.net.forward_t(&x, true)
+    };
+    let (a, b) = (out(1e-5), out(0.5));
+    assert!(f64::try_from((a - b).abs().max()).unwrap() > 1e-3);
 }

@@ -167,3 +167,76 @@ fn paper_tables_have_the_papers_shape() {
     assert_eq!(steps.iter().filter(|&&s| s == 10_000).count(), 10);
     assert_eq!(steps.iter().filter(|&&s| s == 80_000).count(), 10);
 }
+
+/// The iterations at which the LR drops, over the run's real length.
+fn drops(cfg: &RunConfig) -> Vec<u64> {
+    let n = train_examples(cfg);
+    let b = cfg.train.batch_size as u64;
+    let spe = if cfg.data.drop_last {
+        n / b
+    } else {
+        n.div_ceil(b)
+    };
+    let total = if cfg.train.steps > 0 {
+        cfg.train.steps
+    } else {
+        cfg.train.epochs * spe
+    };
+    let s = Schedule::from_table(
+        &cfg.schedule,
+        RunLength {
+            steps_per_epoch: spe,
+            total_steps: total,
+        },
+    )
+    .unwrap();
+    (1..total).filter(|&k| s.lr(k) < s.lr(k - 1)).collect()
+}
+
+/// Every paper spec whose solver gives its drops in iterations (Caffe's `stepvalue`) drops at
+/// those iterations at every grid point, the training-set subsets included. Before,
+/// `superconv_table1.toml` gave them as epochs (1000, 1400 at 50 iterations an epoch), which
+/// on a 10k subset (10 iterations an epoch) came at 10k and 14k instead of 50k and 70k.
+#[test]
+fn the_papers_step_drops_come_at_the_papers_iterations() {
+    for (spec, point, want) in [
+        (
+            "papers/superconv_table1.toml",
+            "schedule=step",
+            vec![50_000, 70_000],
+        ),
+        (
+            "papers/clr_table1.toml",
+            "schedule=fixed",
+            vec![60_000, 65_000],
+        ),
+    ] {
+        let p = plan::load(&runs_dir().join(spec)).unwrap();
+        let cond = lrlab::report::paper::conditions(point).unwrap();
+        let mut seen = 0;
+        for r in p.runs.iter().filter(|r| matches(&cond, &r.labels)) {
+            let cfg = RunConfig::from_table(r.config.parse().unwrap()).unwrap();
+            assert_eq!(drops(&cfg), want, "{spec} / {}", r.name);
+            seen += 1;
+        }
+        assert!(seen > 0, "{spec}: no run matches {point}");
+    }
+    let cfg = RunConfig::load(&runs_dir().join("papers/clr_caffe_cifar10.toml"), &[]).unwrap();
+    assert_eq!(
+        drops(&cfg),
+        vec![60_000, 65_000],
+        "papers/clr_caffe_cifar10.toml"
+    );
+}
+
+/// SGDR's networks are Lasagne's: batch norm with epsilon 1e-4.
+#[test]
+fn sgdr_specs_use_lasagnes_batch_norm_epsilon() {
+    for spec in [
+        "papers/sgdr_wrn_28_10.toml",
+        "papers/sgdr_wrn_28_10_imagenet32.toml",
+    ] {
+        let cfg = RunConfig::load(&runs_dir().join(spec), &[]).unwrap();
+        assert_eq!(cfg.model.bn_eps, 1e-4, "{spec}");
+    }
+}

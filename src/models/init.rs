@@ -193,8 +193,30 @@ pub fn linear(
     )
 }
 
+thread_local! {
+    /// The ε of the batch norms being built on this thread ([`BnEps::set`]).
+    static BN_EPS: std::cell::Cell<f64> = const { std::cell::Cell::new(1e-5) };
+}
+
+/// The ε of the batch norms [`batch_norm`] builds while this guard lives (`model.bn_eps`): set
+/// once around a network's construction instead of threaded through every block's options.
+pub struct BnEps(f64);
+
+impl BnEps {
+    /// Build batch norms with ε = `eps` until the guard is dropped.
+    pub fn set(eps: f64) -> BnEps {
+        BnEps(BN_EPS.with(|e| e.replace(eps)))
+    }
+}
+
+impl Drop for BnEps {
+    fn drop(&mut self) {
+        BN_EPS.with(|e| e.set(self.0));
+    }
+}
+
 /// A 2-D batch norm over `c` channels with PyTorch's init (γ = `gamma`, normally 1; β = 0),
-/// eps 1e-5 and running-average `momentum` in the torch convention
+/// ε 1e-5 (or [`BnEps`]'s) and running-average `momentum` in the torch convention
 /// (`running = (1 − m)·running + m·batch`). Variables: `weight`, `bias` (trainable),
 /// `running_mean`, `running_var` (not trainable).
 pub fn batch_norm(p: &nn::Path, c: i64, momentum: f64, gamma: f64) -> nn::BatchNorm {
@@ -203,6 +225,7 @@ pub fn batch_norm(p: &nn::Path, c: i64, momentum: f64, gamma: f64) -> nn::BatchN
         c,
         nn::BatchNormConfig {
             momentum,
+            eps: BN_EPS.with(|e| e.get()),
             ws_init: Init::Const(gamma),
             bs_init: Init::Const(0.0),
             ..Default::default()

@@ -56,6 +56,8 @@ pub enum Shortcut {
 ///   bias-corrected, as Caffe's BatchNorm layer keeps them (it divides its accumulators by
 ///   their normaliser; torch's average starts from mean 0 / variance 1 and keeps weight fⁿ on
 ///   them). Networks with batch norm only; see [`caffe_bn_stats`].
+/// - `bn_eps` = 1e-5: the ε of every batch norm, in (0, 1) (Lasagne's 1e-4 for SGDR's code).
+///   Networks with batch norm only.
 /// - `zero_init_residual` = false: start the last BN γ of each residual branch at 0
 ///   (torchvision's option); networks whose residual branch ends in a BN only (CIFAR
 ///   ResNets, `resnet9`, torchvision ResNets).
@@ -83,6 +85,19 @@ pub struct ModelConfig {
     /// How evaluation reads the BN running statistics.
     #[serde(default)]
     pub bn_stats: BnStats,
+    /// The ε added to the batch variance in every batch norm (PyTorch's 1e-5; Lasagne's, in
+    /// SGDR's code, 1e-4). Written in `config.toml` only when not the default.
+    #[serde(default = "default_bn_eps", skip_serializing_if = "is_default_bn_eps")]
+    pub bn_eps: f64,
+}
+
+/// PyTorch's `nn.BatchNorm2d` default ε.
+fn default_bn_eps() -> f64 {
+    1e-5
+}
+
+fn is_default_bn_eps(x: &f64) -> bool {
+    *x == default_bn_eps()
 }
 
 /// How evaluation reads batch norm's running statistics (`model.bn_stats`).
@@ -150,6 +165,7 @@ impl Default for ModelConfig {
             bn_momentum: default_bn_momentum(),
             zero_init_residual: false,
             bn_stats: BnStats::Torch,
+            bn_eps: default_bn_eps(),
         }
     }
 }
@@ -330,6 +346,12 @@ impl ModelConfig {
                 self.bn_momentum
             );
         }
+        if !(self.bn_eps > 0.0 && self.bn_eps < 1.0) {
+            bail_input!("model.bn_eps = {}: must be in (0, 1)", self.bn_eps);
+        }
+        if self.bn_eps != default_bn_eps() && !arch.has_batch_norm() {
+            bail_input!("model.bn_eps = {}: {name} has no batch norm", self.bn_eps);
+        }
         if self.bn_stats != BnStats::Torch && !arch.has_batch_norm() {
             bail_input!("model.bn_stats = \"caffe\": {name} has no batch norm");
         }
@@ -381,6 +403,8 @@ pub fn build(
     }
     let arch = cfg.validate()?;
     let (bn_momentum, zero_init_residual) = (cfg.bn_momentum, cfg.zero_init_residual);
+    // Every batch norm built below takes its ε from here (one setting for the network).
+    let _eps = init::BnEps::set(cfg.bn_eps);
     let net: Box<dyn nn::ModuleT> = match arch {
         Arch::LeNet => Box::new(lenet::LeNet::new(
             path,

@@ -30,7 +30,8 @@ pub enum ClrMode {
 /// `base + (max − base) · max(0, 1 − |k / stepsize − 2c + 1|)`. The LR starts at `base_lr`, the
 /// momentum at `max_momentum`.
 ///
-/// Keys: `base_lr` (> 0), `max_lr` (>= base_lr), `step_size` (steps, integer >= 1; Smith
+/// Keys: `base_lr` (>= 0; with 0, `exp_range` scales the whole LR: `max_lr · scale · gamma^k`),
+/// `max_lr` (> 0, >= base_lr), `step_size` (steps, integer >= 1; Smith
 /// suggests 2–10 epochs of steps), `step_size_down` (steps, default `step_size`), `mode`
 /// (`triangular` | `triangular2` | `exp_range`, default `triangular`), `gamma` (in (0, 1],
 /// default 1, only with `exp_range`), `cycle_momentum` (default true), `base_momentum`
@@ -63,7 +64,10 @@ impl Clr {
     ];
 
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
-        let base_lr = keys.lr("base_lr")?;
+        // 0 is allowed, as PyTorch's CyclicLR allows it: the authors' range tests are Caffe
+        // `triangular` runs from base_lr 0 with one half-cycle over the whole run.
+        let base_lr = keys.req_f64("base_lr")?;
+        keys.ensure(base_lr >= 0.0, "base_lr", "must be >= 0")?;
         let max_lr = keys.lr("max_lr")?;
         keys.ensure(
             max_lr >= base_lr,

@@ -298,6 +298,27 @@ fn clr_triangular2_halves_the_peak_each_cycle() {
 }
 
 #[test]
+fn clr_from_zero_is_the_authors_range_test() {
+    // Caffe `triangular`, base_lr 0, stepsize = max_iter (super-convergence's range tests):
+    // the LR rises linearly from 0 to max_lr over the run, as torch's CyclicLR(0, max) does.
+    let s = sched(
+        "kind = 'clr'\nbase_lr = 0\nmax_lr = 3.0\nstep_size = 100",
+        1,
+        100,
+    );
+    for k in 0..100u64 {
+        assert_close(s.lr(k), 3.0 * k as f64 / 100.0, 1e-15);
+    }
+    // exp_range from 0 scales the whole LR.
+    let s = sched(
+        "kind = 'clr'\nbase_lr = 0\nmax_lr = 1\nstep_size = 4\nmode = 'exp_range'\ngamma = 0.5",
+        1,
+        8,
+    );
+    assert_close(s.lr(4), 0.5f64.powi(4), 1e-15);
+}
+
+#[test]
 fn clr_matches_smiths_formula_and_pytorch_values() {
     // Smith's eq.: cycle = floor(1 + it / (2 ss)), x = |it/ss - 2 cycle + 1|.
     let s = sched(

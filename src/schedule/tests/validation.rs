@@ -30,7 +30,11 @@ fn each_rule_has_its_message() {
             "schedule.step_size = 0: must be >= 1 (steps)",
         ),
         (
-            "kind = 'clr'\nbase_lr = 0.1\nmax_lr = 0.01\nstep_size = 4",
+"kind = 'clr'\nbase_lr = -0.1\nmax_lr = 0.01\nstep_size = 4",
+            "schedule.base_lr = -0.1: must be >= 0",
+        ),
+        (
+                        "kind = 'clr'\nbase_lr = 0.1\nmax_lr = 0.01\nstep_size = 4",
             "schedule.max_lr = 0.01: must be >= schedule.base_lr (0.1)",
         ),
         (
