@@ -240,3 +240,25 @@ fn sgdr_specs_use_lasagnes_batch_norm_epsilon() {
         assert_eq!(cfg.model.bn_eps, 1e-4, "{spec}");
     }
 }
+
+/// `disciplined_resnet56.toml` says "setup as superconv_resnet56.toml": every setting the
+/// latter takes from the authors' Caffe files is the same in every run of the former.
+#[test]
+fn the_disciplined_spec_has_the_super_convergence_setup() {
+    let sc = RunConfig::load(&runs_dir().join("papers/superconv_resnet56.toml"), &[]).unwrap();
+    let p = plan::load(&runs_dir().join("papers/disciplined_resnet56.toml")).unwrap();
+    for r in &p.runs {
+        let c = RunConfig::from_table(r.config.parse().unwrap()).unwrap();
+        assert_eq!(c.data.input_scale, sc.data.input_scale, "{}", r.name);
+        assert_eq!(c.data.normalize, sc.data.normalize, "{}", r.name);
+        assert_eq!(c.model.bn_momentum, sc.model.bn_momentum, "{}", r.name);
+        assert_eq!(c.model.bn_stats, sc.model.bn_stats, "{}", r.name);
+        assert_eq!(c.optim.bias_lr_mult, sc.optim.bias_lr_mult, "{}", r.name);
+        assert_eq!(
+            c.optim.bias_decay_mult, sc.optim.bias_decay_mult,
+            "{}",
+            r.name
+        );
+        assert_eq!(c.optim.wd_scope, sc.optim.wd_scope, "{}", r.name);
+    }
+}
