@@ -203,7 +203,7 @@ pub fn run_ramp(
             accuracy.push((
                 step - 1,
                 lr,
-                held_out_accuracy(model, setup, fc.eval_batches)?,
+                held_out_accuracy(cfg, vs, model, setup, fc.eval_batches, step)?,
             ));
         }
         avg = fc.beta * avg + (1.0 - fc.beta) * l;
@@ -293,14 +293,36 @@ pub fn run_ramp(
     })
 }
 
-fn held_out_accuracy(model: &crate::models::Model, setup: &Setup, batches: usize) -> Result<f64> {
+/// Accuracy on the first `batches` evaluation batches (0: all) after `step` optimizer steps,
+/// read as the run's evaluation reads it: with Caffe's bias-corrected batch-norm statistics
+/// under `model.bn_stats = "caffe"` (put back afterwards) and in bf16 where the run is.
+fn held_out_accuracy(
+    cfg: &RunConfig,
+    vs: &tch::nn::VarStore,
+    model: &crate::models::Model,
+    setup: &Setup,
+    batches: usize,
+    step: u64,
+) -> Result<f64> {
+    let saved = match cfg.model.bn_stats {
+        crate::models::BnStats::Caffe => {
+            crate::models::caffe_bn_stats(vs, cfg.model.bn_momentum, step)
+        }
+        crate::models::BnStats::Torch => Vec::new(),
+    };
+    let acc = held_out_sums(model, setup, batches);
+    crate::models::restore_vars(vs, &saved);
+    acc
+}
+
+fn held_out_sums(model: &crate::models::Model, setup: &Setup, batches: usize) -> Result<f64> {
     let _guard = tch::no_grad_guard();
     let limit = if batches == 0 { usize::MAX } else { batches };
     let mut correct = 0.0;
     let mut seen = 0.0;
     for batch in setup.data.eval.epoch(0, 0).take(limit) {
         let batch = batch?;
-        let logits = model.net.forward_t(&batch.images, false);
+        let logits = tch::autocast(setup.bf16, || model.net.forward_t(&batch.images, false));
         correct += f64::try_from(
             logits
                 .argmax(1, false)
