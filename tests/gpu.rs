@@ -108,6 +108,7 @@ fn training_steps_on_cuda_follow_the_cpu_ones() {
             images: b.images.to_device(dev),
             labels: b.labels.to_device(dev),
             index: b.index,
+            part: b.part,
         };
         let local = &GradSync::Local;
         let (cl, _) = train_step(

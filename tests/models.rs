@@ -857,3 +857,46 @@ fn bn_eps_is_the_batch_norms_epsilon() {
     let (a, b) = (out(1e-5), out(0.5));
     assert!(f64::try_from((a - b).abs().max()).unwrap() > 1e-3);
 }
+
+/// Dropout over the parts of a batch (the ranks of a multi-process run, each seeded alike
+/// for the step) equals libtorch's dropout of the whole batch, row for row, in both layouts:
+/// each part keeps its rows of the whole batch's mask. Before, every rank drew its own mask
+/// from the same seed, so the masks repeated across the ranks' shares.
+#[test]
+fn dropout_over_the_parts_of_a_batch_is_the_whole_batchs() {
+    use lrlab::models::init::{dropout, BatchPart};
+    let _g = rng_lock();
+    tch::manual_seed(5);
+    let whole = Tensor::randn([6, 3, 4, 4], (Kind::Float, Device::Cpu));
+    for layout in [whole.shallow_clone(), channels_last(&whole)] {
+        tch::manual_seed(11);
+        let want = layout.dropout(0.3, true);
+        for (first, n) in [(0, 3), (3, 3), (2, 2)] {
+            tch::manual_seed(11);
+            let part = layout.narrow(0, first, n).contiguous();
+            let part = if layout.is_contiguous() {
+                part
+            } else {
+                channels_last(&part)
+            };
+            let got = {
+                let _p = BatchPart::set((first as usize, 6));
+                dropout(&part, 0.3, true)
+            };
+            assert_eq!(
+                f64::try_from((got - want.narrow(0, first, n)).abs().max()).unwrap(),
+                0.0,
+                "rows {first}..{}",
+                first + n
+            );
+        }
+        // The whole batch, and evaluation, are libtorch's own dropout.
+        tch::manual_seed(11);
+        let all = {
+            let _p = BatchPart::set((0, 6));
+            dropout(&layout, 0.3, true)
+        };
+        assert!(all.equal(&want));
+        assert!(dropout(&layout, 0.3, false).equal(&layout));
+    }
+}

@@ -77,6 +77,10 @@ pub struct Batch {
     pub labels: Tensor,
     /// Index of this batch within its epoch (a resumed epoch continues at `index + 1`).
     pub index: usize,
+    /// Where these rows sit in the whole batch of a multi-process run: `(first row, rows of
+    /// the whole batch)`; `(0, N)` in one process. Dropout draws the whole batch's mask and
+    /// takes these rows, so that the ranks' masks are the one process's.
+    pub part: (usize, usize),
 }
 
 impl Loader {
@@ -298,6 +302,8 @@ impl Loader {
 /// A batch as prepared by a worker.
 struct RawBatch {
     index: usize,
+    /// See [`Batch::part`].
+    part: (usize, usize),
     pixels: Vec<u8>,
     labels: Vec<i64>,
     /// `PadMode::Mean` and cutout: per example, 1 where the pixel reads 0 after normalising,
@@ -345,6 +351,7 @@ impl Worker {
         // A rank of a multi-process run takes its consecutive part of the batch.
         let n = hi - lo;
         let (rank, world) = plan.shard;
+        let part = (n * rank / world, n);
         let (lo, hi) = (lo + n * rank / world, lo + n * (rank + 1) / world);
         pixels.resize((hi - lo) * chw, 0);
         let mut labels = Vec::with_capacity(hi - lo);
@@ -410,6 +417,7 @@ impl Worker {
         mask.truncate(labels.len() * h * w);
         Ok(RawBatch {
             index: b,
+            part,
             pixels,
             labels,
             pad_mask: masked.then_some(mask),
@@ -488,6 +496,7 @@ impl BatchIter {
             images,
             labels: y,
             index: raw.index,
+            part: raw.part,
         })
     }
 }

@@ -17,6 +17,7 @@
 
 use tch::nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use tch::nn::{self, Init};
+use tch::Tensor;
 
 /// How a conv or linear weight is drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -196,6 +197,53 @@ pub fn linear(
 thread_local! {
     /// The ε of the batch norms being built on this thread ([`BnEps::set`]).
     static BN_EPS: std::cell::Cell<f64> = const { std::cell::Cell::new(1e-5) };
+}
+
+thread_local! {
+    /// The rows of the whole batch this process computes: `(first row, rows of the whole
+    /// batch)`, set per step by the training loop ([`BatchPart::set`]); `None` in one process.
+    static BATCH_PART: std::cell::Cell<Option<(usize, usize)>> = const { std::cell::Cell::new(None) };
+}
+
+/// While this guard lives, [`dropout`] draws the mask of the whole batch and keeps the rows
+/// `part = (first row, whole batch's rows)`: a rank of a multi-process run then drops what
+/// the one-process run drops (its generator is seeded alike for the step), instead of
+/// repeating its own mask in every rank's share.
+pub struct BatchPart(Option<(usize, usize)>);
+
+impl BatchPart {
+    /// The rows of the whole batch that the coming forward pass computes.
+    pub fn set(part: (usize, usize)) -> BatchPart {
+        BatchPart(BATCH_PART.with(|p| p.replace(Some(part))))
+    }
+}
+
+impl Drop for BatchPart {
+    fn drop(&mut self) {
+        BATCH_PART.with(|p| p.set(self.0));
+    }
+}
+
+/// Dropout with probability `p` in training: libtorch's own op (`x · bernoulli(1 − p) /
+/// (1 − p)`) on the whole batch in one process; in a part of a batch ([`BatchPart`]) the same
+/// ops on a mask drawn for the whole batch, laid out as `x` is, of which this part's rows
+/// are kept: the same draws, in the same order, as the one process makes.
+pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
+    let part = BATCH_PART.with(|b| b.get());
+    let n = x.size()[0] as usize;
+    match part {
+        Some((first, whole)) if train && p > 0.0 && (first, whole) != (0, n) => {
+            let mut shape = x.size();
+            shape[0] = whole as i64;
+            // The per-example strides are the part's (channels-last or not), as libtorch's
+            // empty_like of the whole batch would have them.
+            let mut noise = Tensor::empty_strided(&shape, x.stride(), (x.kind(), x.device()));
+            let _ = noise.bernoulli_float_(1.0 - p);
+            let _ = noise.g_div_scalar_(1.0 - p);
+            x * noise.narrow(0, first as i64, n as i64)
+        }
+        _ => x.dropout(p, train),
+    }
 }
 
 /// The ε of the batch norms [`batch_norm`] builds while this guard lives (`model.bn_eps`): set

@@ -61,7 +61,7 @@ impl WideBlock {
         let o = xs.apply_t(&self.bn1, train).relu();
         let mut y = o.apply(&self.conv1).apply_t(&self.bn2, train).relu();
         if self.dropout > 0.0 {
-            y = y.dropout(self.dropout, train);
+            y = super::init::dropout(&y, self.dropout, train);
         }
         let y = y.apply(&self.conv2);
         match &self.shortcut {

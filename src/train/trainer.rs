@@ -197,6 +197,8 @@ fn step_loss(
     step: u64,
 ) -> (Tensor, Tensor) {
     tch::manual_seed(step_seed(cfg.train.seed, step));
+    // A rank's dropout keeps its rows of the whole batch's mask.
+    let _part = models::init::BatchPart::set(batch.part);
     let logits = tch::autocast(bf16, || model.net.forward_t(&batch.images, true));
     let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
         &batch.labels,
