@@ -49,9 +49,9 @@ fn train_examples(cfg: &RunConfig) -> u64 {
     }
 }
 
-/// Build the run's schedule for its real length, with `"auto"` values (chosen by a range test
-/// at run time) replaced by plausible numbers.
-fn check_schedule(cfg: &RunConfig, what: &str) {
+/// The run's real length: steps per epoch from the official split size, the batch size and
+/// `drop_last`; `train.steps` or `train.epochs` of them.
+fn run_length(cfg: &RunConfig) -> RunLength {
     let n = train_examples(cfg);
     let b = cfg.train.batch_size as u64;
     let spe = if cfg.data.drop_last {
@@ -64,15 +64,21 @@ fn check_schedule(cfg: &RunConfig, what: &str) {
     } else {
         cfg.train.epochs * spe
     };
+    RunLength {
+        steps_per_epoch: spe,
+        total_steps: total,
+    }
+}
+
+/// Build the run's schedule for its real length, with `"auto"` values (chosen by a range test
+/// at run time) replaced by plausible numbers.
+fn check_schedule(cfg: &RunConfig, what: &str) {
     let mut table = cfg.schedule.clone();
     for k in lrlab::lr_find::auto_keys(&table) {
         let v = if k == "base_lr" { 0.001 } else { 0.1 };
         table.insert(k, toml::Value::Float(v));
     }
-    let len = RunLength {
-        steps_per_epoch: spe,
-        total_steps: total,
-    };
+    let len = run_length(cfg);
     if let Err(e) = Schedule::from_table(&table, len) {
         panic!("{what}: schedule does not build for {len:?}: {e:#}");
     }
@@ -170,27 +176,11 @@ fn paper_tables_have_the_papers_shape() {
 
 /// The iterations at which the LR drops, over the run's real length.
 fn drops(cfg: &RunConfig) -> Vec<u64> {
-    let n = train_examples(cfg);
-    let b = cfg.train.batch_size as u64;
-    let spe = if cfg.data.drop_last {
-        n / b
-    } else {
-        n.div_ceil(b)
-    };
-    let total = if cfg.train.steps > 0 {
-        cfg.train.steps
-    } else {
-        cfg.train.epochs * spe
-    };
-    let s = Schedule::from_table(
-        &cfg.schedule,
-        RunLength {
-            steps_per_epoch: spe,
-            total_steps: total,
-        },
-    )
-    .unwrap();
-    (1..total).filter(|&k| s.lr(k) < s.lr(k - 1)).collect()
+    let len = run_length(cfg);
+    let s = Schedule::from_table(&cfg.schedule, len).unwrap();
+    (1..len.total_steps)
+        .filter(|&k| s.lr(k) < s.lr(k - 1))
+        .collect()
 }
 
 /// Every paper spec whose solver gives its drops in iterations (Caffe's `stepvalue`) drops at

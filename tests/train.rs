@@ -40,6 +40,17 @@ fn run(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `lrlab train CFG --out OUT --quiet`.
+fn train_quiet(cfg: &Path, out: &Path) -> Output {
+    run(&[
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ])
+}
+
 fn status(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("status.json")).unwrap()).unwrap()
 }
@@ -395,13 +406,7 @@ fn divergence_is_a_result() {
         &synthetic(2, "kind = \"constant\"\nlr = 1000.0\n"),
     );
     let out = t.path().join("run");
-    let r = run(&[
-        "train",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let r = train_quiet(&cfg, &out);
     ok(&r);
     let s = status(&out);
     assert_eq!(s["status"], "diverged", "{s}");
@@ -520,13 +525,7 @@ fn a_folder_lrlab_did_not_create_is_not_written_into() {
     std::fs::write(out.join("steps.csv"), "step,loss\n0,2.3\n").unwrap();
     std::fs::write(out.join("status.json"), "{\"state\": \"mine\"}\n").unwrap();
     let before = tree(&out);
-    let r = run(&[
-        "train",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let r = train_quiet(&cfg, &out);
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(2), "{err}");
     assert!(
@@ -549,13 +548,7 @@ fn a_folder_lrlab_did_not_create_is_not_written_into() {
         "plain.toml",
         &synthetic(1, "kind = \"constant\"\nlr = 0.01\n"),
     );
-    let r = run(&[
-        "train",
-        cfg.to_str().unwrap(),
-        "--out",
-        other.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let r = train_quiet(&cfg, &other);
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(2), "{err}");
     assert!(err.contains("not an lrlab run config"), "{err}");
@@ -565,20 +558,8 @@ fn a_folder_lrlab_did_not_create_is_not_written_into() {
     let planned = t.path().join("planned");
     std::fs::create_dir(&planned).unwrap();
     std::fs::copy(&cfg, planned.join("config.toml")).unwrap();
-    ok(&run(&[
-        "train",
-        cfg.to_str().unwrap(),
-        "--out",
-        planned.to_str().unwrap(),
-        "--quiet",
-    ]));
-    ok(&run(&[
-        "train",
-        cfg.to_str().unwrap(),
-        "--out",
-        planned.to_str().unwrap(),
-        "--quiet",
-    ]));
+    ok(&train_quiet(&cfg, &planned));
+    ok(&train_quiet(&cfg, &planned));
 }
 
 #[test]
@@ -590,13 +571,7 @@ fn a_different_config_cannot_reuse_a_run_folder() {
         &synthetic(1, "kind = \"constant\"\nlr = 0.01\n"),
     );
     let out = t.path().join("run");
-    ok(&run(&[
-        "train",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]));
+    ok(&train_quiet(&cfg, &out));
     let r = run(&[
         "train",
         cfg.to_str().unwrap(),
@@ -663,13 +638,7 @@ max_lr = 0.02
 "#,
     );
     let out = t.path().join("run");
-    let o = run(&[
-        "train",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let o = train_quiet(&cfg, &out);
     ok(&o);
     // Evaluated on the validation split: the lines and the report name it, not "test".
     let err = String::from_utf8_lossy(&o.stderr);
@@ -715,20 +684,8 @@ fn the_hf_lr_estimate_changes_nothing_in_the_training() {
         &base.replace("seed = 3\n", "seed = 3\nhf_lr_every = 3\n"),
     );
     let (a, b) = (t.path().join("plain"), t.path().join("hf"));
-    ok(&run(&[
-        "train",
-        plain.to_str().unwrap(),
-        "--out",
-        a.to_str().unwrap(),
-        "--quiet",
-    ]));
-    ok(&run(&[
-        "train",
-        with.to_str().unwrap(),
-        "--out",
-        b.to_str().unwrap(),
-        "--quiet",
-    ]));
+    ok(&train_quiet(&plain, &a));
+    ok(&train_quiet(&with, &b));
     for f in ["steps.csv", "epochs.csv"] {
         assert_eq!(
             without_time(&a.join(f)),

@@ -409,14 +409,6 @@ pub fn mark_reference(fig: &mut Figure, points: &[Point], runs: &[Run], acc: f64
 
 /// The range-test figure.
 pub fn range_test(title: &str, rt: &RangeTest, log_y: bool) -> Figure {
-    let lo = rt
-        .lr
-        .iter()
-        .copied()
-        .filter(|v| *v > 0.0)
-        .fold(f64::INFINITY, f64::min);
-    let hi = rt.lr.iter().copied().fold(0.0, f64::max);
-    let log_x = lo.is_finite() && hi / lo >= 20.0;
     let smooth = rt.smoothed.as_deref();
     let shown = smooth.unwrap_or(&rt.loss);
     let y_range = loss_range(&rt.loss, shown, log_y);
@@ -528,17 +520,29 @@ pub fn range_test(title: &str, rt: &RangeTest, log_y: bool) -> Figure {
     Figure {
         title: title.to_string(),
         subtitle,
-        x: Axis {
-            label: if log_x {
-                "learning rate (log scale)".into()
-            } else {
-                "learning rate".into()
-            },
-            log: log_x,
-            range: None,
-        },
+        x: lr_axis(rt.lr.iter().copied()),
         panels,
         legend,
+    }
+}
+
+/// The learning-rate axis of range tests over `lrs`: logarithmic when they span a factor of
+/// 20 or more.
+fn lr_axis(lrs: impl Iterator<Item = f64> + Clone) -> Axis {
+    let lo = lrs
+        .clone()
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let hi = lrs.fold(0.0, f64::max);
+    let log = lo.is_finite() && hi / lo >= 20.0;
+    Axis {
+        label: if log {
+            "learning rate (log scale)".into()
+        } else {
+            "learning rate".into()
+        },
+        log,
+        range: None,
     }
 }
 
@@ -552,13 +556,6 @@ pub fn range_tests(title: &str, tests: &[(String, RangeTest)], log_y: bool) -> F
     let curve = |rt: &RangeTest| rt.smoothed.clone().unwrap_or_else(|| rt.loss.clone());
     let raw: Vec<f64> = tests.iter().flat_map(|(_, rt)| rt.loss.clone()).collect();
     let shown: Vec<f64> = tests.iter().flat_map(|(_, rt)| curve(rt)).collect();
-    let lrs = tests.iter().flat_map(|(_, rt)| rt.lr.iter().copied());
-    let lo = lrs
-        .clone()
-        .filter(|v| *v > 0.0)
-        .fold(f64::INFINITY, f64::min);
-    let hi = lrs.fold(0.0, f64::max);
-    let log_x = lo.is_finite() && hi / lo >= 20.0;
     let mut panel = Panel {
         y: Axis {
             label: if log_y {
@@ -602,15 +599,7 @@ pub fn range_tests(title: &str, tests: &[(String, RangeTest)], log_y: bool) -> F
     Figure {
         title: title.to_string(),
         subtitle: format!("{} seeds, one range test each", tests.len()),
-        x: Axis {
-            label: if log_x {
-                "learning rate (log scale)".into()
-            } else {
-                "learning rate".into()
-            },
-            log: log_x,
-            range: None,
-        },
+        x: lr_axis(tests.iter().flat_map(|(_, rt)| rt.lr.iter().copied())),
         panels: vec![panel],
         legend,
     }
