@@ -166,13 +166,7 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
     }
     if !quiet {
         let (threads, why) = match cfg.train.threads {
-            0 => match std::env::var("OMP_NUM_THREADS")
-                .ok()
-                .filter(|v| !v.is_empty())
-            {
-                Some(v) => (v.parse().unwrap_or(1), format!("OMP_NUM_THREADS={v}")),
-                None => ((cores / nproc).max(1), format!("a share of {cores} cores")),
-            },
+            0 => rank_threads(nproc),
             t => (t, "train.threads".to_string()),
         };
         eprintln!(
@@ -189,6 +183,19 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
     argv.push(out.into());
     let (code, _) = spawn_ranks(&argv, nproc, |rank| quiet || rank > 0, false)?;
     Ok(code)
+}
+
+/// The threads of each of `nproc` local ranks when `train.threads = 0`, and why:
+/// `OMP_NUM_THREADS` when the user set it (as under torchrun), else an equal share of the
+/// cores.
+fn rank_threads(nproc: usize) -> (usize, String) {
+    match crate::train::device::omp_threads() {
+        Some(n) => (n, format!("OMP_NUM_THREADS={n}")),
+        None => {
+            let cores = crate::train::device::available_cores();
+            ((cores / nproc).max(1), format!("a share of {cores} cores"))
+        }
+    }
 }
 
 /// Start `nproc` ranks of this program with arguments `argv` (plus `--quiet` where `quiet`
@@ -220,13 +227,7 @@ pub fn spawn_ranks(
     // Rank 0 inherits the bound socket.
     // SAFETY: fcntl on a descriptor this process owns.
     unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
-    let cores = crate::train::device::available_cores();
-    // OMP_NUM_THREADS, when the user set it, is the threads of each rank (as under torchrun).
-    let omp = std::env::var("OMP_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0);
-    let threads = omp.unwrap_or((cores / nproc).max(1));
+    let (threads, _) = rank_threads(nproc);
     let exe = std::env::current_exe()?;
     let mut children = Vec::with_capacity(nproc);
     for rank in 0..nproc {

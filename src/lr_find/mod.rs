@@ -304,12 +304,7 @@ fn held_out_accuracy(
     batches: usize,
     step: u64,
 ) -> Result<f64> {
-    let saved = match cfg.model.bn_stats {
-        crate::models::BnStats::Caffe => {
-            crate::models::caffe_bn_stats(vs, cfg.model.bn_momentum, step)
-        }
-        crate::models::BnStats::Torch => Vec::new(),
-    };
+    let saved = crate::models::eval_bn_stats(vs, &cfg.model, step);
     let acc = held_out_sums(model, setup, batches);
     crate::models::restore_vars(vs, &saved);
     acc

@@ -138,6 +138,16 @@ pub fn caffe_bn_stats(vs: &nn::VarStore, momentum: f64, n: u64) -> Vec<(String, 
     saved
 }
 
+/// Put in place the batch-norm statistics that evaluation after `n` training steps reads:
+/// Caffe's bias-corrected ones under `bn_stats = "caffe"` ([`caffe_bn_stats`]), torch's own
+/// otherwise. Returns what [`restore_vars`] puts back afterwards (empty when nothing changed).
+pub fn eval_bn_stats(vs: &nn::VarStore, cfg: &ModelConfig, n: u64) -> Vec<(String, Tensor)> {
+    match cfg.bn_stats {
+        BnStats::Caffe => caffe_bn_stats(vs, cfg.bn_momentum, n),
+        BnStats::Torch => Vec::new(),
+    }
+}
+
 /// Copy saved values back into the variables of `vs` they were taken from.
 pub fn restore_vars(vs: &nn::VarStore, saved: &[(String, Tensor)]) {
     let now = vs.variables();

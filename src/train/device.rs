@@ -35,12 +35,18 @@ fn env_count(name: &str) -> Option<usize> {
         .filter(|&n| n > 0)
 }
 
+/// `OMP_NUM_THREADS` when it is set to a whole number >= 1 (PyTorch's and torchrun's
+/// per-process thread count).
+pub fn omp_threads() -> Option<usize> {
+    env_count("OMP_NUM_THREADS")
+}
+
 /// The intra-op threads `train.threads = 0` means: in a rank that `lrlab train --nproc N`
 /// started, its share of the cores (`LRLAB_RANK_THREADS`); else `OMP_NUM_THREADS` when set,
 /// as PyTorch honours it (torchrun sets it to 1 for each rank); else every available core.
 pub fn default_threads() -> usize {
     env_count("LRLAB_RANK_THREADS")
-        .or_else(|| env_count("OMP_NUM_THREADS"))
+        .or_else(omp_threads)
         .unwrap_or_else(available_cores)
 }
 

@@ -1176,10 +1176,7 @@ impl Loop<'_> {
     /// `model.bn_stats = "caffe"`: the checkpoint keeps torch's).
     fn evaluate(&self, step: u64) -> Result<Metrics> {
         let (vs, cfg, setup) = (&self.vs, self.cfg, &self.setup);
-        let saved = match cfg.model.bn_stats {
-            models::BnStats::Caffe => models::caffe_bn_stats(vs, cfg.model.bn_momentum, step),
-            models::BnStats::Torch => Vec::new(),
-        };
+        let saved = models::eval_bn_stats(vs, &cfg.model, step);
         let m = match self.group {
             None => tch::autocast(setup.bf16, || {
                 evaluate(self.model.net.as_ref(), &setup.data.eval)
