@@ -9,8 +9,9 @@
 #   scripts/reproduce_cpu.sh                       # all of them (about an hour on 2 cores)
 #   scripts/reproduce_cpu.sh runs/cpu/sgdr.toml    # one
 #
-# runs/cpu/hf_lr.toml is a run config, not a sweep: `lrlab hf-lr` writes the super-convergence
-# paper's Hessian-free estimates of its first 297 iterations into results/cpu/hf_lr/.
+# runs/cpu/hf_lr.toml and hf_lr_stride10.toml are run configs, not sweeps: `lrlab hf-lr` writes
+# the super-convergence paper's Hessian-free estimates (the authors' two scripts' windows) into
+# results/cpu/hf_lr/ and results/cpu/hf_lr_stride10/.
 #
 # Environment: LRLAB (the binary, default target/release/lrlab), OUT (sweep folders, default
 # out), RESULTS (default results/cpu), JOBS (runs at once, default 2).
@@ -20,14 +21,20 @@ OUT=${OUT:-out}
 RESULTS=${RESULTS:-results/cpu}
 JOBS=${JOBS:-2}
 specs=("$@")
-[ ${#specs[@]} -gt 0 ] || specs=(runs/cpu/super_convergence.toml runs/cpu/sgdr.toml runs/cpu/clr.toml runs/cpu/hf_lr.toml)
+[ ${#specs[@]} -gt 0 ] || specs=(runs/cpu/super_convergence.toml runs/cpu/sgdr.toml runs/cpu/clr.toml runs/cpu/hf_lr.toml runs/cpu/hf_lr_stride10.toml)
 
 for spec in "${specs[@]}"; do
-    if [ "$(basename "$spec")" = hf_lr.toml ]; then
-        echo "== $spec -> $RESULTS/hf_lr"
-        "$LRLAB" hf-lr "$spec" --steps 297 --every 1 --out "$RESULTS/hf_lr" >/dev/null
-        cp "$spec" "$RESULTS/hf_lr/"
-        "$LRLAB" report "$RESULTS/hf_lr" >/dev/null
+    base=$(basename "$spec" .toml)
+    case "$base" in
+        hf_lr) hf=(--steps 299 --every 1) ;;            # windows 1-297, as L2TermComputation3.py
+        hf_lr_stride10) hf=(--steps 310 --every 10) ;;  # windows 10-290, as L2TermComputation4.py
+        *) hf=() ;;
+    esac
+    if [ ${#hf[@]} -gt 0 ]; then
+        echo "== $spec -> $RESULTS/$base"
+        "$LRLAB" hf-lr "$spec" "${hf[@]}" --out "$RESULTS/$base" >/dev/null
+        cp "$spec" "$RESULTS/$base/"
+        "$LRLAB" report "$RESULTS/$base" >/dev/null
         continue
     fi
     name=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$spec" | head -1)

@@ -136,9 +136,18 @@ struct HfLrArgs {
     /// Steps to train (the authors' curve: iterations 1-297 of their run).
     #[arg(long, default_value_t = 300)]
     steps: u64,
-    /// A window (two consecutive steps) every this many steps; 1 = the authors' curve.
+    /// A window every this many steps, from step 1 on; 1 = the authors' curve.
     #[arg(long, default_value_t = 1)]
     every: u64,
+    /// Spacing of a window's three iterates [default: the config's train.hf_lr_stride, 1];
+    /// 10 with --every 10 = the authors' L2TermComputation4.py.
+    #[arg(long)]
+    stride: Option<u64>,
+    /// Sum over the trainable parameters only, or also log the sum over every Caffe blob
+    /// (batch norm's accumulators) as the authors' script did [default: the config's
+    /// train.hf_lr_blobs, trainable].
+    #[arg(long, value_parser = ["trainable", "caffe"])]
+    blobs: Option<String>,
     /// Output folder [default: out/<config stem>-hf_lr].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -537,7 +546,14 @@ fn find_lr(a: FindLrArgs) -> anyhow::Result<()> {
 }
 
 fn hf_lr(a: HfLrArgs) -> anyhow::Result<()> {
-    let cfg = lrlab::config::RunConfig::load(&a.config, &a.set)?;
+    let mut set = a.set.clone();
+    if let Some(k) = a.stride {
+        set.push(format!("train.hf_lr_stride={k}"));
+    }
+    if let Some(b) = &a.blobs {
+        set.push(format!("train.hf_lr_blobs=\"{b}\""));
+    }
+    let cfg = lrlab::config::RunConfig::load(&a.config, &set)?;
     let out = a
         .out
         .unwrap_or_else(|| lrlab::train::trainer::default_out(&a.config, "-hf_lr"));
@@ -547,12 +563,15 @@ fn hf_lr(a: HfLrArgs) -> anyhow::Result<()> {
         eprintln!("stopped early: {why}");
     }
     let paths = lrlab::report::plot_dir(&out, None, lrlab::report::FigureOptions::default())?;
-    println!("step,lr,hf_lr,hf_lr_ema,curvature_lr");
+    let caffe = cfg.train.hf_lr_blobs == lrlab::config::HfBlobs::Caffe;
+    println!(
+        "{}",
+        lrlab::train::hf_lr::header(caffe).replacen(",epoch", "", 1)
+    );
     for e in &r.estimates {
-        println!(
-            "{},{},{},{},{}",
-            e.step, e.lr, e.hf_lr, e.hf_lr_ema, e.curvature_lr
-        );
+        let mut f = e.fields(r.steps_per_epoch);
+        f.remove(1);
+        println!("{}", f.join(","));
     }
     for p in paths {
         eprintln!("{}", p.display());

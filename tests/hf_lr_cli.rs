@@ -44,25 +44,36 @@ fn the_command_gives_the_estimates_a_training_logs() {
         "20",
         "--every",
         "2",
+        "--stride",
+        "2",
+        "--blobs",
+        "caffe",
         "--out",
         s(&hf),
     ]);
     ok(&o);
-    // The training, with the estimates every 2 steps over all of its 48 steps.
+    // The training, with the estimates every 2 steps (iterates 2 apart, the Caffe blobs' sum
+    // beside) over all of its 48 steps.
     let run = t.path().join("run");
     ok(&lrlab(&[
         "train",
         s(&cfg),
         "--set",
         "train.hf_lr_every=2",
+        "--set",
+        "train.hf_lr_stride=2",
+        "--set",
+        "train.hf_lr_blobs=caffe",
         "--out",
         s(&run),
         "--quiet",
     ]));
     let ours = std::fs::read_to_string(hf.join("hf_lr.csv")).unwrap();
     let trained = std::fs::read_to_string(run.join("hf_lr.csv")).unwrap();
-    // Windows 0, 2, ..., 18 (a window needs its step and the next: 20 steps).
-    assert_eq!(ours.lines().count(), 1 + 10, "{ours}");
+    // Windows 2, 4, ..., 16 (from step 1 on, as the authors; a window needs θ_{s+4}: 20
+    // steps).
+    assert_eq!(ours.lines().count(), 1 + 8, "{ours}");
+    assert!(ours.starts_with("step,epoch,lr,hf_lr,hf_lr_ema,curvature_lr,hf_lr_caffe,"));
     let n = ours.lines().count();
     assert_eq!(
         ours.lines().collect::<Vec<_>>(),
@@ -72,7 +83,7 @@ fn the_command_gives_the_estimates_a_training_logs() {
     let layers = std::fs::read_to_string(hf.join("hf_lr_layers.csv")).unwrap();
     let trained_layers = std::fs::read_to_string(run.join("hf_lr_layers.csv")).unwrap();
     let m = layers.lines().count();
-    assert_eq!(m, 1 + 10 * 39);
+    assert_eq!(m, 1 + 8 * 39);
     assert_eq!(
         layers.lines().collect::<Vec<_>>(),
         trained_layers.lines().take(m).collect::<Vec<_>>()
@@ -90,17 +101,21 @@ fn the_command_gives_the_estimates_a_training_logs() {
         lr(&run.join("steps.csv"))[..21].to_vec()
     );
     // stdout: one line per window; the figure is drawn.
-    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1 + 10);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1 + 8);
     assert!(hf.join("figures/hf_lr.svg").exists() && hf.join("figures/hf_lr.png").exists());
     let cfg_written = std::fs::read_to_string(hf.join("config.toml")).unwrap();
-    assert!(cfg_written.contains("hf_lr_every = 2"), "{cfg_written}");
+    assert!(
+        cfg_written.contains("hf_lr_every = 2\nhf_lr_stride = 2\nhf_lr_blobs = \"caffe\""),
+        "{cfg_written}"
+    );
 
     // The report of the hf-lr folder, and of the run folder, hold the estimates' table.
     ok(&lrlab(&["report", s(&hf)]));
     let report = std::fs::read_to_string(hf.join("report.md")).unwrap();
     assert!(
         report.contains("## Hessian-free estimates of the optimal learning rate")
-            && report.contains("| early | 0–2 |")
+            && report.contains("| early | 2–4 |")
+            && report.contains("every Caffe blob: finite difference (median)")
             && report.contains("figures/hf_lr.png"),
         "{report}"
     );
@@ -119,7 +134,15 @@ fn bad_flags_are_input_errors_and_write_nothing() {
     let out = t.path().join("hf");
     for (args, expect) in [
         (vec!["--every", "0"], "--every 0: must be >= 1"),
-        (vec!["--steps", "1"], "--steps 1: must be >= 2"),
+        (vec!["--steps", "2"], "--steps 2: must be >= 3"),
+        (
+            vec!["--steps", "20", "--stride", "10"],
+            "--steps 20: must be >= 21",
+        ),
+        (
+            vec!["--stride", "0"],
+            "train.hf_lr_stride = 0: must be >= 1",
+        ),
         (
             vec!["--steps", "49"],
             "--steps 49: the config's run has only 48 steps",

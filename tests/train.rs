@@ -157,12 +157,12 @@ fn steps_csv_holds_the_schedule_values() {
 
 /// Train the reference run, then the same run interrupted by `signal` once its progress
 /// passes `after`, resumed; the CSVs must be identical (time columns aside), the Hessian-free
-/// LR estimate's (`train.hf_lr_every = hf_every`) included.
-fn interrupted_equals_uninterrupted(signal: i32, wait_for: &str, hf_every: u64) {
+/// LR estimate's (`train.hf_lr_every = hf_every`, iterates `hf_stride` apart) included.
+fn interrupted_equals_uninterrupted(signal: i32, wait_for: &str, hf_every: u64, hf_stride: u64) {
     interrupted_equals_uninterrupted_with(
         signal,
         wait_for,
-        hf_every,
+        (hf_every, hf_stride),
         "kind = \"sgdr\"\nlr_max = 0.01\nlr_min = 0.0\nt_0 = 1\nt_mult = 2\n",
     );
 }
@@ -171,7 +171,7 @@ fn interrupted_equals_uninterrupted(signal: i32, wait_for: &str, hf_every: u64) 
 fn interrupted_equals_uninterrupted_with(
     signal: i32,
     wait_for: &str,
-    hf_every: u64,
+    (hf_every, hf_stride): (u64, u64),
     schedule: &str,
 ) -> std::path::PathBuf {
     let t = tempfile::tempdir().unwrap();
@@ -180,7 +180,7 @@ fn interrupted_equals_uninterrupted_with(
         "run.toml",
         &synthetic(6, schedule).replace(
             "seed = 3\n",
-            &format!("seed = 3\nhf_lr_every = {hf_every}\n"),
+            &format!("seed = 3\nhf_lr_every = {hf_every}\nhf_lr_stride = {hf_stride}\n"),
         ),
     );
     let cfg = cfg.to_str().unwrap();
@@ -252,7 +252,9 @@ fn interrupted_equals_uninterrupted_with(
     let hf = std::fs::read_to_string(reference.join("hf_lr.csv")).unwrap();
     assert_eq!(
         hf.lines().count() as u64,
-        1 + (0..6 * 16 - 1).filter(|s| s % hf_every == 0).count() as u64,
+        1 + (1..=6 * 16 - 2 * hf_stride)
+            .filter(|s| s % hf_every == 0)
+            .count() as u64,
         "one row per window"
     );
     for f in ["hf_lr.csv", "hf_lr_layers.csv"] {
@@ -272,7 +274,7 @@ fn interrupted_equals_uninterrupted_with(
 
 #[test]
 fn sigterm_mid_epoch_resumes_exactly() {
-    interrupted_equals_uninterrupted(libc::SIGTERM, "steps", 2);
+    interrupted_equals_uninterrupted(libc::SIGTERM, "steps", 2, 1);
 }
 
 #[test]
@@ -284,7 +286,7 @@ fn a_plateau_run_killed_mid_epoch_resumes_exactly() {
     let reference = interrupted_equals_uninterrupted_with(
         libc::SIGKILL,
         "checkpoint",
-        3,
+        (3, 1),
         "kind = \"plateau\"\nlr = 0.01\nmetric = \"train_loss\"\nfactor = 0.5\npatience = 0\n\
          threshold = 10\nthreshold_mode = \"abs\"\n",
     );
@@ -394,7 +396,7 @@ fn a_sigkill_between_mid_epoch_checkpoints_resumes_exactly() {
 
 #[test]
 fn sigkill_resumes_exactly() {
-    interrupted_equals_uninterrupted(libc::SIGKILL, "checkpoint", 1);
+    interrupted_equals_uninterrupted(libc::SIGKILL, "checkpoint", 1, 3);
 }
 
 #[test]
@@ -681,7 +683,10 @@ fn the_hf_lr_estimate_changes_nothing_in_the_training() {
     let with = write(
         t.path(),
         "hf.toml",
-        &base.replace("seed = 3\n", "seed = 3\nhf_lr_every = 3\n"),
+        &base.replace(
+            "seed = 3\n",
+            "seed = 3\nhf_lr_every = 3\nhf_lr_blobs = \"caffe\"\n",
+        ),
     );
     let (a, b) = (t.path().join("plain"), t.path().join("hf"));
     ok(&train_quiet(&plain, &a));
@@ -694,8 +699,10 @@ fn the_hf_lr_estimate_changes_nothing_in_the_training() {
         );
     }
     assert!(!a.join("hf_lr.csv").exists(), "off by default");
-    // One row per window start 0, 3, ..., 30 (a window needs its step and the next: 32 steps),
-    // positive finite estimates, the LR of steps.csv, and the authors' moving average.
+    // One row per window start 3, 6, ..., 30 (the authors' start at 1; a window needs its step
+    // and the next: 32 steps), positive finite estimates, the LR of steps.csv, and the authors'
+    // moving average, of the trainable sums and of the Caffe blobs' (batch norm's
+    // accumulators too).
     let steps = std::fs::read_to_string(b.join("steps.csv")).unwrap();
     let lr_of: Vec<&str> = steps
         .lines()
@@ -706,9 +713,9 @@ fn the_hf_lr_estimate_changes_nothing_in_the_training() {
     let mut lines = hf.lines();
     assert_eq!(
         lines.next(),
-        Some("step,epoch,lr,hf_lr,hf_lr_ema,curvature_lr")
+        Some("step,epoch,lr,hf_lr,hf_lr_ema,curvature_lr,hf_lr_caffe,hf_lr_caffe_ema")
     );
-    let mut ema = 0.1;
+    let (mut ema, mut ema_caffe) = (0.1, 0.1);
     let mut starts = Vec::new();
     for l in lines {
         let f: Vec<&str> = l.split(',').collect();
@@ -723,10 +730,18 @@ fn the_hf_lr_estimate_changes_nothing_in_the_training() {
             (avg - ema).abs() <= 1e-12 * ema,
             "{l}: moving average {ema}"
         );
+        let (caffe, caffe_avg): (f64, f64) = (f[6].parse().unwrap(), f[7].parse().unwrap());
+        assert!(caffe.is_finite() && caffe > 0.0 && caffe != raw, "{l}");
+        ema_caffe = 0.1 * caffe + 0.9 * ema_caffe;
+        assert!((caffe_avg - ema_caffe).abs() <= 1e-12 * ema_caffe, "{l}");
     }
-    assert_eq!(starts, (0..31).step_by(3).collect::<Vec<_>>());
+    assert_eq!(starts, (3..31).step_by(3).collect::<Vec<_>>());
     // Per layer, every window: resnet20's 19 convolutions, 19 batch norms and the classifier.
     let layers = std::fs::read_to_string(b.join("hf_lr_layers.csv")).unwrap();
+    assert_eq!(
+        layers.lines().next(),
+        Some("step,layer,hf_lr,curvature_lr,hf_lr_caffe")
+    );
     let rows: Vec<Vec<&str>> = layers
         .lines()
         .skip(1)
@@ -745,7 +760,7 @@ fn the_hf_lr_estimate_changes_nothing_in_the_training() {
     // config.toml records the setting; a run without it writes no such key (ids unchanged).
     assert!(std::fs::read_to_string(b.join("config.toml"))
         .unwrap()
-        .contains("hf_lr_every = 3"));
+        .contains("hf_lr_every = 3\nhf_lr_blobs = \"caffe\""));
     assert!(!std::fs::read_to_string(a.join("config.toml"))
         .unwrap()
         .contains("hf_lr_every"));

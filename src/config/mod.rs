@@ -60,6 +60,18 @@ pub struct TrainConfig {
     /// ids stay as they were).
     #[serde(skip_serializing_if = "is_zero")]
     pub hf_lr_every: u64,
+    /// Spacing of the estimate's three iterates θ_s, θ_{s+k}, θ_{s+2k}: 1 = consecutive (the
+    /// authors' `L2TermComputation3.py`), 10 = their `L2TermComputation4.py`. Default 1 (and
+    /// then left out of the written config).
+    #[serde(skip_serializing_if = "is_one")]
+    pub hf_lr_stride: u64,
+    /// What the estimate's sums run over: `"trainable"` (the parameters) or `"caffe"` (also
+    /// every blob pycaffe's `net.params` holds: each batch-norm layer's mean and variance
+    /// accumulators and scale factor, reconstructed from torch's running statistics), logged
+    /// beside the trainable one as `hf_lr_caffe`. Default `"trainable"` (and then left out of
+    /// the written config).
+    #[serde(skip_serializing_if = "HfBlobs::is_default")]
+    pub hf_lr_blobs: HfBlobs,
     /// Seconds a rank of a multi-process run waits for the others (rendezvous, each
     /// collective) before it fails naming what did not happen. Default 300 (and then left out
     /// of the written config).
@@ -123,6 +135,28 @@ fn is_zero(x: &u64) -> bool {
     *x == 0
 }
 
+fn is_one(x: &u64) -> bool {
+    *x == 1
+}
+
+/// `train.hf_lr_blobs`: what the Hessian-free estimate's sums run over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HfBlobs {
+    /// The trainable parameters.
+    #[default]
+    Trainable,
+    /// The trainable parameters and, logged beside, every Caffe blob (batch norm's three
+    /// accumulators too), as the authors' script summed them.
+    Caffe,
+}
+
+impl HfBlobs {
+    fn is_default(&self) -> bool {
+        *self == HfBlobs::Trainable
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -141,6 +175,8 @@ impl Default for TrainConfig {
             precision: "auto".into(),
             snapshots: "none".into(),
             hf_lr_every: 0,
+            hf_lr_stride: 1,
+            hf_lr_blobs: HfBlobs::Trainable,
             dist_timeout: DEFAULT_DIST_TIMEOUT,
             checkpoint_every: Every::default(),
         }
@@ -196,6 +232,11 @@ impl TrainConfig {
         }
         // Below a second a busy machine fails healthy collectives; above a day nothing is
         // waiting any more (and the C++ side counts milliseconds in a 64-bit integer).
+        if self.hf_lr_stride == 0 {
+            crate::bail_input!(
+                "train.hf_lr_stride = 0: must be >= 1 (the spacing of the three iterates)"
+            );
+        }
         if !(self.dist_timeout.is_finite() && (1.0..=86_400.0).contains(&self.dist_timeout)) {
             crate::bail_input!(
                 "train.dist_timeout = {}: must be a number of seconds from 1 to 86400 (a day)",

@@ -9,7 +9,7 @@
 use crate::config::RunConfig;
 use crate::train::hf_lr::{Estimate, Tracker};
 use crate::train::optim::Optimizer;
-use crate::train::record::{HF_LR_HEADER, HF_LR_LAYERS_HEADER, STEPS_HEADER};
+use crate::train::record::STEPS_HEADER;
 use crate::train::trainer::{build_model, curvature_at, train_step, GradSync, Setup};
 use crate::util::{fmt_f64, write_atomic};
 use anyhow::{Context, Result};
@@ -31,14 +31,21 @@ pub struct HfLrResult {
     pub stopped: Option<String>,
 }
 
-/// Train `cfg` for `steps` steps of its schedule, measuring the estimates every `every` steps.
-/// Errors name the flags (`--steps`, `--every`).
+/// Train `cfg` for `steps` steps of its schedule, measuring the estimates every `every` steps
+/// (windows of iterates `train.hf_lr_stride` apart, over `train.hf_lr_blobs`). Errors name the
+/// flags (`--steps`, `--every`).
 pub fn run(cfg: &RunConfig, steps: u64, every: u64, progress: bool) -> Result<HfLrResult> {
     if every == 0 {
         crate::bail_input!("--every 0: must be >= 1 (a window every this many steps)");
     }
-    if steps < 2 {
-        crate::bail_input!("--steps {steps}: must be >= 2 (a window spans two steps)");
+    let stride = cfg.train.hf_lr_stride;
+    if steps < every + 2 * stride {
+        crate::bail_input!(
+            "--steps {steps}: must be >= {} (the first window opens at step {every} and spans \
+             {} steps, iterates {stride} apart)",
+            every + 2 * stride,
+            2 * stride
+        );
     }
     crate::train::stop::flag()?;
     let setup = Setup::new(cfg)?;
@@ -53,7 +60,9 @@ pub fn run(cfg: &RunConfig, steps: u64, every: u64, progress: bool) -> Result<Hf
     if setup.bf16 {
         crate::train::device::set_autocast_bf16()?;
     }
-    let mut tracker = Tracker::new(&vs, every);
+    let mut cfg_every = cfg.clone();
+    cfg_every.train.hf_lr_every = every;
+    let mut tracker = Tracker::for_config(&vs, &cfg_every).expect("every >= 1");
     let params = tracker.params();
     let bar = crate::train::trainer::progress_bar(progress, steps, 0);
     let mut out = HfLrResult {
@@ -73,9 +82,8 @@ pub fn run(cfg: &RunConfig, steps: u64, every: u64, progress: bool) -> Result<Hf
         if tracker.opens_window(step) {
             let (total, layers) =
                 curvature_at(cfg, &vs, &model, &params, &batch, step, &GradSync::Local)?;
-            tracker.set_curvature(total, &layers);
+            tracker.set_curvature(step, total, &layers);
         }
-        tracker.before_step(step);
         let (loss, _) = train_step(
             cfg,
             &model,
@@ -115,8 +123,9 @@ pub fn run(cfg: &RunConfig, steps: u64, every: u64, progress: bool) -> Result<Hf
 /// `out` (each atomically).
 pub fn write(out: &Path, cfg: &RunConfig, every: u64, r: &HfLrResult) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut hf = format!("{HF_LR_HEADER}\n");
-    let mut layers = format!("{HF_LR_LAYERS_HEADER}\n");
+    let caffe = cfg.train.hf_lr_blobs == crate::config::HfBlobs::Caffe;
+    let mut hf = format!("{}\n", crate::train::hf_lr::header(caffe));
+    let mut layers = format!("{}\n", crate::train::hf_lr::layers_header(caffe));
     for e in &r.estimates {
         hf.push_str(&e.fields(r.steps_per_epoch).join(","));
         hf.push('\n');
@@ -145,6 +154,7 @@ pub fn write(out: &Path, cfg: &RunConfig, every: u64, r: &HfLrResult) -> Result<
         "steps_run": r.steps.len(),
         "run_steps": r.run_steps,
         "every": every,
+        "stride": cfg.train.hf_lr_stride,
         "windows": r.estimates.len(),
         "stopped": r.stopped,
     });

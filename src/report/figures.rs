@@ -49,6 +49,7 @@ pub fn hf_lr(title: &str, rows: &[HfRow]) -> Option<Figure> {
     let raw = series(&|r| r.hf_lr);
     let ema = series(&|r| r.hf_lr_ema);
     let curv = series(&|r| r.curvature_lr);
+    let caffe = series(&|r| r.hf_lr_caffe_ema);
     let mut panel = Panel {
         y: Axis {
             label: "learning rate (log scale)".into(),
@@ -85,6 +86,11 @@ pub fn hf_lr(title: &str, rows: &[HfRow]) -> Option<Figure> {
     );
     push(ema, est, "its moving average (α = 0.1)");
     push(curv, Style::solid(PALETTE[2]), "gᵀg / gᵀHg");
+    push(
+        caffe,
+        Style::solid(PALETTE[3]),
+        "moving average over every Caffe blob (batch norm's accumulators too)",
+    );
     Some(Figure {
         title: title.to_string(),
         subtitle: if left_out > 0 {

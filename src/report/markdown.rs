@@ -238,15 +238,21 @@ fn hf_section(out: &mut String, rows: &[HfRow]) {
         rows[0].step,
         rows[n - 1].step
     );
+    // The sums over every Caffe blob, where logged (`train.hf_lr_blobs = "caffe"`): the
+    // authors' script summed batch norm's accumulators too.
+    let caffe = rows.iter().any(|r| r.hf_lr_caffe.is_some());
     out.push_str(
-        "| part | iterations | learning rate in use | finite difference (median) | moving average (at its end) | gᵀg / gᵀHg (median) |
-|---|---|---|---|---|---|
-",
+        "| part | iterations | learning rate in use | finite difference (median) | moving average (at its end) | gᵀg / gᵀHg (median) |",
     );
+    out.push_str(if caffe {
+        " every Caffe blob: finite difference (median) | its moving average (at its end) |\n|---|---|---|---|---|---|---|---|\n"
+    } else {
+        "\n|---|---|---|---|---|---|\n"
+    });
     let opt = |x: Option<f64>| x.map_or_else(|| "–".to_string(), sig3);
     for (name, part) in parts {
         let (first, last) = (part[0], part[part.len() - 1]);
-        let _ = writeln!(
+        let _ = write!(
             out,
             "| {name} | {}–{} | {}–{} | {} | {} | {} |",
             first.step,
@@ -257,6 +263,15 @@ fn hf_section(out: &mut String, rows: &[HfRow]) {
             opt(last.hf_lr_ema),
             opt(median(part.iter().filter_map(|r| r.curvature_lr))),
         );
+        if caffe {
+            let _ = write!(
+                out,
+                " {} | {} |",
+                opt(median(part.iter().filter_map(|r| r.hf_lr_caffe))),
+                opt(last.hf_lr_caffe_ema),
+            );
+        }
+        out.push('\n');
     }
 }
 

@@ -187,6 +187,10 @@ pub struct HfRow {
     pub hf_lr_ema: Option<f64>,
     /// gᵀg / gᵀHg.
     pub curvature_lr: Option<f64>,
+    /// The estimate over every Caffe blob (`train.hf_lr_blobs = "caffe"`).
+    pub hf_lr_caffe: Option<f64>,
+    /// Its moving average.
+    pub hf_lr_caffe_ema: Option<f64>,
 }
 
 /// Read `hf_lr.csv` (`train.hf_lr_every`, `lrlab hf-lr`); None when the folder has none.
@@ -198,6 +202,7 @@ pub fn read_hf_lr(dir: &Path) -> Result<Option<Vec<HfRow>>> {
     let t = Table::read(&path)?;
     let (step, lr) = (t.need("step")?, t.need("lr")?);
     let (raw, ema, curv) = (t.col("hf_lr"), t.col("hf_lr_ema"), t.col("curvature_lr"));
+    let (caffe, caffe_ema) = (t.col("hf_lr_caffe"), t.col("hf_lr_caffe_ema"));
     let get = |r: usize, c: Option<usize>| -> Result<Option<f64>> {
         match c {
             Some(c) => t.num(r, c),
@@ -219,6 +224,8 @@ pub fn read_hf_lr(dir: &Path) -> Result<Option<Vec<HfRow>>> {
             hf_lr: get(r, raw)?,
             hf_lr_ema: get(r, ema)?,
             curvature_lr: get(r, curv)?,
+            hf_lr_caffe: get(r, caffe)?,
+            hf_lr_caffe_ema: get(r, caffe_ema)?,
         });
     }
     Ok(Some(out))

@@ -35,6 +35,9 @@ pub struct Progress {
     /// The moving average of the Hessian-free LR estimate (`train.hf_lr_every`), so far.
     #[serde(default)]
     pub hf_lr_ema: f64,
+    /// The moving average of its Caffe-blob sum (`train.hf_lr_blobs = "caffe"`), so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hf_lr_caffe_ema: Option<f64>,
 }
 
 impl Progress {

@@ -7,9 +7,7 @@ use super::device::{device_name, resolve_device, set_threads};
 use super::eval::{evaluate, Metrics};
 use super::hf_lr;
 use super::optim::Optimizer;
-use super::record::{
-    self, opt, CsvLog, Status, EPOCHS_HEADER, HF_LR_HEADER, HF_LR_LAYERS_HEADER, STEPS_HEADER,
-};
+use super::record::{self, opt, CsvLog, Status, EPOCHS_HEADER, STEPS_HEADER};
 use crate::config::RunConfig;
 use crate::data::{self, Data};
 use crate::error::input_error;
@@ -539,7 +537,12 @@ struct Logs {
 
 impl Logs {
     /// Open the logs of `out`, cut back to what the checkpoint at `progress` holds.
-    fn open(writer: bool, out: &Path, progress: &Progress, hf: bool) -> Result<Logs> {
+    fn open(
+        writer: bool,
+        out: &Path,
+        progress: &Progress,
+        hf: Option<&hf_lr::Tracker>,
+    ) -> Result<Logs> {
         let steps = CsvLog::open_if(writer, &out.join("steps.csv"), STEPS_HEADER, progress.step)?;
         let epochs = CsvLog::open_if(
             writer,
@@ -547,20 +550,27 @@ impl Logs {
             EPOCHS_HEADER,
             progress.epoch + 1,
         )?;
-        // A window's row is written once its second step has run: rows up to step P − 2 belong
-        // to a checkpoint at step P.
-        let keep = progress.step.saturating_sub(1);
+        // A window's row is written once θ_{s+2k} exists (k the stride): rows up to step
+        // P − 2k belong to a checkpoint at step P.
         let hf = match hf {
-            true => Some((
-                CsvLog::open_if(writer, &out.join("hf_lr.csv"), HF_LR_HEADER, keep)?,
-                CsvLog::open_if(
-                    writer,
-                    &out.join("hf_lr_layers.csv"),
-                    HF_LR_LAYERS_HEADER,
-                    keep,
-                )?,
-            )),
-            false => None,
+            Some(h) => {
+                let keep = (progress.step + 1).saturating_sub(2 * h.stride());
+                Some((
+                    CsvLog::open_if(
+                        writer,
+                        &out.join("hf_lr.csv"),
+                        &hf_lr::header(h.caffe()),
+                        keep,
+                    )?,
+                    CsvLog::open_if(
+                        writer,
+                        &out.join("hf_lr_layers.csv"),
+                        &hf_lr::layers_header(h.caffe()),
+                        keep,
+                    )?,
+                ))
+            }
+            None => None,
         };
         Ok(Logs { steps, epochs, hf })
     }
@@ -641,8 +651,7 @@ fn train_locked(
     let (vs, model) = build_model(cfg, &setup)?;
     let mut optim = Optimizer::new(&vs, &cfg.optim)?;
     // The Hessian-free LR estimate reads the weights around the optimizer steps.
-    let mut hf =
-        (cfg.train.hf_lr_every > 0).then(|| hf_lr::Tracker::new(&vs, cfg.train.hf_lr_every));
+    let mut hf = hf_lr::Tracker::for_config(&vs, cfg);
     let progress = restore(out, &vs, &mut optim, &mut hf, writer)?;
     if let Some(p) = progress.as_ref().filter(|_| opts.verbose && writer) {
         eprintln!(
@@ -673,7 +682,7 @@ fn train_locked(
         write_meta(out, &meta)?;
     }
     Status::new("running", "", progress.epoch, progress.step).write_if(writer, out)?;
-    let logs = Logs::open(writer, out, &progress, hf.is_some())?;
+    let logs = Logs::open(writer, out, &progress, hf.as_ref())?;
     let snapshot_steps: HashSet<u64> = if cfg.train.snapshots == "restarts" {
         let mut steps: HashSet<u64> = setup.schedule.cycle_ends().into_iter().collect();
         // The final model is a snapshot too, so that "the last snapshot" is always it.
@@ -751,7 +760,12 @@ fn restore(
     checkpoint::restore_weights(vs, &ck.tensors)?;
     optim.load_state(&ck.tensors, ck.progress.optim_steps)?;
     if let Some(h) = hf {
-        h.load_state(&ck.tensors, ck.progress.hf_lr_ema)?;
+        h.load_state(
+            &ck.tensors,
+            ck.progress.step,
+            ck.progress.hf_lr_ema,
+            ck.progress.hf_lr_caffe_ema,
+        )?;
     }
     Ok(Some(ck.progress.for_rank(writer)))
 }
@@ -926,6 +940,7 @@ impl Loop<'_> {
                     elapsed: self.elapsed(&progress),
                     epoch_train_secs: e.train_secs,
                     hf_lr_ema: self.hf_ema(),
+                    hf_lr_caffe_ema: self.hf_caffe_ema(),
                 };
                 if e.interrupted {
                     return self.interrupt(&mid);
@@ -955,6 +970,7 @@ impl Loop<'_> {
                 optim_steps: self.optim.steps,
                 elapsed: time_now,
                 hf_lr_ema: self.hf_ema(),
+                hf_lr_caffe_ema: self.hf_caffe_ema(),
                 ..Progress::default()
             };
             let train = (loss_sum / seen.max(1) as f64, correct / seen.max(1) as f64);
@@ -1000,6 +1016,13 @@ impl Loop<'_> {
 
     fn hf_ema(&self) -> f64 {
         self.hf.as_ref().map_or(0.0, |h| h.ema.value)
+    }
+
+    fn hf_caffe_ema(&self) -> Option<f64> {
+        self.hf
+            .as_ref()
+            .filter(|h| h.caffe())
+            .map(|h| h.ema_caffe.value)
     }
 
     /// What a checkpoint holds beside the weights: the optimizer's state and the estimate's.
@@ -1069,9 +1092,8 @@ impl Loop<'_> {
                 if h.opens_window(s) {
                     let (total, layers) =
                         curvature_at(cfg, vs, model, &h.params(), &batch, s, sync)?;
-                    h.set_curvature(total, &layers);
+                    h.set_curvature(s, total, &layers);
                 }
-                h.before_step(s);
             }
             // A checkpoint after this step (not after an epoch's last, which has its own):
             // every `n` steps, or once the interval has passed on any rank.
@@ -1087,8 +1109,9 @@ impl Loop<'_> {
             );
             let (loss, logits) =
                 train_step(cfg, model, optim, &batch, setup.bf16, s, lr, momentum, sync)?;
-            if let (Some(h), Some((log, layers_log))) = (hf.as_mut(), logs.hf.as_mut()) {
-                if let Some(e) = h.after_step(s, |t| setup.schedule.lr(t)) {
+            if let Some(h) = hf.as_mut() {
+                let e = h.after_step(s, |t| setup.schedule.lr(t));
+                if let (Some(e), Some((log, layers_log))) = (e, logs.hf.as_mut()) {
                     log.row(&e.fields(k))?;
                     for row in e.layer_fields(h.layers()) {
                         layers_log.row(&row)?;
