@@ -42,13 +42,14 @@ def loss_of(w, b, k):
     return ((x @ w.T + b - t) ** 2).mean()
 
 
-def run_torch(kind, wd, bias=(1.0, 0.0), **kw):
-    """`bias` = (lr multiplier, weight decay) of b's param group (Caffe's per-blob lr_mult and
-    decay_mult, as a PyTorch user writes them)."""
+def run_torch(kind, wd, bias=(1.0, 0.0), weight=(1.0, 1.0), **kw):
+    """`bias` = (lr multiplier, weight decay) of b's param group, `weight` = (lr multiplier,
+    decay multiplier) of w's (Caffe's per-blob lr_mult and decay_mult, as a PyTorch user writes
+    them: one param group each)."""
     w, b = init()
     w.requires_grad_(True)
     b.requires_grad_(True)
-    groups = [{"params": [w], "weight_decay": wd, "lr_mult": 1.0},
+    groups = [{"params": [w], "weight_decay": wd * weight[1], "lr_mult": weight[0]},
               {"params": [b], "weight_decay": bias[1], "lr_mult": bias[0]}]
     if kind == "sgd":
         opt = torch.optim.SGD(groups, lr=0.1, momentum=0.9, **kw)
@@ -70,13 +71,14 @@ def run_torch(kind, wd, bias=(1.0, 0.0), **kw):
     return w.detach(), b.detach(), losses
 
 
-def run_caffe(wd, nesterov, bias=(1.0, 0.0)):
+def run_caffe(wd, nesterov, bias=(1.0, 0.0), weight=(1.0, 1.0)):
     """Caffe SGD: v = mu*v + lr*(g + wd*p); p -= v. Nesterov: p -= (1+mu)*v_new - mu*v_old.
-    `bias` = (lr_mult, local decay) of b: Caffe's local rate lr * lr_mult."""
+    `bias` = (lr_mult, local decay) of b, `weight` = (lr_mult, decay_mult) of w: Caffe's local
+    rate lr * lr_mult and local decay wd * decay_mult."""
     w, b = init()
     params = [w, b]
-    decays = [wd, bias[1]]
-    mults = [1.0, bias[0]]
+    decays = [wd * weight[1], bias[1]]
+    mults = [weight[0], bias[0]]
     vel = [torch.zeros_like(p) for p in params]
     losses = []
     for k in range(STEPS):
@@ -116,6 +118,15 @@ def main():
         # setting lr_mult 2, decay_mult 0 with every parameter decayed.
         ("sgd_pytorch_bias_mult", lambda: run_torch("sgd", 1e-2, bias=(2.0, 0.5e-2))),
         ("sgd_caffe_bias_mult", lambda: run_caffe(1e-2, False, bias=(2.0, 0.0))),
+        # [[optim.group]]: the weight at half the LR and 3x the decay, the bias at 1.5x the
+        # LR and 0.2x the decay; and CLR's ip1 (decay_mult 250) under Caffe, its bias lr_mult 2
+        # decay_mult 0.
+        ("sgd_pytorch_groups",
+         lambda: run_torch("sgd", 1e-2, bias=(1.5, 0.2e-2), weight=(0.5, 3.0))),
+        ("adamw_groups",
+         lambda: run_torch("adamw", 1e-2, bias=(1.5, 0.2e-2), weight=(0.5, 3.0))),
+        ("sgd_caffe_groups",
+         lambda: run_caffe(1e-3, False, bias=(2.0, 0.0), weight=(1.0, 250.0))),
     ]:
         w, b, losses = fn()
         cases[name] = {"w": w.flatten().tolist(), "b": b.tolist(), "losses": losses}

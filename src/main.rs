@@ -64,6 +64,10 @@ enum Command {
         /// Image side [default: 224 for the ImageNet models, 32 for the others].
         #[arg(long)]
         size: Option<i64>,
+        /// Instead, print this model's trainable parameters as CSV (name,shape,numel): the
+        /// names [[optim.group]] patterns select.
+        #[arg(long, value_name = "ARCH")]
+        params: Option<String>,
     },
     /// Train one run: `lrlab train RUN.toml [--set table.key=value]... [--out DIR]`.
     ///
@@ -357,6 +361,7 @@ fn models(
     classes: Option<i64>,
     in_channels: Option<i64>,
     size: Option<i64>,
+    params: Option<String>,
 ) -> anyhow::Result<()> {
     let from_data = match dataset {
         None => None,
@@ -378,6 +383,18 @@ fn models(
     let classes = classes.or(from_data.map(|d| d.0)).unwrap_or(10);
     let in_channels = in_channels.or(from_data.map(|d| d.1)).unwrap_or(3);
     let size = size.or(from_data.map(|d| d.2));
+    if let Some(arch) = params {
+        println!("name,shape,numel");
+        for (name, shape) in lrlab::models::param_names(&arch, classes, in_channels, size)? {
+            let dims: Vec<String> = shape.iter().map(i64::to_string).collect();
+            println!(
+                "{name},{},{}",
+                dims.join("x"),
+                shape.iter().product::<i64>()
+            );
+        }
+        return Ok(());
+    }
     let rows = lrlab::models::param_table(classes, in_channels, size)?;
     // The input each count assumes: classes and a CxHxW image.
     println!("model,params,input");
@@ -772,7 +789,8 @@ fn main() -> ExitCode {
             classes,
             in_channels,
             size,
-        } => models(dataset, classes, in_channels, size).map(|_| 0),
+            params,
+        } => models(dataset, classes, in_channels, size, params).map(|_| 0),
         Command::Train {
             config,
             set,

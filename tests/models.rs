@@ -900,3 +900,38 @@ fn dropout_over_the_parts_of_a_batch_is_the_whole_batchs() {
         assert!(dropout(&layout, 0.3, false).equal(&layout));
     }
 }
+
+/// `lrlab models --params ARCH`: every trainable parameter with its shape and size, in name
+/// order, summing to the model's count; the names `[[optim.group]]` patterns select.
+#[test]
+fn cli_lists_a_models_parameters() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lrlab"))
+        .args(["models", "--params", "resnet20", "--dataset", "cifar10"])
+        .output_within(common::DEADLINE_S)
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("name,shape,numel"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    assert!(
+        rows.contains(&vec!["conv1.weight", "16x3x3x3", "432"]),
+        "{text}"
+    );
+    assert!(rows.contains(&vec!["linear.bias", "10", "10"]), "{text}");
+    let total: i64 = rows.iter().map(|r| r[2].parse::<i64>().unwrap()).sum();
+    assert_eq!(total, 269_722);
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_lrlab"))
+        .args(["models", "--params", "resnet21"])
+        .output_within(common::DEADLINE_S)
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}

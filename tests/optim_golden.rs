@@ -2,7 +2,7 @@
 //! tiny float64 model whose learning rate and momentum change every step. References come
 //! from `scripts/golden_optim.py` (PyTorch 2.13) in `tests/golden/optim.json`.
 
-use lrlab::config::{MomentumConvention, OptimConfig, OptimKind, WdScope};
+use lrlab::config::{MomentumConvention, OptimConfig, OptimKind, ParamGroup, WdScope};
 use lrlab::train::optim::Optimizer;
 use std::collections::BTreeMap;
 use tch::{nn::VarStore, Device, Kind, Tensor};
@@ -198,6 +198,95 @@ fn bias_multipliers_match_param_groups_and_caffe() {
         Optimizer::new(&bn, &caffe).unwrap().decayed(),
         ["bn.bias", "bn.weight"]
     );
+}
+
+fn group(params: &str, lr_mult: f64, decay_mult: f64) -> ParamGroup {
+    ParamGroup {
+        params: params.into(),
+        lr_mult,
+        decay_mult,
+    }
+}
+
+/// `[[optim.group]]` equals `torch.optim.SGD` / `AdamW` with one param group per parameter at
+/// the multiplied LR and decay, and Caffe's local rates (CLR's ip1 `decay_mult: 250`).
+#[test]
+fn parameter_groups_match_torch_param_groups_and_caffe() {
+    let groups = OptimConfig {
+        wd_scope: WdScope::All,
+        groups: vec![group("fc.w*", 0.5, 3.0), group("*.bias", 1.5, 0.2)],
+        ..sgd()
+    };
+    check("sgd_pytorch_groups", groups.clone());
+    check(
+        "adamw_groups",
+        OptimConfig {
+            kind: OptimKind::Adamw,
+            ..groups.clone()
+        },
+    );
+    // A group wins over the bias shorthand; the shorthand holds for biases no group matches.
+    let caffe = OptimConfig {
+        momentum_convention: MomentumConvention::Caffe,
+        weight_decay: 1e-3,
+        wd_scope: WdScope::All,
+        bias_lr_mult: 2.0,
+        bias_decay_mult: 0.0,
+        groups: vec![group("fc.weight", 1.0, 250.0)],
+        ..sgd()
+    };
+    check("sgd_caffe_groups", caffe.clone());
+    check(
+        "sgd_caffe_groups",
+        OptimConfig {
+            bias_lr_mult: 7.0,
+            groups: vec![group("fc.weight", 1.0, 250.0), group("fc.bias", 2.0, 0.0)],
+            ..caffe
+        },
+    );
+    // The first matching group wins.
+    let first = OptimConfig {
+        groups: vec![group("fc.weight", 1.0, 0.0), group("fc.*", 1.0, 1.0)],
+        ..sgd()
+    };
+    let (vs, _, _) = model(
+        &Tensor::zeros([3, 4], (Kind::Double, Device::Cpu)),
+        &Tensor::zeros([3], (Kind::Double, Device::Cpu)),
+    );
+    assert!(Optimizer::new(&vs, &first).unwrap().decayed().is_empty());
+}
+
+#[test]
+fn a_group_that_selects_nothing_or_a_bad_pattern_is_named() {
+    let (vs, _, _) = model(
+        &Tensor::zeros([3, 4], (Kind::Double, Device::Cpu)),
+        &Tensor::zeros([3], (Kind::Double, Device::Cpu)),
+    );
+    for (g, want) in [
+        (
+            group("linear.*", 1.0, 1.0),
+            "optim.group[0].params = \"linear.*\": matches no parameter of the model (its names \
+             look like fc.bias, fc.weight, ...",
+        ),
+        (
+            group("fc.[", 1.0, 1.0),
+            "optim.group[0].params = \"fc.[\": not a valid pattern",
+        ),
+        (
+            group("fc.*", -1.0, 1.0),
+            "optim.group[0].lr_mult = -1: must be a finite number >= 0",
+        ),
+    ] {
+        let cfg = OptimConfig {
+            groups: vec![g],
+            ..sgd()
+        };
+        let err = Optimizer::new(&vs, &cfg)
+            .err()
+            .expect("an error")
+            .to_string();
+        assert!(err.contains(want), "{err}");
+    }
 }
 
 #[test]

@@ -219,6 +219,37 @@ fn the_papers_step_drops_come_at_the_papers_iterations() {
     );
 }
 
+/// CLR's Caffe net has the prototxt's per-blob multipliers (`cifar10_full_train_test.prototxt`):
+/// conv1/conv2 biases lr_mult 2, conv3's bias lr_mult 1, ip1's weight decay_mult 250 (decay
+/// 1.0), ip1's bias lr_mult 2 decay_mult 0; the rest 1 and the solver's 0.004.
+#[test]
+fn the_clr_spec_has_the_prototxts_multipliers() {
+    let cfg = RunConfig::load(&runs_dir().join("papers/clr_caffe_cifar10.toml"), &[]).unwrap();
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    tch::no_grad(|| lrlab::models::build(&vs.root(), &cfg.model, 3, 10, 32)).unwrap();
+    let opt = lrlab::train::optim::Optimizer::new(&vs, &cfg.optim).unwrap();
+    let got: Vec<(String, f64, f64)> = opt
+        .multipliers()
+        .into_iter()
+        .map(|(n, l, d)| (n.to_string(), l, (d * 1e6).round() / 1e6))
+        .collect();
+    let want = [
+        ("conv1.bias", 2.0, 0.004),
+        ("conv1.weight", 1.0, 0.004),
+        ("conv2.bias", 2.0, 0.004),
+        ("conv2.weight", 1.0, 0.004),
+        ("conv3.bias", 1.0, 0.004),
+        ("conv3.weight", 1.0, 0.004),
+        ("ip1.bias", 2.0, 0.0),
+        ("ip1.weight", 1.0, 1.0),
+    ];
+    let want: Vec<(String, f64, f64)> = want
+        .iter()
+        .map(|(n, l, d)| (n.to_string(), *l, *d))
+        .collect();
+    assert_eq!(got, want);
+}
+
 /// SGDR's networks are Lasagne's: batch norm with epsilon 1e-4.
 #[test]
 fn sgdr_specs_use_lasagnes_batch_norm_epsilon() {

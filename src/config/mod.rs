@@ -10,7 +10,7 @@ pub mod lr_find;
 pub mod optim;
 
 pub use lr_find::{FindConfig, Metric};
-pub use optim::{MomentumConvention, OptimConfig, OptimKind, WdScope};
+pub use optim::{MomentumConvention, OptimConfig, OptimKind, ParamGroup, WdScope};
 
 use crate::data::DataConfig;
 use crate::error::input_error;
@@ -624,5 +624,41 @@ mod difference_tests {
             super::differences_clause(old, new, 1),
             " (optim.momentum: 0.9 → (none); and 2 more)"
         );
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+
+    #[test]
+    fn optim_groups_parse_and_are_written_back() {
+        let text =
+            "[data]\ndataset = \"synthetic\"\n[schedule]\nkind = \"constant\"\nlr = 0.1\n[optim]\n\
+                    [[optim.group]]\nparams = \"linear.*\"\ndecay_mult = 250\n\
+                    [[optim.group]]\nparams = \"conv3.bias\"\nlr_mult = 1\n";
+        let cfg = RunConfig::parse("run.toml", text.as_bytes(), &[]).unwrap();
+        let g = &cfg.optim.groups;
+        assert_eq!(g.len(), 2);
+        assert_eq!(
+            (g[0].params.as_str(), g[0].lr_mult, g[0].decay_mult),
+            ("linear.*", 1.0, 250.0)
+        );
+        assert_eq!((g[1].lr_mult, g[1].decay_mult), (1.0, 1.0));
+        let back = RunConfig::from_toml_str(&cfg.to_toml().unwrap()).unwrap();
+        assert_eq!(back.optim.groups, cfg.optim.groups);
+        // Without groups the written config has no such key (run ids unchanged).
+        let plain = RunConfig::parse(
+            "run.toml",
+            b"[data]\ndataset = \"synthetic\"\n[schedule]\nkind = \"constant\"\nlr = 0.1\n",
+            &[],
+        )
+        .unwrap();
+        assert!(!plain.to_toml().unwrap().contains("group"));
+        let bad = "[data]\ndataset = \"synthetic\"\n[schedule]\nkind = \"constant\"\nlr = 0.1\n[[optim.group]]\nparams = \"x\"\nlr = 2\n";
+        let err = RunConfig::parse("run.toml", bad.as_bytes(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lr"), "{err}");
     }
 }

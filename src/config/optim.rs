@@ -69,6 +69,46 @@ pub struct OptimConfig {
     /// it scales the decay `wd_scope` gives them. Default 1 (left out of the written config).
     #[serde(skip_serializing_if = "is_one")]
     pub bias_decay_mult: f64,
+    /// Per-parameter multipliers, Caffe's `param { lr_mult decay_mult }` on any blob
+    /// (`[[optim.group]]` tables): each parameter takes the first group whose `params` pattern
+    /// matches its name; biases that no group matches take `bias_lr_mult` /
+    /// `bias_decay_mult`, everything else 1 and 1. Default none (left out of the written
+    /// config).
+    #[serde(rename = "group", skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<ParamGroup>,
+}
+
+/// One `[[optim.group]]`: the parameters whose names match `params` (a glob over the names
+/// `lrlab models --params ARCH` prints: `*` any run of characters, `?` one, `[abc]` a set)
+/// and their multipliers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamGroup {
+    /// Name pattern (`"linear.*"`, `"*.bias"`, `"layer1.*.conv?.weight"`).
+    pub params: String,
+    /// Learning-rate multiplier (Caffe's `lr_mult`). Default 1.
+    #[serde(default = "one")]
+    pub lr_mult: f64,
+    /// Multiplier of the weight decay `wd_scope` gives these parameters (Caffe's
+    /// `decay_mult`). Default 1.
+    #[serde(default = "one")]
+    pub decay_mult: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl ParamGroup {
+    /// The compiled pattern; an input error naming the group when it is not a valid glob.
+    pub fn pattern(&self, index: usize) -> Result<glob::Pattern> {
+        glob::Pattern::new(&self.params).map_err(|e| {
+            crate::error::input_error(format!(
+                "optim.group[{index}].params = {:?}: not a valid pattern ({e})",
+                self.params
+            ))
+        })
+    }
 }
 
 fn is_one(x: &f64) -> bool {
@@ -89,6 +129,7 @@ impl Default for OptimConfig {
             eps: 1e-8,
             bias_lr_mult: 1.0,
             bias_decay_mult: 1.0,
+            groups: Vec::new(),
         }
     }
 }
@@ -117,6 +158,14 @@ impl OptimConfig {
         ] {
             if !(v >= 0.0 && v.is_finite()) {
                 crate::bail_input!("optim.{k} = {v}: must be a finite number >= 0");
+            }
+        }
+        for (i, g) in self.groups.iter().enumerate() {
+            g.pattern(i)?;
+            for (k, v) in [("lr_mult", g.lr_mult), ("decay_mult", g.decay_mult)] {
+                if !(v >= 0.0 && v.is_finite()) {
+                    crate::bail_input!("optim.group[{i}].{k} = {v}: must be a finite number >= 0");
+                }
             }
         }
         if self.eps.is_nan() || self.eps <= 0.0 {

@@ -529,6 +529,33 @@ pub fn param_table(classes: i64, in_channels: i64, size: Option<i64>) -> Result<
     Ok(rows)
 }
 
+/// The trainable parameters of `arch` built for `classes` outputs and `in_channels`-channel
+/// inputs of side `size` (None: as [`param_table`]): name and shape, in name order (the
+/// names `[[optim.group]]` patterns and the per-layer logs use).
+pub fn param_names(
+    arch: &str,
+    classes: i64,
+    in_channels: i64,
+    size: Option<i64>,
+) -> Result<Vec<(String, Vec<i64>)>> {
+    let parsed = Arch::parse(arch)?;
+    let s = size.unwrap_or(if parsed.is_imagenet() { 224 } else { 32 });
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cfg = ModelConfig {
+        arch: arch.to_string(),
+        ..Default::default()
+    };
+    tch::no_grad(|| build(&vs.root(), &cfg, in_channels, classes, s))?;
+    let mut out: Vec<(String, Vec<i64>)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .map(|(n, t)| (n, t.size()))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
 /// Give every rank-4 variable of `vs` (the conv weights) channels-last (NHWC) strides in place;
 /// values are unchanged. tch has no memory-format argument, so this permutes by hand. Call it
 /// before building the optimizer (it replaces the storage) and feed inputs through

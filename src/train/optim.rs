@@ -22,8 +22,9 @@ struct Param {
     name: String,
     tensor: Tensor,
     decay: bool,
-    /// Caffe's per-blob multipliers: the learning rate's and the weight decay's (1 and 1
-    /// except on biases with `bias_lr_mult` / `bias_decay_mult`).
+    /// Caffe's per-blob multipliers: the learning rate's and the weight decay's (from the
+    /// first `[[optim.group]]` matching the name, else `bias_lr_mult` / `bias_decay_mult` on
+    /// biases, else 1 and 1).
     lr_mult: f64,
     decay_mult: f64,
     /// SGD velocity, or AdamW first moment.
@@ -61,6 +62,24 @@ impl Optimizer {
             })
         };
         let biases: Vec<bool> = named.keys().map(|n| is_bias(n)).collect();
+        let patterns = cfg
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| g.pattern(i))
+            .collect::<Result<Vec<_>>>()?;
+        // A group that selects nothing is a typo in its pattern, not a no-op.
+        for (i, p) in patterns.iter().enumerate() {
+            if !named.keys().any(|n| p.matches(n)) {
+                let some: Vec<&str> = named.keys().take(6).map(String::as_str).collect();
+                crate::bail_input!(
+                    "optim.group[{i}].params = {:?}: matches no parameter of the model (its \
+                     names look like {}, ...; `lrlab models --params ARCH` lists them all)",
+                    cfg.groups[i].params,
+                    some.join(", ")
+                );
+            }
+        }
         let params = named
             .into_iter()
             .zip(biases)
@@ -74,10 +93,11 @@ impl Optimizer {
                         tensor.dim() >= 2 || (tensor.dim() == 1 && name.ends_with(".weight"))
                     }
                 };
-                let (lr_mult, decay_mult) = if bias {
-                    (cfg.bias_lr_mult, cfg.bias_decay_mult)
-                } else {
-                    (1.0, 1.0)
+                let group = patterns.iter().position(|p| p.matches(&name));
+                let (lr_mult, decay_mult) = match group {
+                    Some(i) => (cfg.groups[i].lr_mult, cfg.groups[i].decay_mult),
+                    None if bias => (cfg.bias_lr_mult, cfg.bias_decay_mult),
+                    None => (1.0, 1.0),
                 };
                 Param {
                     name,
@@ -103,6 +123,22 @@ impl Optimizer {
             .iter()
             .filter(|p| p.decay && p.decay_mult != 0.0)
             .map(|p| p.name.as_str())
+            .collect()
+    }
+
+    /// Per parameter, in name order: its name, learning-rate multiplier and weight decay (the
+    /// configured decay times its multiplier, 0 outside `wd_scope`).
+    pub fn multipliers(&self) -> Vec<(&str, f64, f64)> {
+        self.params
+            .iter()
+            .map(|p| {
+                let wd = if p.decay {
+                    self.cfg.weight_decay * p.decay_mult
+                } else {
+                    0.0
+                };
+                (p.name.as_str(), p.lr_mult, wd)
+            })
             .collect()
     }
 
