@@ -935,3 +935,128 @@ fn cli_lists_a_models_parameters() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+// ---------- the super-convergence authors' Caffe ResNet ----------
+
+/// `resnet56_caffe` against a hand count from `Resnet56Cifar.prototxt`: conv 3→16 with bias
+/// (432 + 16) and its Scale (32); stage 1: 18 convs 16→16 (2304 + 16 + 32 each); stage 2: the
+/// first block's two convs keep 16 channels (2 × 2352), then 16 convs 32→32 (9216 + 32 + 64);
+/// stage 3: two convs 32→32 (2 × 9312), then 16 convs 64→64 (36864 + 64 + 128); FC_final
+/// 64·10 + 10.
+#[test]
+fn the_caffe_resnet56_has_the_prototxts_parameters() {
+    let hand = 448 + 32 + 18 * 2352 + (2 * 2352 + 16 * 9312) + (2 * 9312 + 16 * 37056) + 650;
+    assert_eq!(hand, 808_682);
+    let (vs, _) = build_arch("resnet56_caffe", 3, 10, 32);
+    assert_eq!(count_params(&vs), hand);
+    let shapes: HashMap<String, Vec<i64>> = vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (n, t.size()))
+        .collect();
+    // The first block of stages 2 and 3 keeps its input width; conv biases everywhere.
+    assert_eq!(shapes["layer2.0.conv1.weight"], [16, 16, 3, 3]);
+    assert_eq!(shapes["layer2.0.conv2.weight"], [16, 16, 3, 3]);
+    assert_eq!(shapes["layer2.1.conv1.weight"], [32, 32, 3, 3]);
+    assert_eq!(shapes["layer3.0.conv1.weight"], [32, 32, 3, 3]);
+    assert_eq!(shapes["layer3.8.conv2.bias"], [64]);
+    assert_eq!(shapes["linear.weight"], [10, 64]);
+    // msra convolutions, zero biases, a Xavier classifier (U(±√(3/64))).
+    let w = &vs.variables()["linear.weight"];
+    let bound = (3.0f64 / 64.0).sqrt();
+    assert!(w.abs().max().double_value(&[]) <= bound);
+    assert!(w.abs().max().double_value(&[]) > 0.9 * bound);
+    assert_eq!(
+        vs.variables()["layer1.3.conv1.bias"]
+            .abs()
+            .sum(Kind::Float)
+            .double_value(&[]),
+        0.0
+    );
+    let c = &vs.variables()["layer3.2.conv1.weight"];
+    let std = c.std(true).double_value(&[]);
+    assert!(
+        (std - (2.0f64 / (64.0 * 9.0)).sqrt()).abs() < 0.05 * std,
+        "{std}"
+    );
+    // ResNet-20 and -110 of the same family: 3 and 18 blocks a stage.
+    let per_stage = |n: i64| {
+        448 + 32
+            + 2 * n * 2352
+            + (2 * 2352 + (2 * n - 2) * 9312)
+            + (2 * 9312 + (2 * n - 2) * 37056)
+            + 650
+    };
+    assert_eq!(
+        params("resnet20_caffe", Shortcut::A, 3, 10, 32),
+        per_stage(3)
+    );
+    assert_eq!(
+        params("resnet110_caffe", Shortcut::A, 3, 10, 32),
+        per_stage(18)
+    );
+}
+
+/// Caffe's AVE pooling (`PoolingLayer::Forward_cpu`, no padding): output size rounded up, each
+/// window averaged over the pixels inside the image.
+fn caffe_ave_pool(x: &[Vec<f64>], k: usize, s: usize) -> Vec<Vec<f64>> {
+    let h = x.len();
+    let out = (h - k).div_ceil(s) + 1;
+    (0..out)
+        .map(|i| {
+            (0..out)
+                .map(|j| {
+                    let (h0, w0) = (i * s, j * s);
+                    let (h1, w1) = ((h0 + k).min(h), (w0 + k).min(h));
+                    let mut sum = 0.0;
+                    for r in &x[h0..h1] {
+                        sum += r[w0..w1].iter().sum::<f64>();
+                    }
+                    sum / ((h1 - h0) * (w1 - w0)) as f64
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// With every residual branch silenced (its convolutions zero: batch norm in evaluation then
+/// gives 0), the network is its shortcuts: the stem's ReLU output pooled 3/2 twice the
+/// Caffe way (32 → 16 → 8, border windows over fewer pixels), the zero channels appended,
+/// averaged and classified. Equal to that computed by hand.
+#[test]
+fn the_caffe_resnets_shortcuts_pool_as_caffe() {
+    let (vs, model) = build_arch("resnet20_caffe", 1, 3, 32);
+    let x = randn(&[1, 1, 32, 32]);
+    tch::no_grad(|| {
+        for (name, mut v) in vs.variables() {
+            if name.starts_with("layer") && name.contains(".conv") {
+                let _ = v.zero_();
+            }
+        }
+        // The stem passes the image to channel 0 (centre tap 1, bias 0).
+        let mut stem = vs.variables()["conv1.weight"].shallow_clone();
+        let _ = stem.zero_();
+        let _ = stem.get(0).get(0).get(1).get(1).fill_(1.0);
+    });
+    let logits = tch::no_grad(|| model.forward_t(&x, false));
+    let img: Vec<Vec<f64>> = (0..32)
+        .map(|r| Vec::<f64>::try_from(x.get(0).get(0).get(r).to_kind(Kind::Double)).unwrap())
+        .collect();
+    // Batch norm in evaluation: x / √(1 + ε), then ReLU.
+    let scale = 1.0 / (1.0f64 + 1e-5).sqrt();
+    let stem: Vec<Vec<f64>> = img
+        .iter()
+        .map(|r| r.iter().map(|v| (v * scale).max(0.0)).collect())
+        .collect();
+    let pooled = caffe_ave_pool(&caffe_ave_pool(&stem, 3, 2), 3, 2);
+    assert_eq!(pooled.len(), 8);
+    let mean = pooled.iter().flatten().sum::<f64>() / 64.0;
+    // Only channel 0 of the 64 is non-zero: logits = W[:, 0]·mean + b.
+    let w = vs.variables()["linear.weight"].to_kind(Kind::Double);
+    let b = vs.variables()["linear.bias"].to_kind(Kind::Double);
+    for c in 0..3 {
+        let want = w.double_value(&[c, 0]) * mean + b.double_value(&[c]);
+        let got = logits.double_value(&[0, c]);
+        assert!((got - want).abs() < 1e-5, "class {c}: {got} vs {want}");
+    }
+}

@@ -250,6 +250,32 @@ fn the_clr_spec_has_the_prototxts_multipliers() {
     assert_eq!(got, want);
 }
 
+/// The super-convergence specs train the authors' ResNet-56 with its multipliers: conv biases
+/// lr_mult 2 / decay_mult 0, the classifier's bias lr_mult 2 / decay_mult 1, weights 1 and 1
+/// (every blob decayed, wd 1e-4).
+#[test]
+fn the_super_convergence_specs_train_the_authors_resnet56() {
+    let cfg = RunConfig::load(&runs_dir().join("papers/superconv_resnet56.toml"), &[]).unwrap();
+    assert_eq!(cfg.model.arch, "resnet56_caffe");
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    tch::no_grad(|| lrlab::models::build(&vs.root(), &cfg.model, 3, 10, 32)).unwrap();
+    let opt = lrlab::train::optim::Optimizer::new(&vs, &cfg.optim).unwrap();
+    for (name, lr_mult, wd) in opt.multipliers() {
+        let want = match name {
+            "linear.bias" => (2.0, 1e-4),
+            n if n.ends_with(".bias") && n.contains("conv") => (2.0, 0.0),
+            _ => (1.0, 1e-4),
+        };
+        assert_eq!((lr_mult, wd), want, "{name}");
+    }
+    let p = plan::load(&runs_dir().join("papers/superconv_table1.toml")).unwrap();
+    for r in &p.runs {
+        let c = RunConfig::from_table(r.config.parse().unwrap()).unwrap();
+        assert_eq!(c.model.arch, "resnet56_caffe", "{}", r.name);
+        assert_eq!(c.optim.groups, cfg.optim.groups, "{}", r.name);
+    }
+}
+
 /// SGDR's networks are Lasagne's: batch norm with epsilon 1e-4.
 #[test]
 fn sgdr_specs_use_lasagnes_batch_norm_epsilon() {
@@ -281,5 +307,7 @@ fn the_disciplined_spec_has_the_super_convergence_setup() {
             r.name
         );
         assert_eq!(c.optim.wd_scope, sc.optim.wd_scope, "{}", r.name);
+        assert_eq!(c.optim.groups, sc.optim.groups, "{}", r.name);
+        assert_eq!(c.model.arch, sc.model.arch, "{}", r.name);
     }
 }

@@ -24,6 +24,7 @@ pub mod init;
 pub mod lenet;
 pub mod preact;
 pub mod resnet9;
+pub mod resnet_caffe;
 pub mod resnet_cifar;
 pub mod wrn;
 
@@ -189,6 +190,8 @@ pub enum Arch {
     CaffeCifar,
     /// He et al. CIFAR ResNet of the given depth (20, 32, 44, 56, 110).
     ResNetCifar(i64),
+    /// The super-convergence authors' Caffe CIFAR ResNet of the given depth (20, 56, 110).
+    ResNetCaffe(i64),
     /// kuangliu's PreActResNet-18.
     PreActResNet18,
     /// WRN-depth-k.
@@ -205,7 +208,7 @@ pub enum Arch {
 }
 
 /// Every fixed architecture name, in the order `lrlab models` lists them.
-const NAMES: [&str; 16] = [
+const NAMES: [&str; 19] = [
     "lenet",
     "caffe_cifar",
     "resnet8",
@@ -215,6 +218,9 @@ const NAMES: [&str; 16] = [
     "resnet44",
     "resnet56",
     "resnet110",
+    "resnet20_caffe",
+    "resnet56_caffe",
+    "resnet110_caffe",
     "preact_resnet18",
     "wrn_16_8",
     "wrn_28_10",
@@ -243,6 +249,9 @@ impl Arch {
             "resnet44" => Arch::ResNetCifar(44),
             "resnet56" => Arch::ResNetCifar(56),
             "resnet110" => Arch::ResNetCifar(110),
+            "resnet20_caffe" => Arch::ResNetCaffe(20),
+            "resnet56_caffe" => Arch::ResNetCaffe(56),
+            "resnet110_caffe" => Arch::ResNetCaffe(110),
             "preact_resnet18" => Arch::PreActResNet18,
             "resnet9" => Arch::ResNet9,
             "resnet18" => Arch::ResNet(18),
@@ -299,7 +308,10 @@ impl Arch {
 
     /// True where each residual branch ends in a batch norm (post-activation blocks).
     fn has_residual_bn(self) -> bool {
-        matches!(self, Arch::ResNetCifar(_) | Arch::ResNet9 | Arch::ResNet(_))
+        matches!(
+            self,
+            Arch::ResNetCifar(_) | Arch::ResNetCaffe(_) | Arch::ResNet9 | Arch::ResNet(_)
+        )
     }
 
     /// True for the ImageNet networks (listed at 224×224 by `lrlab models`).
@@ -435,6 +447,16 @@ pub fn build(
             num_classes,
             resnet_cifar::Options {
                 shortcut: cfg.shortcut,
+                bn_momentum,
+                zero_init_residual,
+            },
+        )),
+        Arch::ResNetCaffe(depth) => Box::new(resnet_caffe::ResNetCaffe::new(
+            path,
+            depth,
+            in_channels,
+            num_classes,
+            resnet_caffe::Options {
                 bn_momentum,
                 zero_init_residual,
             },

@@ -16,7 +16,7 @@
 //! Parameters (10 classes): ResNet-20 269,722 (A) / 272,474 (B); ResNet-56 853,018;
 //! ResNet-110 1,727,962.
 //!
-//! Not this network: the super-convergence Caffe ResNet-56 (avg-pool shortcut, msra init).
+//! Not this network: the super-convergence Caffe ResNet-56 ([`super::resnet_caffe`]).
 
 use super::init::{self, BiasInit, ConvSpec, WeightInit};
 use super::Shortcut;
