@@ -711,3 +711,77 @@ fn cutout_sets_a_seeded_square_to_the_mean_pixel() {
     assert!(is_input_error(&err));
     assert!(format!("{err:#}").contains("data.cutout = 13: must be at most the image side 12"));
 }
+
+/// `data.mirrors`: an epoch holds every training image and its mirror (SGDR_WRNs.py's and
+/// `load_databatch`'s doubled training set), shuffled together, the mirror in place of the
+/// random flip and the crop drawn as without it; 2N examples, 781 batches of 128 for
+/// CIFAR's 50 000 with drop_last. Against a per-example reference.
+#[test]
+fn mirrored_epochs_visit_each_image_and_its_mirror() {
+    let seed = 5;
+    let shape = (3, 12, 12);
+    let chw = 3 * 12 * 12;
+    for augment in [Augment::CropFlip, Augment::Flip, Augment::None] {
+        let cfg = DataConfig {
+            augment: Some(augment),
+            mirrors: true,
+            ..synthetic(40, 3)
+        };
+        let data = load(&cfg, 16, 16, seed, Device::Cpu).unwrap();
+        assert_eq!(data.train.len(), 80);
+        assert_eq!(data.train.batches_per_epoch(), 5);
+        assert_eq!(data.eval.len(), 30, "evaluation sees each example once");
+        let splits = open(&cfg, seed).unwrap();
+        let order = epoch_order(80, seed, 2);
+        let mut seen = vec![[0usize; 2]; 40];
+        let mut pos = 0;
+        for (x, _, y) in batches(&data.train, 2, 0) {
+            let px = to_u8(&x);
+            for (k, &label) in y.iter().enumerate() {
+                let (index, mirrored) = (order[pos] % 40, order[pos] >= 40);
+                seen[index][usize::from(mirrored)] += 1;
+                assert_eq!(label, splits.train.label(index));
+                let mut img = vec![0u8; chw];
+                let mut unused = example_rng(0, 0, 0);
+                splits
+                    .train
+                    .fetch(index, Augment::None, &mut unused, &mut img)
+                    .unwrap();
+                let mut rng = example_rng(seed, 2, pos);
+                let (oy, ox) = match augment {
+                    Augment::CropFlip => {
+                        let (oy, ox, _) = draw_crop_flip(&mut rng, 4);
+                        (oy, ox)
+                    }
+                    _ => (4, 4),
+                };
+                let want = reference_crop(&img, shape, 4, PadMode::Zero, oy, ox, mirrored);
+                assert_eq!(
+                    &px[k * chw..(k + 1) * chw],
+                    &want[..],
+                    "{augment:?} pos {pos}"
+                );
+                pos += 1;
+            }
+        }
+        assert_eq!(pos, 80);
+        assert!(seen.iter().all(|s| *s == [1, 1]), "{seen:?}");
+    }
+    // CIFAR's epoch as SGDR counted it: 100 000 images, 781 full batches of 128.
+    let cfg = DataConfig {
+        mirrors: true,
+        drop_last: true,
+        ..synthetic(50_000, 10)
+    };
+    let data = load(&cfg, 128, 128, 0, Device::Cpu).unwrap();
+    assert_eq!(data.train.batches_per_epoch(), 781);
+    // Not with random_resized_crop (its own flip), named.
+    let bad = DataConfig {
+        augment: Some(Augment::RandomResizedCrop),
+        mirrors: true,
+        dataset: DatasetName::Imagenet,
+        ..synthetic(40, 3)
+    };
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(err.contains("data.mirrors = true"), "{err}");
+}

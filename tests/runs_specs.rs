@@ -43,9 +43,15 @@ fn train_examples(cfg: &RunConfig) -> u64 {
         other => panic!("no size known for dataset {other:?}"),
     };
     let n = full - cfg.data.val_split as u64;
-    match cfg.data.train_subset {
+    let n = match cfg.data.train_subset {
         0 => n,
         s => (s as u64).min(n),
+    };
+    // data.mirrors: an epoch visits each image and its mirror.
+    if cfg.data.mirrors {
+        2 * n
+    } else {
+        n
     }
 }
 
@@ -138,8 +144,8 @@ fn paper_tables_have_the_papers_shape() {
     let p = plan::load(&runs_dir().join("papers/sgdr_table1.toml")).unwrap();
     assert_eq!(p.runs.len(), 70);
     assert_eq!(p.spec.report.paper.len(), 14);
-    // The T_0 = 10, x2 model is read at its last completed cycle end: paper epoch 150 of 200,
-    // our 300 of 400 (the paper's epoch holds twice the images).
+    // The T_0 = 10, x2 model is read at its last completed cycle end: epoch 150 of 200, each
+    // the paper's 781 iterations (100k images with the mirrors, the partial batch dropped).
     let t0_10 = p
         .spec
         .report
@@ -147,16 +153,15 @@ fn paper_tables_have_the_papers_shape() {
         .iter()
         .find(|pv| pv.key.contains("t0_10_x2"))
         .unwrap();
-    assert_eq!(t0_10.epoch, Some(300.0));
+    assert_eq!(t0_10.epoch, Some(150.0));
     let r = p.runs.iter().find(|r| r.name.contains("t0_10_x2")).unwrap();
     let cfg = RunConfig::from_table(r.config.parse().unwrap()).unwrap();
-    let len = RunLength {
-        steps_per_epoch: 391,
-        total_steps: 400 * 391,
-    };
+    let len = run_length(&cfg);
+    assert_eq!(len.steps_per_epoch, 781);
+    assert_eq!(len.total_steps, 200 * 781);
     let s = Schedule::from_table(&cfg.schedule, len).unwrap();
     let ends: Vec<u64> = s.cycle_ends();
-    assert_eq!(ends, [20 * 391, 60 * 391, 140 * 391, 300 * 391]);
+    assert_eq!(ends, [10 * 781, 30 * 781, 70 * 781, 150 * 781]);
 
     // Super-convergence: CLR 10k iterations vs step 80k, at 5 training-set sizes.
     let p = plan::load(&runs_dir().join("papers/superconv_table1.toml")).unwrap();

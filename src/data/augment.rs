@@ -185,29 +185,38 @@ pub fn flip_in_place(buf: &mut [u8], shape: (usize, usize, usize)) {
 
 /// Apply `spec` (only its `Flip` and `CropFlip` cases; others leave `buf` as it is) to the
 /// CHW image in `buf`, drawing from `rng`. `scratch` is reused between calls. Returns the
-/// crop `(oy, ox, flip)` of a `CropFlip`.
+/// crop `(oy, ox, flip)` of a `CropFlip`. `mirror`, when given, is the flip (`data.mirrors`:
+/// the epoch's mirrored half), for every augmentation, `None` included; a crop is drawn as
+/// without it.
 pub fn apply(
     spec: &AugmentSpec,
     rng: &mut ChaCha8Rng,
     buf: &mut [u8],
     shape: (usize, usize, usize),
     scratch: &mut Vec<u8>,
+    mirror: Option<bool>,
 ) -> Option<(usize, usize, bool)> {
     match spec.augment {
         Augment::Flip => {
-            if draw_flip(rng) {
+            if mirror.unwrap_or_else(|| draw_flip(rng)) {
                 flip_in_place(buf, shape);
             }
             None
         }
         Augment::CropFlip => {
-            let (oy, ox, flip) = draw_crop_flip(rng, spec.pad);
+            let (oy, ox, drawn) = draw_crop_flip(rng, spec.pad);
+            let flip = mirror.unwrap_or(drawn);
             scratch.clear();
             scratch.extend_from_slice(buf);
             crop_flip(scratch, shape, spec.pad, spec.pad_mode, oy, ox, flip, buf);
             Some((oy, ox, flip))
         }
-        Augment::None | Augment::RandomResizedCrop => None,
+        Augment::None | Augment::RandomResizedCrop => {
+            if mirror == Some(true) {
+                flip_in_place(buf, shape);
+            }
+            None
+        }
     }
 }
 
@@ -231,7 +240,7 @@ pub fn apply_stored(
         pad_mode: PadMode::Zero,
         cutout: None,
     };
-    apply(&spec, rng, buf, shape, &mut Vec::new());
+    apply(&spec, rng, buf, shape, &mut Vec::new(), None);
     Ok(true)
 }
 

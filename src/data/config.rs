@@ -255,6 +255,13 @@ pub struct DataConfig {
     /// Drop the last partial training batch of each epoch (default false). Evaluation
     /// always sees every example.
     pub drop_last: bool,
+    /// An epoch of every training image and its mirror (2N examples shuffled together), as
+    /// SGDR's `SGDR_WRNs.py` and the Downsampled ImageNet loader `load_databatch` build their
+    /// training set, so that epochs count as those papers' do. The mirror replaces the random
+    /// flip of `augment` (crops are still drawn). Default false (and then left out of the
+    /// written config).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mirrors: bool,
     /// ImageNet: side of the training crop and of the evaluation center crop (default 224).
     pub image_size: usize,
 }
@@ -291,6 +298,7 @@ impl Default for DataConfig {
             workers: 0,
             prefetch: 8,
             drop_last: false,
+            mirrors: false,
             image_size: 224,
         }
     }
@@ -369,6 +377,13 @@ impl DataConfig {
             return bad(
                 "data.augment = crop_flip: not for imagenet (images of many sizes); \
                  use random_resized_crop, flip or none"
+                    .to_string(),
+            );
+        }
+        if self.mirrors && self.augment() == Augment::RandomResizedCrop {
+            return bad(
+                "data.mirrors = true: not with random_resized_crop (its flip is part of the \
+                 crop); use it with crop_flip, flip or none"
                     .to_string(),
             );
         }

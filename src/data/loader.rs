@@ -33,6 +33,8 @@ pub struct LoaderOptions {
     pub batch_size: usize,
     /// Drop the last partial batch.
     pub drop_last: bool,
+    /// Training: an epoch visits every example and its mirror (`data.mirrors`).
+    pub mirrors: bool,
     /// Shuffle each epoch and augment (training); otherwise index order, no augmentation.
     pub train: bool,
     /// The augmentation of a training loader.
@@ -57,6 +59,24 @@ struct Plan {
     skipped: AtomicU64,
     /// `(rank, world)`: this process delivers its share of every batch.
     shard: (usize, usize),
+}
+
+impl Plan {
+    /// Whether an epoch visits each example and its mirror.
+    fn mirrored(&self) -> bool {
+        self.opts.mirrors && self.opts.train
+    }
+
+    /// The source example at epoch position `q` (after shuffling), and whether it is the
+    /// mirror: positions `n..2n` of a mirrored epoch are the mirrors of `0..n`.
+    fn example(&self, q: usize) -> (usize, bool) {
+        let n = self.indices.len();
+        if self.mirrored() {
+            (self.indices[q % n], q >= n)
+        } else {
+            (self.indices[q], false)
+        }
+    }
 }
 
 /// Batches of one split of a dataset; see the module documentation.
@@ -173,9 +193,15 @@ impl Loader {
         }
     }
 
-    /// Number of examples.
+    /// Number of examples an epoch visits: the indices, twice over for a training loader with
+    /// mirrors (each example and its mirror).
     pub fn len(&self) -> usize {
-        self.plan.indices.len()
+        let n = self.plan.indices.len();
+        if self.plan.mirrored() {
+            2 * n
+        } else {
+            n
+        }
     }
 
     /// True when the loader has no example.
@@ -347,7 +373,12 @@ impl Worker {
         let (c, h, w) = plan.source.shape();
         let chw = c * h * w;
         let lo = b * opts.batch_size;
-        let hi = (lo + opts.batch_size).min(plan.indices.len());
+        let epoch_len = if plan.mirrored() {
+            2 * plan.indices.len()
+        } else {
+            plan.indices.len()
+        };
+        let hi = (lo + opts.batch_size).min(epoch_len);
         // A rank of a multi-process run takes its consecutive part of the batch.
         let n = hi - lo;
         let (rank, world) = plan.shard;
@@ -374,7 +405,7 @@ impl Worker {
             if self.stop.load(Ordering::Relaxed) {
                 anyhow::bail!("stopped");
             }
-            let index = plan.indices[self.order.as_ref().map_or(p, |o| o[p])];
+            let (index, mirrored) = plan.example(self.order.as_ref().map_or(p, |o| o[p]));
             let mut rng = if opts.train {
                 rng::example_rng(opts.seed, self.epoch, p)
             } else {
@@ -397,7 +428,9 @@ impl Worker {
                 continue;
             }
             if opts.train {
-                let crop = augment::apply(&opts.augment, &mut rng, out, (c, h, w), scratch);
+                // A mirrored epoch's flip is the position's, not a draw.
+                let flip = plan.mirrored().then_some(mirrored);
+                let crop = augment::apply(&opts.augment, &mut rng, out, (c, h, w), scratch, flip);
                 let m = &mut mask[if masked {
                     slot * h * w..(slot + 1) * h * w
                 } else {

@@ -231,6 +231,7 @@ pub fn load(
         LoaderOptions {
             batch_size,
             drop_last: cfg.drop_last,
+            mirrors: cfg.mirrors,
             train: true,
             augment,
             seed,
@@ -248,6 +249,7 @@ pub fn load(
         LoaderOptions {
             batch_size: eval_batch_size,
             drop_last: false,
+            mirrors: false,
             train: false,
             augment: AugmentSpec::NONE,
             seed,
