@@ -561,19 +561,67 @@ fn trim(x: f64) -> String {
 /// File written in the folder given to `lrlab ensemble --across-seeds`.
 pub const ACROSS_SEEDS_CSV: &str = "ensemble_across_seeds.csv";
 /// Header of `ensemble_across_seeds.csv`: one row per (point, N runs, M snapshots per run);
-/// `seeds` lists the N runs' seeds (`;`-separated), `members` = N·M.
+/// `seeds` lists the runs that went in (`;` within a group, `|` between groups), `members` =
+/// N·M, `groups` how many ensembles the metrics summarise: for N = 1 every run (their median,
+/// as SGDR's Table 2), for N > 1 the disjoint groups of N consecutive seeds (their mean).
 pub const ACROSS_SEEDS_HEADER: &str =
-    "point,seeds,runs,snapshots_per_run,members,test_loss,test_acc,test_top5";
+    "point,seeds,runs,snapshots_per_run,members,groups,test_loss,test_acc,test_top5";
 
-/// The uniform softmax average of `runs` runs × the last `per_run` snapshots of each.
+/// The uniform softmax average of `runs` runs × the last `per_run` snapshots of each,
+/// summarised over `groups` such ensembles.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SeedRow {
-    /// N: the first N runs of the point, in seed order.
+    /// N: runs per ensemble.
     pub runs: usize,
     /// M: the last M snapshots of each run.
     pub per_run: usize,
-    /// Test loss (NLL of the averaged probabilities), accuracy, top-5.
+    /// The ensembles summarised: N = 1, one per run (median); N > 1, the disjoint groups of N
+    /// consecutive runs in seed order (mean; runs left over are not used).
+    pub groups: usize,
+    /// Test loss (NLL of the averaged probabilities), accuracy, top-5: the median (N = 1) or
+    /// the mean (N > 1) over the groups, each metric on its own.
     pub metrics: Metrics,
+}
+
+/// Median of `xs` (the mean of the two middle values for an even count).
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// Median (N = 1) or mean (N > 1) of each metric over the groups' ensembles.
+fn summarise(n: usize, ms: &[Metrics]) -> Metrics {
+    let of = |f: fn(&Metrics) -> f64| -> f64 {
+        let xs: Vec<f64> = ms.iter().map(f).collect();
+        if n == 1 {
+            median(xs)
+        } else {
+            xs.iter().sum::<f64>() / xs.len() as f64
+        }
+    };
+    Metrics {
+        loss: of(|m| m.loss),
+        acc: of(|m| m.acc),
+        top5: of(|m| m.top5),
+    }
+}
+
+/// The seeds of the ensembles of a row: every run for N = 1, else the complete groups of N.
+pub fn row_seeds(seeds: &[u64], r: &SeedRow) -> String {
+    let join = |s: &[u64]| -> String { s.iter().map(u64::to_string).collect::<Vec<_>>().join(";") };
+    if r.runs == 1 {
+        return join(seeds);
+    }
+    seeds[..r.groups * r.runs]
+        .chunks(r.runs)
+        .map(join)
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 /// The ensembles of one grid point: runs whose configs differ only in `train.seed`.
@@ -692,14 +740,14 @@ pub fn ensemble_across_seeds(args: &EnsembleArgs) -> Result<Vec<PointEnsemble>> 
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(ACROSS_SEEDS_HEADER.split(','))?;
     for p in &results {
-        let seeds: Vec<String> = p.seeds.iter().map(|s| s.to_string()).collect();
         for r in &p.rows {
             w.write_record([
                 p.point.clone(),
-                seeds[..r.runs].join(";"),
+                row_seeds(&p.seeds, r),
                 r.runs.to_string(),
                 r.per_run.to_string(),
                 (r.runs * r.per_run).to_string(),
+                r.groups.to_string(),
                 fmt_f64(r.metrics.loss),
                 fmt_f64(r.metrics.acc),
                 fmt_f64(r.metrics.top5),
@@ -711,8 +759,10 @@ pub fn ensemble_across_seeds(args: &EnsembleArgs) -> Result<Vec<PointEnsemble>> 
     Ok(results)
 }
 
-/// Evaluate one point: for each run in seed order its last K snapshots, newest first; the
-/// running sums give every (N, M) without keeping any run's outputs.
+/// Evaluate one point: for each run in seed order its last K snapshots, newest first. Each
+/// run's ensembles of M = 1..K give the N = 1 rows (the median over runs); for every N > 1
+/// the sums of the group in progress (N consecutive runs) give one ensemble per complete
+/// group, and the row is their mean. Only the open groups' sums are kept.
 fn point_ensemble(members: &[SeedRun], args: &EnsembleArgs) -> Result<PointEnsemble> {
     let k = members
         .iter()
@@ -721,11 +771,17 @@ fn point_ensemble(members: &[SeedRun], args: &EnsembleArgs) -> Result<PointEnsem
         .expect("a point has a run");
     let k = args.last.unwrap_or(k);
     let point = point_label(&members[0].run);
-    // totals[m][j]: over the runs so far, the sum of the last m + 1 snapshots' probabilities
-    // of batch j; labels[j] from the first run, which every run must match.
-    let mut totals: Vec<Vec<Tensor>> = (0..k).map(|_| Vec::new()).collect();
+    let runs = members.len();
+    // open[n - 2][m][j]: over the runs of the open group of n, the sum of the last m + 1
+    // snapshots' probabilities of batch j; labels[j] from the first run, which every run must
+    // match. done[n - 1][m]: the metrics of each complete group of n (n = 1: each run).
+    let mut open: Vec<Vec<Vec<Tensor>>> = (2..=runs)
+        .map(|_| (0..k).map(|_| Vec::new()).collect())
+        .collect();
+    let mut done: Vec<Vec<Vec<Metrics>>> = (1..=runs)
+        .map(|_| (0..k).map(|_| Vec::new()).collect())
+        .collect();
     let mut labels: Vec<Tensor> = Vec::new();
-    let mut rows = Vec::new();
     let (mut split, mut examples) = (String::new(), 0);
     for (r, SeedRun { seed, run, snaps }) in members.iter().enumerate() {
         let scorer = Scorer::open(run, args.device.as_deref())?;
@@ -753,29 +809,43 @@ fn point_ensemble(members: &[SeedRun], args: &EnsembleArgs) -> Result<PointEnsem
             if i == 0 {
                 check_same_examples(&mut labels, &run_labels, run, &members[0].run)?;
             }
-            // Add the sum of this run's last i + 1 snapshots into M = i + 1's totals.
-            let total = &mut totals[i];
-            if total.is_empty() {
-                total.extend(running.iter().map(Tensor::copy));
-            } else {
-                for (t, s) in total.iter_mut().zip(&running) {
-                    *t += s;
+            // This run alone with its last i + 1 snapshots; then into every open group.
+            done[0][i].push(averaged(&running, &labels, (i + 1) as f64)?);
+            for (g, groups) in open.iter_mut().enumerate() {
+                let n = g + 2;
+                if (r / n + 1) * n > runs {
+                    continue; // the runs left over after the last complete group of n
+                }
+                let total = &mut groups[i];
+                if total.is_empty() {
+                    total.extend(running.iter().map(Tensor::copy));
+                } else {
+                    for (t, s) in total.iter_mut().zip(&running) {
+                        *t += s;
+                    }
+                }
+                if (r + 1) % n == 0 {
+                    done[n - 1][i].push(averaged(total, &labels, (n * (i + 1)) as f64)?);
+                    total.clear();
                 }
             }
         }
         if let Some(b) = &bar {
             b.finish_and_clear();
         }
-        for (m, total) in totals.iter().enumerate() {
-            let count = ((r + 1) * (m + 1)) as f64;
-            rows.push(SeedRow {
-                runs: r + 1,
-                per_run: m + 1,
-                metrics: averaged(total, &labels, count)?,
-            });
-        }
         split = scorer.setup.data.eval_name.to_string();
         examples = scorer.setup.data.eval.len();
+    }
+    let mut rows = Vec::new();
+    for (g, per_m) in done.iter().enumerate() {
+        for (m, ms) in per_m.iter().enumerate() {
+            rows.push(SeedRow {
+                runs: g + 1,
+                per_run: m + 1,
+                groups: ms.len(),
+                metrics: summarise(g + 1, ms),
+            });
+        }
     }
     Ok(PointEnsemble {
         point,
@@ -841,7 +911,8 @@ pub fn seeds_table(p: &PointEnsemble) -> String {
     let seeds: Vec<String> = p.seeds.iter().map(|s| s.to_string()).collect();
     let mut s = format!(
         "{}: {} run(s) (seeds {}), {} split ({} examples)\n  test error % of the softmax \
-         average of N runs x their last M snapshots\n  {:<6}",
+         average of N runs x their last M snapshots: N = 1 the median over the runs, N > 1 \
+         the mean over disjoint groups of N seeds (groups)\n  {:<6}",
         p.point,
         p.runs.len(),
         seeds.join(", "),
@@ -855,9 +926,16 @@ pub fn seeds_table(p: &PointEnsemble) -> String {
     s.push('\n');
     for n in 1..=p.runs.len() {
         s.push_str(&format!("  {:<6}", format!("N={n}")));
-        for r in p.rows.iter().filter(|r| r.runs == n) {
+        let row: Vec<&SeedRow> = p.rows.iter().filter(|r| r.runs == n).collect();
+        for r in &row {
             s.push_str(&format!(" {:>7.2}", 100.0 * (1.0 - r.metrics.acc)));
         }
+        let groups = row.first().map_or(0, |r| r.groups);
+        s.push_str(&match (n, groups) {
+            (1, g) => format!("  (median of {g})"),
+            (_, 1) => "  (one group: a single draw)".to_string(),
+            (_, g) => format!("  (mean of {g} groups)"),
+        });
         s.push('\n');
     }
     s
