@@ -188,6 +188,11 @@ struct FindLrArgs {
     /// Stop when the smoothed loss exceeds this many times its best; 0 = never [default: 4].
     #[arg(long)]
     stop_factor: Option<f64>,
+    /// lr_finder (end_lr reached at the last step; a non-finite loss stops the test) or
+    /// fastai (fastai's LRFinder: lr_k = start·(end/start)^(k/steps), on past a NaN)
+    /// [default: the config's lr_find.convention, lr_finder].
+    #[arg(long)]
+    convention: Option<String>,
     /// Output folder [default: out/<config stem>-lr_find].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -505,6 +510,9 @@ fn find_lr(a: FindLrArgs) -> anyhow::Result<()> {
     if let Some(x) = a.stop_factor {
         fc.stop_factor = x;
     }
+    if let Some(x) = a.convention {
+        fc.convention = x;
+    }
     // What is wrong now came from a flag: name the flag.
     fc.validate().map_err(|e| {
         let mut msg = e.to_string();
@@ -516,6 +524,7 @@ fn find_lr(a: FindLrArgs) -> anyhow::Result<()> {
             "mode",
             "beta",
             "stop_factor",
+            "convention",
         ] {
             msg = msg.replace(
                 &format!("lr_find.{key}"),

@@ -862,3 +862,110 @@ lr = 1e-12
         "range test {range} vs the run's evaluation {trained}"
     );
 }
+
+/// `lr_find.convention = "fastai"` is fastai's `LRFinder`: its learning rates equal those
+/// fastai 2.8's recorder holds after `Learner.lr_find` (`scripts/golden_fastai_ramp.py`:
+/// `lr_k = start·(end/start)^(k/num_it)`, so the last is one step short of `end_lr`, up to ~19%
+/// below lrlab's default ramp at the same index), and a NaN does not stop the test: fastai
+/// recorded all 30 iterations of a run whose loss turned NaN at the 13th, and so does lrlab's
+/// test, whose rules then read the curve up to the first NaN.
+#[test]
+fn the_fastai_convention_is_fastais_lr_finder() {
+    use lrlab::schedule::{RunLength, Schedule};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/lr_find");
+    let golden = json(&dir.join("fastai_ramp.json"));
+    assert!(golden["fastai_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("2.8"));
+    for (name, run) in golden["runs"].as_object().unwrap() {
+        let lrs: Vec<f64> = run["lrs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let num_it = run["num_it"].as_u64().unwrap();
+        assert_eq!(
+            lrs.len() as u64,
+            num_it,
+            "{name}: fastai ran every iteration"
+        );
+        let table: toml::Table = format!(
+            "kind = \"lr_range\"\nstart_lr = {:e}\nend_lr = {:e}\nconvention = \"fastai\"\n",
+            run["start_lr"].as_f64().unwrap(),
+            run["end_lr"].as_f64().unwrap()
+        )
+        .parse()
+        .unwrap();
+        let len = RunLength {
+            steps_per_epoch: 32,
+            total_steps: num_it,
+        };
+        let s = Schedule::from_table(&table, len).unwrap();
+        for (k, want) in lrs.iter().enumerate() {
+            let got = s.lr(k as u64);
+            assert!(
+                (got - want).abs() <= 1e-12 * want,
+                "{name} step {k}: {got} vs fastai {want}"
+            );
+        }
+        if name == "nan" {
+            let first_nan = run["smoothed_loss"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .position(|v| v.is_null());
+            assert_eq!(first_nan, Some(12), "fastai went on past the NaN");
+        }
+    }
+
+    // lrlab's test under each convention, on a ramp that blows the loss up (no stop factor).
+    let t = tempfile::tempdir().unwrap();
+    let cfg = t.path().join("run.toml");
+    std::fs::write(&cfg, SYNTHETIC).unwrap();
+    let run = |convention: &str| {
+        let out = t.path().join(convention);
+        let r = find_lr(&cfg, &out)
+            .args(["--start-lr", "1e-3", "--end-lr", "1e9", "--steps", "60"])
+            .args(["--stop-factor", "0", "--convention", convention])
+            .output_within(common::DEADLINE_S)
+            .unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let loss = csv_column(&out.join("lr_find.csv"), "loss");
+        let lr = csv_column(&out.join("lr_find.csv"), "lr");
+        (json(&out.join("suggestion.json")), loss, lr)
+    };
+    let (sug, loss, lr) = run("fastai");
+    assert_eq!(loss.len(), 60, "fastai's test runs to num_it past a NaN");
+    let first_nan = loss
+        .iter()
+        .position(|l| l.is_nan())
+        .expect("the loss turned NaN");
+    assert!(
+        sug["stopped"]
+            .as_str()
+            .unwrap()
+            .contains("went on to num_it"),
+        "{sug}"
+    );
+    let valley = sug["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["rule"] == "valley")
+        .unwrap();
+    assert!(valley["index"].as_u64().unwrap() < first_nan as u64);
+    let want_last = 1e-3 * (1e9f64 / 1e-3).powf(59.0 / 60.0);
+    assert!((lr[59] - want_last).abs() <= 1e-9 * want_last, "{}", lr[59]);
+    let (sug, loss, lr) = run("lr_finder");
+    assert!(
+        loss.len() < 60 && !loss.last().unwrap().is_finite(),
+        "stops at non-finite"
+    );
+    assert!(sug["stopped"].as_str().unwrap().contains("non-finite"));
+    // lr_finder's ramp reaches end_lr at the last step: at the same index it is higher.
+    let k = lr.len() - 1;
+    let fastai_k = 1e-3 * (1e9f64 / 1e-3).powf(k as f64 / 60.0);
+    assert!(lr[k] > fastai_k, "{} vs {fastai_k}", lr[k]);
+}

@@ -50,6 +50,17 @@ pub struct FindConfig {
     /// Train an `"auto"` run even when the test flags its suggestion (no edge found, the
     /// suggestion at the end of the range or past the blow-up). Default false.
     pub allow_edge: bool,
+    /// `"lr_finder"` (default: pytorch-lr-finder's ramp, `end_lr` reached at the last step,
+    /// the test stopped at a non-finite loss) or `"fastai"` (fastai's `LRFinder` exactly:
+    /// `lr_k = start·(end/start)^(k/num_it)`, so `end_lr` is never reached, and a NaN loss
+    /// does not stop the test: it goes on to `num_it` and the rules read the curve up to the
+    /// first NaN). Left out of the written config at its default.
+    #[serde(skip_serializing_if = "is_default_convention")]
+    pub convention: String,
+}
+
+fn is_default_convention(c: &String) -> bool {
+    c == "lr_finder"
 }
 
 impl Default for FindConfig {
@@ -69,6 +80,7 @@ impl Default for FindConfig {
             skip_end: 5,
             rule: "valley".into(),
             allow_edge: false,
+            convention: "lr_finder".into(),
         }
     }
 }
@@ -81,6 +93,19 @@ impl FindConfig {
         if self.mode != "exp" && self.mode != "linear" {
             crate::bail_input!(
                 "lr_find.mode = {:?}: expected \"exp\" or \"linear\"",
+                self.mode
+            );
+        }
+        if self.convention != "lr_finder" && self.convention != "fastai" {
+            crate::bail_input!(
+                "lr_find.convention = {:?}: expected \"lr_finder\" or \"fastai\"",
+                self.convention
+            );
+        }
+        if self.convention == "fastai" && self.mode != "exp" {
+            crate::bail_input!(
+                "lr_find.convention = \"fastai\" with lr_find.mode = {:?}: fastai's ramp is \
+                 exponential (mode = \"exp\")",
                 self.mode
             );
         }

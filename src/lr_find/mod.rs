@@ -143,6 +143,9 @@ fn ramp_config(cfg: &RunConfig, fc: &FindConfig) -> RunConfig {
     t.insert("start_lr".into(), fc.start_lr.into());
     t.insert("end_lr".into(), fc.end_lr.into());
     t.insert("mode".into(), fc.mode.clone().into());
+    if fc.convention == "fastai" {
+        t.insert("convention".into(), "fastai".into());
+    }
     ramp.schedule = t;
     ramp
 }
@@ -208,7 +211,19 @@ pub fn run_ramp(
         }
         avg = fc.beta * avg + (1.0 - fc.beta) * l;
         let smoothed = avg / (1.0 - fc.beta.powi(losses.len() as i32));
-        if !l.is_finite() || !smoothed.is_finite() {
+        // fastai goes on past a NaN (its comparisons with NaN are false) to num_it, and its
+        // rules cut the curve at the first NaN; an infinite loss still trips the stop factor.
+        let fastai = fc.convention == "fastai";
+        if l.is_nan() && fastai {
+            stopped.get_or_insert_with(|| {
+                format!(
+                    "loss became NaN at step {} (lr {lr:e}); went on to num_it as fastai does",
+                    step - 1
+                )
+            });
+            continue;
+        }
+        if (!l.is_finite() || !smoothed.is_finite()) && !fastai {
             stopped = Some(format!(
                 "loss became non-finite at step {} (lr {lr:e})",
                 step - 1

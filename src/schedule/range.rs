@@ -12,7 +12,9 @@ use anyhow::Result;
 ///
 /// Past the run `end_lr` is held. Keys: `start_lr` (> 0; >= 0 when linear), `end_lr`
 /// (> start_lr), `mode`
-/// (`exp` | `linear`). The run must have at least 2 steps.
+/// (`exp` | `linear`), `convention` (`lr_finder`, the above; `fastai`: `n = N`, fastai's
+/// `LRFinder`, whose last step is one step short of `end_lr`). The run must have at least 2
+/// steps.
 #[derive(Clone, Debug)]
 pub struct LrRange {
     start: f64,
@@ -23,11 +25,15 @@ pub struct LrRange {
 
 impl LrRange {
     /// The keys of this family (besides `kind` and the warmup keys).
-    pub(crate) const KEYS: &'static [&'static str] = &["start_lr", "end_lr", "mode"];
+    pub(crate) const KEYS: &'static [&'static str] = &["start_lr", "end_lr", "mode", "convention"];
 
     pub(crate) fn from_keys(keys: &mut Keys, len: RunLength) -> Result<Self> {
         // Mode first: the linear ramp may start at 0 (Smith's 0 -> 3 test), the geometric may not.
         let exp = keys.choice("mode", &["exp", "linear"])?.unwrap_or("exp") == "exp";
+        let fastai = keys
+            .choice("convention", &["lr_finder", "fastai"])?
+            .unwrap_or("lr_finder")
+            == "fastai";
         let start = if exp {
             keys.lr("start_lr")?
         } else {
@@ -52,7 +58,12 @@ impl LrRange {
             start,
             end,
             exp,
-            last: len.total_steps - 1,
+            // fastai: pct = train_iter / num_it.
+            last: if fastai {
+                len.total_steps
+            } else {
+                len.total_steps - 1
+            },
         })
     }
 }
