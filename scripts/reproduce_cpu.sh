@@ -9,9 +9,8 @@
 #   scripts/reproduce_cpu.sh                       # all of them (about an hour on 2 cores)
 #   scripts/reproduce_cpu.sh runs/cpu/sgdr.toml    # one
 #
-# runs/cpu/hf_lr.toml and hf_lr_stride10.toml are run configs, not sweeps: `lrlab hf-lr` writes
-# the super-convergence paper's Hessian-free estimates (the authors' two scripts' windows) into
-# results/cpu/hf_lr/ and results/cpu/hf_lr_stride10/.
+# runs/cpu/hf_lr*.toml are run configs, not sweeps: `lrlab hf-lr` writes the super-convergence
+# paper's Hessian-free estimates (the authors' two scripts' windows) into results/cpu/hf_lr*/.
 #
 # Environment: LRLAB (the binary, default target/release/lrlab), OUT (sweep folders, default
 # out), RESULTS (default results/cpu), JOBS (runs at once, default 2).
@@ -21,12 +20,12 @@ OUT=${OUT:-out}
 RESULTS=${RESULTS:-results/cpu}
 JOBS=${JOBS:-2}
 specs=("$@")
-[ ${#specs[@]} -gt 0 ] || specs=(runs/cpu/super_convergence.toml runs/cpu/sgdr.toml runs/cpu/clr.toml runs/cpu/hf_lr.toml runs/cpu/hf_lr_stride10.toml)
+[ ${#specs[@]} -gt 0 ] || specs=(runs/cpu/super_convergence.toml runs/cpu/sgdr.toml runs/cpu/clr.toml runs/cpu/hf_lr.toml runs/cpu/hf_lr_f999.toml runs/cpu/hf_lr_stride10.toml)
 
 for spec in "${specs[@]}"; do
     base=$(basename "$spec" .toml)
     case "$base" in
-        hf_lr) hf=(--steps 299 --every 1) ;;            # windows 1-297, as L2TermComputation3.py
+        hf_lr | hf_lr_f999) hf=(--steps 299 --every 1) ;;  # windows 1-297, as L2TermComputation3.py
         hf_lr_stride10) hf=(--steps 310 --every 10) ;;  # windows 10-290, as L2TermComputation4.py
         *) hf=() ;;
     esac
