@@ -18,6 +18,7 @@ pub mod launch;
 pub mod lr_find;
 pub mod models;
 pub mod report;
+pub mod run;
 pub mod schedule;
 pub mod sweep;
 pub mod train;

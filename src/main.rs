@@ -445,7 +445,7 @@ fn train(
                 .map(|m| format!(": {set}_acc {:.4}, {set}_loss {:.4}", m.acc, m.loss))
                 .unwrap_or_default();
             // A run that never learned is finished but not a result: say so on its line.
-            let doubt = lrlab::train::record::Status::read(&out)
+            let doubt = lrlab::run::Status::read(&out)
                 .filter(|s| s.learned == Some(false))
                 .map(|s| format!("; WARNING: it {}", s.reason))
                 .unwrap_or_default();

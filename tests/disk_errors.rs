@@ -188,8 +188,8 @@ fn a_checkpoint_that_does_not_fit_fails_cleanly_and_the_previous_one_resumes() {
         "the error should name {} and the OS's reason: {err}",
         file.display()
     );
-    let st = lrlab::train::record::Status::read(&out).unwrap();
-    assert_eq!(st.status, "failed");
+    let st = lrlab::run::Status::read(&out).unwrap();
+    assert_eq!(st.status, lrlab::run::State::Failed);
     assert!(st.reason.contains("No space left on device"), "{st:?}");
     no_temporaries(&mnt);
     whole_rows(&out.join("steps.csv"));

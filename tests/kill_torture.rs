@@ -388,8 +388,8 @@ fn ctrl_c_stops_a_sweep_and_a_second_sweep_completes_it() {
     // signal lands (a run may also finish in between; that is allowed below).
     fx::wait_for(300, "a run's first epoch", || {
         names[..2].iter().any(|n| {
-            lrlab::train::record::Status::read(&sweep.join(n))
-                .is_some_and(|st| st.status == "running" && st.epoch >= 1)
+            lrlab::run::Status::read(&sweep.join(n))
+                .is_some_and(|st| st.status == lrlab::run::State::Running && st.epoch >= 1)
         })
     });
     // SAFETY: signalling the process group this test started, as a terminal does.

@@ -6,8 +6,9 @@ mod common;
 use common as fx;
 
 use fx::{field, lrlab, read_csv, s, text, write, BASE};
+use lrlab::run::{State, Status};
 use lrlab::sweep::collect::mean_std;
-use lrlab::train::record::{Status, EPOCHS_HEADER};
+use lrlab::train::record::EPOCHS_HEADER;
 use std::path::Path;
 
 const SPEC: &str = r#"
@@ -45,7 +46,7 @@ fn fake_run(dir: &Path, status: &str, accs: &[f64], reason: &str) {
     )
     .unwrap();
     Status {
-        status: status.into(),
+        status: serde_json::from_str::<State>(&format!("\"{status}\"")).unwrap(),
         reason: reason.into(),
         epoch: accs.len() as u64,
         step: accs.len() as u64 * 10,

@@ -239,14 +239,14 @@ fn a_stopped_sweep_resumes_from_the_checkpoint_to_the_same_curve() {
         .spawn()
         .unwrap();
     fx::wait_for(300, "the first epoch", || {
-        lrlab::train::record::Status::read(&run).is_some_and(|st| st.epoch >= 1)
+        lrlab::run::Status::read(&run).is_some_and(|st| st.epoch >= 1)
     });
     // SIGTERM to the sweep: it passes it on; the run checkpoints and stops.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert_eq!(status(&run), "interrupted");
-    let stopped_at = lrlab::train::record::Status::read(&run).unwrap().step;
+    let stopped_at = lrlab::run::Status::read(&run).unwrap().step;
     assert!(
         stopped_at > 0 && stopped_at < 64,
         "stopped at step {stopped_at}"

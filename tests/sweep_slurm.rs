@@ -148,9 +148,9 @@ fn arrays_are_split_below_max_array_size_and_only_missing_runs_resubmitted() {
     assert!(t.contains("task=$((3 + SLURM_ARRAY_TASK_ID))"), "{t}");
 
     // Finished and failed runs are not resubmitted (failed ones with --retry-failed).
-    let done = |i: usize, st: &str| {
-        lrlab::train::record::Status {
-            status: st.into(),
+    let done = |i: usize, st: lrlab::run::State| {
+        lrlab::run::Status {
+            status: st,
             reason: String::new(),
             epoch: 2,
             step: 16,
@@ -161,9 +161,9 @@ fn arrays_are_split_below_max_array_size_and_only_missing_runs_resubmitted() {
         .unwrap()
     };
     for i in [0, 1, 2, 4, 5] {
-        done(i, "done");
+        done(i, lrlab::run::State::Done);
     }
-    done(6, "failed");
+    done(6, lrlab::run::State::Failed);
     o.only_missing = true;
     assert_eq!(tasks_to_submit(&sweep, &m, &o), [3]);
     o.retry_failed = true;
@@ -332,7 +332,7 @@ fn slurm_array_runs_pins_gpus_isolates_failures_and_requeues_preempted_tasks() {
     // Preempt the long run once it has trained an epoch: SIGUSR1 to its batch shell, as
     // --signal=B:USR1 does before the time limit.
     wait(300, "an epoch of the long run", || {
-        lrlab::train::record::Status::read(&long).is_some_and(|st| st.epoch >= 1)
+        lrlab::run::Status::read(&long).is_some_and(|st| st.epoch >= 1)
     });
     let task = format!("{job}_3");
     let o = c.run("scancel", &["--signal=USR1", "--batch", &task]);

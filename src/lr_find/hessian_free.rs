@@ -158,13 +158,13 @@ pub fn write(out: &Path, cfg: &RunConfig, every: u64, r: &HfLrResult) -> Result<
         "windows": r.estimates.len(),
         "stopped": r.stopped,
     });
-    write_atomic(&out.join("config.toml"), config.to_toml()?.as_bytes())?;
-    write_atomic(&out.join("steps.csv"), steps.as_bytes())?;
-    write_atomic(&out.join("hf_lr_layers.csv"), layers.as_bytes())?;
+    write_atomic(&out.join(crate::run::CONFIG), config.to_toml()?.as_bytes())?;
+    write_atomic(&out.join(crate::run::STEPS), steps.as_bytes())?;
+    write_atomic(&out.join(crate::run::HF_LR_LAYERS), layers.as_bytes())?;
     write_atomic(
-        &out.join("meta.json"),
+        &out.join(crate::run::META),
         format!("{}\n", serde_json::to_string_pretty(&meta)?).as_bytes(),
     )?;
     // Last: hf_lr.csv is what marks the folder as an hf-lr folder for `lrlab plot`.
-    write_atomic(&out.join("hf_lr.csv"), hf.as_bytes())
+    write_atomic(&out.join(crate::run::HF_LR), hf.as_bytes())
 }

@@ -195,7 +195,7 @@ pub struct HfRow {
 
 /// Read `hf_lr.csv` (`train.hf_lr_every`, `lrlab hf-lr`); None when the folder has none.
 pub fn read_hf_lr(dir: &Path) -> Result<Option<Vec<HfRow>>> {
-    let path = dir.join("hf_lr.csv");
+    let path = dir.join(crate::run::HF_LR);
     if !path.is_file() {
         return Ok(None);
     }
@@ -270,11 +270,11 @@ pub struct Run {
 impl Run {
     /// Read a run folder; `name` labels it.
     pub fn load(dir: &Path, name: String) -> Result<Run> {
-        let epochs_path = dir.join("epochs.csv");
+        let epochs_path = dir.join(crate::run::EPOCHS);
         let t = Table::read(&epochs_path)?;
         let rows: Vec<usize> = (0..t.rows.len()).collect();
         let epochs = epoch_rows(&t, &rows)?;
-        let (status, reason) = match read_json(&dir.join("status.json"))? {
+        let (status, reason) = match read_json(&dir.join(crate::run::STATUS))? {
             Some(v) => (
                 v.get("status").and_then(|s| s.as_str()).map(str::to_string),
                 v.get("reason")
@@ -284,7 +284,7 @@ impl Run {
             ),
             None => (None, String::new()),
         };
-        let config_text = read_text(&dir.join("config.toml"))?;
+        let config_text = read_text(&dir.join(crate::run::CONFIG))?;
         let config = match &config_text {
             Some((p, text)) => Some(text.parse::<toml::Table>().map_err(|e| {
                 input_error(format!(
@@ -304,7 +304,7 @@ impl Run {
             epochs,
             config,
             config_text: config_text.map(|(_, t)| t),
-            meta: read_json(&dir.join("meta.json"))?,
+            meta: read_json(&dir.join(crate::run::META))?,
             hf_lr: read_hf_lr(dir)?.unwrap_or_default(),
         })
     }
@@ -313,7 +313,7 @@ impl Run {
     /// epoch end from `epochs.csv` (no momentum). Empty when neither holds an LR.
     pub fn schedule(&self) -> Result<Vec<ScheduleRow>> {
         if let Some(dir) = &self.dir {
-            let p = dir.join("steps.csv");
+            let p = dir.join(crate::run::STEPS);
             if p.is_file() {
                 return read_steps(&p);
             }
@@ -512,7 +512,7 @@ pub fn load(dir: &Path) -> Result<Input> {
         };
         crate::bail_input!("{}: {what}; expected {EXPECTED}", dir.display());
     }
-    if dir.join("epochs.csv").is_file() {
+    if dir.join(crate::run::EPOCHS).is_file() {
         let name = folder_name(dir);
         return Ok(Input::Run(Box::new(Run::load(dir, name)?)));
     }
@@ -522,7 +522,7 @@ pub fn load(dir: &Path) -> Result<Input> {
     if let Some(rows) = read_hf_lr(dir)? {
         return Ok(Input::HfLr(HfLrRun {
             rows,
-            meta: read_json(&dir.join("meta.json"))?,
+            meta: read_json(&dir.join(crate::run::META))?,
         }));
     }
     let run_dirs = find_runs(dir)?;
@@ -566,7 +566,7 @@ fn find_runs(root: &Path) -> Result<Vec<PathBuf>> {
             if !p.is_dir() || name.starts_with('.') || name == "figures" {
                 continue;
             }
-            if p.join("epochs.csv").is_file() {
+            if p.join(crate::run::EPOCHS).is_file() {
                 found.push(p);
             } else {
                 stack.push((p, depth + 1));

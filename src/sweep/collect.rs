@@ -24,8 +24,9 @@ use super::exec::{attempts, run_state, RunState};
 use super::manifest::{Manifest, ManifestRun};
 use super::plan::SEED;
 use crate::report::paper::PointRef;
+use crate::run::Status;
 pub use crate::train::record::read_epochs;
-use crate::train::record::{epochs_column, Status, EPOCHS_HEADER};
+use crate::train::record::{epochs_column, EPOCHS_HEADER};
 use crate::util::{fmt_f64, write_atomic};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -77,7 +78,7 @@ fn col(name: &str) -> usize {
 pub fn summarize_run(sweep: &Path, run: &ManifestRun) -> Result<RunSummary> {
     let dir = run.dir(sweep);
     let (state, status) = run_state(sweep, run);
-    let rows = read_epochs(&dir.join("epochs.csv"))?;
+    let rows = read_epochs(&dir.join(crate::run::EPOCHS))?;
     let num = |r: &Vec<String>, c: &str| r[col(c)].parse::<f64>().ok();
     // (epoch, test_acc, column `with`) of every evaluated epoch.
     let evaluated_with = |with: &str| -> Vec<(u64, f64, Option<f64>)> {
@@ -103,7 +104,7 @@ pub fn summarize_run(sweep: &Path, run: &ManifestRun) -> Result<RunSummary> {
             .find(|(_, a, _)| *a >= t)
             .map(|(e, _, _)| *e)
     });
-    let total_epochs = std::fs::read_to_string(dir.join("meta.json"))
+    let total_epochs = std::fs::read_to_string(dir.join(crate::run::META))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|m| m.get("epochs").and_then(|e| e.as_u64()));

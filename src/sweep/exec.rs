@@ -10,7 +10,7 @@
 
 use super::manifest::{config_file, ManifestRun, AUTO_CONFIG, LOCKS};
 use crate::config::RunConfig;
-use crate::train::record::{self, Status};
+use crate::run::{State, Status};
 use crate::util::write_atomic;
 use anyhow::{Context, Result};
 use fs2::FileExt;
@@ -74,13 +74,13 @@ impl RunState {
 
     /// The state recorded in `status.json` alone (no lock check).
     pub fn from_status(s: Option<&Status>) -> RunState {
-        match s.map(|s| s.status.as_str()) {
+        match s.map(|s| s.status) {
             None => RunState::Pending,
-            Some("done") => RunState::Done,
-            Some("diverged") => RunState::Diverged,
-            Some("failed") => RunState::Failed,
-            Some("interrupted") => RunState::Interrupted,
-            Some(_) => RunState::Stale,
+            Some(State::Done) => RunState::Done,
+            Some(State::Diverged) => RunState::Diverged,
+            Some(State::Failed) => RunState::Failed,
+            Some(State::Interrupted) => RunState::Interrupted,
+            Some(State::Running) => RunState::Stale,
         }
     }
 }
@@ -130,9 +130,9 @@ pub fn try_claim(sweep: &Path, id: &str) -> Result<Option<Claim>> {
     }
     // Who holds it, for people looking at the folder.
     let who = serde_json::json!({
-        "host": record::hostname(),
+        "host": crate::util::hostname(),
         "pid": std::process::id(),
-        "since": record::now(),
+        "since": crate::util::now(),
         "slurm_job_id": std::env::var("SLURM_JOB_ID").ok(),
     });
     let _ = file
@@ -222,7 +222,7 @@ pub fn prepare_config(sweep: &Path, run: &ManifestRun, exec: &ExecKeys) -> Resul
     }
     if path.file_name() == Some(AUTO_CONFIG.as_ref()) {
         // `train` wrote config.toml with the range test's values: keep its exec keys current.
-        let resolved = dir.join("config.toml");
+        let resolved = dir.join(crate::run::CONFIG);
         if let Ok(text) = std::fs::read_to_string(&resolved) {
             if let Ok(c) = RunConfig::from_toml_str(&text) {
                 let fixed = exec.apply(&c).to_toml()?;
@@ -275,14 +275,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The run folder's state for this end.
+    pub fn state(self) -> State {
+        match self {
+            Outcome::Done => State::Done,
+            Outcome::Diverged => State::Diverged,
+            Outcome::Interrupted => State::Interrupted,
+            Outcome::Failed => State::Failed,
+        }
+    }
+
     /// Lower-case name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Done => "done",
-            Outcome::Diverged => "diverged",
-            Outcome::Interrupted => "interrupted",
-            Outcome::Failed => "failed",
-        }
+        self.state().name()
     }
 }
 
@@ -390,7 +395,7 @@ pub fn start(
         cuda_visible: launch.cuda_visible.clone(),
         threads,
         log_start,
-        started: record::now(),
+        started: crate::util::now(),
         clock: std::time::Instant::now(),
     })
 }
@@ -433,10 +438,10 @@ impl Active {
         use std::os::unix::process::ExitStatusExt;
         let dir = self.run.dir(&self.sweep);
         let status = Status::read(&dir);
-        let recorded = status.as_ref().map(|s| s.status.as_str()).unwrap_or("");
+        let recorded = status.as_ref().map(|s| s.status);
         let (outcome, reason) = match (st.code(), st.signal()) {
             (Some(0), _) => match recorded {
-                "done" => (
+                Some(State::Done) => (
                     Outcome::Done,
                     // Finished but never learned: the reason travels with the outcome.
                     status
@@ -445,7 +450,7 @@ impl Active {
                         .map(|s| s.reason.clone())
                         .unwrap_or_default(),
                 ),
-                "diverged" => (
+                Some(State::Diverged) => (
                     Outcome::Diverged,
                     status
                         .as_ref()
@@ -454,13 +459,16 @@ impl Active {
                 ),
                 other => (
                     Outcome::Failed,
-                    format!("lrlab train exited 0 but status.json says {other:?}"),
+                    format!(
+                        "lrlab train exited 0 but status.json says {:?}",
+                        other.map_or("", State::name)
+                    ),
                 ),
             },
             (Some(3), _) => (Outcome::Interrupted, String::new()),
             (Some(code), _) => {
                 let why = self.log_error().unwrap_or_default();
-                let reason = if recorded == "failed" {
+                let reason = if recorded == Some(State::Failed) {
                     status.as_ref().map(|s| s.reason.clone()).unwrap_or(why)
                 } else if why.is_empty() {
                     format!("lrlab train exited with status {code}")
@@ -486,8 +494,8 @@ impl Active {
         };
         // Record what `train` could not record itself.
         let keep = match outcome {
-            Outcome::Failed => recorded != "failed",
-            Outcome::Interrupted => recorded != "interrupted",
+            Outcome::Failed => recorded != Some(State::Failed),
+            Outcome::Interrupted => recorded != Some(State::Interrupted),
             _ => false,
         };
         // The runner's bookkeeping below may fail (a full disk); the run itself has ended and
@@ -496,11 +504,11 @@ impl Active {
         let mut unrecorded = Vec::new();
         if keep {
             let written = Status {
-                status: outcome.as_str().into(),
+                status: outcome.state(),
                 reason: reason.clone(),
                 epoch: status.as_ref().map(|s| s.epoch).unwrap_or(0),
                 step: status.as_ref().map(|s| s.step).unwrap_or(0),
-                updated: record::now(),
+                updated: crate::util::now(),
                 learned: None,
             }
             .write(&dir);
@@ -551,7 +559,7 @@ impl Active {
         let env = |k: &str| std::env::var(k).ok();
         let line = serde_json::json!({
             "runner": self.runner,
-            "host": record::hostname(),
+            "host": crate::util::hostname(),
             "runner_pid": std::process::id(),
             "pid": self.child.id(),
             "device": self.device,
@@ -562,7 +570,7 @@ impl Active {
             "slurm_array_task_id": env("SLURM_ARRAY_TASK_ID"),
             "slurm_restart_count": env("SLURM_RESTART_COUNT"),
             "started": self.started,
-            "ended": record::now(),
+            "ended": crate::util::now(),
             "exit_code": st.code(),
             "signal": st.signal(),
             "outcome": outcome.as_str(),

@@ -12,7 +12,7 @@ use super::devices::Slot;
 use super::exec::{self, Active, ExecKeys, Launch, Outcome, RunState};
 use super::manifest::Manifest;
 use super::progress::{Counts, Progress};
-use crate::train::record::Status;
+use crate::run::Status;
 use anyhow::Result;
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};

@@ -314,7 +314,7 @@ pub fn config_file(run: &ManifestRun) -> &'static str {
     if auto {
         AUTO_CONFIG
     } else {
-        "config.toml"
+        crate::run::CONFIG
     }
 }
 

@@ -3,7 +3,7 @@
 //! otherwise plain lines, one per start and end.
 
 use super::exec::{Active, Finished, Outcome};
-use crate::train::record::Status;
+use crate::run::Status;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::path::Path;
@@ -132,12 +132,12 @@ impl Progress {
                 continue;
             };
             let dir = a.run.dir(sweep);
-            let epochs = std::fs::read_to_string(dir.join("meta.json"))
+            let epochs = std::fs::read_to_string(dir.join(crate::run::META))
                 .ok()
                 .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
                 .and_then(|m| m.get("epochs").and_then(|e| e.as_u64()));
             let msg = match Status::read(&dir) {
-                Some(s) if s.status == "running" => format!(
+                Some(s) if s.status == crate::run::State::Running => format!(
                     "{} [{}] epoch {}/{} step {}",
                     a.run.name,
                     a.device,

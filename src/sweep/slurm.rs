@@ -418,7 +418,7 @@ pub fn submit(sweep: &Path, scripts: &[ArrayScript]) -> Result<Vec<String>> {
             "script": s.path,
             "array": s.array,
             "offset": s.offset,
-            "submitted": crate::train::record::now(),
+            "submitted": crate::util::now(),
         }));
         let text = serde_json::to_string_pretty(&jobs)?;
         write_atomic(&jobs_path, format!("{text}\n").as_bytes())?;
@@ -472,8 +472,7 @@ pub fn run_index(
             );
             continue;
         };
-        let state =
-            RunState::from_status(crate::train::record::Status::read(&run.dir(sweep)).as_ref());
+        let state = RunState::from_status(crate::run::Status::read(&run.dir(sweep)).as_ref());
         if state.finished() {
             eprintln!("run {i} ({}) is {}", run.name, state.as_str());
             continue;

@@ -9,7 +9,7 @@ use std::path::Path;
 use tch::{nn::VarStore, Kind, Tensor};
 
 /// File name of the checkpoint inside a run folder.
-pub const CHECKPOINT: &str = "checkpoint.safetensors";
+pub const CHECKPOINT: &str = crate::run::CHECKPOINT;
 
 /// Where the loop stands; everything else it needs is recomputed from the config.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -33,7 +33,7 @@ pub fn csv_name(last: Option<usize>) -> String {
 /// `epoch` is the epoch of the newest member.
 pub const ENSEMBLE_HEADER: &str = "kind,members,steps,epoch,test_loss,test_acc,test_top5";
 /// Folder of the snapshots inside a run folder.
-pub const SNAPSHOTS_DIR: &str = "snapshots";
+pub const SNAPSHOTS_DIR: &str = crate::run::SNAPSHOTS;
 
 /// Options of `lrlab ensemble`.
 #[derive(Clone, Debug, Default)]
@@ -155,12 +155,7 @@ pub fn load_snapshot(vs: &VarStore, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// True when `dir` looks like a run folder (its resolved `config.toml` and `epochs.csv`, or
-/// a `snapshots` folder).
-fn is_run(dir: &Path) -> bool {
-    dir.join("config.toml").is_file()
-        && (dir.join("epochs.csv").is_file() || dir.join(SNAPSHOTS_DIR).is_dir())
-}
+use crate::run::is_run;
 
 /// The run folders of `dir`: itself when it is a run, else the runs below it (at most three
 /// levels down, hidden folders skipped), in path order.
@@ -303,7 +298,7 @@ impl Scorer {
         if let Some(d) = device {
             overrides.push(format!("train.device={d:?}"));
         }
-        let cfg = RunConfig::load(&run.join("config.toml"), &overrides)?;
+        let cfg = RunConfig::load(&run.join(crate::run::CONFIG), &overrides)?;
         let setup = Setup::new(&cfg).with_context(|| format!("{}", run.display()))?;
         let (vs, model) = build_model(&cfg, &setup)?;
         if setup.bf16 {
@@ -473,7 +468,7 @@ pub fn ensemble_run(
         split: setup.data.eval_name.to_string(),
         examples: loader.len(),
         rows,
-        last_step: crate::train::record::Status::read(run).map(|s| s.step),
+        last_step: crate::run::Status::read(run).map(|s| s.step),
     })
 }
 
@@ -650,7 +645,7 @@ struct SeedRun {
 
 /// A run's resolved config without its seed (what makes runs one grid point) and the seed.
 fn config_without_seed(run: &Path) -> Result<(toml::Table, u64)> {
-    let path = run.join("config.toml");
+    let path = run.join(crate::run::CONFIG);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| input_error(format!("{}: cannot read it: {e}", path.display())))?;
     let mut table: toml::Table = text

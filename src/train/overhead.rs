@@ -100,7 +100,7 @@ pub fn bench_overhead(a: &OverheadArgs) -> Result<OverheadResult> {
     let table: toml::Table = "kind = \"one_cycle\"\nmax_lr = 0.4".parse()?;
     let schedule = Schedule::from_table(&table, RunLength::from_epochs(200, 391)?)?;
     let dir = tempfile::tempdir()?;
-    let mut log = CsvLog::open(&dir.path().join("steps.csv"), STEPS_HEADER, 0)?;
+    let mut log = CsvLog::open(&dir.path().join(crate::run::STEPS), STEPS_HEADER, 0)?;
     let stop = AtomicBool::new(false);
     let b = a.batch as i64;
     let x = crate::util::channels_last(&Tensor::randn(

@@ -7,7 +7,7 @@
 
 use crate::util::{fmt_f64, write_atomic};
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -197,14 +197,14 @@ pub fn opt(x: Option<f64>) -> String {
 /// resolved config and the sweep runner's log and attempt records (a sweep writes them
 /// first), the lock, the range test of `"auto"` values, a failure's `status.json`.
 const BEFORE_META: [&str; 8] = [
-    "config.toml",
-    "snapshots",
+    crate::run::CONFIG,
+    crate::run::SNAPSHOTS,
     "config.auto.toml",
     "train.log",
     "attempts.jsonl",
     ".lock",
     "lr_find",
-    "status.json",
+    crate::run::STATUS,
 ];
 
 /// Refuse to write into `out` unless lrlab made it: a folder that does not exist or is empty,
@@ -228,7 +228,7 @@ pub fn check_run_folder(out: &Path) -> Result<()> {
         .filter(|n| !crate::util::is_temporary(n))
         .collect();
     names.sort();
-    let meta = out.join("meta.json");
+    let meta = out.join(crate::run::META);
     if meta.exists() {
         let ours = std::fs::read_to_string(&meta)
             .ok()
@@ -261,7 +261,7 @@ pub fn check_run_folder(out: &Path) -> Result<()> {
                 .join(", ")
         );
     }
-    let config = out.join("config.toml");
+    let config = out.join(crate::run::CONFIG);
     if let Ok(text) = std::fs::read_to_string(&config) {
         if let Err(e) = crate::config::RunConfig::from_toml_str(&text) {
             crate::bail_input!(
@@ -272,11 +272,11 @@ pub fn check_run_folder(out: &Path) -> Result<()> {
             );
         }
     }
-    if out.join("status.json").exists() && Status::read(out).is_none() {
+    if out.join(crate::run::STATUS).exists() && crate::run::Status::read(out).is_none() {
         crate::bail_input!(
             "{}: not an lrlab status file; lrlab writes nothing into a folder it did not \
              create: use another --out",
-            out.join("status.json").display()
+            out.join(crate::run::STATUS).display()
         );
     }
     Ok(())
@@ -287,7 +287,7 @@ pub fn check_run_folder(out: &Path) -> Result<()> {
 /// `epochs.csv` columns keep their `test_*` names either way, so every reader reads every
 /// run; what is printed names the split.
 pub fn eval_split(out: &Path) -> &'static str {
-    let meta = std::fs::read_to_string(out.join("meta.json")).ok();
+    let meta = std::fs::read_to_string(out.join(crate::run::META)).ok();
     let split = meta
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v.get("eval_split")?.as_str().map(str::to_string));
@@ -340,89 +340,13 @@ pub fn learned(path: &Path, classes: usize) -> Result<Option<(bool, String)>> {
     Ok(Some((true, String::new())))
 }
 
-/// The state of a run, as written to `status.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Status {
-    /// `running`, `done`, `diverged`, `failed` or `interrupted`.
-    pub status: String,
-    /// Why the run is in this state (empty while running or when done).
-    #[serde(default)]
-    pub reason: String,
-    /// Completed epochs.
-    pub epoch: u64,
-    /// Completed optimizer steps.
-    pub step: u64,
-    /// When this was written (seconds since the Unix epoch).
-    pub updated: f64,
-    /// For a finished run with evaluations: whether it learned ([`learned`]); when false,
-    /// `reason` says why not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub learned: Option<bool>,
-}
-
-impl Status {
-    /// A status written now.
-    pub fn new(status: &str, reason: &str, epoch: u64, step: u64) -> Status {
-        Status {
-            status: status.into(),
-            reason: reason.into(),
-            epoch,
-            step,
-            updated: now(),
-            learned: None,
-        }
-    }
-
-    /// Read `status.json` of a run folder, if present and readable.
-    pub fn read(dir: &Path) -> Option<Status> {
-        let text = std::fs::read_to_string(dir.join("status.json")).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    /// Write `status.json` atomically when `write` (rank 0 of a multi-process run, or the one
-    /// process).
-    pub fn write_if(&self, write: bool, dir: &Path) -> Result<()> {
-        if write {
-            self.write(dir)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Write `status.json` atomically.
-    pub fn write(&self, dir: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self)?;
-        write_atomic(&dir.join("status.json"), format!("{text}\n").as_bytes())
-    }
-}
-
-/// Seconds since the Unix epoch.
-pub fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// This machine's host name.
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn epochs_file(rows: &[(f64, f64)]) -> (tempfile::TempDir, PathBuf) {
         let t = tempfile::tempdir().unwrap();
-        let path = t.path().join("epochs.csv");
+        let path = t.path().join(crate::run::EPOCHS);
         let mut text = format!("{EPOCHS_HEADER}\n");
         for (e, (loss, acc)) in rows.iter().enumerate() {
             text.push_str(&format!(

@@ -7,11 +7,12 @@ use super::device::{device_name, resolve_device, set_threads};
 use super::eval::{evaluate, Metrics};
 use super::hf_lr;
 use super::optim::Optimizer;
-use super::record::{self, opt, CsvLog, Status, EPOCHS_HEADER, STEPS_HEADER};
+use super::record::{self, opt, CsvLog, EPOCHS_HEADER, STEPS_HEADER};
 use crate::config::RunConfig;
 use crate::data::{self, Data};
 use crate::error::input_error;
 use crate::models;
+use crate::run::{State, Status};
 use crate::schedule::plateau::EvalMetrics;
 use crate::schedule::{RunLength, Schedule};
 use crate::util::{fmt_f64, remove_stale_temporaries, write_atomic};
@@ -32,7 +33,7 @@ pub enum Outcome {
     /// Stopped by SIGTERM, SIGINT or SIGUSR1 at a safe point, checkpointed: run again to resume.
     Interrupted,
     /// The folder already holds a finished run; nothing was done.
-    AlreadyFinished(String),
+    AlreadyFinished(State),
 }
 
 /// Options of a training run besides its config.
@@ -348,7 +349,7 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
         setup.data.eval = setup.data.eval.sharded(g.rank(), g.world());
     }
     record::check_run_folder(out)?;
-    let config_path = out.join("config.toml");
+    let config_path = out.join(crate::run::CONFIG);
     if config_path.exists() {
         let old = std::fs::read_to_string(&config_path)
             .with_context(|| format!("cannot read {}", config_path.display()))?;
@@ -361,7 +362,7 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
             )));
         }
         if let Some(s) = Status::read(out) {
-            if s.status == "done" || s.status == "diverged" {
+            if s.status.is_final() {
                 return Ok(Outcome::AlreadyFinished(s.status));
             }
         }
@@ -390,7 +391,7 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
     remove_stale_temporaries(&out.join("snapshots"))?;
     // The marker that makes the folder lrlab's ([`record::check_run_folder`]) comes first:
     // whatever this attempt writes next, a later command recognises the folder.
-    if !out.join("meta.json").exists() {
+    if !out.join(crate::run::META).exists() {
         write_meta(
             out,
             &serde_json::json!({"lrlab_version": env!("CARGO_PKG_VERSION")}),
@@ -403,11 +404,11 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
     if let Err(e) = &result {
         let prev = Status::read(out);
         let _ = Status {
-            status: "failed".into(),
+            status: State::Failed,
             reason: format!("{e:#}"),
             epoch: prev.as_ref().map(|s| s.epoch).unwrap_or(0),
             step: prev.as_ref().map(|s| s.step).unwrap_or(0),
-            updated: record::now(),
+            updated: crate::util::now(),
             learned: None,
         }
         .write(out);
@@ -419,7 +420,7 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
 /// The host of every rank, in rank order (`[this host]` for one process), through the
 /// rendezvous store.
 fn rank_hosts(group: Option<&crate::dist::Group>) -> Result<Vec<String>> {
-    let host = record::hostname();
+    let host = crate::util::hostname();
     let Some(g) = group else {
         return Ok(vec![host]);
     };
@@ -489,10 +490,10 @@ pub fn check_checkpoint_world(out: &Path, world: usize) -> Result<()> {
     if !out.join(checkpoint::CHECKPOINT).exists() {
         return Ok(());
     }
-    if Status::read(out).is_some_and(|s| s.status == "done" || s.status == "diverged") {
+    if Status::read(out).is_some_and(|s| s.status.is_final()) {
         return Ok(());
     }
-    let old = std::fs::read_to_string(out.join("meta.json"))
+    let old = std::fs::read_to_string(out.join(crate::run::META))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|m| m.get("world_size").and_then(|w| w.as_u64()))
@@ -524,7 +525,7 @@ pub fn check_checkpoint_world(out: &Path, world: usize) -> Result<()> {
 
 fn write_meta(out: &Path, meta: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(meta)?;
-    write_atomic(&out.join("meta.json"), format!("{text}\n").as_bytes())
+    write_atomic(&out.join(crate::run::META), format!("{text}\n").as_bytes())
 }
 
 /// The run folder's logs, open for appending (on rank 0; the other ranks' rows go nowhere).
@@ -543,10 +544,15 @@ impl Logs {
         progress: &Progress,
         hf: Option<&hf_lr::Tracker>,
     ) -> Result<Logs> {
-        let steps = CsvLog::open_if(writer, &out.join("steps.csv"), STEPS_HEADER, progress.step)?;
+        let steps = CsvLog::open_if(
+            writer,
+            &out.join(crate::run::STEPS),
+            STEPS_HEADER,
+            progress.step,
+        )?;
         let epochs = CsvLog::open_if(
             writer,
-            &out.join("epochs.csv"),
+            &out.join(crate::run::EPOCHS),
             EPOCHS_HEADER,
             progress.epoch + 1,
         )?;
@@ -558,13 +564,13 @@ impl Logs {
                 Some((
                     CsvLog::open_if(
                         writer,
-                        &out.join("hf_lr.csv"),
+                        &out.join(crate::run::HF_LR),
                         &hf_lr::header(h.caffe()),
                         keep,
                     )?,
                     CsvLog::open_if(
                         writer,
-                        &out.join("hf_lr_layers.csv"),
+                        &out.join(crate::run::HF_LR_LAYERS),
                         &hf_lr::layers_header(h.caffe()),
                         keep,
                     )?,
@@ -681,7 +687,7 @@ fn train_locked(
     if writer {
         write_meta(out, &meta)?;
     }
-    Status::new("running", "", progress.epoch, progress.step).write_if(writer, out)?;
+    Status::new(State::Running, "", progress.epoch, progress.step).write_if(writer, out)?;
     let logs = Logs::open(writer, out, &progress, hf.as_ref())?;
     let snapshot_steps: HashSet<u64> = if cfg.train.snapshots == "restarts" {
         let mut steps: HashSet<u64> = setup.schedule.cycle_ends().into_iter().collect();
@@ -786,7 +792,7 @@ fn eval_metrics(train: (f64, f64), m: Option<Metrics>) -> EvalMetrics {
 /// attempt saw, so the learning rates continue exactly. The values are read back at the
 /// precision they were logged with, which round-trips f64.
 fn replay_evaluations(out: &Path, epochs: u64, schedule: &mut Schedule) -> Result<()> {
-    let path = out.join("epochs.csv");
+    let path = out.join(crate::run::EPOCHS);
     for f in record::read_epochs(&path)? {
         let num = |name: &str| record::epochs_column(name).and_then(|i| f[i].parse::<f64>().ok());
         let (Some(epoch), Some(step)) = (num("epoch"), num("step")) else {
@@ -819,7 +825,7 @@ fn start_meta(
     out: &Path,
 ) -> Result<serde_json::Value> {
     let group = opts.group.as_deref();
-    let old: serde_json::Value = std::fs::read_to_string(out.join("meta.json"))
+    let old: serde_json::Value = std::fs::read_to_string(out.join(crate::run::META))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_else(|| serde_json::json!({}));
@@ -828,7 +834,7 @@ fn start_meta(
     let started = old
         .get("started")
         .and_then(|a| a.as_f64())
-        .unwrap_or_else(record::now);
+        .unwrap_or_else(crate::util::now);
     Ok(serde_json::json!({
         "lrlab_version": env!("CARGO_PKG_VERSION"),
         "git_commit": option_env!("LRLAB_GIT_COMMIT").unwrap_or(""),
@@ -836,7 +842,7 @@ fn start_meta(
         "device": device_name(setup.device),
         "threads": setup.threads,
         "seed": cfg.train.seed,
-        "host": record::hostname(),
+        "host": crate::util::hostname(),
         "started": started,
         "finished": serde_json::Value::Null,
         "attempts": attempts,
@@ -947,7 +953,7 @@ impl Loop<'_> {
                 }
                 // A mid-epoch checkpoint, then the epoch goes on from it exactly as a
                 // resumed attempt would (same data position, the sums carried).
-                self.checkpoint(&mid, "running", "")?;
+                self.checkpoint(&mid, State::Running, "")?;
                 progress = mid.for_rank(self.writer);
                 // `elapsed()` adds this attempt's clock: keep the sum where it is.
                 progress.elapsed -= self.attempt_start.elapsed().as_secs_f64();
@@ -987,22 +993,23 @@ impl Loop<'_> {
             if e.interrupted {
                 // The stop came with the epoch's last step: its checkpoint is the one just
                 // written.
-                Status::new("interrupted", STOPPED, epoch, step).write_if(self.writer, self.out)?;
+                Status::new(State::Interrupted, STOPPED, epoch, step)
+                    .write_if(self.writer, self.out)?;
                 return Ok(Outcome::Interrupted);
             }
         }
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
-        self.meta["finished"] = serde_json::json!(record::now());
+        self.meta["finished"] = serde_json::json!(crate::util::now());
         self.meta["completions"] = completed(self.completions, step > self.resumed_from);
         if self.writer {
             write_meta(self.out, &self.meta)?;
         }
-        let mut done = Status::new("done", "", epochs, step);
+        let mut done = Status::new(State::Done, "", epochs, step);
         if self.writer {
             let verdict = record::learned(
-                &self.out.join("epochs.csv"),
+                &self.out.join(crate::run::EPOCHS),
                 self.setup.data.num_classes as usize,
             )?;
             if let Some((learned, why)) = verdict {
@@ -1241,7 +1248,7 @@ impl Loop<'_> {
             format!("{:.3}", progress.elapsed),
             format!("{images_per_sec:.1}"),
         ])?;
-        self.checkpoint(progress, "running", "")?;
+        self.checkpoint(progress, State::Running, "")?;
         if self.opts.verbose && self.writer {
             let m = metrics
                 // The printed names say which split was evaluated (`val` with data.val_split).
@@ -1265,7 +1272,7 @@ impl Loop<'_> {
     /// The checkpoint at `progress` (an epoch's end, `train.checkpoint_every` inside one, or
     /// a stop): the logs synced first, then the checkpoint, then `status.json` as `status`
     /// with `reason`.
-    fn checkpoint(&mut self, progress: &Progress, status: &str, reason: &str) -> Result<()> {
+    fn checkpoint(&mut self, progress: &Progress, status: State, reason: &str) -> Result<()> {
         self.logs.sync()?;
         if self.writer {
             checkpoint::save(self.out, &self.vs, &self.state(), progress)?;
@@ -1277,7 +1284,7 @@ impl Loop<'_> {
     /// A stop mid-epoch: checkpoint at `progress` (the data position and the epoch's sums
     /// included) and end the attempt as interrupted.
     fn interrupt(&mut self, progress: &Progress) -> Result<Outcome> {
-        self.checkpoint(progress, "interrupted", STOPPED)?;
+        self.checkpoint(progress, State::Interrupted, STOPPED)?;
         if let Some(b) = &self.bar {
             b.abandon();
         }
@@ -1292,11 +1299,11 @@ impl Loop<'_> {
             b.abandon();
         }
         self.meta["completions"] = completed(self.completions, step > self.resumed_from);
-        self.meta["finished"] = serde_json::json!(record::now());
+        self.meta["finished"] = serde_json::json!(crate::util::now());
         if self.writer {
             write_meta(self.out, &self.meta)?;
         }
-        Status::new("diverged", &reason, epoch, step).write_if(self.writer, self.out)?;
+        Status::new(State::Diverged, &reason, epoch, step).write_if(self.writer, self.out)?;
         Ok(Outcome::Diverged(reason))
     }
 }

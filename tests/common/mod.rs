@@ -161,8 +161,8 @@ pub fn attempts(run: &Path) -> Vec<serde_json::Value> {
 
 /// `status` of a run's status.json.
 pub fn status(run: &Path) -> String {
-    lrlab::train::record::Status::read(run)
-        .map(|s| s.status)
+    lrlab::run::Status::read(run)
+        .map(|s| s.status.name().to_string())
         .unwrap_or_default()
 }
 
