@@ -544,38 +544,7 @@ pub fn folder_name(dir: &Path) -> String {
         .unwrap_or_else(|| dir.display().to_string())
 }
 
-/// Folders below `root` (at most three levels down) that hold an `epochs.csv`, in path
-/// order; a run folder's own subfolders are not searched, nor hidden ones or `figures`.
-fn find_runs(root: &Path) -> Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let mut stack = vec![(root.to_path_buf(), 0usize)];
-    while let Some((dir, depth)) = stack.pop() {
-        if depth >= 3 {
-            continue;
-        }
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if dir == root => {
-                crate::bail_input!("{}: cannot list: {e}", dir.display())
-            }
-            Err(_) => continue,
-        };
-        for entry in entries.flatten() {
-            let p = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !p.is_dir() || name.starts_with('.') || name == "figures" {
-                continue;
-            }
-            if p.join(crate::run::EPOCHS).is_file() {
-                found.push(p);
-            } else {
-                stack.push((p, depth + 1));
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
-}
+use crate::run::find_runs;
 
 fn load_sweep(dir: &Path, run_dirs: &[PathBuf]) -> Result<Input> {
     let read_opt = |name: &str| -> Result<Option<Table>> {

@@ -155,8 +155,6 @@ pub fn load_snapshot(vs: &VarStore, path: &Path) -> Result<()> {
     Ok(())
 }
 
-use crate::run::is_run;
-
 /// The run folders of `dir`: itself when it is a run, else the runs below it (at most three
 /// levels down, hidden folders skipped), in path order.
 pub fn find_runs(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -171,38 +169,13 @@ pub fn find_runs(dir: &Path) -> Result<Vec<PathBuf>> {
             dir.display()
         );
     }
-    if is_run(dir) {
-        return Ok(vec![dir.to_path_buf()]);
-    }
-    let mut found = Vec::new();
-    let mut stack = vec![(dir.to_path_buf(), 0usize)];
-    while let Some((d, depth)) = stack.pop() {
-        if depth >= 3 {
-            continue;
-        }
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let hidden = e.file_name().to_string_lossy().starts_with('.');
-            if hidden || !p.is_dir() {
-                continue;
-            }
-            if is_run(&p) {
-                found.push(p);
-            } else {
-                stack.push((p, depth + 1));
-            }
-        }
-    }
+    let found = crate::run::find_runs(dir)?;
     if found.is_empty() {
         crate::bail_input!(
-            "{}: not a run folder (config.toml with epochs.csv or snapshots/) and no run folders inside; pass the folder that `lrlab train --out` or `lrlab sweep` wrote",
+            "{}: not a run folder (epochs.csv, or config.toml with snapshots/) and no run folders inside; pass the folder that `lrlab train --out` or `lrlab sweep` wrote",
             dir.display()
         );
     }
-    found.sort();
     Ok(found)
 }
 
