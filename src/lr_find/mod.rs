@@ -17,7 +17,7 @@ use crate::train::optim::Optimizer;
 use crate::train::trainer::{build_model, Setup};
 use crate::util::{fmt_f64, short3, write_atomic};
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use suggest::Suggestion;
 use tch::{Kind, Tensor};
@@ -356,12 +356,86 @@ pub fn auto_keys(schedule: &toml::Table) -> Vec<String> {
         .collect()
 }
 
+/// `suggestion.json` of a range-test folder.
+pub const SUGGESTION: &str = "suggestion.json";
+/// The range test of a run with `"auto"` values, inside its run folder.
+pub const RUN_RANGE_TEST: &str = "lr_find";
+
+/// The range of a test, as recorded.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RangeRecord {
+    /// First learning rate.
+    pub start_lr: f64,
+    /// Last learning rate.
+    pub end_lr: f64,
+    /// `exp` or `linear`.
+    pub mode: String,
+    /// Steps trained.
+    pub steps_run: usize,
+}
+
+/// `suggestion.json`: what a range test found. Written by [`write`]; read back through
+/// [`SuggestionFile::read`] by the run that resolves `"auto"` values, the report and the
+/// sweep summary (the one reader). Every field has a default, so that files written by
+/// earlier lrlab, or by hand, still read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SuggestionFile {
+    /// The ramp.
+    pub range: RangeRecord,
+    /// What was watched.
+    pub metric: Option<Metric>,
+    /// β of the smoothed loss.
+    pub smoothing_beta: f64,
+    /// The stop factor.
+    pub stop_factor: f64,
+    /// Why the test ended before its last step, if it did.
+    pub stopped: Option<String>,
+    /// Wall-clock seconds of the test.
+    pub seconds: Option<f64>,
+    /// The range showed no edge ([`FindResult::no_edge`]).
+    pub no_edge: bool,
+    /// LR of the blow-up, if the loss climbed back.
+    pub blowup_lr: Option<f64>,
+    /// Half-width of the centred average.
+    pub centred_half_width: usize,
+    /// The rule whose value replaces `"auto"`.
+    pub rule_for_auto: Option<String>,
+    /// Every rule's suggestion.
+    pub suggestions: Vec<Suggestion>,
+    /// The values that replaced `"auto"` in a run config (`{"max_lr": 0.3}`).
+    pub chosen: Option<serde_json::Value>,
+}
+
+impl SuggestionFile {
+    /// `dir/suggestion.json`; `None` when there is none, an input error naming the file when
+    /// it is not one.
+    pub fn read(dir: &Path) -> Result<Option<SuggestionFile>> {
+        let path = dir.join(SUGGESTION);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            crate::error::input_error(format!(
+                "{}: not a range test's suggestion file: {e}",
+                path.display()
+            ))
+        })
+    }
+
+    /// The suggestion of `rule`.
+    pub fn get(&self, rule: &str) -> Option<&Suggestion> {
+        self.suggestions.iter().find(|s| s.rule == rule)
+    }
+}
+
 /// The values a range test chose, as kept in `out/lr_find/suggestion.json`, when it holds
 /// every key of `keys`.
 fn saved_choice(out: &Path, keys: &[String]) -> Option<serde_json::Value> {
-    let text = std::fs::read_to_string(out.join("lr_find").join("suggestion.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let c = v.get("chosen")?.clone();
+    let c = SuggestionFile::read(&out.join(RUN_RANGE_TEST))
+        .ok()??
+        .chosen?;
     keys.iter()
         .all(|k| c.get(k).and_then(|x| x.as_f64()).is_some())
         .then_some(c)
@@ -387,7 +461,7 @@ pub fn wait_for_choice(cfg: &RunConfig, out: &Path, rank: usize) -> Result<()> {
             eprintln!(
                 "rank {rank}: waiting for rank 0's range test ({minutes} min) to choose {} in {}",
                 keys.join(", "),
-                out.join("lr_find").display()
+                out.join(RUN_RANGE_TEST).display()
             );
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
@@ -416,7 +490,7 @@ pub fn resolve_auto(
         probe.schedule.insert(k.clone(), toml::Value::Float(v));
     }
     Setup::new(&probe)?;
-    let dir = out.join("lr_find");
+    let dir = out.join(RUN_RANGE_TEST);
     let chosen = match saved_choice(out, &keys) {
         Some(c) => c,
         None => {
@@ -510,22 +584,27 @@ pub fn write(
         std::fs::remove_file(out.join("accuracy.csv"))
             .with_context(|| format!("cannot remove the stale {}/accuracy.csv", out.display()))?;
     }
-    let doc = serde_json::json!({
-        "range": {"start_lr": fc.start_lr, "end_lr": fc.end_lr, "mode": fc.mode, "steps_run": r.lr.len()},
-        "metric": fc.metric,
-        "smoothing_beta": fc.beta,
-        "stop_factor": fc.stop_factor,
-        "stopped": r.stopped,
-        "seconds": r.seconds,
-        "no_edge": r.no_edge,
-        "blowup_lr": r.blowup.map(|i| r.lr[i]),
-        "centred_half_width": r.centred_half,
-        "rule_for_auto": fc.rule,
-        "suggestions": r.suggestions,
-        "chosen": chosen,
-    });
+    let doc = SuggestionFile {
+        range: RangeRecord {
+            start_lr: fc.start_lr,
+            end_lr: fc.end_lr,
+            mode: fc.mode.clone(),
+            steps_run: r.lr.len(),
+        },
+        metric: Some(fc.metric),
+        smoothing_beta: fc.beta,
+        stop_factor: fc.stop_factor,
+        stopped: r.stopped.clone(),
+        seconds: Some(r.seconds),
+        no_edge: r.no_edge,
+        blowup_lr: r.blowup.map(|i| r.lr[i]),
+        centred_half_width: r.centred_half,
+        rule_for_auto: Some(fc.rule.clone()),
+        suggestions: r.suggestions.clone(),
+        chosen: chosen.cloned(),
+    };
     write_atomic(
-        &out.join("suggestion.json"),
+        &out.join(SUGGESTION),
         format!("{}\n", serde_json::to_string_pretty(&doc)?).as_bytes(),
     )
 }

@@ -5,7 +5,7 @@
 //! and the trimming it used. Every rule works on points `i` with learning rate `lr[i]` and
 //! loss `loss[i]`, both in step order (increasing LR).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Exponential moving average with bias correction (fastai's `AvgSmoothLoss`, in f64):
 /// `m_i = β·m_{i−1} + (1 − β)·x_i`, reported as `m_i / (1 − β^{i+1})`. With `beta = 0` the
@@ -70,22 +70,26 @@ pub fn blowup(centred: &[f64], skip_start: usize) -> Option<usize> {
 }
 
 /// One suggested learning rate.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Suggestion {
     /// Rule name: `steepest`, `valley`, `minimum_div10`, `clr_base`, `clr_max`, ...
     pub rule: String,
     /// The suggested learning rate.
     pub lr: f64,
     /// Index of the curve point the suggestion was read from.
+    #[serde(default)]
     pub index: usize,
     /// How the rule reads the curve, trimming included.
+    #[serde(default)]
     pub how: String,
     /// The suggestion is the last or next-to-last point the rule can read, in a test that ran
     /// to its last step: the curve gave the rule nothing past it, so the value is the range's
     /// end rather than a property of the network.
+    #[serde(default)]
     pub at_range_end: bool,
     /// The suggestion lies at or after the curve's [`blowup`]: the smoothed curve trailed the
     /// raw loss past the point where training breaks down.
+    #[serde(default)]
     pub past_blowup: bool,
 }
 

@@ -157,7 +157,11 @@ fn render(
                 let mut tests = Vec::new();
                 for &i in &p.runs {
                     let run = &sw.runs[i];
-                    let Some(dir) = run.dir.as_ref().map(|d| d.join("lr_find")) else {
+                    let Some(dir) = run
+                        .dir
+                        .as_ref()
+                        .map(|d| d.join(crate::lr_find::RUN_RANGE_TEST))
+                    else {
                         continue;
                     };
                     if dir.join("lr_find.csv").is_file() {
@@ -259,26 +263,23 @@ pub fn claim_lines(
 /// "range test (rule clr_max) for POINT: max_lr = 2.2; other rules: ..." for a run whose
 /// schedule had `"auto"` values, from its `lr_find/suggestion.json`.
 fn range_test_line(run: &read::Run, label: &str) -> Option<String> {
-    let s: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(run.dir.as_ref()?.join("lr_find/suggestion.json")).ok()?,
+    let s = crate::lr_find::SuggestionFile::read(
+        &run.dir.as_ref()?.join(crate::lr_find::RUN_RANGE_TEST),
     )
-    .ok()?;
-    let rule = s.get("rule_for_auto")?.as_str()?;
+    .ok()??;
+    let rule = s.rule_for_auto.as_deref()?;
     let chosen: Vec<String> = s
-        .get("chosen")?
+        .chosen
+        .as_ref()?
         .as_object()?
         .iter()
         .map(|(k, v)| format!("{k} = {}", short(v.as_f64().unwrap_or(f64::NAN))))
         .collect();
     let others: Vec<String> = s
-        .get("suggestions")?
-        .as_array()?
+        .suggestions
         .iter()
-        .filter_map(|x| {
-            let r = x.get("rule")?.as_str()?;
-            let lr = x.get("lr")?.as_f64()?;
-            (r != rule).then(|| format!("{r} {}", short(lr)))
-        })
+        .filter(|x| x.rule != rule)
+        .map(|x| format!("{} {}", x.rule, short(x.lr)))
         .collect();
     Some(format!(
         "range test for {label}: {} (rule {rule}); the other rules: {}",

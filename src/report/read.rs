@@ -432,38 +432,25 @@ impl RangeTest {
                 }
             }
         }
-        let sugg = dir.join("suggestion.json");
-        if let Some(v) = read_json(&sugg)? {
-            rt.stopped = v
-                .get("stopped")
-                .and_then(|s| s.as_str())
-                .map(str::to_string);
-            rt.metric = v.get("metric").and_then(|s| s.as_str()).map(str::to_string);
-            rt.chosen_rule = v
-                .get("rule_for_auto")
-                .and_then(|s| s.as_str())
-                .map(str::to_string);
-            for s in v
-                .get("suggestions")
-                .and_then(|s| s.as_array())
+        if let Some(f) = crate::lr_find::SuggestionFile::read(dir)? {
+            rt.stopped = f.stopped;
+            rt.metric = f.metric.map(|m| {
+                match m {
+                    crate::config::Metric::Loss => "loss",
+                    crate::config::Metric::Accuracy => "accuracy",
+                }
+                .to_string()
+            });
+            rt.chosen_rule = f.rule_for_auto;
+            rt.suggestions = f
+                .suggestions
                 .into_iter()
-                .flatten()
-            {
-                let rule = s.get("rule").and_then(|x| x.as_str());
-                let lr = s.get("lr").and_then(|x| x.as_f64());
-                let (Some(rule), Some(lr)) = (rule, lr) else {
-                    crate::bail_input!(
-                        "{}: every entry of `suggestions` needs a `rule` (text) and an `lr` (number), found {s}",
-                        sugg.display()
-                    );
-                };
-                let how = s.get("how").and_then(|x| x.as_str()).unwrap_or_default();
-                rt.suggestions.push(Suggested {
-                    rule: rule.to_string(),
-                    lr,
-                    how: how.to_string(),
-                });
-            }
+                .map(|s| Suggested {
+                    rule: s.rule,
+                    lr: s.lr,
+                    how: s.how,
+                })
+                .collect();
         }
         Ok(rt)
     }

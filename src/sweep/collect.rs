@@ -121,10 +121,12 @@ pub fn summarize_run(sweep: &Path, run: &ManifestRun) -> Result<RunSummary> {
         best_epoch: best.map(|b| b.0),
         epoch_to_target,
         wall_s: rows.last().and_then(|r| num(r, "time_s")),
-        range_test_s: std::fs::read_to_string(dir.join("lr_find/suggestion.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v.get("seconds").and_then(|x| x.as_f64())),
+        range_test_s: crate::lr_find::SuggestionFile::read(
+            &dir.join(crate::lr_find::RUN_RANGE_TEST),
+        )
+        .ok()
+        .flatten()
+        .and_then(|s| s.seconds),
         evaluated: timed,
         attempts: attempts(&dir),
         rows,
