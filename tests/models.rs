@@ -691,18 +691,29 @@ fn too_small_images_are_input_errors_naming_the_minimum() {
 
 // ---------- `lrlab models` ----------
 
-#[test]
-fn cli_prints_one_row_per_model() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lrlab"))
+/// `lrlab models ARGS`.
+fn lrlab_models(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lrlab"))
         .arg("models")
+        .args(args)
         .output_within(common::DEADLINE_S)
-        .unwrap();
+        .unwrap()
+}
+
+/// Its stdout, which it must print successfully.
+fn models_stdout(args: &[&str]) -> String {
+    let out = lrlab_models(args);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn cli_prints_one_row_per_model() {
+    let text = models_stdout(&[]);
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("model,params,input"));
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
@@ -720,19 +731,7 @@ fn cli_prints_one_row_per_model() {
     );
 
     // --dataset takes the dataset's classes, channels and side; a flag still wins.
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lrlab"))
-            .arg("models")
-            .args(args)
-            .output_within(common::DEADLINE_S)
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = models_stdout;
     let text = run(&["--dataset", "cifar100"]);
     let row = text.lines().find(|l| l.starts_with("resnet20,")).unwrap();
     // 64 x 90 more fc weights and 90 more biases than with 10 classes.
@@ -748,17 +747,11 @@ fn cli_prints_one_row_per_model() {
         text.contains("resnet18,11689512,1000 classes 3x224x224\n"),
         "{text}"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lrlab"))
-        .args(["models", "--dataset", "cifar"])
-        .output_within(common::DEADLINE_S)
-        .unwrap();
+    let out = lrlab_models(&["--dataset", "cifar"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--dataset \"cifar\": expected one of"));
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lrlab"))
-        .args(["models", "--classes", "0"])
-        .output_within(common::DEADLINE_S)
-        .unwrap();
+    let out = lrlab_models(&["--classes", "0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--classes 0"));
 }
@@ -905,16 +898,7 @@ fn dropout_over_the_parts_of_a_batch_is_the_whole_batchs() {
 /// order, summing to the model's count; the names `[[optim.group]]` patterns select.
 #[test]
 fn cli_lists_a_models_parameters() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lrlab"))
-        .args(["models", "--params", "resnet20", "--dataset", "cifar10"])
-        .output_within(common::DEADLINE_S)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = models_stdout(&["--params", "resnet20", "--dataset", "cifar10"]);
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("name,shape,numel"));
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
@@ -929,11 +913,10 @@ fn cli_lists_a_models_parameters() {
     assert!(rows.contains(&vec!["linear.bias", "10", "10"]), "{text}");
     let total: i64 = rows.iter().map(|r| r[2].parse::<i64>().unwrap()).sum();
     assert_eq!(total, 269_722);
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_lrlab"))
-        .args(["models", "--params", "resnet21"])
-        .output_within(common::DEADLINE_S)
-        .unwrap();
-    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(
+        lrlab_models(&["--params", "resnet21"]).status.code(),
+        Some(2)
+    );
 }
 
 // ---------- the super-convergence authors' Caffe ResNet ----------

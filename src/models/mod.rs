@@ -532,23 +532,37 @@ pub fn param_table(classes: i64, in_channels: i64, size: Option<i64>) -> Result<
     }
     let mut rows = Vec::new();
     for name in names() {
-        let arch = Arch::parse(name)?;
-        let s = size.unwrap_or(if arch.is_imagenet() { 224 } else { 32 });
-        let vs = nn::VarStore::new(Device::Cpu);
-        let cfg = ModelConfig {
-            arch: name.to_string(),
-            ..Default::default()
-        };
-        // Building draws the initial weights: no gradient graph needed.
-        let built = tch::no_grad(|| build(&vs.root(), &cfg, in_channels, classes, s));
+        let (s, built) = build_default(name, classes, in_channels, size)?;
         let count = match built {
-            Ok(_) => Ok(count_params(&vs)),
+            Ok(vs) => Ok(count_params(&vs)),
             Err(e) if crate::is_input_error(&e) => Err(e.to_string()),
             Err(e) => return Err(e),
         };
         rows.push((name.to_string(), s, count));
     }
     Ok(rows)
+}
+
+/// `arch` with its default settings on a CPU VarStore, for `classes` outputs and
+/// `in_channels`-channel inputs of side `size` (None: 224 for the ImageNet models, 32 for the
+/// others): the side used, and the VarStore or why it cannot be built. An unknown name is
+/// the outer error.
+fn build_default(
+    arch: &str,
+    classes: i64,
+    in_channels: i64,
+    size: Option<i64>,
+) -> Result<(i64, Result<nn::VarStore>)> {
+    let parsed = Arch::parse(arch)?;
+    let s = size.unwrap_or(if parsed.is_imagenet() { 224 } else { 32 });
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cfg = ModelConfig {
+        arch: arch.to_string(),
+        ..Default::default()
+    };
+    // Building draws the initial weights: no gradient graph needed.
+    let built = tch::no_grad(|| build(&vs.root(), &cfg, in_channels, classes, s));
+    Ok((s, built.map(|_| vs)))
 }
 
 /// The trainable parameters of `arch` built for `classes` outputs and `in_channels`-channel
@@ -560,14 +574,7 @@ pub fn param_names(
     in_channels: i64,
     size: Option<i64>,
 ) -> Result<Vec<(String, Vec<i64>)>> {
-    let parsed = Arch::parse(arch)?;
-    let s = size.unwrap_or(if parsed.is_imagenet() { 224 } else { 32 });
-    let vs = nn::VarStore::new(Device::Cpu);
-    let cfg = ModelConfig {
-        arch: arch.to_string(),
-        ..Default::default()
-    };
-    tch::no_grad(|| build(&vs.root(), &cfg, in_channels, classes, s))?;
+    let vs = build_default(arch, classes, in_channels, size)?.1?;
     let mut out: Vec<(String, Vec<i64>)> = vs
         .variables()
         .into_iter()
