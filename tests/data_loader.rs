@@ -160,6 +160,16 @@ fn worker_counts_and_prefetch_do_not_change_batches() {
     }
 }
 
+/// Example `index` of `source` as stored (no augmentation), `chw` bytes.
+fn stored_image(source: &dyn lrlab::data::Source, index: usize, chw: usize) -> Vec<u8> {
+    let mut img = vec![0u8; chw];
+    let mut unused = example_rng(0, 0, 0);
+    source
+        .fetch(index, Augment::None, &mut unused, &mut img)
+        .unwrap();
+    img
+}
+
 /// torch's own padding ops as the reference for one example: pad, take the window, flip.
 fn reference_crop(
     img: &[u8],
@@ -220,12 +230,7 @@ fn crop_flip_and_flip_match_a_per_sample_reference() {
             for (k, &label) in y.iter().enumerate() {
                 let index = order[pos];
                 assert_eq!(label, splits.train.label(index));
-                let mut img = vec![0u8; chw];
-                let mut unused = example_rng(0, 0, 0);
-                splits
-                    .train
-                    .fetch(index, Augment::None, &mut unused, &mut img)
-                    .unwrap();
+                let img = stored_image(&*splits.train, index, chw);
                 let mut rng = example_rng(seed, 1, pos);
                 let (oy, ox, flip) = match augment {
                     Augment::CropFlip => draw_crop_flip(&mut rng, pad),
@@ -741,12 +746,7 @@ fn mirrored_epochs_visit_each_image_and_its_mirror() {
                 let (index, mirrored) = (order[pos] % 40, order[pos] >= 40);
                 seen[index][usize::from(mirrored)] += 1;
                 assert_eq!(label, splits.train.label(index));
-                let mut img = vec![0u8; chw];
-                let mut unused = example_rng(0, 0, 0);
-                splits
-                    .train
-                    .fetch(index, Augment::None, &mut unused, &mut img)
-                    .unwrap();
+                let img = stored_image(&*splits.train, index, chw);
                 let mut rng = example_rng(seed, 2, pos);
                 let (oy, ox) = match augment {
                     Augment::CropFlip => {

@@ -14,6 +14,16 @@ pub enum Metric {
     Accuracy,
 }
 
+impl Metric {
+    /// The name used in configs and files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Loss => "loss",
+            Metric::Accuracy => "accuracy",
+        }
+    }
+}
+
 /// Settings of a range test (also the `[lr_find]` table of a run config, used when a
 /// schedule value is `"auto"`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -67,6 +67,16 @@ impl Plan {
         self.opts.mirrors && self.opts.train
     }
 
+    /// Examples an epoch visits: the indices, twice over when mirrored.
+    fn epoch_len(&self) -> usize {
+        let n = self.indices.len();
+        if self.mirrored() {
+            2 * n
+        } else {
+            n
+        }
+    }
+
     /// The source example at epoch position `q` (after shuffling), and whether it is the
     /// mirror: positions `n..2n` of a mirrored epoch are the mirrors of `0..n`.
     fn example(&self, q: usize) -> (usize, bool) {
@@ -196,12 +206,7 @@ impl Loader {
     /// Number of examples an epoch visits: the indices, twice over for a training loader with
     /// mirrors (each example and its mirror).
     pub fn len(&self) -> usize {
-        let n = self.plan.indices.len();
-        if self.plan.mirrored() {
-            2 * n
-        } else {
-            n
-        }
+        self.plan.epoch_len()
     }
 
     /// True when the loader has no example.
@@ -373,12 +378,7 @@ impl Worker {
         let (c, h, w) = plan.source.shape();
         let chw = c * h * w;
         let lo = b * opts.batch_size;
-        let epoch_len = if plan.mirrored() {
-            2 * plan.indices.len()
-        } else {
-            plan.indices.len()
-        };
-        let hi = (lo + opts.batch_size).min(epoch_len);
+        let hi = (lo + opts.batch_size).min(plan.epoch_len());
         // A rank of a multi-process run takes its consecutive part of the batch.
         let n = hi - lo;
         let (rank, world) = plan.shard;

@@ -176,6 +176,9 @@ pub fn run_ramp(
     let mut stopped = None;
     let mut avg = 0.0;
     let mut best = f64::INFINITY;
+    // fastai goes on past a NaN (its comparisons with NaN are false) to num_it, and its rules
+    // cut the curve at the first NaN; an infinite loss still trips the stop factor.
+    let fastai = fc.convention == "fastai";
     let mut step = 0u64;
     for batch in setup.data.train.endless().take(total as usize) {
         crate::train::stop::check(bar.as_ref())?;
@@ -211,9 +214,6 @@ pub fn run_ramp(
         }
         avg = fc.beta * avg + (1.0 - fc.beta) * l;
         let smoothed = avg / (1.0 - fc.beta.powi(losses.len() as i32));
-        // fastai goes on past a NaN (its comparisons with NaN are false) to num_it, and its
-        // rules cut the curve at the first NaN; an infinite loss still trips the stop factor.
-        let fastai = fc.convention == "fastai";
         if l.is_nan() && fastai {
             stopped.get_or_insert_with(|| {
                 format!(
@@ -422,11 +422,6 @@ impl SuggestionFile {
                 path.display()
             ))
         })
-    }
-
-    /// The suggestion of `rule`.
-    pub fn get(&self, rule: &str) -> Option<&Suggestion> {
-        self.suggestions.iter().find(|s| s.rule == rule)
     }
 }
 

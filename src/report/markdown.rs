@@ -180,7 +180,7 @@ pub fn range_report(rt: &RangeTest, name: &str, figures: &[FigureRef]) -> String
         rt.lr.len(),
         sig3(lo),
         sig3(hi),
-        rt.metric.as_deref().unwrap_or("loss")
+        rt.metric.map_or("loss", crate::config::Metric::name)
     );
     if let Some(why) = &rt.stopped {
         let _ = writeln!(out, "Stopped early: {why}.\n");
@@ -203,17 +203,7 @@ pub fn range_report(rt: &RangeTest, name: &str, figures: &[FigureRef]) -> String
 
 /// The median of the finite values of `xs`, if any.
 fn median(xs: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut v: Vec<f64> = xs.filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
+    crate::util::median(xs.filter(|x| x.is_finite()).collect())
 }
 
 /// The Hessian-free estimates in a table: over the first and the last fifth of the windows,

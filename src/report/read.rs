@@ -387,7 +387,7 @@ pub struct RangeTest {
     /// Why the test stopped early, if it did.
     pub stopped: Option<String>,
     /// What was watched (`loss` or `accuracy`), from `suggestion.json`.
-    pub metric: Option<String>,
+    pub metric: Option<crate::config::Metric>,
     /// The rule whose suggestion filled a run's `"auto"` values (`rule_for_auto`), if any.
     pub chosen_rule: Option<String>,
 }
@@ -434,13 +434,7 @@ impl RangeTest {
         }
         if let Some(f) = crate::lr_find::SuggestionFile::read(dir)? {
             rt.stopped = f.stopped;
-            rt.metric = f.metric.map(|m| {
-                match m {
-                    crate::config::Metric::Loss => "loss",
-                    crate::config::Metric::Accuracy => "accuracy",
-                }
-                .to_string()
-            });
+            rt.metric = f.metric;
             rt.chosen_rule = f.rule_for_auto;
             rt.suggestions = f
                 .suggestions

@@ -551,23 +551,12 @@ pub struct SeedRow {
     pub metrics: Metrics,
 }
 
-/// Median of `xs` (the mean of the two middle values for an even count).
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
-}
-
 /// Median (N = 1) or mean (N > 1) of each metric over the groups' ensembles.
 fn summarise(n: usize, ms: &[Metrics]) -> Metrics {
     let of = |f: fn(&Metrics) -> f64| -> f64 {
         let xs: Vec<f64> = ms.iter().map(f).collect();
         if n == 1 {
-            median(xs)
+            crate::util::median(xs).unwrap_or(f64::NAN)
         } else {
             xs.iter().sum::<f64>() / xs.len() as f64
         }

@@ -286,6 +286,23 @@ pub fn caffe_blobs(running_mean: &Tensor, running_var: &Tensor, f: f64, t: u64) 
     [mean, var, scale]
 }
 
+/// Whether a window opens at step `t` for windows every `every` steps: from step 1 on, as the
+/// authors' scripts.
+fn opens_window(every: u64, t: u64) -> bool {
+    t > 0 && t % every == 0
+}
+
+/// The last step after which a window needs θ_j, for windows every `every` steps of iterates
+/// `stride` apart (None: none does): the window of step s needs θ_s, θ_{s+k}, θ_{s+2k} and
+/// closes after step s + 2k − 1.
+fn needed_until(every: u64, stride: u64, j: u64) -> Option<u64> {
+    (0..3u64)
+        .filter_map(|m| j.checked_sub(m * stride))
+        .filter(|&s| opens_window(every, s))
+        .map(|s| s + 2 * stride - 1)
+        .max()
+}
+
 /// A batch-norm layer whose Caffe blobs the estimate sums: its running statistics.
 struct BnLayer {
     layer: usize,
@@ -442,16 +459,12 @@ impl Tracker {
 
     /// Whether a window opens at step `t` (measure the curvature before its update).
     pub fn opens_window(&self, t: u64) -> bool {
-        t > 0 && t % self.every == 0
+        opens_window(self.every, t)
     }
 
     /// The last step after which a window needs θ_j (None: none does).
     fn needed_until(&self, j: u64) -> Option<u64> {
-        (0..3u64)
-            .filter_map(|m| j.checked_sub(m * self.stride))
-            .filter(|&s| self.opens_window(s))
-            .map(|s| s + 2 * self.stride - 1)
-            .max()
+        needed_until(self.every, self.stride, j)
     }
 
     /// Record the curvature measured at step `t` before its update (a window's first step),
@@ -480,12 +493,16 @@ impl Tracker {
                 .iter()
                 .map(|v| v.detach().contiguous().copy())
                 .collect(),
-            blobs: self
-                .bn
-                .iter()
-                .flat_map(|b| caffe_blobs(&b.mean, &b.var, self.fraction, j))
-                .collect(),
+            blobs: self.blobs(j),
         }
+    }
+
+    /// The batch-norm layers' Caffe blobs after `j` steps (empty unless "caffe").
+    fn blobs(&self, j: u64) -> Vec<Tensor> {
+        self.bn
+            .iter()
+            .flat_map(|b| caffe_blobs(&b.mean, &b.var, self.fraction, j))
+            .collect()
     }
 
     /// Call after optimizer step `t` (the weights are θ_{t+1}): keeps θ_{t+1} if a window
@@ -503,13 +520,9 @@ impl Tracker {
             .filter(|&s| self.opens_window(s))
             .and_then(|s| self.estimate(s, lr_of(s)));
         // Drop what no open or future window needs any more.
-        let keep: Vec<u64> = self
-            .iterates
-            .keys()
-            .copied()
-            .filter(|&i| self.needed_until(i).is_some_and(|last| last >= j))
-            .collect();
-        self.iterates.retain(|i, _| keep.contains(i));
+        let (every, stride) = (self.every, self.stride);
+        self.iterates
+            .retain(|&i, _| needed_until(every, stride, i).is_some_and(|last| last >= j));
         self.curvature.retain(|&s, _| s + 2 * k > j);
         estimate
     }
@@ -627,7 +640,8 @@ impl Tracker {
         steps.sort_unstable();
         steps.dedup();
         let blob_names = self.blob_names();
-        let likes: Vec<Tensor> = self.snapshot(step).blobs;
+        // Shapes, kinds and device of the blobs, to read them as.
+        let likes = self.blobs(step);
         for j in steps {
             let read = |n: &String, like: &Tensor| -> Result<Tensor> {
                 let key = format!("{ITERATE}{j}.{n}");
