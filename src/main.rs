@@ -440,7 +440,7 @@ fn train(
     }
     Ok(match outcome {
         Outcome::Done(m) => {
-            let set = lrlab::train::record::eval_split(&out);
+            let set = lrlab::run::Meta::eval_split(lrlab::run::Meta::read_ok(&out).as_ref());
             let m = m
                 .map(|m| format!(": {set}_acc {:.4}, {set}_loss {:.4}", m.acc, m.loss))
                 .unwrap_or_default();

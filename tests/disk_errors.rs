@@ -278,7 +278,7 @@ fn a_read_only_output_folder_is_refused_and_nothing_is_written() {
 
 #[test]
 fn a_csv_append_that_runs_out_of_space_is_cut_back_to_whole_rows() {
-    use lrlab::train::record::CsvLog;
+    use lrlab::run::CsvLog;
     let t = tempfile::tempdir().unwrap();
     let mnt = t.path().join("mnt");
     // 3 pages: the 8 KiB row buffer fits once, the second write is cut short by the disk.

@@ -6,9 +6,9 @@ mod common;
 use common as fx;
 
 use fx::{field, lrlab, read_csv, s, text, write, BASE};
+use lrlab::run::EPOCHS_HEADER;
 use lrlab::run::{State, Status};
 use lrlab::sweep::collect::mean_std;
-use lrlab::train::record::EPOCHS_HEADER;
 use std::path::Path;
 
 const SPEC: &str = r#"

@@ -145,7 +145,7 @@ fn four_runs_two_at_a_time_collect_and_resume_without_rerunning() {
         ch[..4],
         ["index", "name", "optim.weight_decay", "seed"].map(String::from)
     );
-    assert_eq!(ch[4..].join(","), lrlab::train::record::EPOCHS_HEADER);
+    assert_eq!(ch[4..].join(","), lrlab::run::EPOCHS_HEADER);
     assert_eq!(crows.len(), 8);
     for r in &m.runs {
         let want: Vec<String> = std::fs::read_to_string(sweep.join(&r.name).join("epochs.csv"))

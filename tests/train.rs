@@ -765,3 +765,70 @@ fn the_hf_lr_estimate_changes_nothing_in_the_training() {
         .unwrap()
         .contains("hf_lr_every"));
 }
+
+/// Copy the folder `from` into `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// A run folder written by lrlab 0.1.0 before meta.json had its format marker (committed
+/// with the tests) still reads through the typed records, is recognised as lrlab's, is not
+/// trained again, and reports its numbers; a new run folder carries the marker.
+#[test]
+fn a_run_folder_from_before_the_format_marker_still_reads() {
+    use lrlab::run::{self, Meta, State, Status};
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run_folder_v0");
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("old");
+    copy_dir(&fixture, &dir);
+    let meta = Meta::read(&dir).unwrap().unwrap();
+    assert!(meta.is_lrlab() && meta.format.is_none() && meta.format_version == 0);
+    assert_eq!((meta.epochs, meta.completions), (Some(2), Some(1)));
+    assert_eq!(Status::read(&dir).unwrap().status, State::Done);
+    let rows = run::read_epochs(&dir.join(run::EPOCHS)).unwrap();
+    assert_eq!(rows.last().unwrap().test_acc, Some(1.0));
+    assert_eq!(run::read_steps(&dir.join(run::STEPS)).unwrap().len(), 4);
+    assert_eq!(
+        run::find_runs(t.path()).unwrap(),
+        std::slice::from_ref(&dir)
+    );
+    let before = std::fs::read(dir.join(run::META)).unwrap();
+    let o = run(&[
+        "train",
+        dir.join("config.toml").to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    ok(&o);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to do"));
+    assert_eq!(std::fs::read(dir.join(run::META)).unwrap(), before);
+    ok(&run(&["report", dir.to_str().unwrap()]));
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    for want in [
+        "| final test accuracy (%) | 100.00 (epoch 2) |",
+        "| final test loss | 0.0103 |",
+        "| steps_per_epoch | 8 |",
+        "| lrlab_version | 0.1.0 |",
+    ] {
+        assert!(md.contains(want), "{want} not in\n{md}");
+    }
+    // Written now: the marker and its version.
+    let cfg = write(
+        t.path(),
+        "new.toml",
+        &synthetic(1, "kind = \"constant\"\nlr = 0.01"),
+    );
+    let new = t.path().join("new");
+    ok(&train_quiet(&cfg, &new));
+    let m = Meta::read(&new).unwrap().unwrap();
+    assert_eq!(m.format.as_deref(), Some(run::FORMAT));
+    assert_eq!(m.format_version, run::FORMAT_VERSION);
+    assert_eq!(
+        (m.attempts, m.world_size, m.epochs),
+        (Some(1), Some(1), Some(1))
+    );
+}

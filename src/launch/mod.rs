@@ -43,7 +43,7 @@ pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
         crate::lr_find::wait_for_choice(&cfg, &out, rank)?;
     }
     // Before the range test writes lr_find/ into it.
-    crate::train::record::check_run_folder(&out)?;
+    crate::run::check_run_folder(&out)?;
     let launched = std::env::var("LRLAB_LAUNCHED").is_ok_and(|v| v == "1");
     let resolved = crate::lr_find::resolve_auto(&cfg, &out, args.progress && !launched)
         .map_err(|e| crate::config::blame(&name, &args.overrides, e))?;
@@ -145,7 +145,7 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
     crate::train::trainer::check_checkpoint_world(&out, nproc)?;
     // The range test of "auto" values runs here, once, on every core, before any rank
     // starts; the ranks read its choice from the run folder.
-    crate::train::record::check_run_folder(&out)?;
+    crate::run::check_run_folder(&out)?;
     let name = args.config.display().to_string();
     let blame = |e| crate::config::blame(&name, &args.overrides, e);
     let resolved = crate::lr_find::resolve_auto(&cfg, &out, !quiet).map_err(blame)?;

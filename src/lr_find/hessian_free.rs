@@ -7,9 +7,9 @@
 //! written at the end, atomically, or not at all (Ctrl-C exits 3 and writes nothing).
 
 use crate::config::RunConfig;
+use crate::run::STEPS_HEADER;
 use crate::train::hf_lr::{Estimate, Tracker};
 use crate::train::optim::Optimizer;
-use crate::train::record::STEPS_HEADER;
 use crate::train::trainer::{build_model, curvature_at, train_step, GradSync, Setup};
 use crate::util::{fmt_f64, write_atomic};
 use anyhow::{Context, Result};
@@ -147,24 +147,22 @@ pub fn write(out: &Path, cfg: &RunConfig, every: u64, r: &HfLrResult) -> Result<
     }
     let mut config = cfg.clone();
     config.train.hf_lr_every = every;
-    let meta = serde_json::json!({
-        "lrlab_version": env!("CARGO_PKG_VERSION"),
-        "git_commit": option_env!("LRLAB_GIT_COMMIT").unwrap_or(""),
-        "libtorch_version": crate::train::device::libtorch_version(),
-        "steps_run": r.steps.len(),
-        "run_steps": r.run_steps,
-        "every": every,
-        "stride": cfg.train.hf_lr_stride,
-        "windows": r.estimates.len(),
-        "stopped": r.stopped,
-    });
+    let meta = crate::run::Meta {
+        libtorch_version: Some(crate::train::device::libtorch_version()),
+        hf_lr: Some(crate::run::HfLrMeta {
+            steps_run: r.steps.len() as u64,
+            run_steps: r.run_steps,
+            every,
+            stride: cfg.train.hf_lr_stride,
+            windows: r.estimates.len() as u64,
+            stopped: r.stopped.clone(),
+        }),
+        ..crate::run::Meta::marker()
+    };
     write_atomic(&out.join(crate::run::CONFIG), config.to_toml()?.as_bytes())?;
     write_atomic(&out.join(crate::run::STEPS), steps.as_bytes())?;
     write_atomic(&out.join(crate::run::HF_LR_LAYERS), layers.as_bytes())?;
-    write_atomic(
-        &out.join(crate::run::META),
-        format!("{}\n", serde_json::to_string_pretty(&meta)?).as_bytes(),
-    )?;
+    meta.write(out)?;
     // Last: hf_lr.csv is what marks the folder as an hf-lr folder for `lrlab plot`.
     write_atomic(&out.join(crate::run::HF_LR), hf.as_bytes())
 }

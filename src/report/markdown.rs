@@ -85,12 +85,8 @@ pub fn run_report(run: &Run, figures: &[FigureRef]) -> String {
         row(&mut out, "epochs completed", epoch(e));
     }
     // epochs.csv's test_* columns hold the validation split when the run had one.
-    let set = match run
-        .meta
-        .as_ref()
-        .and_then(|m| m.get("eval_split")?.as_str())
-    {
-        Some("val") => "validation",
+    let set = match crate::run::Meta::eval_split(run.meta.as_ref()) {
+        "val" => "validation",
         _ => "test",
     };
     if let Some((e, a)) = run.final_test() {
@@ -137,25 +133,23 @@ pub fn run_report(run: &Run, figures: &[FigureRef]) -> String {
     }
     figures_section(&mut out, figures);
     if let Some(meta) = &run.meta {
+        let num = |v: Option<u64>| v.map(|v| v.to_string());
         let keys = [
-            "device",
-            "seed",
-            "parameters",
-            "steps_per_epoch",
-            "total_steps",
-            "train_examples",
-            "eval_split",
-            "git_commit",
-            "lrlab_version",
-            "libtorch_version",
-            "host",
+            ("device", meta.device.clone()),
+            ("seed", num(meta.seed)),
+            ("parameters", num(meta.parameters)),
+            ("steps_per_epoch", num(meta.steps_per_epoch)),
+            ("total_steps", num(meta.total_steps)),
+            ("train_examples", num(meta.train_examples)),
+            ("eval_split", meta.eval_split.clone()),
+            ("git_commit", meta.git_commit.clone()),
+            ("lrlab_version", meta.lrlab_version.clone()),
+            ("libtorch_version", meta.libtorch_version.clone()),
+            ("host", meta.host.clone()),
         ];
         let mut rows = String::new();
-        for k in keys {
-            if let Some(v) = meta.get(k).filter(|v| !v.is_null()) {
-                let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-                let _ = writeln!(rows, "| {k} | {} |", cell(&v));
-            }
+        for (k, v) in keys.into_iter().filter_map(|(k, v)| Some((k, v?))) {
+            let _ = writeln!(rows, "| {k} | {} |", cell(&v));
         }
         if !rows.is_empty() {
             out.push_str("\n## Run information (meta.json)\n\n| key | value |\n|---|---|\n");
@@ -267,21 +261,7 @@ fn hf_section(out: &mut String, rows: &[HfRow]) {
 
 /// `report.md` of an `lrlab hf-lr` folder.
 pub fn hf_report(hf: &HfLrRun, name: &str, figures: &[FigureRef]) -> String {
-    let mut out = format!(
-        "# Hessian-free learning-rate estimates: {name}
-
-"
-    );
-    if let Some(m) = &hf.meta {
-        if let Some(c) = m.get("config").and_then(|c| c.as_str()) {
-            let _ = writeln!(
-                out,
-                "Config: `{}`
-",
-                cell(c)
-            );
-        }
-    }
+    let mut out = format!("# Hessian-free learning-rate estimates: {name}\n\n");
     hf_section(&mut out, &hf.rows);
     figures_section(&mut out, figures);
     out

@@ -236,8 +236,6 @@ pub fn read_hf_lr(dir: &Path) -> Result<Option<Vec<HfRow>>> {
 pub struct HfLrRun {
     /// Rows of `hf_lr.csv`.
     pub rows: Vec<HfRow>,
-    /// `meta.json`, when present.
-    pub meta: Option<serde_json::Value>,
 }
 
 /// One training run: its name, its grid parameters (when a sweep table gives them), status
@@ -262,7 +260,7 @@ pub struct Run {
     /// The text of `config.toml`, as written.
     pub config_text: Option<String>,
     /// `meta.json`, when present.
-    pub meta: Option<serde_json::Value>,
+    pub meta: Option<crate::run::Meta>,
     /// Rows of `hf_lr.csv`, when the run logged the Hessian-free estimates.
     pub hf_lr: Vec<HfRow>,
 }
@@ -304,7 +302,7 @@ impl Run {
             epochs,
             config,
             config_text: config_text.map(|(_, t)| t),
-            meta: read_json(&dir.join(crate::run::META))?,
+            meta: crate::run::Meta::read(dir)?,
             hf_lr: read_hf_lr(dir)?.unwrap_or_default(),
         })
     }
@@ -501,10 +499,7 @@ pub fn load(dir: &Path) -> Result<Input> {
         return Ok(Input::RangeTest(RangeTest::load(dir)?));
     }
     if let Some(rows) = read_hf_lr(dir)? {
-        return Ok(Input::HfLr(HfLrRun {
-            rows,
-            meta: read_json(&dir.join(crate::run::META))?,
-        }));
+        return Ok(Input::HfLr(HfLrRun { rows }));
     }
     let run_dirs = find_runs(dir)?;
     let tables = ["summary.csv", CURVES[0], CURVES[1]];
@@ -619,7 +614,7 @@ fn run_keys(run: &Run) -> Vec<String> {
     }
     if let Some(meta) = &run.meta {
         for k in ["name", "run", "run_id", "id"] {
-            if let Some(v) = meta.get(k).and_then(|v| v.as_str()) {
+            if let Some(v) = meta.other.get(k).and_then(|v| v.as_str()) {
                 keys.push(v.to_string());
             }
         }

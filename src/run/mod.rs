@@ -6,12 +6,19 @@
 //! `checkpoint.safetensors`, and optional `hf_lr.csv`, `hf_lr_layers.csv`, `snapshots/`,
 //! `lr_find/`, `ensemble*.csv`, `report.md` and `figures/`.
 
+mod folder;
+mod lock;
+mod log;
+mod meta;
+mod rows;
 mod status;
 
+pub use folder::{check_run_folder, find_runs, is_run};
+pub use lock::{RunLock, LOCK};
+pub use log::CsvLog;
+pub use meta::{HfLrMeta, Meta, FORMAT, FORMAT_VERSION};
+pub use rows::{learned, read_epochs, read_steps, EpochRow, StepRow, EPOCHS_HEADER, STEPS_HEADER};
 pub use status::{State, Status};
-
-use anyhow::Result;
-use std::path::{Path, PathBuf};
 
 /// The resolved run config.
 pub const CONFIG: &str = "config.toml";
@@ -31,89 +38,8 @@ pub const HF_LR: &str = "hf_lr.csv";
 pub const HF_LR_LAYERS: &str = "hf_lr_layers.csv";
 /// Weights at every cycle end (`train.snapshots = "restarts"`).
 pub const SNAPSHOTS: &str = "snapshots";
-
-/// Whether `dir` is a run folder: it has a curve (`epochs.csv`, written when training
-/// starts), or a resolved config with snapshots to evaluate. The one rule every command that
-/// looks for runs uses.
-pub fn is_run(dir: &Path) -> bool {
-    dir.join(EPOCHS).is_file() || (dir.join(CONFIG).is_file() && dir.join(SNAPSHOTS).is_dir())
-}
-
-/// The run folders of `root`: itself when it is one ([`is_run`]), else those below it, at
-/// most three levels down, in path order; a run's own subfolders are not searched, nor hidden
-/// folders or `figures`. Empty when there is none; an error only when `root` cannot be
-/// listed.
-pub fn find_runs(root: &Path) -> Result<Vec<PathBuf>> {
-    if is_run(root) {
-        return Ok(vec![root.to_path_buf()]);
-    }
-    let mut found = Vec::new();
-    let mut stack = vec![(root.to_path_buf(), 0usize)];
-    while let Some((dir, depth)) = stack.pop() {
-        if depth >= 3 {
-            continue;
-        }
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if dir == root => {
-                crate::bail_input!("{}: cannot list: {e}", dir.display())
-            }
-            Err(_) => continue,
-        };
-        for entry in entries.flatten() {
-            let p = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !p.is_dir() || name.starts_with('.') || name == "figures" {
-                continue;
-            }
-            if is_run(&p) {
-                found.push(p);
-            } else {
-                stack.push((p, depth + 1));
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runs_are_found_by_one_rule_at_most_three_levels_down() {
-        let t = tempfile::tempdir().unwrap();
-        let mk = |rel: &str, files: &[&str]| {
-            let d = t.path().join(rel);
-            std::fs::create_dir_all(&d).unwrap();
-            for f in files {
-                if *f == SNAPSHOTS {
-                    std::fs::create_dir_all(d.join(f)).unwrap();
-                } else {
-                    std::fs::write(d.join(f), "").unwrap();
-                }
-            }
-        };
-        mk("a", &[CONFIG, EPOCHS]);
-        mk("a/inner", &[EPOCHS]); // inside a run: not searched
-        mk("b/c", &[EPOCHS]); // a curve without its config still reads
-        mk("d", &[CONFIG, SNAPSHOTS]); // snapshots to evaluate
-        mk("e", &[CONFIG]); // planned, never started
-        mk("f/g/h/i", &[EPOCHS]); // four levels down
-        mk(".hidden", &[EPOCHS]);
-        mk("figures/x", &[EPOCHS]);
-        let got: Vec<String> = find_runs(t.path())
-            .unwrap()
-            .iter()
-            .map(|p| p.strip_prefix(t.path()).unwrap().display().to_string())
-            .collect();
-        assert_eq!(got, ["a", "b/c", "d"]);
-        assert_eq!(
-            find_runs(&t.path().join("a")).unwrap(),
-            [t.path().join("a")]
-        );
-        assert!(find_runs(&t.path().join("e")).unwrap().is_empty());
-        assert!(find_runs(&t.path().join("missing")).is_err());
-    }
-}
+/// Header of `hf_lr.csv` (`train.hf_lr_every`): the window's first step, its epoch and LR,
+/// the finite-difference estimate, its moving average, and gᵀg / gᵀHg.
+pub const HF_LR_HEADER: &str = "step,epoch,lr,hf_lr,hf_lr_ema,curvature_lr";
+/// Header of `hf_lr_layers.csv`: the same estimates per layer, one row per layer and window.
+pub const HF_LR_LAYERS_HEADER: &str = "step,layer,hf_lr,curvature_lr";

@@ -61,7 +61,7 @@ pub struct Status {
     /// When this was written (seconds since the Unix epoch).
     pub updated: f64,
     /// For a finished run with evaluations: whether it learned
-    /// ([`crate::train::record::learned`]); when false, `reason` says why not.
+    /// ([`crate::run::learned`]); when false, `reason` says why not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learned: Option<bool>,
 }

@@ -25,8 +25,7 @@ use super::manifest::{Manifest, ManifestRun};
 use super::plan::SEED;
 use crate::report::paper::PointRef;
 use crate::run::Status;
-pub use crate::train::record::read_epochs;
-use crate::train::record::{epochs_column, EPOCHS_HEADER};
+use crate::run::{read_epochs, EpochRow, EPOCHS_HEADER};
 use crate::util::{fmt_f64, write_atomic};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -65,13 +64,8 @@ pub struct RunSummary {
     pub evaluated: Vec<(u64, f64, Option<f64>)>,
     /// Attempts recorded by runners.
     pub attempts: usize,
-    /// The `epochs.csv` rows (fields as written).
-    pub rows: Vec<Vec<String>>,
-}
-
-/// The column of `epochs.csv` called `name`.
-fn col(name: &str) -> usize {
-    epochs_column(name).expect("a column of epochs.csv")
+    /// The `epochs.csv` rows.
+    pub rows: Vec<EpochRow>,
 }
 
 /// Summarise one run folder.
@@ -79,18 +73,14 @@ pub fn summarize_run(sweep: &Path, run: &ManifestRun) -> Result<RunSummary> {
     let dir = run.dir(sweep);
     let (state, status) = run_state(sweep, run);
     let rows = read_epochs(&dir.join(crate::run::EPOCHS))?;
-    let num = |r: &Vec<String>, c: &str| r[col(c)].parse::<f64>().ok();
-    // (epoch, test_acc, column `with`) of every evaluated epoch.
-    let evaluated_with = |with: &str| -> Vec<(u64, f64, Option<f64>)> {
+    // (epoch, test_acc, `with` of the row) of every evaluated epoch.
+    let evaluated_with = |with: fn(&EpochRow) -> Option<f64>| -> Vec<(u64, f64, Option<f64>)> {
         rows.iter()
-            .filter_map(|r| {
-                let e = r[col("epoch")].parse::<u64>().ok()?;
-                Some((e, num(r, "test_acc")?, num(r, with)))
-            })
+            .filter_map(|r| Some((r.epoch, r.test_acc?, with(r))))
             .collect()
     };
-    let evaluated = evaluated_with("test_loss");
-    let timed = evaluated_with("time_s");
+    let evaluated = evaluated_with(|r| r.test_loss);
+    let timed = evaluated_with(|r| Some(r.time_s));
     let last = evaluated.last();
     let mut best: Option<(u64, f64)> = None;
     for &(e, acc, _) in &evaluated {
@@ -104,23 +94,20 @@ pub fn summarize_run(sweep: &Path, run: &ManifestRun) -> Result<RunSummary> {
             .find(|(_, a, _)| *a >= t)
             .map(|(e, _, _)| *e)
     });
-    let total_epochs = std::fs::read_to_string(dir.join(crate::run::META))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|m| m.get("epochs").and_then(|e| e.as_u64()));
+    let total_epochs = crate::run::Meta::read_ok(&dir).and_then(|m| m.epochs);
     Ok(RunSummary {
         run: run.clone(),
         state,
         status,
         total_epochs,
-        epochs: rows.last().and_then(|r| r[col("epoch")].parse().ok()),
+        epochs: rows.last().map(|r| r.epoch),
         final_test_acc: last.map(|l| l.1),
         final_test_loss: last.and_then(|l| l.2),
-        final_train_loss: rows.last().and_then(|r| num(r, "train_loss")),
+        final_train_loss: rows.last().map(|r| r.train_loss),
         best_test_acc: best.map(|b| b.1),
         best_epoch: best.map(|b| b.0),
         epoch_to_target,
-        wall_s: rows.last().and_then(|r| num(r, "time_s")),
+        wall_s: rows.last().map(|r| r.time_s),
         range_test_s: crate::lr_find::SuggestionFile::read(
             &dir.join(crate::lr_find::RUN_RANGE_TEST),
         )
@@ -352,7 +339,7 @@ pub fn curves_csv(m: &Manifest, sums: &[RunSummary]) -> Result<String> {
         for r in &s.rows {
             let mut row = vec![s.run.index.to_string(), s.run.name.clone()];
             row.extend(s.run.label_values(&m.varied));
-            row.extend(r.iter().cloned());
+            row.extend(r.fields());
             rows.push(row);
         }
     }

@@ -261,41 +261,11 @@ pub struct Launch {
     pub runner: &'static str,
 }
 
-/// How an attempt ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// All steps trained.
-    Done,
-    /// The loss diverged.
-    Diverged,
-    /// Stopped at a checkpoint (or before the first one) by a signal.
-    Interrupted,
-    /// Any other end.
-    Failed,
-}
-
-impl Outcome {
-    /// The run folder's state for this end.
-    pub fn state(self) -> State {
-        match self {
-            Outcome::Done => State::Done,
-            Outcome::Diverged => State::Diverged,
-            Outcome::Interrupted => State::Interrupted,
-            Outcome::Failed => State::Failed,
-        }
-    }
-
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        self.state().name()
-    }
-}
-
 /// A finished attempt.
 #[derive(Clone, Debug)]
 pub struct Finished {
-    /// How it ended.
-    pub outcome: Outcome,
+    /// How it ended: the run folder's state after it (never `Running`).
+    pub outcome: State,
     /// Why (failures and divergence), empty otherwise.
     pub reason: String,
     /// Seconds the child ran.
@@ -442,7 +412,7 @@ impl Active {
         let (outcome, reason) = match (st.code(), st.signal()) {
             (Some(0), _) => match recorded {
                 Some(State::Done) => (
-                    Outcome::Done,
+                    State::Done,
                     // Finished but never learned: the reason travels with the outcome.
                     status
                         .as_ref()
@@ -451,21 +421,21 @@ impl Active {
                         .unwrap_or_default(),
                 ),
                 Some(State::Diverged) => (
-                    Outcome::Diverged,
+                    State::Diverged,
                     status
                         .as_ref()
                         .map(|s| s.reason.clone())
                         .unwrap_or_default(),
                 ),
                 other => (
-                    Outcome::Failed,
+                    State::Failed,
                     format!(
                         "lrlab train exited 0 but status.json says {:?}",
                         other.map_or("", State::name)
                     ),
                 ),
             },
-            (Some(3), _) => (Outcome::Interrupted, String::new()),
+            (Some(3), _) => (State::Interrupted, String::new()),
             (Some(code), _) => {
                 let why = self.log_error().unwrap_or_default();
                 let reason = if recorded == Some(State::Failed) {
@@ -475,7 +445,7 @@ impl Active {
                 } else {
                     why
                 };
-                (Outcome::Failed, reason)
+                (State::Failed, reason)
             }
             // SIGINT/SIGTERM/SIGHUP are requests to stop (a Ctrl-C reaches the whole
             // process group, maybe before the runner has seen it), not failures.
@@ -483,19 +453,19 @@ impl Active {
                 if stopping || matches!(sig, libc::SIGINT | libc::SIGTERM | libc::SIGHUP) =>
             {
                 (
-                    Outcome::Interrupted,
+                    State::Interrupted,
                     format!("stopped by signal {sig} before a checkpoint"),
                 )
             }
             (None, sig) => (
-                Outcome::Failed,
+                State::Failed,
                 format!("lrlab train was killed by signal {}", sig.unwrap_or(0)),
             ),
         };
         // Record what `train` could not record itself.
         let keep = match outcome {
-            Outcome::Failed => recorded != Some(State::Failed),
-            Outcome::Interrupted => recorded != Some(State::Interrupted),
+            State::Failed => recorded != Some(State::Failed),
+            State::Interrupted => recorded != Some(State::Interrupted),
             _ => false,
         };
         // The runner's bookkeeping below may fail (a full disk); the run itself has ended and
@@ -504,7 +474,7 @@ impl Active {
         let mut unrecorded = Vec::new();
         if keep {
             let written = Status {
-                status: outcome.state(),
+                status: outcome,
                 reason: reason.clone(),
                 epoch: status.as_ref().map(|s| s.epoch).unwrap_or(0),
                 step: status.as_ref().map(|s| s.step).unwrap_or(0),
@@ -552,7 +522,7 @@ impl Active {
         &self,
         dir: &Path,
         st: ExitStatus,
-        outcome: Outcome,
+        outcome: State,
         reason: &str,
     ) -> Result<()> {
         use std::os::unix::process::ExitStatusExt;
@@ -573,7 +543,7 @@ impl Active {
             "ended": crate::util::now(),
             "exit_code": st.code(),
             "signal": st.signal(),
-            "outcome": outcome.as_str(),
+            "outcome": outcome.name(),
             "reason": reason,
         });
         let path = dir.join("attempts.jsonl");

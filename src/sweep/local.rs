@@ -9,9 +9,10 @@
 //! kills them.
 
 use super::devices::Slot;
-use super::exec::{self, Active, ExecKeys, Launch, Outcome, RunState};
+use super::exec::{self, Active, ExecKeys, Launch, RunState};
 use super::manifest::Manifest;
 use super::progress::{Counts, Progress};
+use crate::run::State;
 use crate::run::Status;
 use anyhow::Result;
 use std::collections::{HashSet, VecDeque};
@@ -151,13 +152,13 @@ pub fn run_local(sweep: &Path, m: &Manifest, opts: &LocalOptions) -> Result<Loca
             let (a, slot) = active.remove(i);
             free.push_back(slot);
             match f.outcome {
-                Outcome::Done | Outcome::Diverged => counts.finished += 1,
-                Outcome::Failed => counts.failed += 1,
-                Outcome::Interrupted => {}
+                State::Done | State::Diverged => counts.finished += 1,
+                State::Failed => counts.failed += 1,
+                State::Interrupted | State::Running => {}
             }
             counts.running = active.len();
             progress.finished(&a, &f, counts);
-            if f.outcome == Outcome::Failed && opts.fail_fast && !stopping {
+            if f.outcome == State::Failed && opts.fail_fast && !stopping {
                 stopping = true;
                 report.failed_fast = true;
                 progress.line(format!(

@@ -2,7 +2,8 @@
 //! failed, ETA) and one line per running run (its epoch and step from `status.json`);
 //! otherwise plain lines, one per start and end.
 
-use super::exec::{Active, Finished, Outcome};
+use super::exec::{Active, Finished};
+use crate::run::State;
 use crate::run::Status;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -109,11 +110,13 @@ impl Progress {
             }
         }
         let what = match f.outcome {
-            Outcome::Done if f.reason.is_empty() => "done".to_string(),
-            Outcome::Done => format!("done, but it {}", f.reason),
-            Outcome::Diverged => format!("diverged: {}", f.reason),
-            Outcome::Interrupted => "interrupted (checkpoint kept; run again to resume)".into(),
-            Outcome::Failed => format!("FAILED: {}", f.reason),
+            State::Done if f.reason.is_empty() => "done".to_string(),
+            State::Done => format!("done, but it {}", f.reason),
+            State::Diverged => format!("diverged: {}", f.reason),
+            State::Interrupted | State::Running => {
+                "interrupted (checkpoint kept; run again to resume)".into()
+            }
+            State::Failed => format!("FAILED: {}", f.reason),
         };
         self.line(format!(
             "[{}/{}] {} {what} ({:.1} s)",
@@ -132,10 +135,7 @@ impl Progress {
                 continue;
             };
             let dir = a.run.dir(sweep);
-            let epochs = std::fs::read_to_string(dir.join(crate::run::META))
-                .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|m| m.get("epochs").and_then(|e| e.as_u64()));
+            let epochs = crate::run::Meta::read_ok(&dir).and_then(|m| m.epochs);
             let msg = match Status::read(&dir) {
                 Some(s) if s.status == crate::run::State::Running => format!(
                     "{} [{}] epoch {}/{} step {}",

@@ -19,9 +19,10 @@
 //! output path is doubled (it starts a file name pattern). sbatch cannot carry a newline, and
 //! slurmd drops `\` from output paths: such values are refused.
 
-use super::exec::{self, ExecKeys, Launch, Outcome, RunState};
+use super::exec::{self, ExecKeys, Launch, RunState};
 use super::manifest::Manifest;
 use crate::error::input_error;
+use crate::run::State;
 use crate::util::sanitize;
 use crate::util::write_atomic;
 use anyhow::{Context, Result};
@@ -524,11 +525,11 @@ pub fn run_index(
         } else {
             format!(": {}", f.reason)
         };
-        eprintln!("run {i} ({}): {}{why}", run.name, f.outcome.as_str());
+        eprintln!("run {i} ({}): {}{why}", run.name, f.outcome.name());
         match f.outcome {
-            Outcome::Interrupted => return Ok(3),
-            Outcome::Failed => code = 1,
-            Outcome::Done | Outcome::Diverged => {}
+            State::Interrupted | State::Running => return Ok(3),
+            State::Failed => code = 1,
+            State::Done | State::Diverged => {}
         }
     }
     Ok(code)

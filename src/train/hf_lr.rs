@@ -208,10 +208,10 @@ pub struct Estimate {
     pub layers: Vec<(f64, f64, Option<f64>)>,
 }
 
-/// The `hf_lr.csv` header ([`crate::train::record::HF_LR_HEADER`], and the Caffe columns when
+/// The `hf_lr.csv` header ([`crate::run::HF_LR_HEADER`], and the Caffe columns when
 /// `caffe`).
 pub fn header(caffe: bool) -> String {
-    let base = crate::train::record::HF_LR_HEADER;
+    let base = crate::run::HF_LR_HEADER;
     if caffe {
         format!("{base},hf_lr_caffe,hf_lr_caffe_ema")
     } else {
@@ -219,10 +219,10 @@ pub fn header(caffe: bool) -> String {
     }
 }
 
-/// The `hf_lr_layers.csv` header ([`crate::train::record::HF_LR_LAYERS_HEADER`], and the
+/// The `hf_lr_layers.csv` header ([`crate::run::HF_LR_LAYERS_HEADER`], and the
 /// Caffe column when `caffe`).
 pub fn layers_header(caffe: bool) -> String {
-    let base = crate::train::record::HF_LR_LAYERS_HEADER;
+    let base = crate::run::HF_LR_LAYERS_HEADER;
     if caffe {
         format!("{base},hf_lr_caffe")
     } else {

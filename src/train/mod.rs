@@ -2,7 +2,6 @@
 //!
 //! - `optim.rs`: SGD (PyTorch and Caffe momentum conventions) and AdamW, state savable.
 //! - `checkpoint.rs`: weights + optimizer state + progress, written atomically.
-//! - `record.rs`: `steps.csv`, `epochs.csv`, `status.json`, cut back on resume.
 //! - `hf_lr.rs`: the super-convergence paper's Hessian-free learning-rate estimate.
 //! - `sync.rs`: gradient synchronisation over the ranks of a multi-process run.
 //! - `stop.rs`: SIGINT/SIGTERM/SIGUSR1 as a stop at the next safe point.
@@ -17,7 +16,6 @@ pub mod eval;
 pub mod hf_lr;
 pub mod optim;
 pub mod overhead;
-pub mod record;
 pub mod stop;
 pub mod sync;
 pub mod trainer;

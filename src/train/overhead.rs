@@ -16,9 +16,9 @@
 
 use super::device::set_threads;
 use super::optim::Optimizer;
-use super::record::{CsvLog, STEPS_HEADER};
 use crate::config::OptimConfig;
 use crate::models::{self, ModelConfig};
+use crate::run::{CsvLog, STEPS_HEADER};
 use crate::schedule::{RunLength, Schedule};
 use crate::util::fmt_f64;
 use anyhow::Result;

@@ -7,17 +7,15 @@ use super::device::{device_name, resolve_device, set_threads};
 use super::eval::{evaluate, Metrics};
 use super::hf_lr;
 use super::optim::Optimizer;
-use super::record::{self, opt, CsvLog, EPOCHS_HEADER, STEPS_HEADER};
 use crate::config::RunConfig;
 use crate::data::{self, Data};
 use crate::error::input_error;
 use crate::models;
-use crate::run::{State, Status};
+use crate::run::{self as run_dir, CsvLog, EpochRow, Meta, State, Status, StepRow};
 use crate::schedule::plateau::EvalMetrics;
 use crate::schedule::{RunLength, Schedule};
-use crate::util::{fmt_f64, remove_stale_temporaries, write_atomic};
+use crate::util::{fmt_f64, write_atomic};
 use anyhow::{Context, Result};
-use fs2::FileExt;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -348,7 +346,7 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
         setup.data.train = setup.data.train.sharded(g.rank(), g.world());
         setup.data.eval = setup.data.eval.sharded(g.rank(), g.world());
     }
-    record::check_run_folder(out)?;
+    run_dir::check_run_folder(out)?;
     let config_path = out.join(crate::run::CONFIG);
     if config_path.exists() {
         let old = std::fs::read_to_string(&config_path)
@@ -372,31 +370,8 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
         // Rank 0 prepares, locks and writes the folder; the others only read its checkpoint.
         return train_locked(cfg, setup, out, opts);
     }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(out.join(".lock"))
-        .with_context(|| format!("cannot create a lock file in {}", out.display()))?;
-    lock.try_lock_exclusive().map_err(|_| {
-        input_error(format!(
-            "{} is in use by another lrlab process",
-            out.display()
-        ))
-    })?;
-    // A kill during an atomic write leaves its temporary file behind; with the lock held no
-    // other writer exists, so any such file here is stale.
-    remove_stale_temporaries(out)?;
-    remove_stale_temporaries(&out.join("snapshots"))?;
-    // The marker that makes the folder lrlab's ([`record::check_run_folder`]) comes first:
-    // whatever this attempt writes next, a later command recognises the folder.
-    if !out.join(crate::run::META).exists() {
-        write_meta(
-            out,
-            &serde_json::json!({"lrlab_version": env!("CARGO_PKG_VERSION")}),
-        )?;
-    }
+    // Held, cleaned of stale temporaries, and marked as lrlab's before anything else.
+    let lock = run_dir::RunLock::acquire(out)?;
     if !config_path.exists() {
         write_atomic(&config_path, resolved.as_bytes())?;
     }
@@ -493,11 +468,7 @@ pub fn check_checkpoint_world(out: &Path, world: usize) -> Result<()> {
     if Status::read(out).is_some_and(|s| s.status.is_final()) {
         return Ok(());
     }
-    let old = std::fs::read_to_string(out.join(crate::run::META))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|m| m.get("world_size").and_then(|w| w.as_u64()))
-        .unwrap_or(1) as usize;
+    let old = Meta::read_ok(out).and_then(|m| m.world_size).unwrap_or(1) as usize;
     if old != world {
         let how = |n: usize| {
             if n == 1 {
@@ -523,11 +494,6 @@ pub fn check_checkpoint_world(out: &Path, world: usize) -> Result<()> {
     Ok(())
 }
 
-fn write_meta(out: &Path, meta: &serde_json::Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(meta)?;
-    write_atomic(&out.join(crate::run::META), format!("{text}\n").as_bytes())
-}
-
 /// The run folder's logs, open for appending (on rank 0; the other ranks' rows go nowhere).
 struct Logs {
     steps: CsvLog,
@@ -547,13 +513,13 @@ impl Logs {
         let steps = CsvLog::open_if(
             writer,
             &out.join(crate::run::STEPS),
-            STEPS_HEADER,
+            run_dir::STEPS_HEADER,
             progress.step,
         )?;
         let epochs = CsvLog::open_if(
             writer,
             &out.join(crate::run::EPOCHS),
-            EPOCHS_HEADER,
+            run_dir::EPOCHS_HEADER,
             progress.epoch + 1,
         )?;
         // A window's row is written once θ_{s+2k} exists (k the stride): rows up to step
@@ -640,7 +606,7 @@ struct Loop<'a> {
     attempt_start: Instant,
     /// When the last checkpoint was written (for `train.checkpoint_every` as a duration).
     last_checkpoint: Instant,
-    meta: serde_json::Value,
+    meta: Meta,
     /// `meta.json`'s `completions` before this attempt.
     completions: u64,
     resumed_from: u64,
@@ -685,7 +651,7 @@ fn train_locked(
     }
     let meta = start_meta(cfg, &setup, &vs, opts, &progress, out)?;
     if writer {
-        write_meta(out, &meta)?;
+        meta.write(out)?;
     }
     Status::new(State::Running, "", progress.epoch, progress.step).write_if(writer, out)?;
     let logs = Logs::open(writer, out, &progress, hf.as_ref())?;
@@ -740,10 +706,7 @@ fn train_locked(
         snapshot_steps,
         attempt_start: Instant::now(),
         last_checkpoint: Instant::now(),
-        completions: meta
-            .get("completions")
-            .and_then(|a| a.as_u64())
-            .unwrap_or(0),
+        completions: meta.completions.unwrap_or(0),
         meta,
         resumed_from: progress.step,
         setup,
@@ -793,21 +756,17 @@ fn eval_metrics(train: (f64, f64), m: Option<Metrics>) -> EvalMetrics {
 /// precision they were logged with, which round-trips f64.
 fn replay_evaluations(out: &Path, epochs: u64, schedule: &mut Schedule) -> Result<()> {
     let path = out.join(crate::run::EPOCHS);
-    for f in record::read_epochs(&path)? {
-        let num = |name: &str| record::epochs_column(name).and_then(|i| f[i].parse::<f64>().ok());
-        let (Some(epoch), Some(step)) = (num("epoch"), num("step")) else {
-            anyhow::bail!("{}: a row without epoch or step", path.display());
-        };
-        if epoch > epochs as f64 {
+    for r in run_dir::read_epochs(&path)? {
+        if r.epoch > epochs {
             break;
         }
         schedule.record_eval(
-            step as u64,
+            r.step,
             &EvalMetrics {
-                test_loss: num("test_loss"),
-                test_acc: num("test_acc"),
-                train_loss: num("train_loss"),
-                train_acc: num("train_acc"),
+                test_loss: r.test_loss,
+                test_acc: r.test_acc,
+                train_loss: Some(r.train_loss),
+                train_acc: Some(r.train_acc),
             },
         );
     }
@@ -823,48 +782,45 @@ fn start_meta(
     opts: &RunOptions,
     progress: &Progress,
     out: &Path,
-) -> Result<serde_json::Value> {
+) -> Result<Meta> {
     let group = opts.group.as_deref();
-    let old: serde_json::Value = std::fs::read_to_string(out.join(crate::run::META))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_else(|| serde_json::json!({}));
-    let attempts = old.get("attempts").and_then(|a| a.as_u64()).unwrap_or(0) + 1;
-    let completions = old.get("completions").and_then(|a| a.as_u64()).unwrap_or(0);
-    let started = old
-        .get("started")
-        .and_then(|a| a.as_f64())
-        .unwrap_or_else(crate::util::now);
-    Ok(serde_json::json!({
-        "lrlab_version": env!("CARGO_PKG_VERSION"),
-        "git_commit": option_env!("LRLAB_GIT_COMMIT").unwrap_or(""),
-        "libtorch_version": crate::train::device::libtorch_version(),
-        "device": device_name(setup.device),
-        "threads": setup.threads,
-        "seed": cfg.train.seed,
-        "host": crate::util::hostname(),
-        "started": started,
-        "finished": serde_json::Value::Null,
-        "attempts": attempts,
-        "completions": completions,
-        "steps_per_epoch": setup.steps_per_epoch,
-        "total_steps": setup.total_steps,
-        "epochs": setup.epochs(),
-        "train_examples": setup.data.train.len(),
-        "eval_examples": setup.data.eval.len(),
-        "eval_split": setup.data.eval_name,
-        "data_path": cfg.data.path().map(|p| p.display().to_string()),
-        "parameters": models::count_params(vs),
-        "schedule": setup.schedule.kind(),
+    let old = Meta::read_ok(out).unwrap_or_default();
+    Ok(Meta {
+        libtorch_version: Some(crate::train::device::libtorch_version()),
+        device: Some(device_name(setup.device)),
+        threads: Some(setup.threads as u64),
+        seed: Some(cfg.train.seed),
+        host: Some(crate::util::hostname()),
+        started: Some(old.started.unwrap_or_else(crate::util::now)),
+        finished: None,
+        attempts: Some(old.attempts.unwrap_or(0) + 1),
+        completions: Some(old.completions.unwrap_or(0)),
+        steps_per_epoch: Some(setup.steps_per_epoch),
+        total_steps: Some(setup.total_steps),
+        epochs: Some(setup.epochs()),
+        train_examples: Some(setup.data.train.len() as u64),
+        eval_examples: Some(setup.data.eval.len() as u64),
+        eval_split: Some(setup.data.eval_name.to_string()),
+        data_path: cfg.data.path().map(|p| p.display().to_string()),
+        parameters: Some(models::count_params(vs) as u64),
+        schedule: Some(setup.schedule.kind().to_string()),
         // Where each step's momentum (AdamW: beta1) came from; the values are in steps.csv.
-        "momentum_from": if setup.schedule.momentum(0).is_some() { "schedule" } else { "optim.momentum" },
-        "resumed_from_step": progress.step,
-        "precision": if setup.bf16 { "bf16" } else { "fp32" },
-        "lr_find": opts.lr_find,
-        "world_size": group.map_or(1, |g| g.world()),
-        "backend": if group.is_some() { "gloo" } else { "none" },
-        "hosts": rank_hosts(group)?,
-    }))
+        momentum_from: Some(
+            if setup.schedule.momentum(0).is_some() {
+                "schedule"
+            } else {
+                "optim.momentum"
+            }
+            .into(),
+        ),
+        resumed_from_step: Some(progress.step),
+        precision: Some(if setup.bf16 { "bf16" } else { "fp32" }.into()),
+        lr_find: opts.lr_find.clone(),
+        world_size: Some(group.map_or(1, |g| g.world()) as u64),
+        backend: Some(if group.is_some() { "gloo" } else { "none" }.into()),
+        hosts: rank_hosts(group)?,
+        ..Meta::marker()
+    })
 }
 
 /// Read the pending losses (one device sync), write the logged rows to `log`, and say why
@@ -890,14 +846,15 @@ fn flush(
     let mut diverged = None;
     for (r, loss) in pending.iter().zip(losses) {
         if r.log {
-            log.row(&[
-                r.step.to_string(),
-                fmt_f64(r.epoch),
-                fmt_f64(r.lr),
-                fmt_f64(r.momentum),
-                fmt_f64(loss),
-                format!("{:.3}", r.time),
-            ])?;
+            let row = StepRow {
+                step: r.step,
+                epoch: r.epoch,
+                lr: r.lr,
+                momentum: r.momentum,
+                loss,
+                time_s: Some(r.time),
+            };
+            log.row(&row.fields())?;
         }
         if !loss.is_finite() || loss > diverge_loss {
             diverged = Some(format!(
@@ -1001,14 +958,10 @@ impl Loop<'_> {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
-        self.meta["finished"] = serde_json::json!(crate::util::now());
-        self.meta["completions"] = completed(self.completions, step > self.resumed_from);
-        if self.writer {
-            write_meta(self.out, &self.meta)?;
-        }
+        self.finish_meta(step)?;
         let mut done = Status::new(State::Done, "", epochs, step);
         if self.writer {
-            let verdict = record::learned(
+            let verdict = run_dir::learned(
                 &self.out.join(crate::run::EPOCHS),
                 self.setup.data.num_classes as usize,
             )?;
@@ -1236,18 +1189,19 @@ impl Loop<'_> {
         let (epoch, step) = (progress.epoch, progress.step);
         let (train_loss, train_acc) = train;
         let images_per_sec = seen as f64 / train_secs.max(1e-9);
-        self.logs.epochs.row(&[
-            epoch.to_string(),
-            step.to_string(),
-            fmt_f64(self.setup.schedule.lr(step.saturating_sub(1))),
-            fmt_f64(train_loss),
-            fmt_f64(train_acc),
-            opt(metrics.map(|m| m.loss)),
-            opt(metrics.map(|m| m.acc)),
-            opt(metrics.map(|m| m.top5)),
-            format!("{:.3}", progress.elapsed),
-            format!("{images_per_sec:.1}"),
-        ])?;
+        let row = EpochRow {
+            epoch,
+            step,
+            lr: self.setup.schedule.lr(step.saturating_sub(1)),
+            train_loss,
+            train_acc,
+            test_loss: metrics.map(|m| m.loss),
+            test_acc: metrics.map(|m| m.acc),
+            test_top5: metrics.map(|m| m.top5),
+            time_s: progress.elapsed,
+            images_per_sec,
+        };
+        self.logs.epochs.row(&row.fields())?;
         self.checkpoint(progress, State::Running, "")?;
         if self.opts.verbose && self.writer {
             let m = metrics
@@ -1291,6 +1245,16 @@ impl Loop<'_> {
         Ok(Outcome::Interrupted)
     }
 
+    /// `meta.json` at the end of the run (done or diverged at `step`).
+    fn finish_meta(&mut self, step: u64) -> Result<()> {
+        self.meta.finished = Some(crate::util::now());
+        self.meta.completions = Some(completed(self.completions, step > self.resumed_from));
+        if self.writer {
+            self.meta.write(self.out)?;
+        }
+        Ok(())
+    }
+
     /// A diverged loss ends the run as a result: the logs up to it, `meta.json`'s end and
     /// `status.json` saying why.
     fn diverge(&mut self, epoch: u64, step: u64, reason: String) -> Result<Outcome> {
@@ -1298,11 +1262,7 @@ impl Loop<'_> {
         if let Some(b) = &self.bar {
             b.abandon();
         }
-        self.meta["completions"] = completed(self.completions, step > self.resumed_from);
-        self.meta["finished"] = serde_json::json!(crate::util::now());
-        if self.writer {
-            write_meta(self.out, &self.meta)?;
-        }
+        self.finish_meta(step)?;
         Status::new(State::Diverged, &reason, epoch, step).write_if(self.writer, self.out)?;
         Ok(Outcome::Diverged(reason))
     }
@@ -1315,12 +1275,12 @@ const STOPPED: &str = "stopped by a signal; run again to resume";
 /// attempts that trained the run's last step, so 1 for a run that never trained twice. An
 /// attempt that trained nothing (its checkpoint was already the final one: the previous
 /// attempt was killed before recording its end) counts only if no end was recorded yet.
-fn completed(before: u64, trained: bool) -> serde_json::Value {
-    serde_json::json!(if trained || before == 0 {
+fn completed(before: u64, trained: bool) -> u64 {
+    if trained || before == 0 {
         before + 1
     } else {
         before
-    })
+    }
 }
 
 /// A progress bar over `total` steps, drawn only when enabled and stderr is a terminal.
