@@ -178,7 +178,7 @@ struct FindLrArgs {
     epochs: Option<f64>,
     /// Ramp: exp (geometric) or linear (Smith's).
     #[arg(long)]
-    mode: Option<String>,
+    mode: Option<lrlab::config::RampMode>,
     /// What to watch: loss, or held-out accuracy (Smith's original test).
     #[arg(long)]
     metric: Option<String>,
@@ -192,7 +192,7 @@ struct FindLrArgs {
     /// fastai (fastai's LRFinder: lr_k = start·(end/start)^(k/steps), on past a NaN)
     /// [default: the config's lr_find.convention, lr_finder].
     #[arg(long)]
-    convention: Option<String>,
+    convention: Option<lrlab::config::FindConvention>,
     /// Output folder [default: out/<config stem>-lr_find].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -535,7 +535,7 @@ fn find_lr(a: FindLrArgs) -> anyhow::Result<()> {
     })?;
     let out = a
         .out
-        .unwrap_or_else(|| lrlab::train::trainer::default_out(&a.config, "-lr_find"));
+        .unwrap_or_else(|| lrlab::train::setup::default_out(&a.config, "-lr_find"));
     let r = lrlab::lr_find::range_test(&cfg, &fc, true)?;
     lrlab::lr_find::write(&out, &fc, &r, None)?;
     if let Some(why) = &r.stopped {
@@ -582,7 +582,7 @@ fn hf_lr(a: HfLrArgs) -> anyhow::Result<()> {
     let cfg = lrlab::config::RunConfig::load(&a.config, &set)?;
     let out = a
         .out
-        .unwrap_or_else(|| lrlab::train::trainer::default_out(&a.config, "-hf_lr"));
+        .unwrap_or_else(|| lrlab::train::setup::default_out(&a.config, "-hf_lr"));
     let r = lrlab::lr_find::hessian_free::run(&cfg, a.steps, a.every, true)?;
     lrlab::lr_find::hessian_free::write(&out, &cfg, a.every, &r)?;
     if let Some(why) = &r.stopped {
@@ -636,7 +636,7 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let nproc = a.nproc as usize;
-    lrlab::train::trainer::check_split(
+    lrlab::train::setup::check_split(
         &format!("--batch {}", a.batch),
         a.batch,
         nproc,

@@ -603,8 +603,13 @@ fn child_sharded_eval() {
         .replace("batch_size = 64", "batch_size = 64\neval_batch_size = 32")
         .replace("arch = \"lenet\"", "arch = \"resnet20\"");
     let cfg = lrlab::config::RunConfig::from_table(text.parse().unwrap()).unwrap();
-    let setup = lrlab::train::trainer::Setup::new(&cfg).unwrap();
-    let (_vs, model) = lrlab::train::trainer::build_model(&cfg, &setup).unwrap();
+    let setup = lrlab::train::setup::Setup::new(&cfg).unwrap();
+    let (_vs, model) = lrlab::train::step::build_model(
+        &cfg,
+        lrlab::train::step::Input::of(&setup.data),
+        setup.device,
+    )
+    .unwrap();
     let whole = lrlab::train::eval::evaluate(model.net.as_ref(), &setup.data.eval).unwrap();
     let part = setup.data.eval.sharded(g.rank(), g.world());
     let shared = lrlab::train::eval::evaluate_sharded(model.net.as_ref(), &part, &g).unwrap();

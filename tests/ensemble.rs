@@ -8,7 +8,8 @@ mod fixtures;
 
 use common::{lrlab, ok};
 use lrlab::config::RunConfig;
-use lrlab::train::trainer::{build_model, Setup};
+use lrlab::train::setup::Setup;
+use lrlab::train::step::{build_model, Input};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -96,7 +97,7 @@ fn train(dir: &Path, text: &str) -> PathBuf {
 fn probabilities(run: &Path, snapshot: &Path) -> (Vec<f64>, Vec<i64>, usize) {
     let cfg = RunConfig::load(&run.join("config.toml"), &[]).unwrap();
     let setup = Setup::new(&cfg).unwrap();
-    let (vs, model) = build_model(&cfg, &setup).unwrap();
+    let (vs, model) = build_model(&cfg, Input::of(&setup.data), setup.device).unwrap();
     let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(snapshot)
         .unwrap()
         .into_iter()

@@ -13,7 +13,8 @@ use lrlab::config::RunConfig;
 use lrlab::data::Batch;
 use lrlab::train::checkpoint;
 use lrlab::train::optim::Optimizer;
-use lrlab::train::trainer::{build_model, train_step, GradSync, Setup};
+use lrlab::train::setup::Setup;
+use lrlab::train::step::{build_model, Input, Stepper};
 use tch::{Device, Kind, Tensor};
 
 /// The first CUDA device, or None (after saying the test is skipped).
@@ -90,12 +91,10 @@ fn training_steps_on_cuda_follow_the_cpu_ones() {
     let (ccfg, gcfg) = (config("cpu", "fp32"), config("cuda", "fp32"));
     let (cs, gs) = (Setup::new(&ccfg).unwrap(), Setup::new(&gcfg).unwrap());
     assert!(!gs.bf16, "precision = \"fp32\" trains in fp32 on CUDA");
-    let (cvs, cmodel) = build_model(&ccfg, &cs).unwrap();
-    let (mut gvs, gmodel) = build_model(&gcfg, &gs).unwrap();
+    let mut c = Stepper::new(&ccfg, &cs, None).unwrap();
+    let mut g = Stepper::new(&gcfg, &gs, None).unwrap();
     // CUDA draws other initial weights (another generator): start both from the CPU's.
-    gvs.copy(&cvs).unwrap();
-    let mut copt = Optimizer::new(&cvs, &ccfg.optim).unwrap();
-    let mut gopt = Optimizer::new(&gvs, &gcfg.optim).unwrap();
+    g.vs.copy(&c.vs).unwrap();
     let batches: Vec<_> = cs
         .data
         .train
@@ -110,15 +109,8 @@ fn training_steps_on_cuda_follow_the_cpu_ones() {
             index: b.index,
             part: b.part,
         };
-        let local = &GradSync::Local;
-        let (cl, _) = train_step(
-            &ccfg, &cmodel, &mut copt, b, false, k as u64, 0.05, 0.9, local,
-        )
-        .unwrap();
-        let (gl, _) = train_step(
-            &gcfg, &gmodel, &mut gopt, &gb, false, k as u64, 0.05, 0.9, local,
-        )
-        .unwrap();
+        let (cl, _) = c.step(b, k as u64, 0.05, 0.9).unwrap();
+        let (gl, _) = g.step(&gb, k as u64, 0.05, 0.9).unwrap();
         let (cl, gl) = (cl.double_value(&[]), gl.double_value(&[]));
         assert!(
             (cl - gl).abs() <= 1e-2 * cl.abs(),
@@ -126,11 +118,11 @@ fn training_steps_on_cuda_follow_the_cpu_ones() {
         );
     }
     // The optimizer's state lives on the device, and the weights moved as on the CPU.
-    for (name, t) in gopt.state() {
+    for (name, t) in g.optim.state() {
         assert_eq!(t.device(), dev, "optimizer state {name} is not on the GPU");
     }
-    let cvars = cvs.variables();
-    for (name, g) in gvs.variables() {
+    let cvars = c.vs.variables();
+    for (name, g) in g.vs.variables() {
         let c = &cvars[&name];
         if c.norm().double_value(&[]) > 0.0 {
             assert!(
@@ -152,7 +144,7 @@ fn bf16_autocast_computes_in_bf16_close_to_fp32() {
         "precision = \"auto\" means bf16 autocast on CUDA"
     );
     lrlab::train::device::set_autocast_bf16().unwrap();
-    let (_vs, model) = build_model(&cfg, &setup).unwrap();
+    let (_vs, model) = build_model(&cfg, Input::of(&setup.data), setup.device).unwrap();
     let b = first_batch(&setup);
     let fp32 = tch::no_grad(|| model.net.forward_t(&b.images, false));
     let bf16 = tch::no_grad(|| tch::autocast(true, || model.net.forward_t(&b.images, false)));
@@ -176,7 +168,7 @@ fn channels_last_and_contiguous_convolutions_agree_on_cuda() {
     };
     let cfg = config("cuda", "fp32");
     let setup = Setup::new(&cfg).unwrap();
-    let (vs, model) = build_model(&cfg, &setup).unwrap();
+    let (vs, model) = build_model(&cfg, Input::of(&setup.data), setup.device).unwrap();
     let b = first_batch(&setup);
     let nhwc = tch::no_grad(|| model.net.forward_t(&b.images, false));
     // The same weights and images in the default (NCHW) layout.
@@ -204,28 +196,17 @@ fn a_checkpoint_written_on_cuda_restores_the_same_weights_and_state() {
     };
     let cfg = config("cuda", "auto");
     let setup = Setup::new(&cfg).unwrap();
-    lrlab::train::device::set_autocast_bf16().unwrap();
-    let (vs, model) = build_model(&cfg, &setup).unwrap();
-    let mut opt = Optimizer::new(&vs, &cfg.optim).unwrap();
+    assert!(setup.bf16);
+    let mut stepper = Stepper::new(&cfg, &setup, None).unwrap();
     for (k, b) in setup.data.train.epoch(0, 0).take(2).enumerate() {
-        let _ = train_step(
-            &cfg,
-            &model,
-            &mut opt,
-            &b.unwrap(),
-            true,
-            k as u64,
-            0.05,
-            0.9,
-            &GradSync::Local,
-        )
-        .unwrap();
+        let _ = stepper.step(&b.unwrap(), k as u64, 0.05, 0.9).unwrap();
     }
+    let (vs, opt) = (&stepper.vs, &stepper.optim);
     let dir = tempfile::tempdir().unwrap();
     let progress = checkpoint::Progress::default();
-    checkpoint::save(dir.path(), &vs, &opt.state(), &progress).unwrap();
+    checkpoint::save(dir.path(), vs, &opt.state(), &progress).unwrap();
     let loaded = checkpoint::load(dir.path()).unwrap().unwrap();
-    let (vs2, _) = build_model(&cfg, &setup).unwrap();
+    let (vs2, _) = build_model(&cfg, Input::of(&setup.data), setup.device).unwrap();
     checkpoint::restore_weights(&vs2, &loaded.tensors).unwrap();
     let mut opt2 = Optimizer::new(&vs2, &cfg.optim).unwrap();
     opt2.load_state(&loaded.tensors, 2).unwrap();

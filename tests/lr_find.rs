@@ -8,7 +8,8 @@ use common::cmd as lrlab;
 use lrlab::config::FindConfig;
 use lrlab::config::RunConfig;
 use lrlab::lr_find::run_ramp;
-use lrlab::train::trainer::{build_model, Setup};
+use lrlab::train::setup::Setup;
+use lrlab::train::step::{build_model, Input, Stepper};
 use std::path::Path;
 
 const SYNTHETIC: &str = r#"
@@ -184,8 +185,9 @@ fn divergence_stops_the_test() {
 fn weights_are_restored_after_the_test() {
     let cfg = RunConfig::from_table(SYNTHETIC.parse().unwrap()).unwrap();
     let setup = Setup::with_length(&cfg, |_| 20).unwrap();
-    let (vs, model) = build_model(&cfg, &setup).unwrap();
-    let before: Vec<(String, tch::Tensor)> = vs
+    let mut stepper = Stepper::new(&cfg, &setup, None).unwrap();
+    let before: Vec<(String, tch::Tensor)> = stepper
+        .vs
         .variables()
         .into_iter()
         .map(|(k, v)| (k, v.copy()))
@@ -202,18 +204,18 @@ fn weights_are_restored_after_the_test() {
         .parse()
         .unwrap();
     let ramp = Setup::with_length(&ramp_cfg, |_| 20).unwrap();
-    let r = run_ramp(&ramp_cfg, &fc, &ramp, &vs, &model, false).unwrap();
+    let r = run_ramp(&ramp_cfg, &fc, &ramp, &mut stepper, false).unwrap();
     assert_eq!(r.lr.len(), 20, "stopped: {:?}", r.stopped);
     assert!(
         r.loss.iter().any(|&l| (l - r.loss[0]).abs() > 1e-6),
         "the test did train"
     );
-    let after = vs.variables();
+    let after = stepper.vs.variables();
     for (k, v) in before {
         assert!(after[&k].equal(&v), "{k} differs after the range test");
     }
     // And they are the weights a fresh training of the config starts from.
-    let (fresh, _) = build_model(&cfg, &setup).unwrap();
+    let (fresh, _) = build_model(&cfg, Input::of(&setup.data), setup.device).unwrap();
     for (k, v) in fresh.variables() {
         assert!(after[&k].equal(&v), "{k} differs from a fresh model");
     }
@@ -231,7 +233,10 @@ fn bad_ranges_are_rejected() {
         ),
         (vec!["--start-lr", "0"], "--start-lr = 0: must be > 0"),
         (vec!["--start-lr=-1", "--mode", "linear"], "--start-lr = -1"),
-        (vec!["--mode", "cubic"], "--mode = \"cubic\""),
+        (
+            vec!["--mode", "cubic"],
+            "'cubic' for '--mode <MODE>': \"cubic\": expected \"exp\" or \"linear\"",
+        ),
     ] {
         let out = t.path().join("find");
         let mut a = vec![

@@ -864,7 +864,7 @@ base = "base.toml"
 
     // `lrlab train` without --out: out/<config stem>, one component whatever the file name.
     for f in ["..toml", "...toml", "a b.toml", ".toml"] {
-        let out = lrlab::train::trainer::default_out(Path::new(f), "");
+        let out = lrlab::train::setup::default_out(Path::new(f), "");
         let rest = out.strip_prefix("out").unwrap();
         assert!(
             one_component(rest.to_str().unwrap()),

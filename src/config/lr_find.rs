@@ -1,6 +1,7 @@
 //! The `[lr_find]` table: settings of the LR range test (also taken by `lrlab find-lr` from its
 //! flags); the test itself is [`crate::lr_find`].
 
+use super::names::{FindConvention, RampMode};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +39,7 @@ pub struct FindConfig {
     /// Length in epochs when `steps` is 0 (Smith used several epochs). Default 0.
     pub epochs: f64,
     /// `exp` (geometric ramp, default) or `linear` (Smith's).
-    pub mode: String,
+    pub mode: RampMode,
     /// Smoothing factor β of the bias-corrected moving average. Default 0.98.
     pub beta: f64,
     /// Stop when the smoothed loss exceeds this many times its best; 0 = never. Default 4.
@@ -66,11 +67,11 @@ pub struct FindConfig {
     /// does not stop the test: it goes on to `num_it` and the rules read the curve up to the
     /// first NaN). Left out of the written config at its default.
     #[serde(skip_serializing_if = "is_default_convention")]
-    pub convention: String,
+    pub convention: FindConvention,
 }
 
-fn is_default_convention(c: &String) -> bool {
-    c == "lr_finder"
+fn is_default_convention(c: &FindConvention) -> bool {
+    *c == FindConvention::LrFinder
 }
 
 impl Default for FindConfig {
@@ -80,7 +81,7 @@ impl Default for FindConfig {
             end_lr: 10.0,
             steps: 100,
             epochs: 0.0,
-            mode: "exp".into(),
+            mode: RampMode::Exp,
             beta: 0.98,
             stop_factor: 4.0,
             metric: Metric::Loss,
@@ -90,7 +91,7 @@ impl Default for FindConfig {
             skip_end: 5,
             rule: "valley".into(),
             allow_edge: false,
-            convention: "lr_finder".into(),
+            convention: FindConvention::LrFinder,
         }
     }
 }
@@ -100,32 +101,18 @@ const RULES: [&str; 4] = ["valley", "steepest", "minimum_div10", "clr_max"];
 impl FindConfig {
     /// Check the range and options; errors name the option and value.
     pub fn validate(&self) -> Result<()> {
-        if self.mode != "exp" && self.mode != "linear" {
+        let exp = self.mode == RampMode::Exp;
+        if self.convention == FindConvention::Fastai && !exp {
             crate::bail_input!(
-                "lr_find.mode = {:?}: expected \"exp\" or \"linear\"",
-                self.mode
-            );
-        }
-        if self.convention != "lr_finder" && self.convention != "fastai" {
-            crate::bail_input!(
-                "lr_find.convention = {:?}: expected \"lr_finder\" or \"fastai\"",
-                self.convention
-            );
-        }
-        if self.convention == "fastai" && self.mode != "exp" {
-            crate::bail_input!(
-                "lr_find.convention = \"fastai\" with lr_find.mode = {:?}: fastai's ramp is \
+                "lr_find.convention = \"fastai\" with lr_find.mode = \"{}\": fastai's ramp is \
                  exponential (mode = \"exp\")",
                 self.mode
             );
         }
-        let min_start = if self.mode == "exp" { "> 0" } else { ">= 0" };
-        if !self.start_lr.is_finite()
-            || self.start_lr < 0.0
-            || (self.mode == "exp" && self.start_lr == 0.0)
-        {
+        let min_start = if exp { "> 0" } else { ">= 0" };
+        if !self.start_lr.is_finite() || self.start_lr < 0.0 || (exp && self.start_lr == 0.0) {
             crate::bail_input!(
-                "lr_find.start_lr = {}: must be {min_start} with mode {:?}",
+                "lr_find.start_lr = {}: must be {min_start} with mode \"{}\"",
                 self.start_lr,
                 self.mode
             );

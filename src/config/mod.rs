@@ -7,9 +7,11 @@
 //! [`crate::schedule::Schedule::from_table`], which needs the run length.
 
 pub mod lr_find;
+pub mod names;
 pub mod optim;
 
 pub use lr_find::{FindConfig, Metric};
+pub use names::{FindConvention, Precision, RampMode, Snapshots};
 pub use optim::{MomentumConvention, OptimConfig, OptimKind, ParamGroup, WdScope};
 
 use crate::data::DataConfig;
@@ -50,10 +52,10 @@ pub struct TrainConfig {
     /// A training loss above this (or non-finite) ends the run as `diverged`. Default 100.
     pub diverge_loss: f64,
     /// `auto` (bf16 autocast on CUDA, fp32 on CPU), `fp32` or `bf16`.
-    pub precision: String,
+    pub precision: Precision,
     /// Keep a copy of the weights at the end of every schedule cycle (`restarts`, for SGDR
     /// snapshot ensembles) or not (`none`). Default `none`.
-    pub snapshots: String,
+    pub snapshots: Snapshots,
     /// Log the super-convergence paper's Hessian-free estimate of the optimal learning rate
     /// every this many steps into `hf_lr.csv` ([`crate::train::hf_lr`]); 0 = off. It never
     /// changes the training. Default 0 (and then left out of the written config, so that run
@@ -172,8 +174,8 @@ impl Default for TrainConfig {
             label_smoothing: 0.0,
             grad_clip: 0.0,
             diverge_loss: 100.0,
-            precision: "auto".into(),
-            snapshots: "none".into(),
+            precision: Precision::Auto,
+            snapshots: Snapshots::None,
             hf_lr_every: 0,
             hf_lr_stride: 1,
             hf_lr_blobs: HfBlobs::Trainable,
@@ -217,18 +219,6 @@ impl TrainConfig {
         }
         if self.diverge_loss.is_nan() || self.diverge_loss <= 0.0 {
             crate::bail_input!("train.diverge_loss = {}: must be > 0", self.diverge_loss);
-        }
-        if !["auto", "fp32", "bf16"].contains(&self.precision.as_str()) {
-            crate::bail_input!(
-                "train.precision = {:?}: expected \"auto\", \"fp32\" or \"bf16\"",
-                self.precision
-            );
-        }
-        if !["none", "restarts"].contains(&self.snapshots.as_str()) {
-            crate::bail_input!(
-                "train.snapshots = {:?}: expected \"none\" or \"restarts\"",
-                self.snapshots
-            );
         }
         // Below a second a busy machine fails healthy collectives; above a day nothing is
         // waiting any more (and the C++ side counts milliseconds in a 64-bit integer).

@@ -514,7 +514,7 @@ impl BatchIter {
         } else {
             (x.f_to_device(self.device)?, y.f_to_device(self.device)?)
         };
-        // Channels-last, as the models' weights are (see `trainer::build_model`): the
+        // Channels-last, as the models' weights are (see `train::step::build_model`): the
         // conversion is done once here, on the bytes, and normalising keeps the layout.
         let images = crate::util::channels_last(&x)
             .f_to_kind(Kind::Float)?

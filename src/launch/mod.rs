@@ -3,7 +3,8 @@
 //! It sits above both, so that the loop never calls the range test that runs it.
 
 use crate::config::RunConfig;
-use crate::train::trainer::{default_out, run, Outcome, RunOptions};
+use crate::train::setup::default_out;
+use crate::train::trainer::{run, Outcome, RunOptions};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -137,7 +138,7 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
     crate::train::stop::flag()?;
     // Bad input is refused before anything starts.
     let cfg = RunConfig::load(&args.config, &args.overrides)?;
-    crate::train::trainer::check_batch_split(&cfg, nproc, &format!("--nproc {nproc}"))?;
+    crate::train::setup::check_batch_split(&cfg, nproc, &format!("--nproc {nproc}"))?;
     let out = args
         .out
         .clone()
@@ -153,8 +154,8 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
     // error found by every rank would be printed by every rank.
     {
         let cfg = resolved.map_or_else(|| cfg.clone(), |(c, _)| c);
-        let setup = crate::train::trainer::Setup::new(&cfg).map_err(blame)?;
-        crate::train::trainer::check_world(&cfg, setup.data.train.len(), nproc).map_err(blame)?;
+        let setup = crate::train::setup::Setup::new(&cfg).map_err(blame)?;
+        crate::train::setup::check_world(&cfg, setup.data.train.len(), nproc).map_err(blame)?;
     }
     let cores = crate::train::device::available_cores();
     if nproc > cores {
@@ -383,9 +384,9 @@ pub fn run_length_of(
     }
     let cfg = RunConfig::load(path, overrides)?;
     let name = path.display().to_string();
-    let (_, k) = crate::train::trainer::open_data(&cfg, tch::Device::Cpu)
+    let (_, k) = crate::train::setup::open_data(&cfg, tch::Device::Cpu)
         .map_err(|e| crate::config::blame(&name, overrides, e))?;
-    let total = crate::train::trainer::total_steps(&cfg, k);
+    let total = crate::train::setup::total_steps(&cfg, k);
     Ok(Some(crate::schedule::RunLength {
         steps_per_epoch: k,
         total_steps: total,

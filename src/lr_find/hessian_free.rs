@@ -9,8 +9,8 @@
 use crate::config::RunConfig;
 use crate::run::STEPS_HEADER;
 use crate::train::hf_lr::{Estimate, Tracker};
-use crate::train::optim::Optimizer;
-use crate::train::trainer::{build_model, curvature_at, train_step, GradSync, Setup};
+use crate::train::setup::Setup;
+use crate::train::step::Stepper;
 use crate::util::{fmt_f64, write_atomic};
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -55,16 +55,12 @@ pub fn run(cfg: &RunConfig, steps: u64, every: u64, progress: bool) -> Result<Hf
             setup.total_steps
         );
     }
-    let (vs, model) = build_model(cfg, &setup)?;
-    let mut optim = Optimizer::new(&vs, &cfg.optim)?;
-    if setup.bf16 {
-        crate::train::device::set_autocast_bf16()?;
-    }
+    let mut stepper = Stepper::new(cfg, &setup, None)?;
     let mut cfg_every = cfg.clone();
     cfg_every.train.hf_lr_every = every;
-    let mut tracker = Tracker::for_config(&vs, &cfg_every).expect("every >= 1");
+    let mut tracker = Tracker::for_config(&stepper.vs, &cfg_every).expect("every >= 1");
     let params = tracker.params();
-    let bar = crate::train::trainer::progress_bar(progress, steps, 0);
+    let bar = crate::train::setup::progress_bar(progress, steps, 0);
     let mut out = HfLrResult {
         estimates: Vec::new(),
         layers: tracker.layers().to_vec(),
@@ -80,21 +76,10 @@ pub fn run(cfg: &RunConfig, steps: u64, every: u64, progress: bool) -> Result<Hf
         let lr = setup.schedule.lr(step);
         let momentum = setup.schedule.momentum_or(step, cfg.optim.momentum);
         if tracker.opens_window(step) {
-            let (total, layers) =
-                curvature_at(cfg, &vs, &model, &params, &batch, step, &GradSync::Local)?;
+            let (total, layers) = stepper.curvature(&params, &batch, step)?;
             tracker.set_curvature(step, total, &layers);
         }
-        let (loss, _) = train_step(
-            cfg,
-            &model,
-            &mut optim,
-            &batch,
-            setup.bf16,
-            step,
-            lr,
-            momentum,
-            &GradSync::Local,
-        )?;
+        let (loss, _) = stepper.step(&batch, step, lr, momentum)?;
         let l = f64::try_from(&loss).context("reading the loss")?;
         out.steps.push((step, lr, momentum, l));
         out.estimates

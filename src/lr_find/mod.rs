@@ -12,9 +12,9 @@
 pub mod hessian_free;
 pub mod suggest;
 
-use crate::config::{FindConfig, Metric, RunConfig};
-use crate::train::optim::Optimizer;
-use crate::train::trainer::{build_model, Setup};
+use crate::config::{FindConfig, FindConvention, Metric, RunConfig};
+use crate::train::setup::Setup;
+use crate::train::step::Stepper;
 use crate::util::{fmt_f64, short3, write_atomic};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -121,8 +121,8 @@ pub fn range_test(cfg: &RunConfig, fc: &FindConfig, progress: bool) -> Result<Fi
             fc.beta / (1.0 - fc.beta)
         ));
     }
-    let (vs, model) = build_model(&ramp, &setup)?;
-    let mut r = run_ramp(&ramp, fc, &setup, &vs, &model, progress)?;
+    let mut stepper = Stepper::new(&ramp, &setup, None)?;
+    let mut r = run_ramp(&ramp, fc, &setup, &mut stepper, progress)?;
     r.seconds = start.elapsed().as_secs_f64();
     Ok(r)
 }
@@ -142,34 +142,31 @@ fn ramp_config(cfg: &RunConfig, fc: &FindConfig) -> RunConfig {
     t.insert("kind".into(), "lr_range".into());
     t.insert("start_lr".into(), fc.start_lr.into());
     t.insert("end_lr".into(), fc.end_lr.into());
-    t.insert("mode".into(), fc.mode.clone().into());
-    if fc.convention == "fastai" {
+    t.insert("mode".into(), fc.mode.name().into());
+    if fc.convention == FindConvention::Fastai {
         t.insert("convention".into(), "fastai".into());
     }
     ramp.schedule = t;
     ramp
 }
 
-/// Train `model` along the ramp, then put its weights back as they were.
+/// Train along the ramp with the run's own step, then put the weights back as they were
+/// (the optimizer's state is spent: build a new [`Stepper`] to train from them).
 pub fn run_ramp(
     cfg: &RunConfig,
     fc: &FindConfig,
     setup: &Setup,
-    vs: &tch::nn::VarStore,
-    model: &crate::models::Model,
+    stepper: &mut Stepper,
     progress: bool,
 ) -> Result<FindResult> {
-    let initial: Vec<(String, Tensor)> = vs
+    let initial: Vec<(String, Tensor)> = stepper
+        .vs
         .variables()
         .into_iter()
         .map(|(k, v)| (k, v.detach().copy()))
         .collect();
-    let mut optim = Optimizer::new(vs, &cfg.optim)?;
-    if setup.bf16 {
-        crate::train::device::set_autocast_bf16()?;
-    }
     let total = setup.total_steps;
-    let bar = crate::train::trainer::progress_bar(progress, total, 0);
+    let bar = crate::train::setup::progress_bar(progress, total, 0);
     let mut lrs = Vec::new();
     let mut losses = Vec::new();
     let mut accuracy = Vec::new();
@@ -178,7 +175,7 @@ pub fn run_ramp(
     let mut best = f64::INFINITY;
     // fastai goes on past a NaN (its comparisons with NaN are false) to num_it, and its rules
     // cut the curve at the first NaN; an infinite loss still trips the stop factor.
-    let fastai = fc.convention == "fastai";
+    let fastai = fc.convention == FindConvention::Fastai;
     let mut step = 0u64;
     for batch in setup.data.train.endless().take(total as usize) {
         crate::train::stop::check(bar.as_ref())?;
@@ -186,17 +183,7 @@ pub fn run_ramp(
         let lr = setup.schedule.lr(step);
         let momentum = setup.schedule.momentum_or(step, cfg.optim.momentum);
         // The run's own step: clipping, bf16 autocast and dropout seeding as in training.
-        let (loss, _) = crate::train::trainer::train_step(
-            cfg,
-            model,
-            &mut optim,
-            &batch,
-            setup.bf16,
-            step,
-            lr,
-            momentum,
-            &crate::train::trainer::GradSync::Local,
-        )?;
+        let (loss, _) = stepper.step(&batch, step, lr, momentum)?;
         let l = f64::try_from(&loss).context("reading the loss")?;
         lrs.push(lr);
         losses.push(l);
@@ -209,7 +196,7 @@ pub fn run_ramp(
             accuracy.push((
                 step - 1,
                 lr,
-                held_out_accuracy(cfg, vs, model, setup, fc.eval_batches, step)?,
+                held_out_accuracy(cfg, stepper, setup, fc.eval_batches, step)?,
             ));
         }
         avg = fc.beta * avg + (1.0 - fc.beta) * l;
@@ -244,7 +231,7 @@ pub fn run_ramp(
         b.finish_and_clear();
     }
     // Put the initial weights back: a training that follows starts where it would have.
-    crate::models::restore_vars(vs, &initial);
+    crate::models::restore_vars(&stepper.vs, &initial);
     let smoothed = suggest::smooth(&losses, fc.beta);
     let mut suggestions = Vec::new();
     suggestions.extend(suggest::steepest(
@@ -313,15 +300,14 @@ pub fn run_ramp(
 /// under `model.bn_stats = "caffe"` (put back afterwards) and in bf16 where the run is.
 fn held_out_accuracy(
     cfg: &RunConfig,
-    vs: &tch::nn::VarStore,
-    model: &crate::models::Model,
+    stepper: &Stepper,
     setup: &Setup,
     batches: usize,
     step: u64,
 ) -> Result<f64> {
-    let saved = crate::models::eval_bn_stats(vs, &cfg.model, step);
-    let acc = held_out_sums(model, setup, batches);
-    crate::models::restore_vars(vs, &saved);
+    let saved = crate::models::eval_bn_stats(&stepper.vs, &cfg.model, step);
+    let acc = held_out_sums(&stepper.model, setup, batches);
+    crate::models::restore_vars(&stepper.vs, &saved);
     acc
 }
 
@@ -583,7 +569,7 @@ pub fn write(
         range: RangeRecord {
             start_lr: fc.start_lr,
             end_lr: fc.end_lr,
-            mode: fc.mode.clone(),
+            mode: fc.mode.name().to_string(),
             steps_run: r.lr.len(),
         },
         metric: Some(fc.metric),

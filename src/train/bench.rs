@@ -1,17 +1,16 @@
 //! `lrlab bench train`: training images/s on synthetic data, the whole step as the loop
-//! runs it (schedule evaluated, LR and momentum set, forward, backward, lrlab's optimizer).
+//! runs it ([`Stepper::step`]: seeding, forward, loss, backward, the gradients' reduction
+//! over several processes, lrlab's optimizer), with a decaying LR.
 //! `bench/train_pytorch.py` does the same steps in PyTorch eager for comparison.
 
 use super::device::{resolve_device, set_threads};
-use super::optim::Optimizer;
-use super::sync::GradSync;
-use crate::config::OptimConfig;
+use super::step::{Input, Stepper};
+use crate::config::RunConfig;
 use crate::dist::Group;
-use crate::models::{self, ModelConfig};
 use anyhow::Result;
 use serde::Serialize;
 use std::time::Instant;
-use tch::{nn::VarStore, Kind, Reduction, Tensor};
+use tch::{Kind, Tensor};
 
 /// Options of `lrlab bench train`.
 #[derive(Clone, Debug)]
@@ -62,49 +61,40 @@ pub struct BenchTrainResult {
 pub fn bench_train(a: &BenchTrainArgs, group: Option<&Group>) -> Result<BenchTrainResult> {
     let device = resolve_device(&a.device)?;
     let threads = set_threads(a.threads);
-    tch::manual_seed(0);
-    let vs = VarStore::new(device);
-    let cfg = ModelConfig {
-        arch: a.model.clone(),
-        ..ModelConfig::default()
-    };
-    let model = models::build(&vs.root(), &cfg, 3, a.classes, a.size)?;
-    // The step runs as the training loop runs it: channels-last; on CUDA bf16 autocast.
-    models::weights_to_channels_last(&vs);
-    let cuda = device.is_cuda();
-    if cuda {
-        tch::Cuda::cudnn_set_benchmark(true);
-        super::device::set_autocast_bf16()?;
-    }
-    let mut opt = Optimizer::new(&vs, &OptimConfig::default())?;
     let world = group.map_or(1, |g| g.world());
-    super::trainer::check_split(
+    super::setup::check_split(
         &format!("--batch {}", a.batch),
         a.batch,
         world,
         &format!("--nproc {world}"),
     )?;
-    let sync = match group {
-        Some(g) => {
-            // Every rank starts from rank 0's weights, as in training.
-            super::trainer::broadcast_vars(g, &vs, |_| true)?;
-            GradSync::Ranks(g)
-        }
-        None => GradSync::Local,
+    // A run of the model with the default optimizer; on CUDA in bf16 autocast, as runs
+    // there use it.
+    let cfg = RunConfig::from_toml_str(&format!(
+        "[data]\ndataset = \"synthetic\"\n[model]\narch = {}\n[schedule]\nkind = \"constant\"\nlr = 0.1\n",
+        toml::Value::from(a.model.as_str())
+    ))?;
+    let input = Input {
+        channels: 3,
+        size: a.size,
+        classes: a.classes,
     };
     let bucket = (a.bucket_mb * (1 << 20) as f64) as usize;
-    let b = (a.batch / world) as i64;
-    let x = Tensor::randn([b, 3, a.size, a.size], (Kind::Float, device));
-    let x = crate::util::channels_last(&x);
-    let y = Tensor::randint(a.classes, [b], (Kind::Int64, device));
+    let mut stepper =
+        Stepper::build(&cfg, input, device, device.is_cuda(), group)?.with_bucket_bytes(bucket);
+    // Every rank starts from rank 0's weights, as in training.
+    stepper.broadcast()?;
+    let b = a.batch / world;
+    let x = Tensor::randn([b as i64, 3, a.size, a.size], (Kind::Float, device));
+    let batch = crate::data::Batch {
+        images: crate::util::channels_last(&x),
+        labels: Tensor::randint(a.classes, [b as i64], (Kind::Int64, device)),
+        index: 0,
+        part: (group.map_or(0, |g| g.rank()) * b, a.batch),
+    };
     let mut step = |k: u64| -> Result<Tensor> {
         let lr = 0.1 * (1.0 - k as f64 / 10000.0);
-        let logits = tch::autocast(cuda, || model.net.forward_t(&x, true));
-        let loss = logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
-        opt.zero_grad();
-        let synced = sync.backward(&loss, b as usize, || opt.grads(), false, bucket)?;
-        opt.step(lr, 0.9);
-        Ok(synced.loss)
+        Ok(stepper.step(&batch, k, lr, 0.9)?.0)
     };
     for k in 0..a.warmup {
         let _ = step(k)?;

@@ -9,7 +9,8 @@
 //! in float64 on the device: one `examples x classes` float64 buffer per run.
 
 use super::eval::{Metrics, Sums};
-use super::trainer::{build_model, progress_bar, Setup};
+use super::setup::{progress_bar, Setup};
+use super::step::Stepper;
 use crate::config::RunConfig;
 use crate::error::input_error;
 use crate::util::{fmt_f64, write_atomic};
@@ -273,11 +274,8 @@ impl Scorer {
         }
         let cfg = RunConfig::load(&run.join(crate::run::CONFIG), &overrides)?;
         let setup = Setup::new(&cfg).with_context(|| format!("{}", run.display()))?;
-        let (vs, model) = build_model(&cfg, &setup)?;
-        if setup.bf16 {
-            // The run evaluated under bf16 autocast: evaluate the snapshots the same way.
-            super::device::set_autocast_bf16()?;
-        }
+        // The run's own setup: under bf16 autocast where the run evaluated so.
+        let Stepper { vs, model, .. } = Stepper::new(&cfg, &setup, None)?;
         Ok(Scorer {
             setup,
             vs,

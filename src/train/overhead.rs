@@ -1,31 +1,29 @@
 //! `lrlab bench train --overhead`: the share of a CPU training step spent in the harness
-//! rather than in the math. The step is the training loop's (`trainer.rs`), on a fixed
-//! synthetic batch, with each part timed by the wall clock (libtorch's CPU ops are
-//! synchronous, so a section's clock is its cost):
+//! rather than in the math. The step is the training loop's ([`Stepper::step`]), on a fixed
+//! synthetic batch, with each part of the loop around it timed by the wall clock (libtorch's
+//! CPU ops are synchronous, so a section's clock is its cost):
 //!
-//! - `schedule`: `lr(k)`, `momentum(k)` of a 1cycle schedule (it cycles momentum too) and the
-//!   per-step torch seed;
-//! - `math`: forward, loss, zero_grad, backward, the optimizer update (which takes the
-//!   learning rate and momentum as arguments: setting them costs nothing more);
+//! - `schedule`: `lr(k)`, `momentum(k)` of a 1cycle schedule (it cycles momentum too);
+//! - `math`: the step: the per-step torch seed, forward, loss, zero_grad, backward, the
+//!   optimizer update (which takes the learning rate and momentum as arguments: setting them
+//!   costs nothing more);
 //! - `bookkeeping`: the epoch's loss and accuracy sums, the pending log row, the clock;
 //! - `logging`: the flush the CPU loop does every step: read the loss, divergence check, one
 //!   `steps.csv` row (to a file in a temporary folder), the stop-flag check.
 //!
-//! The real loop is not instrumented; this copy of its step is, and reports each section's
-//! share of the whole step.
+//! The real loop is not instrumented; this copy of the loop around its step is, and reports
+//! each section's share of the whole step.
 
 use super::device::set_threads;
-use super::optim::Optimizer;
-use crate::config::OptimConfig;
-use crate::models::{self, ModelConfig};
-use crate::run::{CsvLog, STEPS_HEADER};
+use super::step::{Input, Stepper};
+use crate::config::RunConfig;
+use crate::run::{CsvLog, StepRow, STEPS_HEADER};
 use crate::schedule::{RunLength, Schedule};
-use crate::util::fmt_f64;
 use anyhow::Result;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Options of the overhead measurement (CPU only).
 #[derive(Clone, Debug)]
@@ -59,9 +57,9 @@ pub struct OverheadResult {
     pub steps: u64,
     /// CPU threads.
     pub threads: usize,
-    /// Schedule evaluation and the per-step seed, µs/step.
+    /// Schedule evaluation, µs/step.
     pub schedule_us: f64,
-    /// Forward, backward and optimizer update, µs/step.
+    /// The step: seed, forward, backward and optimizer update, µs/step.
     pub math_us: f64,
     /// Metric sums and the pending row, µs/step.
     pub bookkeeping_us: f64,
@@ -81,16 +79,17 @@ pub fn bench_overhead(a: &OverheadArgs) -> Result<OverheadResult> {
         crate::bail_input!("--steps 0: must be at least 1");
     }
     let threads = set_threads(a.threads);
-    tch::manual_seed(0);
     let device = Device::Cpu;
-    let vs = VarStore::new(device);
-    let cfg = ModelConfig {
-        arch: a.model.clone(),
-        ..ModelConfig::default()
+    let cfg = RunConfig::from_toml_str(&format!(
+        "[data]\ndataset = \"synthetic\"\n[model]\narch = {}\n[schedule]\nkind = \"constant\"\nlr = 0.1\n",
+        toml::Value::from(a.model.as_str())
+    ))?;
+    let input = Input {
+        channels: 3,
+        size: a.size,
+        classes: a.classes,
     };
-    let model = models::build(&vs.root(), &cfg, 3, a.classes, a.size)?;
-    models::weights_to_channels_last(&vs);
-    let mut opt = Optimizer::new(&vs, &OptimConfig::default())?;
+    let mut stepper = Stepper::build(&cfg, input, device, false, None)?;
     let total = a.warmup + a.steps;
     if total > 200 * 391 {
         crate::bail_input!("--warmup + --steps = {total}: at most 78200 for --overhead");
@@ -103,11 +102,16 @@ pub fn bench_overhead(a: &OverheadArgs) -> Result<OverheadResult> {
     let mut log = CsvLog::open(&dir.path().join(crate::run::STEPS), STEPS_HEADER, 0)?;
     let stop = AtomicBool::new(false);
     let b = a.batch as i64;
-    let x = crate::util::channels_last(&Tensor::randn(
-        [b, 3, a.size, a.size],
-        (Kind::Float, device),
-    ));
-    let y = Tensor::randint(a.classes, [b], (Kind::Int64, device));
+    let batch = crate::data::Batch {
+        images: crate::util::channels_last(&Tensor::randn(
+            [b, 3, a.size, a.size],
+            (Kind::Float, device),
+        )),
+        labels: Tensor::randint(a.classes, [b], (Kind::Int64, device)),
+        index: 0,
+        part: (0, a.batch),
+    };
+    let y = &batch.labels;
     let mut loss_sum = Tensor::from(0.0).to_kind(Kind::Double);
     let mut correct = Tensor::from(0.0).to_kind(Kind::Double);
     let mut seen = 0u64;
@@ -120,28 +124,12 @@ pub fn bench_overhead(a: &OverheadArgs) -> Result<OverheadResult> {
         let t0 = Instant::now();
         let lr = schedule.lr(step);
         let momentum = schedule.momentum_or(step, 0.9);
-        tch::manual_seed(super::trainer::step_seed(0, step));
         let t1 = Instant::now();
-        let logits = model.net.forward_t(&x, true);
-        let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
-            &y,
-            None,
-            Reduction::Mean,
-            -100,
-            0.0,
-        );
-        opt.zero_grad();
-        loss.backward();
-        opt.step(lr, momentum);
+        let (loss, logits) = stepper.step(&batch, step, lr, momentum)?;
         let t2 = Instant::now();
         let n = y.size()[0];
-        let loss = loss.detach();
         loss_sum += loss.to_kind(Kind::Double) * n as f64;
-        correct += logits
-            .detach()
-            .argmax(1, false)
-            .eq_tensor(&y)
-            .sum(Kind::Double);
+        correct += logits.argmax(1, false).eq_tensor(y).sum(Kind::Double);
         seen += n as u64;
         pending.push((
             step,
@@ -163,14 +151,15 @@ pub fn bench_overhead(a: &OverheadArgs) -> Result<OverheadResult> {
             .to_device(Device::Cpu),
         )?;
         for (r, loss) in pending.iter().zip(losses) {
-            log.row(&[
-                r.0.to_string(),
-                fmt_f64(r.1),
-                fmt_f64(r.2),
-                fmt_f64(r.3),
-                fmt_f64(loss),
-                format!("{:.3}", r.5),
-            ])?;
+            let row = StepRow {
+                step: r.0,
+                epoch: r.1,
+                lr: r.2,
+                momentum: r.3,
+                loss,
+                time_s: Some(r.5),
+            };
+            log.row(&row.fields())?;
             anyhow::ensure!(loss.is_finite(), "the loss diverged at step {}", r.0);
         }
         pending.clear();
