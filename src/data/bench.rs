@@ -9,38 +9,28 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 /// Options of `lrlab bench data`.
-#[derive(Clone, Debug, clap::Args)]
+#[derive(Clone, Debug)]
 pub struct DataBenchArgs {
     /// Dataset: mnist, fashion-mnist, cifar10, cifar100, synthetic.
-    #[arg(long)]
     pub dataset: String,
     /// Dataset folder (default: the dataset's, if it has one).
-    #[arg(long)]
     pub path: Option<PathBuf>,
     /// Images per batch.
-    #[arg(long, default_value_t = 128)]
     pub batch: usize,
     /// Batches to time (after one untimed warm-up batch); epochs wrap around.
-    #[arg(long, default_value_t = 200)]
     pub batches: usize,
     /// Loader worker threads (0: automatic).
-    #[arg(long, default_value_t = 0)]
     pub workers: usize,
     /// Augmentation: none, flip, crop_flip, random_resized_crop (default: the dataset's).
-    #[arg(long)]
     pub augment: Option<String>,
     /// Synthetic image shape as C,H,W (default 3,32,32).
-    #[arg(long)]
     pub shape: Option<String>,
     /// libtorch threads of the consuming thread (which converts and normalises batches;
     /// in a run, the training thread).
-    #[arg(long, default_value_t = 1)]
     pub threads: i32,
     /// Seed of the data order and augmentation.
-    #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Print one JSON object instead of a sentence.
-    #[arg(long)]
     pub json: bool,
 }
 

@@ -39,7 +39,6 @@
 //! `schedule.schedules[1].lr_max`), the value and the rule.
 
 pub mod bench;
-pub mod cli;
 pub mod clr;
 pub mod constant;
 pub mod cosine;
@@ -56,6 +55,7 @@ pub mod product;
 pub mod range;
 pub mod sequence;
 pub mod sgdr;
+pub mod spec_file;
 pub mod step;
 pub mod tanh;
 pub mod warmup;

@@ -10,7 +10,6 @@
 //! - `slurm.rs`: sbatch array scripts and the task side (`sweep run-index`).
 //! - `collect.rs`: `summary.csv`, `curves.csv`, `summary_by_point.csv`.
 //! - `status.rs`: the `sweep status` table.
-//! - `cli.rs`: the commands' arguments and entry points.
 //!
 //! Layout of a sweep folder:
 //! ```text
@@ -21,7 +20,6 @@
 //!                  checkpoint.safetensors  train.log  attempts.jsonl
 //! ```
 
-pub mod cli;
 pub mod collect;
 pub mod devices;
 pub mod exec;

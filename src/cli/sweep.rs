@@ -1,15 +1,15 @@
-//! The `lrlab sweep` and `lrlab collect` commands: argument structs (clap) and the functions
-//! the binary calls, which return the exit status.
+//! `lrlab sweep` and `lrlab collect`: a spec's grid of runs, locally or as Slurm arrays, its
+//! status, and the sweep's summaries.
 
-use super::devices::{check_config_devices, concurrency, parse_devices, slots, Devices};
-use super::local::{run_local, LocalOptions};
-use super::manifest::{freeze, Manifest, MANIFEST};
-use super::plan::{self, Plan};
-use super::slurm::{self, SlurmOptions};
-use super::status::{status_text, table};
-use crate::train::device::available_cores;
-use crate::util::sanitize;
 use anyhow::{Context, Result};
+use lrlab::sweep::devices::{check_config_devices, concurrency, parse_devices, slots, Devices};
+use lrlab::sweep::local::{run_local, LocalOptions};
+use lrlab::sweep::manifest::{freeze, Manifest, MANIFEST};
+use lrlab::sweep::plan::{self, Plan};
+use lrlab::sweep::slurm::{self, SlurmOptions};
+use lrlab::sweep::status::{status_text, table};
+use lrlab::train::device::available_cores;
+use lrlab::util::sanitize;
 use std::path::{Path, PathBuf};
 
 /// `lrlab sweep`: a spec's runs, locally or on Slurm; `status` and (hidden) `run-index`.
@@ -124,7 +124,7 @@ pub struct SweepArgs {
 }
 
 /// Run `lrlab sweep ...`; returns the exit status.
-pub fn sweep_main(cmd: SweepCommand) -> Result<u8> {
+pub fn sweep(cmd: SweepCommand) -> Result<u8> {
     match cmd.command {
         Some(SweepSub::Status { dir, out }) => {
             let dir = match out {
@@ -147,7 +147,7 @@ pub fn sweep_main(cmd: SweepCommand) -> Result<u8> {
             let exe = std::env::current_exe().context("cannot find the lrlab binary")?;
             slurm::run_index(&dir, index, runs_per_task, retry_failed, &exe)
         }
-        None => sweep(cmd.args),
+        None => run_spec(cmd.args),
     }
 }
 
@@ -157,12 +157,12 @@ enum Source {
     Folder(Manifest),
 }
 
-fn sweep(a: SweepArgs) -> Result<u8> {
+fn run_spec(a: SweepArgs) -> Result<u8> {
     let spec = a.spec.clone().expect("clap requires SPEC");
     let (source, out) = if spec.is_dir() && spec.join(MANIFEST).exists() {
         if let Some(o) = &a.out {
             if o != &spec {
-                crate::bail_input!(
+                lrlab::bail_input!(
                     "--out {}: {} is a sweep folder already; continue it without --out",
                     o.display(),
                     spec.display()
@@ -213,7 +213,7 @@ fn sweep(a: SweepArgs) -> Result<u8> {
         // and the manifest is the one freezing would write (the folder's indices kept, a
         // changed run refused).
         let m = match source {
-            Source::Plan(p) => super::manifest::preview(&abs_out, &p)?,
+            Source::Plan(p) => lrlab::sweep::manifest::preview(&abs_out, &p)?,
             Source::Folder(m) => m,
         };
         print!("{}", dry_run_text(&m, &out));
@@ -245,12 +245,12 @@ fn sweep(a: SweepArgs) -> Result<u8> {
             .join(",")
     );
     let report = run_local(&abs_out, &m, &opts)?;
-    let c = super::collect::collect(&abs_out)?;
+    let c = lrlab::sweep::collect::collect(&abs_out)?;
     // The per-point table, read back from what collect wrote.
     if let Ok(text) = std::fs::read_to_string(&c.files[2]) {
-        if let Ok(table) = super::collect::points_text(&text) {
+        if let Ok(table) = lrlab::sweep::collect::points_text(&text) {
             eprint!("\n{table}");
-            match crate::report::claims_lines(&abs_out) {
+            match lrlab::report::claims_lines(&abs_out) {
                 Ok(lines) => {
                     for l in lines {
                         eprintln!("{l}");
@@ -280,10 +280,10 @@ fn sweep(a: SweepArgs) -> Result<u8> {
 /// The device pool and concurrency for a local sweep (input errors for bad devices).
 fn local_options(a: &SweepArgs, source: &Source, program: PathBuf) -> Result<LocalOptions> {
     if a.jobs == Some(0) {
-        crate::bail_input!("--jobs 0: must be >= 1");
+        lrlab::bail_input!("--jobs 0: must be >= 1");
     }
     if a.per_device == Some(0) {
-        crate::bail_input!("--per-device 0: must be >= 1");
+        lrlab::bail_input!("--per-device 0: must be >= 1");
     }
     let (origin, configs): (String, Vec<(String, String)>) = match source {
         Source::Plan(p) => (
@@ -301,10 +301,10 @@ fn local_options(a: &SweepArgs, source: &Source, program: PathBuf) -> Result<Loc
                 .collect(),
         ),
     };
-    let parsed: Vec<(String, crate::config::RunConfig)> = configs
+    let parsed: Vec<(String, lrlab::config::RunConfig)> = configs
         .iter()
         .filter_map(|(n, c)| {
-            crate::config::RunConfig::from_toml_str(c)
+            lrlab::config::RunConfig::from_toml_str(c)
                 .ok()
                 .map(|c| (n.clone(), c))
         })
@@ -318,7 +318,7 @@ fn local_options(a: &SweepArgs, source: &Source, program: PathBuf) -> Result<Loc
             .collect();
         check_config_devices(&origin, &named, gpus())?;
     }
-    let parsed: Vec<crate::config::RunConfig> = parsed.into_iter().map(|(_, c)| c).collect();
+    let parsed: Vec<lrlab::config::RunConfig> = parsed.into_iter().map(|(_, c)| c).collect();
     let devices = match &a.devices {
         Some(d) => parse_devices(d, gpus())?,
         None if parsed.iter().all(|c| c.train.device == "cpu") => Devices::Cpu,
@@ -392,8 +392,8 @@ fn dry_run_text(m: &Manifest, out: &Path) -> String {
 }
 
 /// Run `lrlab collect DIR`; exit status 1 when a run failed.
-pub fn collect_main(dir: &Path) -> Result<u8> {
-    let c = super::collect::collect(dir)?;
+fn collect_main(dir: &Path) -> Result<u8> {
+    let c = lrlab::sweep::collect::collect(dir)?;
     for f in &c.files {
         println!("{}", f.display());
     }
@@ -406,4 +406,15 @@ pub fn collect_main(dir: &Path) -> Result<u8> {
         c.runs - c.done - c.diverged - c.failed
     );
     Ok(if c.failed > 0 { 1 } else { 0 })
+}
+
+#[derive(clap::Args)]
+pub struct CollectArgs {
+    /// The sweep folder.
+    dir: PathBuf,
+}
+
+/// `lrlab collect`.
+pub fn collect(a: CollectArgs) -> Result<u8> {
+    collect_main(&a.dir)
 }
