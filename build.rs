@@ -119,18 +119,18 @@ fn torch_cpp(lib: &std::path::Path, file: &str) -> cc::Build {
     b
 }
 
-/// Compile `src/dist/shim.cpp` (c10d: TCPStore, ProcessGroupGloo) against libtorch's headers.
+/// Compile `src/distributed/shim.cpp` (c10d: TCPStore, ProcessGroupGloo) against libtorch's headers.
 /// Gloo's own code is inside `libtorch_cpu.so`; its headers come from Debian's `libgloo-dev`
 /// (`make setup` installs it). Without them the shim is built without Gloo and
 /// `lrlab train --nproc N` says what to install.
 fn dist_shim(lib: &std::path::Path) {
-    println!("cargo:rerun-if-changed=src/dist/shim.cpp");
+    println!("cargo:rerun-if-changed=src/distributed/shim.cpp");
     println!("cargo:rerun-if-env-changed=LRLAB_GLOO_INCLUDE");
     let gloo = std::env::var("LRLAB_GLOO_INCLUDE")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from("/usr/include"));
     println!("cargo:rerun-if-changed={}", gloo.join("gloo").display());
-    let mut b = torch_cpp(lib, "src/dist/shim.cpp");
+    let mut b = torch_cpp(lib, "src/distributed/shim.cpp");
     if gloo.join("gloo/config.h").exists() {
         b.include(&gloo)
             .define("USE_C10D_GLOO", None)

@@ -12,7 +12,7 @@
 
 pub mod config;
 pub mod data;
-pub mod dist;
+pub mod distributed;
 pub mod error;
 pub mod launch;
 pub mod lr_find;

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{field, read_csv, wait_exit, without_time, OutputWithin};
-use lrlab::dist::{Group, Rendezvous};
+use lrlab::distributed::{Group, Rendezvous};
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
@@ -170,7 +170,7 @@ fn both_ranks_pass(child: &str) {
 
 #[test]
 fn two_ranks_all_reduce_broadcast_and_share_the_store() {
-    if std::env::var(CHILD).is_ok() || !lrlab::dist::has_gloo() {
+    if std::env::var(CHILD).is_ok() || !lrlab::distributed::has_gloo() {
         return;
     }
     both_ranks_pass("child_collectives");
@@ -196,7 +196,7 @@ fn child_peer_dies() {
 
 #[test]
 fn a_dead_peer_is_an_error_within_the_timeout() {
-    if std::env::var(CHILD).is_ok() || !lrlab::dist::has_gloo() {
+    if std::env::var(CHILD).is_ok() || !lrlab::distributed::has_gloo() {
         return;
     }
     let ranks = spawn("child_peer_dies", 2);
@@ -284,7 +284,7 @@ fn one_and_two_processes(
 
 #[test]
 fn two_processes_train_as_one() {
-    if !lrlab::dist::has_gloo() {
+    if !lrlab::distributed::has_gloo() {
         eprintln!("built without gloo: skipped");
         return;
     }
@@ -322,7 +322,7 @@ fn two_processes_train_as_one() {
 /// (Before: 0.02509 with one process against 0.01729 from a shard on LeNet.)
 #[test]
 fn the_curvature_of_two_processes_is_the_global_batchs() {
-    if !lrlab::dist::has_gloo() {
+    if !lrlab::distributed::has_gloo() {
         eprintln!("built without gloo: skipped");
         return;
     }
@@ -406,7 +406,7 @@ fn bad_multi_process_input_is_refused_before_anything_starts() {
 /// part of the batch; LeNet (no batch norm) says nothing of the kind.
 #[test]
 fn batch_norm_over_processes_is_said_up_front() {
-    if !lrlab::dist::has_gloo() {
+    if !lrlab::distributed::has_gloo() {
         eprintln!("built without gloo: skipped");
         return;
     }
@@ -487,7 +487,7 @@ fn start(cfg: &std::path::Path, out: &std::path::Path) -> Child {
 
 #[test]
 fn a_sigtermed_two_process_run_resumes_to_the_uninterrupted_csvs() {
-    if !lrlab::dist::has_gloo() {
+    if !lrlab::distributed::has_gloo() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -563,7 +563,7 @@ fn a_sigtermed_two_process_run_resumes_to_the_uninterrupted_csvs() {
 
 #[test]
 fn a_killed_rank_ends_the_run_with_an_error_naming_it() {
-    if !lrlab::dist::has_gloo() {
+    if !lrlab::distributed::has_gloo() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -624,7 +624,7 @@ fn child_sharded_eval() {
 
 #[test]
 fn sharded_evaluation_equals_one_process() {
-    if std::env::var(CHILD).is_ok() || !lrlab::dist::has_gloo() {
+    if std::env::var(CHILD).is_ok() || !lrlab::distributed::has_gloo() {
         return;
     }
     both_ranks_pass("child_sharded_eval");
@@ -632,7 +632,7 @@ fn sharded_evaluation_equals_one_process() {
 
 #[test]
 fn bench_train_over_two_processes_reports_both_speeds() {
-    if !lrlab::dist::has_gloo() {
+    if !lrlab::distributed::has_gloo() {
         return;
     }
     let r = lrlab_within(
@@ -715,7 +715,7 @@ fn rank_pids(launcher: u32) -> Vec<(usize, u32)> {
 /// `LRLAB_SIGNAL_ROUNDS=N` repeats the five cases N times (at other steps each round).
 #[test]
 fn signals_to_any_rank_stop_every_rank_after_the_same_step() {
-    if !lrlab::dist::has_gloo() {
+    if !lrlab::distributed::has_gloo() {
         return;
     }
     let rounds: usize = std::env::var("LRLAB_SIGNAL_ROUNDS")
@@ -835,7 +835,7 @@ fn signals_to_any_rank_stop_every_rank_after_the_same_step() {
 /// HTTP server, a refused port, and a host that does not resolve.
 #[test]
 fn a_rendezvous_that_cannot_happen_fails_within_its_timeout() {
-    if !lrlab::dist::has_gloo() {
+    if !lrlab::distributed::has_gloo() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -902,7 +902,7 @@ fn a_rendezvous_that_cannot_happen_fails_within_its_timeout() {
 /// the other ranks waited in a barrier bounded by the timeout: "barrier: Timed out".
 #[test]
 fn an_auto_range_test_longer_than_the_timeout_runs_before_the_ranks_join() {
-    if !lrlab::dist::has_gloo() {
+    if !lrlab::distributed::has_gloo() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -989,7 +989,7 @@ fn an_auto_range_test_longer_than_the_timeout_runs_before_the_ranks_join() {
 /// data) is an orderly exit 3, never a rank's death by the signal reported as a failure.
 #[test]
 fn a_stop_during_start_up_is_an_orderly_exit() {
-    if !lrlab::dist::has_gloo() {
+    if !lrlab::distributed::has_gloo() {
         return;
     }
     let t = tempfile::tempdir().unwrap();

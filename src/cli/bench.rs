@@ -149,7 +149,7 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
     };
     // A rank started by the launcher below (or by torchrun).
     if let Some(r) = lrlab::launch::rendezvous_from_env(60.0)? {
-        let group = lrlab::dist::Group::join(&r)?;
+        let group = lrlab::distributed::Group::join(&r)?;
         let r = lrlab::train::bench::bench_train(&args, Some(&group))?;
         if group.rank() == 0 {
             println!("{}", serde_json::to_string(&r)?);

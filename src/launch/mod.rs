@@ -49,7 +49,7 @@ pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
     let resolved = crate::lr_find::resolve_auto(&cfg, &out, args.progress && !launched)
         .map_err(|e| crate::config::blame(&name, &args.overrides, e))?;
     let group = match rendezvous {
-        Some(r) => Some(std::rc::Rc::new(crate::dist::Group::join(&r)?)),
+        Some(r) => Some(std::rc::Rc::new(crate::distributed::Group::join(&r)?)),
         None => None,
     };
     let (cfg, lr_find) = match resolved {
@@ -72,7 +72,7 @@ pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
 /// The rendezvous of a rank from the torchrun variables (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`,
 /// `MASTER_PORT`; `LRLAB_LISTEN_FD` from lrlab's own launcher), or None without `WORLD_SIZE`
 /// or with a world of 1.
-pub fn rendezvous_from_env(timeout_s: f64) -> Result<Option<crate::dist::Rendezvous>> {
+pub fn rendezvous_from_env(timeout_s: f64) -> Result<Option<crate::distributed::Rendezvous>> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let world: usize = match var("WORLD_SIZE") {
         None if var("RANK").is_some_and(|r| r.trim() != "0") => crate::bail_input!(
@@ -120,7 +120,7 @@ pub fn rendezvous_from_env(timeout_s: f64) -> Result<Option<crate::dist::Rendezv
         crate::input_error(format!("MASTER_PORT = {port_s:?}: expected a port number"))
     })?;
     let listen_fd = var("LRLAB_LISTEN_FD").and_then(|f| f.parse::<i32>().ok());
-    Ok(Some(crate::dist::Rendezvous {
+    Ok(Some(crate::distributed::Rendezvous {
         rank,
         world,
         addr,

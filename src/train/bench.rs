@@ -6,7 +6,7 @@
 use super::device::{resolve_device, set_threads};
 use super::step::{Input, Stepper};
 use crate::config::RunConfig;
-use crate::dist::Group;
+use crate::distributed::Group;
 use anyhow::Result;
 use serde::Serialize;
 use std::time::Instant;

@@ -207,7 +207,7 @@ pub fn info_text() -> String {
         }
         None => out += &format!("libtorch: built against {LIBTORCH_BUILT_FOR}\n"),
     }
-    out += if crate::dist::has_gloo() {
+    out += if crate::distributed::has_gloo() {
         "multi-process training: yes (c10d, Gloo)\n"
     } else {
         "multi-process training: no (built without Debian's libgloo-dev headers; `make setup`)\n"

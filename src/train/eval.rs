@@ -43,7 +43,7 @@ fn loader_sums(net: &dyn ModuleT, loader: &Loader) -> Result<Sums> {
 pub fn evaluate_sharded(
     net: &dyn ModuleT,
     loader: &Loader,
-    group: &crate::dist::Group,
+    group: &crate::distributed::Group,
 ) -> Result<Metrics> {
     let sums = loader_sums(net, loader)?;
     let total = |t: &Option<Tensor>| match t {

@@ -3,7 +3,6 @@
 //! - `optim.rs`: SGD (PyTorch and Caffe momentum conventions) and AdamW, state savable.
 //! - `checkpoint.rs`: weights + optimizer state + progress, written atomically.
 //! - `hf_lr.rs`: the super-convergence paper's Hessian-free learning-rate estimate.
-//! - `sync.rs`: gradient synchronisation over the ranks of a multi-process run.
 //! - `stop.rs`: SIGINT/SIGTERM/SIGUSR1 as a stop at the next safe point.
 //! - `device.rs`: device and thread selection.
 //! - `ensemble.rs`: snapshot ensembles of a run's cycle-end weights (`lrlab ensemble`).
@@ -20,5 +19,4 @@ mod run_loop;
 pub mod setup;
 pub mod step;
 pub mod stop;
-pub mod sync;
 pub mod trainer;

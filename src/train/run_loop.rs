@@ -123,7 +123,7 @@ pub(super) struct Loop<'a> {
     pub(super) setup: Setup,
     pub(super) out: &'a Path,
     pub(super) opts: &'a RunOptions,
-    pub(super) group: Option<&'a crate::dist::Group>,
+    pub(super) group: Option<&'a crate::distributed::Group>,
     /// This process writes the run folder (one process, or rank 0).
     pub(super) writer: bool,
     /// The model, its optimizer and the gradient synchronisation: the step.

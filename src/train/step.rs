@@ -9,12 +9,13 @@ use super::optim::Optimizer;
 use super::setup::Setup;
 use crate::config::RunConfig;
 use crate::data;
-use crate::dist::Group;
+use crate::distributed::Group;
 use crate::models;
 use anyhow::Result;
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
-pub use super::sync::GradSync;
+pub use crate::distributed::GradSync;
+use crate::distributed::{Reducer, BUCKET_BYTES};
 
 /// What the model is built for: input channels and size, classes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +76,6 @@ pub struct Stepper<'g> {
     seed: u64,
     label_smoothing: f64,
     grad_clip: f64,
-    bucket_bytes: usize,
 }
 
 impl<'g> Stepper<'g> {
@@ -107,19 +107,23 @@ impl<'g> Stepper<'g> {
             vs,
             model,
             optim,
-            sync: group.map_or(GradSync::Local, GradSync::Ranks),
+            sync: match group {
+                Some(g) => GradSync::Ranks(Reducer::new(g, BUCKET_BYTES)),
+                None => GradSync::Local,
+            },
             bf16,
             seed: cfg.train.seed,
             label_smoothing: cfg.train.label_smoothing,
             grad_clip: cfg.train.grad_clip,
-            bucket_bytes: super::sync::BUCKET_BYTES,
         })
     }
 
     /// Gradients reduced in buckets of `bytes` (0: one collective per gradient), for the
     /// benchmark's comparison.
     pub fn with_bucket_bytes(mut self, bytes: usize) -> Self {
-        self.bucket_bytes = bytes;
+        if let GradSync::Ranks(r) = &self.sync {
+            self.sync = GradSync::Ranks(Reducer::new(r.group(), bytes));
+        }
         self
     }
 
@@ -127,7 +131,7 @@ impl<'g> Stepper<'g> {
     pub fn broadcast(&self) -> Result<()> {
         match &self.sync {
             GradSync::Local => Ok(()),
-            GradSync::Ranks(g) => super::trainer::broadcast_vars(g, &self.vs, |_| true),
+            GradSync::Ranks(r) => super::trainer::broadcast_vars(r.group(), &self.vs, |_| true),
         }
     }
 
@@ -165,13 +169,9 @@ impl<'g> Stepper<'g> {
         self.optim.zero_grad();
         let n = batch.labels.size()[0] as usize;
         let optim = &self.optim;
-        let synced = self.sync.backward(
-            &loss,
-            n,
-            || optim.grads(),
-            crate::train::stop::requested(),
-            self.bucket_bytes,
-        )?;
+        let synced =
+            self.sync
+                .backward(&loss, n, || optim.grads(), crate::train::stop::requested())?;
         // A stop requested on any rank stops every rank after this same step (with a
         // checkpoint): the loop reads the value that travelled, not its own flag.
         if synced.stop {
@@ -212,8 +212,8 @@ impl<'g> Stepper<'g> {
         let n = batch.labels.size()[0] as usize;
         let c = match &self.sync {
             GradSync::Local => Ok(hf_lr::curvature(&loss, params)),
-            GradSync::Ranks(group) => {
-                hf_lr::curvature_over(&loss, params, n, &mut |ts| group.all_reduce_sum(ts))
+            GradSync::Ranks(r) => {
+                hf_lr::curvature_over(&loss, params, n, &mut |ts| r.group().all_reduce_sum(ts))
             }
         };
         models::restore_vars(&self.vs, &buffers);

@@ -47,7 +47,7 @@ pub struct RunOptions {
     pub lr_find: Option<serde_json::Value>,
     /// This process's group when it is one rank of a run over several processes: it trains
     /// its share of every batch, and only rank 0 writes the run folder.
-    pub group: Option<std::rc::Rc<crate::dist::Group>>,
+    pub group: Option<std::rc::Rc<crate::distributed::Group>>,
 }
 
 /// Train the run `cfg` in folder `out`, resuming from its checkpoint if there is one.
@@ -125,7 +125,7 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
 
 /// The host of every rank, in rank order (`[this host]` for one process), through the
 /// rendezvous store.
-fn rank_hosts(group: Option<&crate::dist::Group>) -> Result<Vec<String>> {
+fn rank_hosts(group: Option<&crate::distributed::Group>) -> Result<Vec<String>> {
     let host = crate::util::hostname();
     let Some(g) = group else {
         return Ok(vec![host]);
@@ -139,7 +139,7 @@ fn rank_hosts(group: Option<&crate::dist::Group>) -> Result<Vec<String>> {
 /// Overwrite the variables of `vs` that `keep` selects with rank 0's (in name order, the same
 /// on every rank).
 pub(crate) fn broadcast_vars(
-    g: &crate::dist::Group,
+    g: &crate::distributed::Group,
     vs: &VarStore,
     keep: impl Fn(&Tensor) -> bool,
 ) -> Result<()> {
@@ -372,7 +372,7 @@ fn start_meta(
         precision: Some(if setup.bf16 { "bf16" } else { "fp32" }.into()),
         lr_find: opts.lr_find.clone(),
         world_size: Some(group.map_or(1, |g| g.world()) as u64),
-        backend: Some(if group.is_some() { "gloo" } else { "none" }.into()),
+        backend: Some(group.map_or("none", |g| g.backend().name()).into()),
         hosts: rank_hosts(group)?,
         ..Meta::marker()
     })

@@ -8,10 +8,11 @@
 //!
 //! The gradients travel in flat buckets of at most [`BUCKET_BYTES`] (DDP's default cap), packed
 //! in reverse parameter order as DDP packs them, one collective per bucket, all in flight
-//! together. On resnet20 over 2 CPU processes this is faster than one collective per gradient
+//! together. A [`Reducer`] plans the buckets and allocates their flat buffers once, from the
+//! first step's gradients (PyTorch's C++ `Reducer` does the same from the parameters). On resnet20 over 2 CPU processes this is faster than one collective per gradient
 //! (`lrlab bench train --nproc 2 --bucket-mb 0` measures the latter; bench/RESULTS.md).
 
-use crate::dist::Group;
+use super::Group;
 use anyhow::Result;
 use tch::{Kind, Tensor};
 
@@ -25,7 +26,7 @@ pub enum GradSync<'a> {
     /// A rank of a multi-process run holding its part of the global batch: the gradients of
     /// the parts' loss sums are summed over the ranks (with the example counts, in the same
     /// collectives) and divided by the global count.
-    Ranks(&'a Group),
+    Ranks(Reducer<'a>),
 }
 
 /// What [`GradSync::backward`] learnt from the other ranks.
@@ -44,12 +45,11 @@ impl GradSync<'_> {
     /// loss. `stop` is this rank's wish to stop; with `bucket_bytes` = 0 every gradient gets
     /// its own collective (for the benchmark's comparison).
     pub fn backward(
-        &self,
+        &mut self,
         loss: &Tensor,
         n: usize,
         grads: impl FnOnce() -> Vec<Tensor>,
         stop: bool,
-        bucket_bytes: usize,
     ) -> Result<Synced> {
         let checkpoint = crate::train::stop::take_checkpoint_wish();
         match self {
@@ -61,7 +61,7 @@ impl GradSync<'_> {
                     checkpoint,
                 })
             }
-            GradSync::Ranks(group) => {
+            GradSync::Ranks(reducer) => {
                 let n = n as f64;
                 (loss * n).backward();
                 let sums = Tensor::from_slice(&[
@@ -70,7 +70,7 @@ impl GradSync<'_> {
                     if stop { 1.0 } else { 0.0 },
                     if checkpoint { 1.0 } else { 0.0 },
                 ]);
-                all_reduce_grads(group, &grads(), &sums, bucket_bytes)?;
+                reducer.all_reduce(&grads(), &sums)?;
                 let total = sums.double_value(&[1]);
                 Ok(Synced {
                     loss: (sums.get(0) / total).to_kind(Kind::Float),
@@ -82,49 +82,99 @@ impl GradSync<'_> {
     }
 }
 
-/// Sum `grads` and `sums` (`[loss sum, count, stop, checkpoint]`) over the ranks and divide the gradients
-/// by the summed count, in place.
-fn all_reduce_grads(
-    group: &Group,
-    grads: &[Tensor],
-    sums: &Tensor,
-    bucket_bytes: usize,
-) -> Result<()> {
-    if bucket_bytes == 0 {
-        let mut all: Vec<&Tensor> = grads.iter().collect();
+/// Sums gradients over the ranks of a group in flat buckets whose plan and buffers are made
+/// once and kept (made again only if the gradients change: another count, shape or dtype).
+pub struct Reducer<'g> {
+    group: &'g Group,
+    /// Bucket cap in bytes; 0: one collective per gradient.
+    cap: usize,
+    plan: Option<Plan>,
+}
+
+/// The buckets of one set of gradients and their flat buffers.
+struct Plan {
+    /// What the plan was made for: every gradient's element count and dtype.
+    signature: Vec<(i64, Kind)>,
+    /// Indices of the gradients in each bucket.
+    buckets: Vec<Vec<usize>>,
+    /// One flat buffer per bucket.
+    flats: Vec<Tensor>,
+}
+
+impl<'g> Reducer<'g> {
+    /// A reducer over `group` with buckets of at most `cap` bytes (0: one collective per
+    /// gradient, for the benchmark's comparison).
+    pub fn new(group: &'g Group, cap: usize) -> Reducer<'g> {
+        Reducer {
+            group,
+            cap,
+            plan: None,
+        }
+    }
+
+    /// The group it reduces over.
+    pub fn group(&self) -> &'g Group {
+        self.group
+    }
+
+    /// Sum `grads` and `sums` (`[loss sum, count, stop, checkpoint]`) over the ranks and
+    /// divide the gradients by the summed count, in place.
+    pub fn all_reduce(&mut self, grads: &[Tensor], sums: &Tensor) -> Result<()> {
+        if self.cap == 0 {
+            let mut all: Vec<&Tensor> = grads.iter().collect();
+            all.push(sums);
+            self.group.all_reduce_sum(&all)?;
+            let total = sums.double_value(&[1]);
+            for g in grads {
+                let _ = g.shallow_clone().f_div_scalar_(total)?;
+            }
+            return Ok(());
+        }
+        let signature: Vec<(i64, Kind)> =
+            grads.iter().map(|g| (g.numel() as i64, g.kind())).collect();
+        if self.plan.as_ref().is_none_or(|p| p.signature != signature) {
+            let buckets = buckets(grads, self.cap);
+            let flats = buckets
+                .iter()
+                .map(|b| {
+                    let n: i64 = b.iter().map(|&i| signature[i].0).sum();
+                    Tensor::empty([n], (grads[b[0]].kind(), grads[b[0]].device()))
+                })
+                .collect();
+            self.plan = Some(Plan {
+                signature,
+                buckets,
+                flats,
+            });
+        }
+        let plan = self.plan.as_mut().expect("planned above");
+        for (b, flat) in plan.buckets.iter().zip(&plan.flats) {
+            let mut offset = 0;
+            for &i in b {
+                let n = plan.signature[i].0;
+                // reshape copies a channels-last gradient into the buffer's order.
+                flat.narrow(0, offset, n).f_copy_(&grads[i].reshape([-1]))?;
+                offset += n;
+            }
+        }
+        let mut all: Vec<&Tensor> = plan.flats.iter().collect();
         all.push(sums);
-        group.all_reduce_sum(&all)?;
+        self.group.all_reduce_sum(&all)?;
         let total = sums.double_value(&[1]);
-        for g in grads {
-            let _ = g.shallow_clone().f_div_scalar_(total)?;
+        for (b, flat) in plan.buckets.iter().zip(&plan.flats) {
+            let _ = flat.shallow_clone().f_div_scalar_(total)?;
+            let mut offset = 0;
+            for &i in b {
+                let g = &grads[i];
+                let n = plan.signature[i].0;
+                // copy_ writes through the gradient's own strides (channels-last included).
+                g.shallow_clone()
+                    .f_copy_(&flat.narrow(0, offset, n).view(g.size().as_slice()))?;
+                offset += n;
+            }
         }
-        return Ok(());
+        Ok(())
     }
-    let buckets = buckets(grads, bucket_bytes);
-    let flats: Vec<Tensor> = buckets
-        .iter()
-        .map(|b| {
-            let parts: Vec<Tensor> = b.iter().map(|&i| grads[i].reshape([-1])).collect();
-            Tensor::cat(&parts, 0)
-        })
-        .collect();
-    let mut all: Vec<&Tensor> = flats.iter().collect();
-    all.push(sums);
-    group.all_reduce_sum(&all)?;
-    let total = sums.double_value(&[1]);
-    for (b, flat) in buckets.iter().zip(&flats) {
-        let flat = flat.f_div_scalar(total)?;
-        let mut offset = 0;
-        for &i in b {
-            let g = &grads[i];
-            let numel = g.numel() as i64;
-            // copy_ writes through the gradient's own strides (channels-last included).
-            g.shallow_clone()
-                .f_copy_(&flat.narrow(0, offset, numel).view(g.size().as_slice()))?;
-            offset += numel;
-        }
-    }
-    Ok(())
 }
 
 /// Indices of `grads` grouped into buckets of at most `cap` bytes (a larger gradient gets a

@@ -5,6 +5,13 @@
 //!
 //! Every call returns an error instead of hanging or aborting: a peer that died or stopped
 //! answering makes the collective fail within the group's timeout, with c10d's message.
+//!
+//! - `mod.rs`: [`Group`] (join, all-reduce, broadcast, the store) and [`Rendezvous`].
+//! - `reducer.rs`: the gradients' reduction over a group ([`GradSync`], [`Reducer`]).
+
+mod reducer;
+
+pub use reducer::{GradSync, Reducer, Synced, BUCKET_BYTES};
 
 use anyhow::{bail, Result};
 use std::ffi::{c_char, c_int, c_long, c_void, CStr, CString};
@@ -144,11 +151,35 @@ pub struct Rendezvous {
     pub timeout: Duration,
 }
 
+/// The collective backend of a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Gloo: collectives on CPU tensors.
+    Gloo,
+}
+
+impl Backend {
+    /// The name recorded in `meta.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Gloo => "gloo",
+        }
+    }
+
+    /// The shim's code for it.
+    fn code(self) -> c_int {
+        match self {
+            Backend::Gloo => 0,
+        }
+    }
+}
+
 /// A process group: this rank's membership in a run over `world` processes.
 pub struct Group {
     handle: *mut c_void,
     rank: usize,
     world: usize,
+    backend: Backend,
 }
 
 // SAFETY: the handle is only used through &self/&mut self; c10d's group is thread-safe for
@@ -205,7 +236,7 @@ impl Group {
                     addr.as_ptr(),
                     r.port as c_int,
                     r.listen_fd.unwrap_or(-1),
-                    0,
+                    Backend::Gloo.code(),
                     host.as_ptr(),
                     r.timeout.as_millis() as c_long,
                     &mut handle,
@@ -221,7 +252,13 @@ impl Group {
             handle,
             rank: r.rank,
             world: r.world,
+            backend: Backend::Gloo,
         })
+    }
+
+    /// The collective backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// This process's rank.
