@@ -172,7 +172,9 @@ fn plot_writes_an_svg_with_both_panels() {
     // IHDR: width and height, big-endian, at bytes 16..24.
     let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
     let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
-    assert_eq!((w, h), (1000, 720));
+    // The size of every lrlab figure.
+    use lrlab::report::chart::{HEIGHT, WIDTH};
+    assert_eq!((w, h), (WIDTH, HEIGHT));
     let pdf = dir.path().join("fig.pdf");
     let csv = dir.path().join("other.csv");
     let r = lrlab(&[

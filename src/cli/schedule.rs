@@ -161,7 +161,7 @@ fn render(args: &RenderArgs) -> Result<()> {
     let figure = match &args.plot {
         None => None,
         Some(path) => {
-            let format = lrlab::report::plot::FigureFormat::of(path)?;
+            let format = lrlab::report::chart::FigureFormat::of(path)?;
             let name = args
                 .spec
                 .file_stem()
@@ -178,9 +178,8 @@ fn render(args: &RenderArgs) -> Result<()> {
             );
             let points: Vec<(f64, f64, f64)> =
                 rows.iter().map(|r| (r.epoch, r.lr, r.momentum)).collect();
-            Some(lrlab::report::plot::schedule_bytes(
-                format, &title, &points, args.log_y,
-            )?)
+            let fig = lrlab::report::figures::schedule_plot(&title, &points, args.log_y)?;
+            Some(lrlab::report::chart::bytes(&fig, format)?)
         }
     };
     match &args.out {

@@ -206,7 +206,7 @@ where
 {
     root.fill(&WHITE).map_err(drawing)?;
     // Title lines, then the subtitle.
-    let lines = super::plot::wrap(&fig.title, 78);
+    let lines = wrap(&fig.title, 78);
     let mut head_h = 10 + (TITLE_PX + 6) * lines.len() as u32;
     for (i, line) in lines.iter().enumerate() {
         let y = 10 + (TITLE_PX + 6) as i32 * i as i32;
@@ -215,7 +215,7 @@ where
     }
     if !fig.subtitle.is_empty() {
         let style = text(SUBTITLE_PX).color(&RGBColor(90, 90, 90));
-        for line in super::plot::wrap(&fig.subtitle, 100) {
+        for line in wrap(&fig.subtitle, 100) {
             root.draw(&Text::new(line, (20, head_h as i32), style.clone()))
                 .map_err(drawing)?;
             head_h += SUBTITLE_PX + 2;
@@ -315,7 +315,7 @@ impl Scale {
                     let (a, b) = (mid - span / 2.0, mid + span / 2.0);
                     (a - 0.03 * span, b + 0.05 * span)
                 } else {
-                    super::plot::pad(a, b)
+                    pad(a, b)
                 }
             }
         };
@@ -358,7 +358,7 @@ fn to_t(log: bool, v: f64) -> Option<f64> {
 fn linear_ticks(lo: f64, hi: f64) -> Vec<(f64, String)> {
     let span = hi - lo;
     if span.is_nan() || span <= 0.0 {
-        return vec![(lo, super::plot::sci(lo))];
+        return vec![(lo, sci(lo))];
     }
     let raw = span / 6.0;
     let e = raw.log10().floor() as i32;
@@ -387,7 +387,7 @@ fn linear_ticks(lo: f64, hi: f64) -> Vec<(f64, String)> {
             let label = if k == 0 {
                 "0".to_string()
             } else if sci_axis {
-                super::plot::sci(v)
+                sci(v)
             } else {
                 format!("{v:.decimals$}")
             };
@@ -824,6 +824,124 @@ pub fn write_all(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<Vec<std::pat
     Ok(out)
 }
 
+/// Above this many points a curve is thinned (keeping every local extreme) before drawing.
+const MAX_POINTS: usize = 4000;
+
+/// The image formats a figure can be written in, named by the file's extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FigureFormat {
+    /// `.svg`: vector, text as text.
+    Svg,
+    /// `.png`: 1000×720 px bitmap.
+    Png,
+}
+
+impl FigureFormat {
+    /// The format `path`'s extension names (case-insensitive), or an input error naming the
+    /// path and the extensions there are: a `.png` file must not receive SVG text.
+    pub fn of(path: &Path) -> Result<FigureFormat> {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("svg") => Ok(FigureFormat::Svg),
+            Some("png") => Ok(FigureFormat::Png),
+            _ => crate::bail_input!(
+                "{}: a figure is written as .svg or .png; name the file with one of these \
+                 extensions",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// `fig` in `format`.
+pub fn bytes(fig: &Figure, format: FigureFormat) -> Result<Vec<u8>> {
+    match format {
+        FigureFormat::Svg => Ok(svg(fig)?.into_bytes()),
+        FigureFormat::Png => png(fig),
+    }
+}
+
+/// A little room around `[lo, hi]` (and a visible band when the curve is flat).
+pub(crate) fn pad(lo: f64, hi: f64) -> (f64, f64) {
+    let span = hi - lo;
+    if span <= f64::EPSILON * hi.abs().max(1e-300) {
+        let d = if hi == 0.0 { 1.0 } else { hi.abs() * 0.05 };
+        return (lo - d, hi + d);
+    }
+    (lo - span * 0.04, hi + span * 0.06)
+}
+
+/// Scientific notation with at most 3 significant digits: `1e-4`, `2.5e-5`.
+pub(crate) fn sci(v: f64) -> String {
+    if v == 0.0 {
+        return "0".to_string();
+    }
+    let s = format!("{v:.2e}");
+    match s.split_once('e') {
+        Some((mant, exp)) => {
+            let mant = mant.trim_end_matches('0').trim_end_matches('.');
+            format!("{mant}e{exp}")
+        }
+        None => s,
+    }
+}
+
+/// Split a title into lines of at most `width` characters, at spaces (at most 3 lines).
+pub(crate) fn wrap(title: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for word in title.split_whitespace() {
+        if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    if !cur.is_empty() || lines.is_empty() {
+        lines.push(cur);
+    }
+    if lines.len() > 3 {
+        lines.truncate(3);
+        lines[2].push_str(" ...");
+    }
+    lines
+}
+
+/// At most about [`MAX_POINTS`] points: every bucket of consecutive points keeps its first,
+/// lowest, highest and last point, in order, so peaks, restarts and jumps survive.
+pub(crate) fn thin(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    if points.len() <= MAX_POINTS {
+        return points.to_vec();
+    }
+    let bucket = points.len().div_ceil(MAX_POINTS / 4);
+    let mut out = Vec::with_capacity(MAX_POINTS + 4);
+    for chunk in points.chunks(bucket) {
+        let (mut imin, mut imax) = (0, 0);
+        for (i, p) in chunk.iter().enumerate() {
+            if p.1 < chunk[imin].1 {
+                imin = i;
+            }
+            if p.1 > chunk[imax].1 {
+                imax = i;
+            }
+        }
+        let mut idx = [0, imin, imax, chunk.len() - 1];
+        idx.sort_unstable();
+        let mut last = usize::MAX;
+        for i in idx {
+            if i != last {
+                out.push(chunk[i]);
+                last = i;
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -904,5 +1022,32 @@ mod tests {
             &ylog,
         );
         assert_eq!(pieces.len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod helper_tests {
+    use super::*;
+
+    #[test]
+    fn thinning_keeps_extremes_and_order() {
+        let pts: Vec<(f64, f64)> = (0..100_000)
+            .map(|i| (i as f64, ((i % 997) as f64).sin()))
+            .collect();
+        let t = thin(&pts);
+        assert!(t.len() <= MAX_POINTS + 4);
+        assert!(t.windows(2).all(|w| w[0].0 < w[1].0));
+        let max = pts.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+        assert!(t.iter().any(|p| p.1 == max));
+        assert_eq!(t.first(), pts.first());
+        assert_eq!(t.last(), pts.last());
+    }
+
+    #[test]
+    fn scientific_ticks_and_wrapped_titles() {
+        assert_eq!(sci(1e-7), "1e-7");
+        assert_eq!(sci(2.5e-5), "2.5e-5");
+        assert_eq!(wrap("a bb ccc", 4), vec!["a bb", "ccc"]);
+        assert_eq!(wrap("", 10), vec![""]);
     }
 }

@@ -64,7 +64,7 @@ pub fn hf_lr(title: &str, rows: &[HfRow]) -> Option<Figure> {
             return;
         }
         panel.lines.push(Line {
-            points: super::plot::thin(&points),
+            points: super::chart::thin(&points),
             style,
         });
         legend.push(LegendEntry {
@@ -107,19 +107,52 @@ pub fn hf_lr(title: &str, rows: &[HfRow]) -> Option<Figure> {
     })
 }
 
+/// The figure of `lrlab schedule --plot`: [`schedule`] of `rows` (`(epoch, lr, momentum)`),
+/// its LR axis logarithmic also when `log_y` asks, with an LR of 0 (a cosine's end) drawn at
+/// the smallest positive LR. An error when there is nothing to draw.
+pub fn schedule_plot(title: &str, rows: &[(f64, f64, f64)], log_y: bool) -> anyhow::Result<Figure> {
+    let floor = rows
+        .iter()
+        .map(|r| r.1)
+        .filter(|&v| v > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let log = log_y && floor.is_finite();
+    let rows: Vec<ScheduleRow> = rows
+        .iter()
+        .map(|&(epoch, lr, m)| ScheduleRow {
+            epoch,
+            lr: if log { lr.max(floor) } else { lr },
+            momentum: Some(m),
+        })
+        .collect();
+    schedule_with(title, &[(String::new(), rows)], log)
+        .ok_or_else(|| anyhow::anyhow!("nothing to plot: no rows"))
+}
+
 /// LR and momentum against epoch, one line per `(label, rows)`; `None` with nothing to draw.
 pub fn schedule(title: &str, series: &[(String, Vec<ScheduleRow>)]) -> Option<Figure> {
+    schedule_with(title, series, false)
+}
+
+/// [`schedule`], the LR axis logarithmic when `log_lr` or when every series only grows over
+/// two decades or more (a range test's ramp).
+fn schedule_with(
+    title: &str,
+    series: &[(String, Vec<ScheduleRow>)],
+    log_lr: bool,
+) -> Option<Figure> {
     let series: Vec<&(String, Vec<ScheduleRow>)> =
         series.iter().filter(|(_, rows)| !rows.is_empty()).collect();
     if series.is_empty() {
         return None;
     }
     // A range test's ramp reads best on a log axis; anything that goes down does not.
-    let log_lr = series.iter().all(|(_, rows)| {
-        let lo = rows.iter().map(|r| r.lr).fold(f64::INFINITY, f64::min);
-        let hi = rows.iter().map(|r| r.lr).fold(0.0, f64::max);
-        rows.windows(2).all(|w| w[1].lr >= w[0].lr) && lo > 0.0 && hi / lo >= 100.0
-    });
+    let log_lr = log_lr
+        || series.iter().all(|(_, rows)| {
+            let lo = rows.iter().map(|r| r.lr).fold(f64::INFINITY, f64::min);
+            let hi = rows.iter().map(|r| r.lr).fold(0.0, f64::max);
+            rows.windows(2).all(|w| w[1].lr >= w[0].lr) && lo > 0.0 && hi / lo >= 100.0
+        });
     let mut lr = Panel {
         y: Axis {
             label: if log_lr {
@@ -144,7 +177,7 @@ pub fn schedule(title: &str, series: &[(String, Vec<ScheduleRow>)]) -> Option<Fi
         let style = Style::series(i);
         let pts: Vec<(f64, f64)> = rows.iter().map(|r| (r.epoch, r.lr)).collect();
         lr.lines.push(Line {
-            points: super::plot::thin(&pts),
+            points: super::chart::thin(&pts),
             style,
         });
         let m: Vec<(f64, f64)> = rows
@@ -153,7 +186,7 @@ pub fn schedule(title: &str, series: &[(String, Vec<ScheduleRow>)]) -> Option<Fi
             .collect();
         if !m.is_empty() {
             mom.lines.push(Line {
-                points: super::plot::thin(&m),
+                points: super::chart::thin(&m),
                 style,
             });
         }
@@ -663,6 +696,41 @@ pub fn short_sci(v: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_schedule_plot_draws_a_log_lr_axis_through_zero_when_asked() {
+        // A cosine to 0: linear unless asked; asked, a log axis whose floor is the smallest
+        // positive LR.
+        let rows: Vec<(f64, f64, f64)> = (0..=50)
+            .map(|k| {
+                let t = k as f64 / 50.0;
+                (t, 0.05 * (1.0 + (std::f64::consts::PI * t).cos()), 0.9)
+            })
+            .collect();
+        let linear = super::super::chart::svg(&schedule_plot("t", &rows, false).unwrap()).unwrap();
+        let log = super::super::chart::svg(&schedule_plot("t", &rows, true).unwrap()).unwrap();
+        assert!(!linear.contains("log scale"));
+        assert!(log.contains("learning rate (log scale)"), "{log}");
+        assert!(schedule_plot("t", &[], false).is_err());
+    }
+
+    #[test]
+    fn the_schedule_plot_has_its_labels_and_both_curves() {
+        let rows: Vec<(f64, f64, f64)> = (0..50)
+            .map(|k| (k as f64 / 10.0, 0.1 / (1.0 + k as f64), 0.9))
+            .collect();
+        let svg =
+            super::super::chart::svg(&schedule_plot("demo title", &rows, false).unwrap()).unwrap();
+        for needle in [
+            "demo title",
+            "learning rate",
+            "momentum (constant)",
+            "epoch",
+            "<polyline",
+        ] {
+            assert!(svg.contains(needle), "missing {needle}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -17,7 +17,6 @@ pub mod font;
 pub mod group;
 pub mod markdown;
 pub mod paper;
-pub mod plot;
 pub mod read;
 pub mod table;
 
