@@ -426,7 +426,7 @@ impl Loop<'_> {
             run.batch += 1;
             if *writer && snapshot_steps.contains(&*step) {
                 checkpoint::save_weights(
-                    &out.join("snapshots")
+                    &out.join(crate::run::SNAPSHOTS)
                         .join(format!("step{:08}.safetensors", *step)),
                     &stepper.vs,
                 )?;
