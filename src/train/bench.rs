@@ -56,6 +56,28 @@ pub struct BenchTrainResult {
     pub images_per_sec: f64,
 }
 
+/// The step a benchmark times: a run of `model` with the default optimizer and seed, on
+/// `size`x`size` RGB images of `classes` classes.
+pub(super) fn stepper_of<'g>(
+    model: &str,
+    size: i64,
+    classes: i64,
+    device: tch::Device,
+    bf16: bool,
+    group: Option<&'g Group>,
+) -> Result<Stepper<'g>> {
+    let cfg = RunConfig::from_toml_str(&format!(
+        "[data]\ndataset = \"synthetic\"\n[model]\narch = {}\n[schedule]\nkind = \"constant\"\nlr = 0.1\n",
+        toml::Value::from(model)
+    ))?;
+    let input = Input {
+        channels: 3,
+        size,
+        classes,
+    };
+    Stepper::build(&cfg, input, device, bf16, group)
+}
+
 /// Run the benchmark; in a rank of `group`, on this rank's share of each batch, with the
 /// gradients averaged over the ranks as the training loop averages them.
 pub fn bench_train(a: &BenchTrainArgs, group: Option<&Group>) -> Result<BenchTrainResult> {
@@ -68,20 +90,10 @@ pub fn bench_train(a: &BenchTrainArgs, group: Option<&Group>) -> Result<BenchTra
         world,
         &format!("--nproc {world}"),
     )?;
-    // A run of the model with the default optimizer; on CUDA in bf16 autocast, as runs
-    // there use it.
-    let cfg = RunConfig::from_toml_str(&format!(
-        "[data]\ndataset = \"synthetic\"\n[model]\narch = {}\n[schedule]\nkind = \"constant\"\nlr = 0.1\n",
-        toml::Value::from(a.model.as_str())
-    ))?;
-    let input = Input {
-        channels: 3,
-        size: a.size,
-        classes: a.classes,
-    };
     let bucket = (a.bucket_mb * (1 << 20) as f64) as usize;
-    let mut stepper =
-        Stepper::build(&cfg, input, device, device.is_cuda(), group)?.with_bucket_bytes(bucket);
+    // On CUDA in bf16 autocast, as runs there use it.
+    let mut stepper = stepper_of(&a.model, a.size, a.classes, device, device.is_cuda(), group)?
+        .with_bucket_bytes(bucket);
     // Every rank starts from rank 0's weights, as in training.
     stepper.broadcast()?;
     let b = a.batch / world;

@@ -15,8 +15,6 @@
 //! each section's share of the whole step.
 
 use super::device::set_threads;
-use super::step::{Input, Stepper};
-use crate::config::RunConfig;
 use crate::run::{CsvLog, StepRow, STEPS_HEADER};
 use crate::schedule::{RunLength, Schedule};
 use anyhow::Result;
@@ -80,16 +78,7 @@ pub fn bench_overhead(a: &OverheadArgs) -> Result<OverheadResult> {
     }
     let threads = set_threads(a.threads);
     let device = Device::Cpu;
-    let cfg = RunConfig::from_toml_str(&format!(
-        "[data]\ndataset = \"synthetic\"\n[model]\narch = {}\n[schedule]\nkind = \"constant\"\nlr = 0.1\n",
-        toml::Value::from(a.model.as_str())
-    ))?;
-    let input = Input {
-        channels: 3,
-        size: a.size,
-        classes: a.classes,
-    };
-    let mut stepper = Stepper::build(&cfg, input, device, false, None)?;
+    let mut stepper = super::bench::stepper_of(&a.model, a.size, a.classes, device, false, None)?;
     let total = a.warmup + a.steps;
     if total > 200 * 391 {
         crate::bail_input!("--warmup + --steps = {total}: at most 78200 for --overhead");
