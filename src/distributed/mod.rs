@@ -295,6 +295,23 @@ impl Group {
         })
     }
 
+    /// Overwrite the variables of `vs` that `keep` selects with rank 0's (in name order, the
+    /// same on every rank).
+    pub fn broadcast_vars(
+        &self,
+        vs: &tch::nn::VarStore,
+        keep: impl Fn(&Tensor) -> bool,
+    ) -> Result<()> {
+        let mut vars: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, v)| keep(v))
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let refs: Vec<&Tensor> = vars.iter().map(|(_, t)| t).collect();
+        tch::no_grad(|| self.broadcast(&refs, 0))
+    }
+
     /// Overwrite each tensor with rank `root`'s, in place.
     pub fn broadcast(&self, ts: &[&Tensor], root: usize) -> Result<()> {
         let p = Self::ptrs(ts);

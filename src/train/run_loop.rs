@@ -8,7 +8,6 @@ use super::eval::{evaluate, Metrics};
 use super::hf_lr;
 use super::setup::Setup;
 use super::step::Stepper;
-use super::trainer::{broadcast_vars, Outcome, RunOptions};
 use crate::config::RunConfig;
 use crate::models;
 use crate::run::{self as run_dir, CsvLog, EpochRow, Meta, State, Status, StepRow};
@@ -18,6 +17,33 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
+
+/// How a call to [`super::trainer::run`] ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// All steps trained; final metrics of the last evaluation.
+    Done(Option<Metrics>),
+    /// The loss became non-finite or exceeded `train.diverge_loss` (a result, not a crash).
+    Diverged(String),
+    /// Stopped by SIGTERM, SIGINT or SIGUSR1 at a safe point, checkpointed: run again to resume.
+    Interrupted,
+    /// The folder already holds a finished run; nothing was done.
+    AlreadyFinished(State),
+}
+
+/// Options of a training run besides its config.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Show a progress bar (only drawn when stderr is a terminal).
+    pub progress: bool,
+    /// Print one line per epoch to stderr.
+    pub verbose: bool,
+    /// Values a range test chose for `"auto"` schedule keys (recorded in `meta.json`).
+    pub lr_find: Option<serde_json::Value>,
+    /// This process's group when it is one rank of a run over several processes: it trains
+    /// its share of every batch, and only rank 0 writes the run folder.
+    pub group: Option<std::rc::Rc<crate::distributed::Group>>,
+}
 
 pub(super) struct PendingRow {
     step: u64,
@@ -493,7 +519,7 @@ impl Loop<'_> {
                 evaluate(self.stepper.model.net.as_ref(), &setup.data.eval)
             }),
             Some(g) => {
-                broadcast_vars(g, vs, |v| !v.requires_grad())?;
+                g.broadcast_vars(vs, |v| !v.requires_grad())?;
                 tch::autocast(setup.bf16, || {
                     super::eval::evaluate_sharded(
                         self.stepper.model.net.as_ref(),

@@ -131,7 +131,7 @@ impl<'g> Stepper<'g> {
     pub fn broadcast(&self) -> Result<()> {
         match &self.sync {
             GradSync::Local => Ok(()),
-            GradSync::Ranks(r) => super::trainer::broadcast_vars(r.group(), &self.vs, |_| true),
+            GradSync::Ranks(r) => r.group().broadcast_vars(&self.vs, |_| true),
         }
     }
 

@@ -5,7 +5,6 @@
 
 use super::checkpoint::{self, Progress};
 use super::device::device_name;
-use super::eval::Metrics;
 use super::hf_lr;
 use super::run_loop::{Logs, Loop};
 use super::setup::{check_world, progress_bar, short, Setup};
@@ -21,34 +20,9 @@ use anyhow::{Context, Result};
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Instant;
-use tch::{nn::VarStore, Tensor};
+use tch::nn::VarStore;
 
-/// How a call to [`run`] ended.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    /// All steps trained; final metrics of the last evaluation.
-    Done(Option<Metrics>),
-    /// The loss became non-finite or exceeded `train.diverge_loss` (a result, not a crash).
-    Diverged(String),
-    /// Stopped by SIGTERM, SIGINT or SIGUSR1 at a safe point, checkpointed: run again to resume.
-    Interrupted,
-    /// The folder already holds a finished run; nothing was done.
-    AlreadyFinished(State),
-}
-
-/// Options of a training run besides its config.
-#[derive(Clone, Debug, Default)]
-pub struct RunOptions {
-    /// Show a progress bar (only drawn when stderr is a terminal).
-    pub progress: bool,
-    /// Print one line per epoch to stderr.
-    pub verbose: bool,
-    /// Values a range test chose for `"auto"` schedule keys (recorded in `meta.json`).
-    pub lr_find: Option<serde_json::Value>,
-    /// This process's group when it is one rank of a run over several processes: it trains
-    /// its share of every batch, and only rank 0 writes the run folder.
-    pub group: Option<std::rc::Rc<crate::distributed::Group>>,
-}
+pub use super::run_loop::{Outcome, RunOptions};
 
 /// Train the run `cfg` in folder `out`, resuming from its checkpoint if there is one.
 pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
@@ -134,23 +108,6 @@ fn rank_hosts(group: Option<&crate::distributed::Group>) -> Result<Vec<String>> 
     (0..g.world())
         .map(|r| g.store_get(&format!("host/{r}")))
         .collect()
-}
-
-/// Overwrite the variables of `vs` that `keep` selects with rank 0's (in name order, the same
-/// on every rank).
-pub(crate) fn broadcast_vars(
-    g: &crate::distributed::Group,
-    vs: &VarStore,
-    keep: impl Fn(&Tensor) -> bool,
-) -> Result<()> {
-    let mut vars: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .filter(|(_, v)| keep(v))
-        .collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let refs: Vec<&Tensor> = vars.iter().map(|(_, t)| t).collect();
-    tch::no_grad(|| g.broadcast(&refs, 0))
 }
 
 /// A run folder whose checkpoint was written by a run over a different number of processes
