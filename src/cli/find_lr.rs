@@ -26,7 +26,7 @@ pub struct FindLrArgs {
     mode: Option<lrlab::config::RampMode>,
     /// What to watch: loss, or held-out accuracy (Smith's original test).
     #[arg(long)]
-    metric: Option<String>,
+    metric: Option<lrlab::config::Metric>,
     /// Smoothing factor of the loss moving average [default: 0.98].
     #[arg(long)]
     beta: Option<f64>,
@@ -71,11 +71,7 @@ pub fn run(a: FindLrArgs) -> anyhow::Result<u8> {
         fc.mode = x;
     }
     if let Some(x) = a.metric {
-        fc.metric = match x.as_str() {
-            "loss" => lrlab::config::Metric::Loss,
-            "accuracy" => lrlab::config::Metric::Accuracy,
-            _ => lrlab::bail_input!("--metric {x:?}: expected loss or accuracy"),
-        };
+        fc.metric = x;
     }
     if let Some(x) = a.beta {
         fc.beta = x;

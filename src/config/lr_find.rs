@@ -5,23 +5,13 @@ use super::names::{FindConvention, RampMode};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-/// What the range test watches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    /// Training loss at every step (fastai, pytorch-lr-finder).
-    Loss,
-    /// Held-out accuracy every `eval_every` steps (Smith's original test).
-    Accuracy,
-}
-
-impl Metric {
-    /// The name used in configs and files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::Loss => "loss",
-            Metric::Accuracy => "accuracy",
-        }
+super::names::named_enum! {
+    /// What the range test watches.
+    pub enum Metric {
+        /// Training loss at every step (fastai, pytorch-lr-finder).
+        Loss = "loss",
+        /// Held-out accuracy every `eval_every` steps (Smith's original test).
+        Accuracy = "accuracy",
     }
 }
 

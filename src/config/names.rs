@@ -49,6 +49,8 @@ macro_rules! named_enum {
     };
 }
 
+pub(crate) use named_enum;
+
 /// `"a"`, `"a" or "b"`, `"a", "b" or "c"`.
 pub fn one_of(names: &[&str]) -> String {
     let q: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
