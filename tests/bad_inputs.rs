@@ -639,6 +639,13 @@ fn cases() -> Vec<Case> {
             b"kind = \"constant\"\nlr = \"fast\"\n",
             &["sched.toml", "lr"],
         ),
+        // The ranks' own command, run by hand with something that is not a task.
+        case(
+            "rank task not json",
+            vec![],
+            &["rank", "train run.toml"],
+            &["lrlab rank", "expected the task its launcher hands it"],
+        ),
     ]
 }
 

@@ -147,14 +147,9 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
         classes: a.classes,
         bucket_mb: a.bucket_mb,
     };
-    // A rank started by the launcher below (or by torchrun).
+    // A rank started by torchrun.
     if let Some(r) = lrlab::launch::rendezvous_from_env(60.0)? {
-        let group = lrlab::distributed::Group::join(&r)?;
-        let r = lrlab::train::bench::bench_train(&args, Some(&group))?;
-        if group.rank() == 0 {
-            println!("{}", serde_json::to_string(&r)?);
-        }
-        return Ok(());
+        return bench_in_group(&args, &r);
     }
     let nproc = a.nproc as usize;
     lrlab::train::setup::check_split(
@@ -175,22 +170,8 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let mut argv: Vec<std::ffi::OsString> = vec!["bench".into(), "train".into()];
-    for (k, v) in [
-        ("--model", a.model.clone()),
-        ("--batch", a.batch.to_string()),
-        ("--steps", a.steps.to_string()),
-        ("--warmup", a.warmup.to_string()),
-        ("--threads", a.threads.to_string()),
-        ("--device", a.device.clone()),
-        ("--size", a.size.to_string()),
-        ("--classes", a.classes.to_string()),
-        ("--bucket-mb", a.bucket_mb.to_string()),
-    ] {
-        argv.push(k.into());
-        argv.push(v.into());
-    }
-    let (code, output) = lrlab::launch::spawn_ranks(&argv, nproc, |_| false, true)?;
+    let task = |_| lrlab::launch::RankTask::BenchTrain(args.clone());
+    let (code, output) = lrlab::launch::spawn_ranks(task, nproc, true)?;
     if code != 0 {
         anyhow::bail!("the benchmark over {nproc} processes failed (exit status {code})");
     }
@@ -221,6 +202,27 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
                 "one per gradient".into()
             }
         );
+    }
+    Ok(())
+}
+
+/// One rank of `lrlab bench train --nproc N` (or of torchrun): rank 0 prints the result as
+/// JSON for the launcher.
+pub fn bench_rank(args: &lrlab::train::bench::BenchTrainArgs) -> anyhow::Result<()> {
+    match lrlab::launch::rendezvous_from_env(60.0)? {
+        Some(r) => bench_in_group(args, &r),
+        None => lrlab::bail_input!("lrlab rank: a rank of bench train needs WORLD_SIZE > 1"),
+    }
+}
+
+fn bench_in_group(
+    args: &lrlab::train::bench::BenchTrainArgs,
+    r: &lrlab::distributed::Rendezvous,
+) -> anyhow::Result<()> {
+    let group = lrlab::distributed::Group::join(r)?;
+    let r = lrlab::train::bench::bench_train(args, Some(&group))?;
+    if group.rank() == 0 {
+        println!("{}", serde_json::to_string(&r)?);
     }
     Ok(())
 }

@@ -69,6 +69,24 @@ pub enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// One rank of a multi-process launch (started by lrlab itself): TASK is the typed
+    /// command as JSON.
+    #[command(hide = true)]
+    Rank { task: String },
+}
+
+/// A rank started by [`lrlab::launch::spawn_ranks`].
+fn rank(task: &str) -> anyhow::Result<u8> {
+    let task: lrlab::launch::RankTask = serde_json::from_str(task).map_err(|e| {
+        lrlab::input_error(format!(
+            "lrlab rank: {e}: expected the task its launcher hands it (this command is not \
+             for people; use lrlab train --nproc N)"
+        ))
+    })?;
+    match task {
+        lrlab::launch::RankTask::Train(args) => train::train_here(&args),
+        lrlab::launch::RankTask::BenchTrain(args) => bench::bench_rank(&args).map(|()| 0),
+    }
 }
 
 /// Run the command; its exit status on success.
@@ -89,5 +107,6 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Report(a) => report::report(a),
         Command::Ensemble(a) => ensemble::run(a),
         Command::Bench { command } => bench::run(command),
+        Command::Rank { task } => rank(&task),
     }
 }

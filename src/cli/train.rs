@@ -33,7 +33,13 @@ pub fn run(a: TrainArgs) -> anyhow::Result<u8> {
     if a.nproc > 1 {
         return lrlab::launch::launch_ranks(&args, a.nproc as usize, a.quiet);
     }
-    let (out, outcome) = lrlab::launch::train_file(&args)?;
+    train_here(&args)
+}
+
+/// Train in this process (alone, or as one rank of a multi-process run); returns the exit
+/// status for the outcome.
+pub fn train_here(args: &lrlab::launch::TrainArgs) -> anyhow::Result<u8> {
+    let (out, outcome) = lrlab::launch::train_file(args)?;
     // In a multi-process run rank 0 speaks for every rank.
     let rank = std::env::var("RANK").unwrap_or_default();
     if !rank.is_empty() && rank != "0" {

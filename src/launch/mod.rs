@@ -6,10 +6,11 @@ use crate::config::RunConfig;
 use crate::train::setup::default_out;
 use crate::train::trainer::{run, Outcome, RunOptions};
 use anyhow::Result;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// `lrlab train CONFIG [--set k=v]... [--out DIR]`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TrainArgs {
     /// The run config file.
     pub config: PathBuf,
@@ -175,14 +176,15 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
             if threads == 1 { "" } else { "s" }
         );
     }
-    let mut argv: Vec<std::ffi::OsString> = vec!["train".into(), args.config.clone().into()];
-    for s in &args.overrides {
-        argv.push("--set".into());
-        argv.push(s.into());
-    }
-    argv.push("--out".into());
-    argv.push(out.into());
-    let (code, _) = spawn_ranks(&argv, nproc, |rank| quiet || rank > 0, false)?;
+    let task = |rank| {
+        RankTask::Train(TrainArgs {
+            config: args.config.clone(),
+            overrides: args.overrides.clone(),
+            out: Some(out.clone()),
+            progress: !quiet && rank == 0,
+        })
+    };
+    let (code, _) = spawn_ranks(task, nproc, false)?;
     Ok(code)
 }
 
@@ -199,20 +201,31 @@ fn rank_threads(nproc: usize) -> (usize, String) {
     }
 }
 
-/// Start `nproc` ranks of this program with arguments `argv` (plus `--quiet` where `quiet`
-/// says so) and the torchrun variables, and wait for them. The launcher binds the rendezvous
-/// port itself and hands the socket to rank 0 (no other program can take the port
-/// meanwhile), gives each rank its share of the cores, forwards SIGTERM/SIGINT (every rank
-/// then checkpoints at the same step and exits 3), and ends every rank as soon as one fails.
-/// The other ranks' standard output is dropped (it would repeat rank 0's); rank 0's is
+/// What each rank of a multi-process launch runs. The launcher hands it to the ranks as
+/// data (`lrlab rank JSON`), so no command line is rebuilt from parsed flags.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RankTask {
+    /// `lrlab train`.
+    Train(TrainArgs),
+    /// `lrlab bench train`.
+    BenchTrain(crate::train::bench::BenchTrainArgs),
+}
+
+/// Start `nproc` ranks of this program, rank `r` running `task(r)`, with the torchrun
+/// variables, and wait for them. The launcher binds the rendezvous port itself and hands the
+/// socket to rank 0 (no other program can take the port meanwhile), gives each rank its
+/// share of the cores, forwards a stop (SIGTERM/SIGINT: every rank then checkpoints at the
+/// same step and exits 3; a second stop kills them), and ends every rank as soon as one
+/// fails. The other ranks' standard output is dropped (it would repeat rank 0's); rank 0's is
 /// returned when `capture`, else shown. Returns the exit status (0, 3 when interrupted, or
 /// the first failing rank's) and rank 0's captured output.
 pub fn spawn_ranks(
-    argv: &[std::ffi::OsString],
+    task: impl Fn(usize) -> RankTask,
     nproc: usize,
-    quiet: impl Fn(usize) -> bool,
     capture: bool,
 ) -> Result<(u8, String)> {
+    use crate::supervise::{Exit, Supervisor};
     use std::io::Read;
     use std::os::fd::AsRawFd;
     use std::process::{Command, Stdio};
@@ -224,20 +237,19 @@ pub fn spawn_ranks(
     }
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
-    let fd = listener.as_raw_fd();
-    // Rank 0 inherits the bound socket.
-    // SAFETY: fcntl on a descriptor this process owns.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     let (threads, _) = rank_threads(nproc);
     let exe = std::env::current_exe()?;
-    let mut children = Vec::with_capacity(nproc);
+    let mut ranks = Supervisor::new(stop);
     for rank in 0..nproc {
+        let task = serde_json::to_string(&task(rank)).map_err(|e| {
+            crate::input_error(format!(
+                "cannot hand the command to the ranks ({e}): are the paths UTF-8?"
+            ))
+        })?;
         let mut c = Command::new(&exe);
-        c.args(argv);
-        if quiet(rank) {
-            c.arg("--quiet");
-        }
-        c.env("RANK", rank.to_string())
+        c.arg("rank")
+            .arg(task)
+            .env("RANK", rank.to_string())
             .env("LOCAL_RANK", rank.to_string())
             .env("WORLD_SIZE", nproc.to_string())
             .env("MASTER_ADDR", "127.0.0.1")
@@ -245,52 +257,32 @@ pub fn spawn_ranks(
             .env("LRLAB_RANK_THREADS", threads.to_string())
             // The launcher ran the checks and the range test: the ranks need not say them.
             .env("LRLAB_LAUNCHED", "1");
-        let parent = std::process::id() as libc::pid_t;
-        {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
-            unsafe {
-                c.pre_exec(move || {
-                    // A launcher killed outright (kill -9) leaves no rank behind: each gets
-                    // SIGTERM, and they stop together after the same step, checkpointed.
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
-                    if libc::getppid() != parent {
-                        return Err(std::io::Error::other("the launcher exited"));
-                    }
-                    Ok(())
-                });
-            }
-        }
-        if rank == 0 {
-            c.env("LRLAB_LISTEN_FD", fd.to_string());
+        // Rank 0 inherits the bound socket; the others do not get it.
+        let inherit = if rank == 0 {
+            c.env("LRLAB_LISTEN_FD", listener.as_raw_fd().to_string());
             if capture {
                 c.stdout(Stdio::piped());
             }
+            vec![listener.as_raw_fd()]
         } else {
             c.env_remove("LRLAB_LISTEN_FD");
             c.stdout(Stdio::null());
-        }
-        let spawned = c.spawn();
-        if rank == 0 {
-            // Only rank 0 keeps the socket: close-on-exec again for the others.
-            // SAFETY: fcntl on a descriptor this process owns.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        }
-        match spawned {
-            Ok(ch) => children.push(Some(ch)),
+            vec![]
+        };
+        match crate::supervise::spawn(&mut c, &inherit) {
+            Ok(ch) => ranks.add(ch, rank),
             Err(e) => {
-                for ch in children.iter_mut().flatten() {
-                    let _ = ch.kill();
-                }
+                ranks.kill();
                 anyhow::bail!("cannot start rank {rank} ({}): {e}", exe.display());
             }
         }
     }
     drop(listener);
     // Rank 0's output is read on a thread, so that a full pipe never blocks it.
-    let reader = children[0]
-        .as_mut()
-        .and_then(|c| c.stdout.take())
+    let reader = ranks
+        .children()
+        .next()
+        .and_then(|(c, _)| c.take_stdout())
         .map(|mut o| {
             std::thread::spawn(move || {
                 let mut s = String::new();
@@ -298,51 +290,34 @@ pub fn spawn_ranks(
                 s
             })
         });
-    let mut codes: Vec<Option<i32>> = vec![None; nproc];
-    let mut forwarded = false;
+    let mut stopped = false;
     let mut failed: Option<(usize, i32)> = None;
     // A rank died of SIGINT/SIGTERM: a stop that reached it before it had installed its
     // handlers, which it does before anything else, so it had done nothing. The others are
     // at most waiting for it in the rendezvous: they are ended, and the run counts as
     // stopped (exit 3), not failed.
     let mut stopped_early = false;
-    while codes.iter().any(Option::is_none) {
-        if stop.load(std::sync::atomic::Ordering::SeqCst) && !forwarded {
-            forwarded = true;
-            for ch in children.iter().flatten() {
-                // SAFETY: a signal to our own child process.
-                unsafe { libc::kill(ch.id() as i32, libc::SIGTERM) };
-            }
-        }
-        for (rank, slot) in children.iter_mut().enumerate() {
-            let Some(ch) = slot else { continue };
-            if let Some(st) = ch.try_wait()? {
-                // Killed by a signal: report 128 + the signal, as a shell does.
-                use std::os::unix::process::ExitStatusExt;
-                let mut code = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
-                match st.signal() {
-                    Some(libc::SIGINT | libc::SIGTERM) if failed.is_none() => {
-                        stopped_early = true;
-                        code = 3;
-                    }
-                    Some(libc::SIGKILL) if stopped_early => code = 3,
-                    _ => {}
+    while !ranks.is_empty() {
+        ranks.forward_stop();
+        for (rank, exit) in ranks.reap()? {
+            let code = match exit {
+                Exit::Signal(libc::SIGINT | libc::SIGTERM) if failed.is_none() => {
+                    stopped_early = true;
+                    3
                 }
-                codes[rank] = Some(code);
-                *slot = None;
-                if code != 0 && code != 3 && failed.is_none() {
-                    failed = Some((rank, code));
-                    eprintln!(
-                        "lrlab: rank {rank} of {nproc} exited with status {code}; ending the others"
-                    );
-                }
+                Exit::Signal(libc::SIGKILL) if stopped_early => 3,
+                e => e.shell_code(),
+            };
+            stopped |= code == 3;
+            if code != 0 && code != 3 && failed.is_none() {
+                failed = Some((rank, code));
+                eprintln!(
+                    "lrlab: rank {rank} of {nproc} exited with status {code}; ending the others"
+                );
             }
         }
         if failed.is_some() || stopped_early {
-            for other in children.iter().flatten() {
-                // SAFETY: a signal to our own child process.
-                unsafe { libc::kill(other.id() as i32, libc::SIGKILL) };
-            }
+            ranks.kill();
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -351,7 +326,7 @@ pub fn spawn_ranks(
         .unwrap_or_default();
     let code = match failed {
         Some((_, code)) => code.clamp(1, 255) as u8,
-        None if codes.contains(&Some(3)) => 3,
+        None if stopped => 3,
         None => 0,
     };
     Ok((code, output))

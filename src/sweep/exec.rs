@@ -11,13 +11,14 @@
 use super::manifest::{config_file, ManifestRun, AUTO_CONFIG, LOCKS};
 use crate::config::RunConfig;
 use crate::run::{State, Status};
+use crate::supervise::{Child, Exit};
 use crate::util::write_atomic;
 use anyhow::{Context, Result};
 use fs2::FileExt;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 
 /// The variables of a multi-process rendezvous (torchrun's and lrlab's launcher's), removed
 /// from the environment of a sweep's runs.
@@ -272,14 +273,15 @@ pub struct Finished {
     pub secs: f64,
 }
 
-/// A run whose child is running.
+/// A run whose child is running (the child itself is watched by a
+/// [`crate::supervise::Supervisor`]).
 #[derive(Debug)]
 pub struct Active {
     /// The run.
     pub run: ManifestRun,
     /// The device it runs on.
     pub device: String,
-    child: Child,
+    pid: u32,
     _claim: Claim,
     sweep: PathBuf,
     runner: &'static str,
@@ -290,14 +292,14 @@ pub struct Active {
     clock: std::time::Instant,
 }
 
-/// Start run `run` (already claimed) as a child process.
+/// Start run `run` (already claimed) as a child process, for a [`crate::supervise::Supervisor`] to watch.
 pub fn start(
     sweep: &Path,
     run: &ManifestRun,
     claim: Claim,
     launch: &Launch,
     exec: &ExecKeys,
-) -> Result<Active> {
+) -> Result<(Child, Active)> {
     let config = prepare_config(sweep, run, exec)?;
     let dir = run.dir(sweep);
     let log_path = dir.join("train.log");
@@ -325,40 +327,21 @@ pub fn start(
     if let Some(v) = &launch.cuda_visible {
         cmd.env("CUDA_VISIBLE_DEVICES", v);
     }
+    // The child keeps the claim for as long as it lives; if the runner dies, it gets SIGTERM
+    // (it checkpoints and stops).
     let lock_fd = {
         use std::os::unix::io::AsRawFd;
         claim.file.as_raw_fd()
     };
-    let parent = std::process::id() as libc::pid_t;
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: only async-signal-safe calls (prctl, getppid, fcntl) between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                // If the runner dies, the child gets SIGTERM: it checkpoints and stops.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
-                if libc::getppid() != parent {
-                    return Err(std::io::Error::other("the runner exited"));
-                }
-                // The child keeps the claim for as long as it lives.
-                let flags = libc::fcntl(lock_fd, libc::F_GETFD);
-                if flags >= 0 {
-                    libc::fcntl(lock_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-                }
-                Ok(())
-            });
-        }
-    }
-    let child = cmd
-        .spawn()
+    let child = crate::supervise::spawn(&mut cmd, &[lock_fd])
         .with_context(|| format!("cannot start {}", launch.program.display()))?;
     let threads = RunConfig::from_toml_str(&std::fs::read_to_string(&config)?)
         .map(|c| c.train.threads)
         .unwrap_or(0);
-    Ok(Active {
+    let active = Active {
         run: run.clone(),
         device: launch.device.clone(),
-        child,
+        pid: child.pid(),
         _claim: claim,
         sweep: sweep.to_path_buf(),
         runner: launch.runner,
@@ -367,13 +350,14 @@ pub fn start(
         log_start,
         started: crate::util::now(),
         clock: std::time::Instant::now(),
-    })
+    };
+    Ok((child, active))
 }
 
 impl Active {
     /// The child's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 
     /// Seconds since the child started.
@@ -381,31 +365,10 @@ impl Active {
         self.clock.elapsed().as_secs_f64()
     }
 
-    /// Send `sig` to the child.
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: kill with a pid this process started and has not reaped.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, sig);
-        }
-    }
-
-    /// If the child has exited: classify, record, release the claim. `stopping`: the runner
-    /// asked it to stop, so death by a signal is an interruption, not a failure.
-    pub fn try_finish(&mut self, stopping: bool) -> Result<Option<Finished>> {
-        match self.child.try_wait()? {
-            None => Ok(None),
-            Some(st) => Ok(Some(self.finish(st, stopping)?)),
-        }
-    }
-
-    /// Wait for the child to exit (see [`Active::try_finish`]).
-    pub fn wait(&mut self, stopping: bool) -> Result<Finished> {
-        let st = self.child.wait()?;
-        self.finish(st, stopping)
-    }
-
-    fn finish(&mut self, st: ExitStatus, stopping: bool) -> Result<Finished> {
-        use std::os::unix::process::ExitStatusExt;
+    /// The child has exited with `st`: classify, record, release the claim (on drop).
+    /// `stopping`: the runner asked it to stop, so death by a signal is an interruption, not
+    /// a failure.
+    pub fn finish(&self, st: Exit, stopping: bool) -> Result<Finished> {
         let dir = self.run.dir(&self.sweep);
         let status = Status::read(&dir);
         let recorded = status.as_ref().map(|s| s.status);
@@ -518,20 +481,13 @@ impl Active {
             .map(|l| l.trim().to_string())
     }
 
-    fn record_attempt(
-        &self,
-        dir: &Path,
-        st: ExitStatus,
-        outcome: State,
-        reason: &str,
-    ) -> Result<()> {
-        use std::os::unix::process::ExitStatusExt;
+    fn record_attempt(&self, dir: &Path, st: Exit, outcome: State, reason: &str) -> Result<()> {
         let env = |k: &str| std::env::var(k).ok();
         let line = serde_json::json!({
             "runner": self.runner,
             "host": crate::util::hostname(),
             "runner_pid": std::process::id(),
-            "pid": self.child.id(),
+            "pid": self.pid,
             "device": self.device,
             "cuda_visible_devices": self.cuda_visible.clone().or_else(|| env("CUDA_VISIBLE_DEVICES")),
             "threads": self.threads,

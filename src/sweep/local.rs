@@ -14,10 +14,11 @@ use super::manifest::Manifest;
 use super::progress::{Counts, Progress};
 use crate::run::State;
 use crate::run::Status;
+use crate::supervise::{Stop, Supervisor};
 use anyhow::Result;
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,174 +86,238 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
 
 /// Run every unfinished run of a frozen sweep folder.
 pub fn run_local(sweep: &Path, m: &Manifest, opts: &LocalOptions) -> Result<LocalReport> {
-    use std::io::IsTerminal;
-    let stop = stop_flag()?;
-    let total = m.runs.len();
-    let mut counts = Counts {
-        total,
-        ..Counts::default()
-    };
-    let mut queue: VecDeque<usize> = VecDeque::new();
-    let mut skipped_failed = Vec::new();
-    for r in &m.runs {
-        let state = RunState::from_status(Status::read(&r.dir(sweep)).as_ref());
-        if state.finished() {
-            counts.finished += 1;
-        } else if state == RunState::Failed && !opts.retry_failed {
-            counts.failed += 1;
-            skipped_failed.push(r.name.clone());
-        } else {
-            queue.push_back(r.index);
-        }
-    }
-    let mut progress = Progress::new(opts.progress && std::io::stderr().is_terminal(), counts);
-    if !skipped_failed.is_empty() {
-        progress.line(format!(
-            "{} failed run(s) not retried (--retry-failed retries them): {}",
-            skipped_failed.len(),
-            skipped_failed.join(" ")
-        ));
-    }
-    let mut free: VecDeque<Slot> = opts.slots.iter().take(opts.jobs.max(1)).cloned().collect();
-    let mut active: Vec<(Active, Slot)> = Vec::new();
-    let mut elsewhere: Vec<usize> = Vec::new();
-    let mut seen_elsewhere: HashSet<usize> = HashSet::new();
-    let mut last_poll = Instant::now();
-    let mut waiting_said = false;
-    let mut report = LocalReport::default();
-    let mut start_failures = 0usize;
-    let mut stopping = false;
-    let mut last_tick = Instant::now();
-
+    let mut runner = Runner::new(sweep, m, opts, stop_flag()?);
     loop {
-        if stop.swap(false, Ordering::SeqCst) {
-            if !stopping {
-                stopping = true;
-                report.stopped = true;
-                progress.line(format!(
-                    "stopping: {} running run(s) checkpoint and stop; a second signal kills them",
-                    active.len()
-                ));
-                for (a, _) in &active {
-                    a.signal(libc::SIGTERM);
-                }
+        runner.forward_stop();
+        runner.reap()?;
+        runner.start_ready()?;
+        if runner.is_over() {
+            break;
+        }
+        runner.tick();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(runner.finish())
+}
+
+/// One invocation of the local executor: its queue, its free device tokens and its children.
+struct Runner<'a> {
+    sweep: &'a Path,
+    m: &'a Manifest,
+    opts: &'a LocalOptions,
+    /// Runs to try, in order.
+    queue: VecDeque<usize>,
+    /// Runs another runner holds; tried again every second.
+    elsewhere: Vec<usize>,
+    /// Runs seen held elsewhere: a failure there is that runner's, not retried here.
+    seen_elsewhere: HashSet<usize>,
+    free: VecDeque<Slot>,
+    children: Supervisor<(Active, Slot)>,
+    counts: Counts,
+    progress: Progress,
+    report: LocalReport,
+    /// Runs that could not even start (they have no failed status.json of their own).
+    start_failures: usize,
+    last_poll: Instant,
+    last_tick: Instant,
+    waiting_said: bool,
+}
+
+impl<'a> Runner<'a> {
+    /// Queue the runs left to do and say which failed ones are not retried.
+    fn new(
+        sweep: &'a Path,
+        m: &'a Manifest,
+        opts: &'a LocalOptions,
+        stop: Arc<AtomicBool>,
+    ) -> Runner<'a> {
+        use std::io::IsTerminal;
+        let mut counts = Counts {
+            total: m.runs.len(),
+            ..Counts::default()
+        };
+        let mut queue = VecDeque::new();
+        let mut skipped_failed = Vec::new();
+        for r in &m.runs {
+            let state = RunState::from_status(Status::read(&r.dir(sweep)).as_ref());
+            if state.finished() {
+                counts.finished += 1;
+            } else if state == RunState::Failed && !opts.retry_failed {
+                counts.failed += 1;
+                skipped_failed.push(r.name.clone());
             } else {
-                for (a, _) in &active {
-                    a.signal(libc::SIGKILL);
-                }
+                queue.push_back(r.index);
             }
         }
+        let progress = Progress::new(opts.progress && std::io::stderr().is_terminal(), counts);
+        if !skipped_failed.is_empty() {
+            progress.line(format!(
+                "{} failed run(s) not retried (--retry-failed retries them): {}",
+                skipped_failed.len(),
+                skipped_failed.join(" ")
+            ));
+        }
+        Runner {
+            sweep,
+            m,
+            opts,
+            queue,
+            elsewhere: Vec::new(),
+            seen_elsewhere: HashSet::new(),
+            free: opts.slots.iter().take(opts.jobs.max(1)).cloned().collect(),
+            children: Supervisor::new(stop),
+            counts,
+            progress,
+            report: LocalReport::default(),
+            start_failures: 0,
+            last_poll: Instant::now(),
+            last_tick: Instant::now(),
+            waiting_said: false,
+        }
+    }
 
-        let mut i = 0;
-        while i < active.len() {
-            let Some(f) = active[i].0.try_finish(stopping)? else {
-                i += 1;
-                continue;
-            };
-            let (a, slot) = active.remove(i);
-            free.push_back(slot);
+    /// A signal: the first stops the running runs at a checkpoint, a second kills them.
+    fn forward_stop(&mut self) {
+        let was = self.children.terminating();
+        if self.children.forward_stop() == Some(Stop::Terminate) && !was {
+            self.report.stopped = true;
+            self.progress.line(format!(
+                "stopping: {} running run(s) checkpoint and stop; a second signal kills them",
+                self.children.len()
+            ));
+        }
+    }
+
+    /// Record the runs whose children have exited and free their device tokens.
+    fn reap(&mut self) -> Result<()> {
+        for ((a, slot), exit) in self.children.reap()? {
+            self.free.push_back(slot);
+            let stopping = self.children.terminating();
+            let f = a.finish(exit, stopping)?;
             match f.outcome {
-                State::Done | State::Diverged => counts.finished += 1,
-                State::Failed => counts.failed += 1,
+                State::Done | State::Diverged => self.counts.finished += 1,
+                State::Failed => self.counts.failed += 1,
                 State::Interrupted | State::Running => {}
             }
-            counts.running = active.len();
-            progress.finished(&a, &f, counts);
-            if f.outcome == State::Failed && opts.fail_fast && !stopping {
-                stopping = true;
-                report.failed_fast = true;
-                progress.line(format!(
+            self.counts.running = self.children.len();
+            self.progress.finished(&a, &f, self.counts);
+            if f.outcome == State::Failed && self.opts.fail_fast && !stopping {
+                self.report.failed_fast = true;
+                self.progress.line(format!(
                     "--fail-fast: stopping after the failure of {}",
                     a.run.name
                 ));
-                for (b, _) in &active {
-                    b.signal(libc::SIGTERM);
-                }
+                self.children.terminate();
             }
         }
+        Ok(())
+    }
 
-        if !elsewhere.is_empty() && last_poll.elapsed() >= Duration::from_secs(1) {
-            queue.extend(elsewhere.drain(..));
-            last_poll = Instant::now();
+    /// Start queued runs while device tokens are free (none once stopping).
+    fn start_ready(&mut self) -> Result<()> {
+        if !self.elsewhere.is_empty() && self.last_poll.elapsed() >= Duration::from_secs(1) {
+            self.queue.extend(self.elsewhere.drain(..));
+            self.last_poll = Instant::now();
         }
-
-        while !stopping && !free.is_empty() {
-            let Some(i) = queue.pop_front() else { break };
-            let run = &m.runs[i];
-            let Some(claim) = exec::try_claim(sweep, &run.id)? else {
-                seen_elsewhere.insert(i);
-                elsewhere.push(i);
+        while !self.children.terminating() && !self.free.is_empty() {
+            let Some(i) = self.queue.pop_front() else {
+                break;
+            };
+            let run = &self.m.runs[i];
+            let Some(claim) = exec::try_claim(self.sweep, &run.id)? else {
+                self.seen_elsewhere.insert(i);
+                self.elsewhere.push(i);
                 continue;
             };
             // Read the state again under the claim: another runner may have finished it.
-            let state = RunState::from_status(Status::read(&run.dir(sweep)).as_ref());
+            let state = RunState::from_status(Status::read(&run.dir(self.sweep)).as_ref());
             if state.finished() {
-                counts.finished += 1;
+                self.counts.finished += 1;
                 continue;
             }
-            if state == RunState::Failed && (!opts.retry_failed || seen_elsewhere.contains(&i)) {
-                counts.failed += 1;
+            if state == RunState::Failed
+                && (!self.opts.retry_failed || self.seen_elsewhere.contains(&i))
+            {
+                self.counts.failed += 1;
                 continue;
             }
-            let slot = free.pop_front().expect("checked above");
+            let slot = self.free.pop_front().expect("checked above");
             let keys = match crate::config::RunConfig::from_toml_str(&run.config) {
-                Ok(plan) => ExecKeys::share(&plan, Some(slot.device.clone()), Some(opts.threads)),
+                Ok(plan) => {
+                    ExecKeys::share(&plan, Some(slot.device.clone()), Some(self.opts.threads))
+                }
                 Err(_) => ExecKeys::default(),
             };
             let launch = Launch {
-                program: opts.program.clone(),
+                program: self.opts.program.clone(),
                 cuda_visible: Some(slot.cuda_visible.clone()),
                 device: slot.label.clone(),
                 runner: "local",
             };
-            match exec::start(sweep, run, claim, &launch, &keys) {
-                Ok(a) => {
-                    report.launched += 1;
-                    counts.running = active.len() + 1;
-                    progress.started(&a, counts);
-                    active.push((a, slot));
+            match exec::start(self.sweep, run, claim, &launch, &keys) {
+                Ok((child, a)) => {
+                    self.report.launched += 1;
+                    self.counts.running = self.children.len() + 1;
+                    self.progress.started(&a, self.counts);
+                    self.children.add(child, (a, slot));
                 }
                 Err(e) => {
-                    free.push_back(slot);
-                    counts.failed += 1;
-                    start_failures += 1;
-                    progress.line(format!("{} FAILED to start: {e:#}", run.name));
-                    if opts.fail_fast {
-                        stopping = true;
-                        report.failed_fast = true;
+                    self.free.push_back(slot);
+                    self.counts.failed += 1;
+                    self.start_failures += 1;
+                    self.progress
+                        .line(format!("{} FAILED to start: {e:#}", run.name));
+                    if self.opts.fail_fast {
+                        self.report.failed_fast = true;
+                        self.children.terminate();
                     }
                 }
             }
         }
+        Ok(())
+    }
 
-        if active.is_empty() && (stopping || (queue.is_empty() && elsewhere.is_empty())) {
-            break;
+    /// Nothing running and nothing left to start (or stopping).
+    fn is_over(&mut self) -> bool {
+        let idle = self.children.is_empty();
+        if idle
+            && (self.children.terminating() || (self.queue.is_empty() && self.elsewhere.is_empty()))
+        {
+            return true;
         }
-        if active.is_empty() && queue.is_empty() && !waiting_said {
-            waiting_said = true;
-            progress.line(format!(
+        if idle && self.queue.is_empty() && !self.waiting_said {
+            self.waiting_said = true;
+            self.progress.line(format!(
                 "waiting for {} run(s) held by another runner",
-                elsewhere.len()
+                self.elsewhere.len()
             ));
         }
-        if last_tick.elapsed() >= Duration::from_millis(500) {
-            progress.tick(sweep, &active.iter().map(|(a, _)| a).collect::<Vec<_>>());
-            last_tick = Instant::now();
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        false
     }
-    progress.clear();
 
-    for r in &m.runs {
-        match RunState::from_status(Status::read(&r.dir(sweep)).as_ref()) {
-            RunState::Done => report.done += 1,
-            RunState::Diverged => report.diverged += 1,
-            RunState::Failed => report.failed += 1,
-            _ => report.unfinished += 1,
+    /// Refresh the progress lines, twice a second.
+    fn tick(&mut self) {
+        if self.last_tick.elapsed() >= Duration::from_millis(500) {
+            let active: Vec<&Active> = self.children.tags().map(|(a, _)| a).collect();
+            self.progress.tick(self.sweep, &active);
+            self.last_tick = Instant::now();
         }
     }
-    // Runs that could not even start have no failed status.json of their own.
-    report.failed += start_failures;
-    report.unfinished = report.unfinished.saturating_sub(start_failures);
-    Ok(report)
+
+    /// Where every run of the sweep stands now.
+    fn finish(mut self) -> LocalReport {
+        self.progress.clear();
+        let mut report = self.report.clone();
+        for r in &self.m.runs {
+            match RunState::from_status(Status::read(&r.dir(self.sweep)).as_ref()) {
+                RunState::Done => report.done += 1,
+                RunState::Diverged => report.diverged += 1,
+                RunState::Failed => report.failed += 1,
+                _ => report.unfinished += 1,
+            }
+        }
+        report.failed += self.start_failures;
+        report.unfinished = report.unfinished.saturating_sub(self.start_failures);
+        report
+    }
 }

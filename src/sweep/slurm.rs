@@ -23,11 +23,13 @@ use super::exec::{self, ExecKeys, Launch, RunState};
 use super::manifest::Manifest;
 use crate::error::input_error;
 use crate::run::State;
+use crate::supervise::Supervisor;
 use crate::util::sanitize;
 use crate::util::write_atomic;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `MaxArraySize` when `scontrol` cannot tell (Slurm's default).
@@ -461,8 +463,9 @@ pub fn run_index(
         signal_hook::consts::SIGINT,
     ])?;
     let mut code = 0u8;
+    let mut stopped = false;
     for i in range {
-        if stop.load(Ordering::SeqCst) {
+        if stopped || stop.load(Ordering::SeqCst) {
             return Ok(3);
         }
         let run = &m.runs[i];
@@ -508,18 +511,21 @@ pub fn run_index(
             runner: "slurm",
         };
         eprintln!("run {i} ({}): start on {}", run.name, launch.device);
-        let mut a = exec::start(sweep, run, claim, &launch, &keys)?;
-        let mut signalled = false;
+        let mut child = Supervisor::new(Arc::clone(&stop));
+        let (c, a) = exec::start(sweep, run, claim, &launch, &keys)?;
+        child.add(c, a);
         let f = loop {
-            if !signalled && stop.load(Ordering::SeqCst) {
-                a.signal(libc::SIGTERM);
-                signalled = true;
+            // Slurm's signals (preemption, scancel, the time limit's warning) ask for a
+            // checkpoint: only the first is forwarded, and Slurm itself kills after its grace.
+            if !child.terminating() && child.forward_stop().is_some() {
+                continue;
             }
-            if let Some(f) = a.try_finish(signalled)? {
-                break f;
+            if let Some((a, exit)) = child.reap()?.pop() {
+                break a.finish(exit, child.terminating())?;
             }
             std::thread::sleep(Duration::from_millis(100));
         };
+        stopped = child.terminating();
         let why = if f.reason.is_empty() {
             String::new()
         } else {

@@ -8,12 +8,12 @@ use super::step::{Input, Stepper};
 use crate::config::RunConfig;
 use crate::distributed::Group;
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
 /// Options of `lrlab bench train`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BenchTrainArgs {
     /// Architecture name (`resnet20`, ...).
     pub model: String,
