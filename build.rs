@@ -93,10 +93,12 @@ fn git_commit() {
     }
 }
 
-/// Compile `src/shim.cpp` (autocast dtype, determinism switches) against libtorch's headers.
+/// Compile `src/shim/switches.cpp` (autocast dtype, determinism switches) against libtorch's
+/// headers.
 fn shim(lib: &std::path::Path) {
-    println!("cargo:rerun-if-changed=src/shim.cpp");
-    torch_cpp(lib, "src/shim.cpp").compile("lrlab_shim");
+    println!("cargo:rerun-if-changed=src/shim/switches.cpp");
+    println!("cargo:rerun-if-changed=src/shim/guard.h");
+    torch_cpp(lib, "src/shim/switches.cpp").compile("lrlab_shim");
 }
 
 /// A C++17 build of `file` against libtorch's headers, with libtorch's C++ ABI.
@@ -119,18 +121,18 @@ fn torch_cpp(lib: &std::path::Path, file: &str) -> cc::Build {
     b
 }
 
-/// Compile `src/distributed/shim.cpp` (c10d: TCPStore, ProcessGroupGloo) against libtorch's headers.
+/// Compile `src/shim/c10d.cpp` (c10d: TCPStore, ProcessGroupGloo) against libtorch's headers.
 /// Gloo's own code is inside `libtorch_cpu.so`; its headers come from Debian's `libgloo-dev`
 /// (`make setup` installs it). Without them the shim is built without Gloo and
 /// `lrlab train --nproc N` says what to install.
 fn dist_shim(lib: &std::path::Path) {
-    println!("cargo:rerun-if-changed=src/distributed/shim.cpp");
+    println!("cargo:rerun-if-changed=src/shim/c10d.cpp");
     println!("cargo:rerun-if-env-changed=LRLAB_GLOO_INCLUDE");
     let gloo = std::env::var("LRLAB_GLOO_INCLUDE")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from("/usr/include"));
     println!("cargo:rerun-if-changed={}", gloo.join("gloo").display());
-    let mut b = torch_cpp(lib, "src/distributed/shim.cpp");
+    let mut b = torch_cpp(lib, "src/shim/c10d.cpp");
     if gloo.join("gloo/config.h").exists() {
         b.include(&gloo)
             .define("USE_C10D_GLOO", None)

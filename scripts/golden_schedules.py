@@ -10,7 +10,7 @@ For every case this writes two files into OUTDIR:
   NAME.toml  the PyTorch call it reproduces, the run length (`epochs`, `steps_per_epoch`), the optimizer
              momentum, and the equivalent lrlab schedule in `[schedule]` (plus optional `[[equivalent]]`
              tables: other lrlab specs that must give the same sequence).
-tests/schedule_golden.rs rebuilds every lrlab spec and compares it with the CSV.
+tests/suite/schedule_golden.rs rebuilds every lrlab spec and compares it with the CSV.
 
 Stepping conventions (the lrlab convention is "update k uses f(k)"):
   per step   `opt.step(); sched.step()` after every update (CyclicLR, OneCycleLR, CosineAnnealingLR, ...);

@@ -20,6 +20,7 @@ pub mod models;
 pub mod report;
 pub mod run;
 pub mod schedule;
+mod shim;
 pub mod supervise;
 pub mod sweep;
 pub mod train;

@@ -98,7 +98,7 @@ pub struct BenchTrainArgs {
     threads: usize,
     /// Device: auto, cpu, cuda, cuda:N.
     #[arg(long, default_value = "auto")]
-    device: String,
+    device: lrlab::config::DeviceSpec,
     /// Input side (32 for CIFAR models, 224 for ImageNet models).
     #[arg(long, default_value_t = 32)]
     size: i64,
@@ -142,7 +142,7 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
         steps: a.steps,
         warmup: a.warmup,
         threads: a.threads,
-        device: a.device.clone(),
+        device: a.device,
         size: a.size,
         classes: a.classes,
         bucket_mb: a.bucket_mb,
@@ -229,7 +229,8 @@ fn bench_in_group(
 
 /// `lrlab bench train --overhead`: the harness share of a CPU training step.
 fn bench_overhead(a: BenchTrainArgs) -> anyhow::Result<()> {
-    if !matches!(a.device.as_str(), "auto" | "cpu") {
+    use lrlab::config::DeviceSpec;
+    if !matches!(a.device, DeviceSpec::Auto | DeviceSpec::Cpu) {
         lrlab::bail_input!(
             "--device {}: --overhead times CPU steps only (wall clocks around asynchronous \
              GPU work would not measure it)",

@@ -15,7 +15,7 @@ pub struct EnsembleArgs {
     across_seeds: bool,
     /// Evaluate on this device (auto, cpu, cuda, cuda:N) [default: the run's train.device].
     #[arg(long)]
-    device: Option<String>,
+    device: Option<lrlab::config::DeviceSpec>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,

@@ -116,7 +116,7 @@ pub fn run(a: FindLrArgs) -> anyhow::Result<u8> {
     }
     // A doubtful value is said where it is printed, with the fix.
     let doubts: Vec<String> = if r.no_edge {
-        r.doubt(&fc.rule, &fc).into_iter().collect()
+        r.doubt(fc.rule.name(), &fc).into_iter().collect()
     } else {
         r.suggestions
             .iter()

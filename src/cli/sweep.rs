@@ -312,16 +312,21 @@ fn local_options(a: &SweepArgs, source: &Source, program: PathBuf) -> Result<Loc
     let gpus = || tch::Cuda::device_count().max(0) as usize;
     if a.devices.is_none() {
         // Without --devices, a GPU the configs name must exist.
-        let named: Vec<(String, String)> = parsed
+        let named: Vec<(String, lrlab::config::DeviceSpec)> = parsed
             .iter()
-            .map(|(n, c)| (n.clone(), c.train.device.clone()))
+            .map(|(n, c)| (n.clone(), c.train.device))
             .collect();
         check_config_devices(&origin, &named, gpus())?;
     }
     let parsed: Vec<lrlab::config::RunConfig> = parsed.into_iter().map(|(_, c)| c).collect();
     let devices = match &a.devices {
         Some(d) => parse_devices(d, gpus())?,
-        None if parsed.iter().all(|c| c.train.device == "cpu") => Devices::Cpu,
+        None if parsed
+            .iter()
+            .all(|c| c.train.device == lrlab::config::DeviceSpec::Cpu) =>
+        {
+            Devices::Cpu
+        }
         None => match gpus() {
             0 => Devices::Cpu,
             n => Devices::Cuda((0..n).collect()),

@@ -15,6 +15,20 @@ super::names::named_enum! {
     }
 }
 
+super::names::named_enum! {
+    /// `lr_find.rule`: the suggestion that replaces `"auto"` for `max_lr`/`lr_max`.
+    pub enum AutoRule {
+        /// fastai's default: the long valley before the minimum.
+        Valley = "valley",
+        /// The steepest fall of the smoothed loss.
+        Steepest = "steepest",
+        /// A tenth of the minimum's learning rate.
+        MinimumDiv10 = "minimum_div10",
+        /// Smith's upper bound of a cyclical range.
+        ClrMax = "clr_max",
+    }
+}
+
 /// Settings of a range test (also the `[lr_find]` table of a run config, used when a
 /// schedule value is `"auto"`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,7 +61,7 @@ pub struct FindConfig {
     pub skip_end: usize,
     /// Rule whose value replaces `"auto"` for `max_lr`/`lr_max`: `valley` (default),
     /// `steepest`, `minimum_div10` or `clr_max`. `base_lr = "auto"` uses `clr_base`.
-    pub rule: String,
+    pub rule: AutoRule,
     /// Train an `"auto"` run even when the test flags its suggestion (no edge found, the
     /// suggestion at the end of the range or past the blow-up). Default false.
     pub allow_edge: bool,
@@ -79,14 +93,12 @@ impl Default for FindConfig {
             eval_batches: 10,
             skip_start: 10,
             skip_end: 5,
-            rule: "valley".into(),
+            rule: AutoRule::Valley,
             allow_edge: false,
             convention: FindConvention::LrFinder,
         }
     }
 }
-
-const RULES: [&str; 4] = ["valley", "steepest", "minimum_div10", "clr_max"];
 
 impl FindConfig {
     /// Check the range and options; errors name the option and value.
@@ -132,13 +144,6 @@ impl FindConfig {
         if self.metric == Metric::Accuracy && self.eval_every == 0 {
             crate::bail_input!("lr_find.eval_every = 0: must be >= 1");
         }
-        if !RULES.contains(&self.rule.as_str()) {
-            crate::bail_input!(
-                "lr_find.rule = {:?}: expected one of {}",
-                self.rule,
-                RULES.join(", ")
-            );
-        }
         if self.steps > 0 {
             self.check_steps(self.steps)?;
         }
@@ -147,7 +152,7 @@ impl FindConfig {
 
     /// Refuse a test of `steps` steps too short for the rule's trimming.
     pub fn check_steps(&self, steps: u64) -> Result<()> {
-        let need = min_steps(&self.rule, self.skip_start, self.skip_end);
+        let need = min_steps(self.rule.name(), self.skip_start, self.skip_end);
         if (steps as usize) < need {
             let what = if self.steps > 0 {
                 format!("lr_find.steps = {steps}")
@@ -157,7 +162,7 @@ impl FindConfig {
             crate::bail_input!(
                 "{what}: too few steps for lr_find.rule = {:?}, which trims the ends of \
                  the curve and needs at least {need} steps to read 5 points (100 or more is usual)",
-                self.rule
+                self.rule.name()
             );
         }
         Ok(())

@@ -123,3 +123,95 @@ mod tests {
         assert_eq!(one_of(&["a", "b"]), r#""a" or "b""#);
     }
 }
+
+/// `train.device`: where a run trains. Written and read as `"auto"` (a GPU when there is one,
+/// resolved at run time by [`crate::train::device::resolve_device`]), `"cpu"`, `"cuda"` or
+/// `"cuda:N"`; `"cuda"` stays `"cuda"` when written back, so a config's text (and its run id)
+/// never changes by being read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// CUDA when available, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// A CUDA device: `None` is `"cuda"` (the first), `Some(n)` is `"cuda:n"`.
+    Cuda(Option<usize>),
+}
+
+impl DeviceSpec {
+    /// The device, `None` for `auto`.
+    pub fn device(self) -> Option<tch::Device> {
+        match self {
+            DeviceSpec::Auto => None,
+            DeviceSpec::Cpu => Some(tch::Device::Cpu),
+            DeviceSpec::Cuda(n) => Some(tch::Device::Cuda(n.unwrap_or(0))),
+        }
+    }
+
+    /// A CUDA device (`"cuda"` or `"cuda:N"`).
+    pub fn is_cuda(self) -> bool {
+        matches!(self, DeviceSpec::Cuda(_))
+    }
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(DeviceSpec::Auto),
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(None)),
+            _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Ok(DeviceSpec::Cuda(Some(n))),
+                _ => Err("expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"".to_string()),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Auto => f.write_str("auto"),
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(None) => f.write_str("cuda"),
+            DeviceSpec::Cuda(Some(n)) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl serde::Serialize for DeviceSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeviceSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::DeviceSpec;
+
+    #[test]
+    fn device_names_read_and_write_back_unchanged() {
+        for s in ["auto", "cpu", "cuda", "cuda:0", "cuda:3"] {
+            let d: DeviceSpec = s.parse().unwrap();
+            assert_eq!(d.to_string(), s);
+        }
+        assert_eq!(
+            "cuda".parse::<DeviceSpec>().unwrap().device(),
+            Some(tch::Device::Cuda(0))
+        );
+        for bad in ["gpu", "cuda:", "cuda:x", "CPU", ""] {
+            let e = bad.parse::<DeviceSpec>().unwrap_err();
+            assert!(e.contains("\"cuda:N\""), "{e}");
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! The distributed engine: one run over several processes through libtorch's own c10d
 //! (a TCPStore rendezvous, then ProcessGroupGloo for CPU tensors), reached through the C++
-//! shim `shim.cpp`. Nothing here is a hand-written collective: the all-reduce, the broadcast
+//! shim `src/shim/c10d.cpp`. Nothing here is a hand-written collective: the all-reduce, the broadcast
 //! and the rendezvous are libtorch's.
 //!
 //! Every call returns an error instead of hanging or aborting: a peer that died or stopped
@@ -13,76 +13,14 @@ mod reducer;
 
 pub use reducer::{GradSync, Reducer, Synced, BUCKET_BYTES};
 
-use anyhow::{bail, Result};
+use crate::shim::{
+    call, lrlab_dist_allreduce, lrlab_dist_backends, lrlab_dist_barrier, lrlab_dist_broadcast,
+    lrlab_dist_destroy, lrlab_dist_init, lrlab_dist_store_get, lrlab_dist_store_set,
+};
+use anyhow::Result;
 use std::ffi::{c_char, c_int, c_long, c_void, CStr, CString};
 use std::time::Duration;
 use tch::Tensor;
-
-extern "C" {
-    fn lrlab_dist_backends() -> c_int;
-    #[allow(clippy::too_many_arguments)]
-    fn lrlab_dist_init(
-        rank: c_int,
-        world: c_int,
-        addr: *const c_char,
-        port: c_int,
-        listen_fd: c_int,
-        backend: c_int,
-        gloo_host: *const c_char,
-        timeout_ms: c_long,
-        out: *mut *mut c_void,
-        err: *mut c_char,
-        len: usize,
-    ) -> c_int;
-    fn lrlab_dist_allreduce(
-        h: *mut c_void,
-        ts: *const *mut torch_sys::C_tensor,
-        n: usize,
-        op: c_int,
-        err: *mut c_char,
-        len: usize,
-    ) -> c_int;
-    fn lrlab_dist_broadcast(
-        h: *mut c_void,
-        ts: *const *mut torch_sys::C_tensor,
-        n: usize,
-        root: c_int,
-        err: *mut c_char,
-        len: usize,
-    ) -> c_int;
-    fn lrlab_dist_barrier(h: *mut c_void, err: *mut c_char, len: usize) -> c_int;
-    fn lrlab_dist_store_set(
-        h: *mut c_void,
-        key: *const c_char,
-        value: *const c_char,
-        err: *mut c_char,
-        len: usize,
-    ) -> c_int;
-    fn lrlab_dist_store_get(
-        h: *mut c_void,
-        key: *const c_char,
-        value: *mut c_char,
-        cap: usize,
-        err: *mut c_char,
-        len: usize,
-    ) -> c_int;
-    fn lrlab_dist_destroy(h: *mut c_void);
-}
-
-/// Room for c10d's error messages.
-const ERR_LEN: usize = 4096;
-
-/// Run a shim call that reports failure as -1 and a message; the message becomes the error,
-/// prefixed with what was being done.
-fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
-    let mut err = vec![0 as c_char; ERR_LEN];
-    if f(err.as_mut_ptr(), ERR_LEN) == 0 {
-        return Ok(());
-    }
-    // SAFETY: the shim writes a NUL-terminated string of at most ERR_LEN bytes.
-    let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy();
-    bail!("{what}: {}", first_lines(&msg))
-}
 
 /// What a rendezvous address `host:port` does, for the message of a rendezvous that did not
 /// happen: it does not resolve, refuses or ignores connections, or accepts them (then it is
@@ -105,26 +43,6 @@ fn diagnose(at: &str) -> String {
             format!("{at} refuses connections (nothing listens there)")
         }
         Err(e) => format!("{at} cannot be reached ({e})"),
-    }
-}
-
-/// A c10d error without its C++ backtrace: the text before "Exception raised from" or the
-/// first `frame #` line (the backtrace's 30-odd lines say nothing to a user).
-fn first_lines(msg: &str) -> String {
-    let mut kept = Vec::new();
-    for line in msg.lines() {
-        let l = line.trim();
-        if l.starts_with("Exception raised from") || l.starts_with("frame #") {
-            break;
-        }
-        if !l.is_empty() {
-            kept.push(l);
-        }
-    }
-    if kept.is_empty() {
-        msg.trim().to_string()
-    } else {
-        kept.join(" ")
     }
 }
 
@@ -380,21 +298,5 @@ impl Drop for Group {
     fn drop(&mut self) {
         // SAFETY: the handle came from lrlab_dist_init and is freed once.
         unsafe { lrlab_dist_destroy(self.handle) };
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn c10d_errors_lose_their_backtrace() {
-        let msg = "The client socket has failed to connect to [localhost]:1 (errno: 111 - \
-                   Connection refused).\nException raised from connect at socket.cpp:1 (most \
-                   recent call first):\nframe #0: c10::Error::Error() + 0x1\nframe #1: x\n";
-        assert_eq!(
-            super::first_lines(msg),
-            "The client socket has failed to connect to [localhost]:1 (errno: 111 - Connection \
-             refused)."
-        );
-        assert_eq!(super::first_lines("  plain  "), "plain");
     }
 }

@@ -130,9 +130,17 @@ impl<'g> Reducer<'g> {
             }
             return Ok(());
         }
-        let signature: Vec<(i64, Kind)> =
-            grads.iter().map(|g| (g.numel() as i64, g.kind())).collect();
-        if self.plan.as_ref().is_none_or(|p| p.signature != signature) {
+        // The same gradients as last step (the usual case) are checked without allocating.
+        let same = |p: &Plan| {
+            p.signature.len() == grads.len()
+                && p.signature
+                    .iter()
+                    .zip(grads)
+                    .all(|(&(n, k), g)| n == g.numel() as i64 && k == g.kind())
+        };
+        if !self.plan.as_ref().is_some_and(same) {
+            let signature: Vec<(i64, Kind)> =
+                grads.iter().map(|g| (g.numel() as i64, g.kind())).collect();
             let buckets = buckets(grads, self.cap);
             let flats = buckets
                 .iter()

@@ -12,7 +12,7 @@
 pub mod hessian_free;
 pub mod suggest;
 
-use crate::config::{FindConfig, FindConvention, Metric, RunConfig};
+use crate::config::{AutoRule, FindConfig, FindConvention, Metric, RunConfig};
 use crate::train::setup::Setup;
 use crate::train::step::Stepper;
 use crate::util::{fmt_f64, short3, write_atomic};
@@ -110,7 +110,10 @@ pub fn range_test(cfg: &RunConfig, fc: &FindConfig, progress: bool) -> Result<Fi
     let setup = Setup::with_length(&ramp, |k| steps_of(fc, k))?;
     fc.check_steps(setup.total_steps)?;
     let memory = 3.0 / (1.0 - fc.beta);
-    if fc.metric == Metric::Loss && fc.rule != "clr_max" && (setup.total_steps as f64) < memory {
+    if fc.metric == Metric::Loss
+        && fc.rule != AutoRule::ClrMax
+        && (setup.total_steps as f64) < memory
+    {
         crate::util::warn_once(&format!(
             "warning: the range test has {} steps, under 3/(1 - beta) = {memory:.0} for beta = {}: \
              its smoothed loss remembers about {:.0} steps and trails the raw loss, so `steepest`, \
@@ -476,13 +479,16 @@ pub fn resolve_auto(
         Some(c) => c,
         None => {
             let r = range_test(cfg, &cfg.lr_find, progress)?;
-            let max = r.get(&cfg.lr_find.rule).map(|s| s.lr).with_context(|| {
-                format!(
-                    "the range test gave no `{}` suggestion (too few points?)",
-                    cfg.lr_find.rule
-                )
-            })?;
-            let mut rules = vec![cfg.lr_find.rule.as_str()];
+            let max = r
+                .get(cfg.lr_find.rule.name())
+                .map(|s| s.lr)
+                .with_context(|| {
+                    format!(
+                        "the range test gave no `{}` suggestion (too few points?)",
+                        cfg.lr_find.rule
+                    )
+                })?;
+            let mut rules = vec![cfg.lr_find.rule.name()];
             if keys.iter().any(|k| k == "base_lr") && r.get("clr_base").is_some() {
                 rules.push("clr_base");
             }
@@ -520,7 +526,7 @@ pub fn resolve_auto(
         let rule = if k == "base_lr" {
             "clr_base"
         } else {
-            &cfg.lr_find.rule
+            cfg.lr_find.rule.name()
         };
         said.push(format!("schedule.{k} = {} (rule {rule})", fmt_f64(v)));
     }
@@ -580,7 +586,7 @@ pub fn write(
         no_edge: r.no_edge,
         blowup_lr: r.blowup.map(|i| r.lr[i]),
         centred_half_width: r.centred_half,
-        rule_for_auto: Some(fc.rule.clone()),
+        rule_for_auto: Some(fc.rule.name().to_string()),
         suggestions: r.suggestions.clone(),
         chosen: chosen.cloned(),
     };

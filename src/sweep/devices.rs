@@ -2,6 +2,7 @@
 //! `--per-device K` become a pool of tokens; a run holds one token while it runs and its child
 //! sees only that GPU (`CUDA_VISIBLE_DEVICES=<id>`, `train.device = "cuda:0"` inside).
 
+use crate::config::DeviceSpec;
 use crate::error::input_error;
 use anyhow::Result;
 
@@ -61,19 +62,19 @@ pub fn parse_devices(spec: &str, gpus: usize) -> Result<Devices> {
 
 /// The GPUs that run configs name (`train.device = "cuda"` or `"cuda:N"`) must exist when no
 /// `--devices` overrides them: `runs` are `(run name, train.device)`, `origin` the spec.
-pub fn check_config_devices(origin: &str, runs: &[(String, String)], gpus: usize) -> Result<()> {
+pub fn check_config_devices(
+    origin: &str,
+    runs: &[(String, DeviceSpec)],
+    gpus: usize,
+) -> Result<()> {
     for (name, device) in runs {
-        let n = match device.as_str() {
-            "cuda" => 0,
-            d => match d.strip_prefix("cuda:").map(str::parse::<usize>) {
-                Some(Ok(n)) => n,
-                _ => continue,
-            },
+        let DeviceSpec::Cuda(n) = device else {
+            continue;
         };
-        if n >= gpus {
+        if n.unwrap_or(0) >= gpus {
             crate::bail_input!(
-                "{origin}: run `{name}`: train.device = {device:?}: this machine has {gpus} CUDA \
-                 device(s); choose others with --devices (cpu, cuda, cuda:0,...)"
+                "{origin}: run `{name}`: train.device = \"{device}\": this machine has {gpus} \
+                 CUDA device(s); choose others with --devices (cpu, cuda, cuda:0,...)"
             );
         }
     }
@@ -89,7 +90,7 @@ pub struct Slot {
     /// `CUDA_VISIBLE_DEVICES` list when it has one), or empty on the CPU.
     pub cuda_visible: String,
     /// `train.device` inside the child.
-    pub device: String,
+    pub device: DeviceSpec,
 }
 
 /// The token pool: `per_device` tokens per GPU, interleaved so runs spread over the GPUs
@@ -106,7 +107,7 @@ pub fn slots(
             .map(|_| Slot {
                 label: "cpu".into(),
                 cuda_visible: String::new(),
-                device: "cpu".into(),
+                device: DeviceSpec::Cpu,
             })
             .collect(),
         Devices::Cuda(ids) => {
@@ -128,7 +129,7 @@ pub fn slots(
                     out.push(Slot {
                         label: format!("cuda:{i}"),
                         cuda_visible: id,
-                        device: "cuda:0".into(),
+                        device: DeviceSpec::Cuda(Some(0)),
                     });
                 }
             }

@@ -159,7 +159,7 @@ pub fn is_claimed(sweep: &Path, id: &str) -> bool {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ExecKeys {
     /// `train.device` to use.
-    pub device: Option<String>,
+    pub device: Option<crate::config::DeviceSpec>,
     /// `train.threads` to use.
     pub threads: Option<usize>,
     /// `data.workers` (loader threads) to use; the loader's batches do not depend on it.
@@ -170,8 +170,8 @@ impl ExecKeys {
     /// `cfg` with these values set.
     pub fn apply(&self, cfg: &RunConfig) -> RunConfig {
         let mut c = cfg.clone();
-        if let Some(d) = &self.device {
-            c.train.device = d.clone();
+        if let Some(d) = self.device {
+            c.train.device = d;
         }
         if let Some(t) = self.threads {
             c.train.threads = t;
@@ -184,7 +184,11 @@ impl ExecKeys {
 
     /// Keys for a run planned as `plan` that may use `cores` CPU cores: the device, and
     /// `cores` compute threads and loader workers where the plan leaves them automatic (0).
-    pub fn share(plan: &RunConfig, device: Option<String>, cores: Option<usize>) -> ExecKeys {
+    pub fn share(
+        plan: &RunConfig,
+        device: Option<crate::config::DeviceSpec>,
+        cores: Option<usize>,
+    ) -> ExecKeys {
         ExecKeys {
             device,
             threads: cores.filter(|_| plan.train.threads == 0),
@@ -239,7 +243,7 @@ pub fn prepare_config(sweep: &Path, run: &ManifestRun, exec: &ExecKeys) -> Resul
 /// Do two configs describe the same run, apart from where it runs?
 pub fn same_run(a: &RunConfig, b: &RunConfig) -> bool {
     let keys = ExecKeys {
-        device: Some(b.train.device.clone()),
+        device: Some(b.train.device),
         threads: Some(b.train.threads),
         workers: Some(b.data.workers),
     };

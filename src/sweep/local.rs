@@ -243,9 +243,7 @@ impl<'a> Runner<'a> {
             }
             let slot = self.free.pop_front().expect("checked above");
             let keys = match crate::config::RunConfig::from_toml_str(&run.config) {
-                Ok(plan) => {
-                    ExecKeys::share(&plan, Some(slot.device.clone()), Some(self.opts.threads))
-                }
+                Ok(plan) => ExecKeys::share(&plan, Some(slot.device), Some(self.opts.threads)),
                 Err(_) => ExecKeys::default(),
             };
             let launch = Launch {

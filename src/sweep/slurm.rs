@@ -495,8 +495,8 @@ pub fn run_index(
         let device = plan
             .train
             .device
-            .starts_with("cuda")
-            .then(|| "cuda:0".to_string());
+            .is_cuda()
+            .then_some(crate::config::DeviceSpec::Cuda(Some(0)));
         let cpus = std::env::var("SLURM_CPUS_PER_TASK")
             .ok()
             .and_then(|v| v.parse().ok());

@@ -26,7 +26,7 @@ pub struct BenchTrainArgs {
     /// CPU threads (0 = all available cores).
     pub threads: usize,
     /// `auto`, `cpu`, `cuda`, `cuda:N`.
-    pub device: String,
+    pub device: crate::config::DeviceSpec,
     /// Input size (height = width), e.g. 32 for CIFAR, 224 for ImageNet models.
     pub size: i64,
     /// Classes.
@@ -81,7 +81,7 @@ pub(super) fn stepper_of<'g>(
 /// Run the benchmark; in a rank of `group`, on this rank's share of each batch, with the
 /// gradients averaged over the ranks as the training loop averages them.
 pub fn bench_train(a: &BenchTrainArgs, group: Option<&Group>) -> Result<BenchTrainResult> {
-    let device = resolve_device(&a.device)?;
+    let device = resolve_device(a.device)?;
     let threads = set_threads(a.threads);
     let world = group.map_or(1, |g| g.world());
     super::setup::check_split(

@@ -1,18 +1,18 @@
 //! Device selection and CPU thread settings.
 
-use crate::config::Precision;
+use crate::config::{DeviceSpec, Precision};
 use anyhow::Result;
 use tch::Device;
 
 /// Resolve `train.device` to a device that exists on this machine.
-pub fn resolve_device(s: &str) -> Result<Device> {
-    match crate::config::parse_device(s)? {
+pub fn resolve_device(spec: DeviceSpec) -> Result<Device> {
+    match spec.device() {
         None => Ok(Device::cuda_if_available()),
         Some(Device::Cuda(n)) => {
             let count = tch::Cuda::device_count();
             if (n as i64) >= count {
                 crate::bail_input!(
-                    "train.device = {s:?}: this machine has {count} CUDA device(s) visible"
+                    "train.device = \"{spec}\": this machine has {count} CUDA device(s) visible"
                 );
             }
             Ok(Device::Cuda(n))
@@ -117,12 +117,6 @@ pub fn device_name(d: Device) -> String {
     }
 }
 
-extern "C" {
-    fn lrlab_set_autocast_bf16(bf16: i32) -> i32;
-    fn lrlab_set_deterministic(on: i32) -> i32;
-    fn lrlab_cudnn_version() -> i64;
-}
-
 /// The libtorch release this binary was compiled against (`version.py` of the build's
 /// libtorch), empty when the build could not tell.
 pub const LIBTORCH_BUILT_FOR: &str = match option_env!("LRLAB_LIBTORCH_VERSION") {
@@ -183,9 +177,12 @@ pub fn cudnn_version() -> Option<i64> {
     if !tch::Cuda::is_available() {
         return None;
     }
-    // SAFETY: a plain C call into libtorch that takes nothing and returns an integer.
-    let v = unsafe { lrlab_cudnn_version() };
-    (v > 0).then_some(v)
+    let mut v = 0i64;
+    // SAFETY: a C call into libtorch that writes one integer and at most `len` bytes of `err`.
+    let read = crate::shim::call("cuDNN's version", |err, len| unsafe {
+        crate::shim::lrlab_cudnn_version(&mut v, err, len)
+    });
+    read.ok().and(Some(v)).filter(|v| *v > 0)
 }
 
 /// What `lrlab info` prints: the build, the libtorch in use, and what CUDA offers.
@@ -244,20 +241,20 @@ pub fn bf16_runs_on(device: Device) -> bool {
 /// Make CUDA autocast regions of the calling thread compute in bfloat16 (libtorch's
 /// default is float16, which would need a gradient scaler).
 pub fn set_autocast_bf16() -> Result<()> {
-    // SAFETY: a plain C call into libtorch with an integer argument.
-    if unsafe { lrlab_set_autocast_bf16(1) } != 0 {
-        anyhow::bail!("libtorch refused to set the autocast dtype to bfloat16");
-    }
-    Ok(())
+    // SAFETY: a C call into libtorch with an integer and the error buffer `call` provides.
+    crate::shim::call(
+        "setting the autocast dtype to bfloat16",
+        |err, len| unsafe { crate::shim::lrlab_set_autocast_bf16(1, err, len) },
+    )
 }
 
 /// Ask libtorch for deterministic kernels (cuDNN included) or allow the fastest ones.
 pub fn set_deterministic(on: bool) -> Result<()> {
-    // SAFETY: a plain C call into libtorch with an integer argument.
-    if unsafe { lrlab_set_deterministic(on as i32) } != 0 {
-        anyhow::bail!("libtorch refused to change its determinism setting");
-    }
-    Ok(())
+    // SAFETY: a C call into libtorch with an integer and the error buffer `call` provides.
+    crate::shim::call(
+        "changing libtorch's determinism setting",
+        |err, len| unsafe { crate::shim::lrlab_set_deterministic(on as i32, err, len) },
+    )
 }
 
 /// Whether training on `device` under `precision` (`auto`, `fp32`, `bf16`) uses bf16

@@ -13,6 +13,7 @@ pub mod device;
 pub mod ensemble;
 pub mod eval;
 pub mod hf_lr;
+mod logs;
 pub mod optim;
 pub mod overhead;
 mod run_loop;

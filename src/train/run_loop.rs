@@ -6,17 +6,18 @@
 use super::checkpoint::{self, Progress};
 use super::eval::{evaluate, Metrics};
 use super::hf_lr;
+use super::logs::{flush, Logs, PendingRow};
 use super::setup::Setup;
 use super::step::Stepper;
 use crate::config::RunConfig;
 use crate::models;
-use crate::run::{self as run_dir, CsvLog, EpochRow, Meta, State, Status, StepRow};
+use crate::run::{self as run_dir, EpochRow, Meta, State, Status};
 use crate::schedule::plateau::EvalMetrics;
 use anyhow::Result;
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Instant;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// How a call to [`super::trainer::run`] ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,81 +44,6 @@ pub struct RunOptions {
     /// This process's group when it is one rank of a run over several processes: it trains
     /// its share of every batch, and only rank 0 writes the run folder.
     pub group: Option<std::rc::Rc<crate::distributed::Group>>,
-}
-
-pub(super) struct PendingRow {
-    step: u64,
-    epoch: f64,
-    lr: f64,
-    momentum: f64,
-    loss: Tensor,
-    time: f64,
-    log: bool,
-}
-
-/// The run folder's logs, open for appending (on rank 0; the other ranks' rows go nowhere).
-pub(super) struct Logs {
-    steps: CsvLog,
-    epochs: CsvLog,
-    /// `hf_lr.csv` and `hf_lr_layers.csv`, when `train.hf_lr_every` is set.
-    hf: Option<(CsvLog, CsvLog)>,
-}
-
-impl Logs {
-    /// Open the logs of `out`, cut back to what the checkpoint at `progress` holds.
-    pub(super) fn open(
-        writer: bool,
-        out: &Path,
-        progress: &Progress,
-        hf: Option<&hf_lr::Tracker>,
-    ) -> Result<Logs> {
-        let steps = CsvLog::open_if(
-            writer,
-            &out.join(crate::run::STEPS),
-            run_dir::STEPS_HEADER,
-            progress.step,
-        )?;
-        let epochs = CsvLog::open_if(
-            writer,
-            &out.join(crate::run::EPOCHS),
-            run_dir::EPOCHS_HEADER,
-            progress.epoch + 1,
-        )?;
-        // A window's row is written once θ_{s+2k} exists (k the stride): rows up to step
-        // P − 2k belong to a checkpoint at step P.
-        let hf = match hf {
-            Some(h) => {
-                let keep = (progress.step + 1).saturating_sub(2 * h.stride());
-                Some((
-                    CsvLog::open_if(
-                        writer,
-                        &out.join(crate::run::HF_LR),
-                        &hf_lr::header(h.caffe()),
-                        keep,
-                    )?,
-                    CsvLog::open_if(
-                        writer,
-                        &out.join(crate::run::HF_LR_LAYERS),
-                        &hf_lr::layers_header(h.caffe()),
-                        keep,
-                    )?,
-                ))
-            }
-            None => None,
-        };
-        Ok(Logs { steps, epochs, hf })
-    }
-
-    /// Flush every log to disk (before a checkpoint, so that the rows it covers are there).
-    fn sync(&mut self) -> Result<()> {
-        self.steps.sync()?;
-        self.epochs.sync()?;
-        if let Some((log, layers)) = &mut self.hf {
-            log.sync()?;
-            layers.sync()?;
-        }
-        Ok(())
-    }
 }
 
 /// What one pass over (the rest of) an epoch's batches left.
@@ -180,51 +106,6 @@ fn eval_metrics(train: (f64, f64), m: Option<Metrics>) -> EvalMetrics {
         train_loss: Some(train.0),
         train_acc: Some(train.1),
     }
-}
-
-/// Read the pending losses (one device sync), write the logged rows to `log`, and say why
-/// the run diverged if a loss did (`diverge_loss`).
-fn flush(
-    pending: &mut Vec<PendingRow>,
-    log: &mut CsvLog,
-    diverge_loss: f64,
-) -> Result<Option<String>> {
-    if pending.is_empty() {
-        return Ok(None);
-    }
-    let losses: Vec<f64> = Vec::<f64>::try_from(
-        Tensor::stack(
-            &pending
-                .iter()
-                .map(|r| r.loss.to_kind(Kind::Double))
-                .collect::<Vec<_>>(),
-            0,
-        )
-        .to_device(Device::Cpu),
-    )?;
-    let mut diverged = None;
-    for (r, loss) in pending.iter().zip(losses) {
-        if r.log {
-            let row = StepRow {
-                step: r.step,
-                epoch: r.epoch,
-                lr: r.lr,
-                momentum: r.momentum,
-                loss,
-                time_s: Some(r.time),
-            };
-            log.row(&row.fields())?;
-        }
-        if !loss.is_finite() || loss > diverge_loss {
-            diverged = Some(format!(
-                "training loss {loss} at step {} (lr {}) exceeds train.diverge_loss = {diverge_loss} or is not finite",
-                r.step, r.lr
-            ));
-            break;
-        }
-    }
-    pending.clear();
-    Ok(diverged)
 }
 
 impl Loop<'_> {

@@ -39,7 +39,7 @@ impl Setup {
 
     /// Like [`Setup::new`], with the run length given by `total(steps_per_epoch)`.
     pub fn with_length(cfg: &RunConfig, total: impl FnOnce(u64) -> u64) -> Result<Setup> {
-        let device = resolve_device(&cfg.train.device)?;
+        let device = resolve_device(cfg.train.device)?;
         let bf16 = super::device::use_bf16(cfg.train.precision, device)?;
         let threads = set_threads(cfg.train.threads);
         let (data, steps_per_epoch) = open_data(cfg, device)?;

@@ -6,7 +6,8 @@
 use super::checkpoint::{self, Progress};
 use super::device::device_name;
 use super::hf_lr;
-use super::run_loop::{Logs, Loop};
+use super::logs::Logs;
+use super::run_loop::Loop;
 use super::setup::{check_world, progress_bar, short, Setup};
 use super::step::Stepper;
 use crate::config::RunConfig;

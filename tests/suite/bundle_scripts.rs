@@ -4,7 +4,7 @@
 //! arguments intact (the binary and the PyTorch installs are stand-ins written by the test).
 //! The GPU check's run.sh, where there is no GPU, runs its CPU steps and exits with 77.
 
-mod common;
+use crate::common;
 use common::OutputWithin;
 
 use std::os::unix::fs::PermissionsExt;

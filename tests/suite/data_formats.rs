@@ -1,9 +1,8 @@
 //! Dataset readers: official file formats round-trip into tensors; bad files are refused
 //! with an input error naming the file.
 
-mod common;
-#[path = "data_fixtures/mod.rs"]
-mod fixtures;
+use crate::common;
+use crate::fixtures;
 
 use fixtures::{batches, to_u8, Split};
 use lrlab::data::{load, DataConfig, DatasetName, Labels, Normalize};

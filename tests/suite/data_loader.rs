@@ -1,8 +1,7 @@
 //! The loader: stratified subsets and splits, seeded and resumable augmentation, padded
 //! crops against a reference, worker-count independence, normalisation, configuration.
 
-#[path = "data_fixtures/mod.rs"]
-mod fixtures;
+use crate::fixtures;
 
 use fixtures::{batches, to_u8};
 use lrlab::data::augment::draw_crop_flip;

@@ -2,7 +2,7 @@
 //! ids, sanitised names, the frozen manifest, devices, the dry-run listing, and bad specs
 //! (an input error naming the spec and the key, exit status 2, nothing written).
 
-mod common;
+use crate::common;
 use common as fx;
 use common::OutputWithin;
 
@@ -568,8 +568,8 @@ fn devices_are_checked_and_pinned() {
     // A GPU named in the run configs must exist (unless --devices overrides it).
     let runs = |d: &str| {
         vec![
-            ("a".to_string(), "cpu".to_string()),
-            ("b".to_string(), d.to_string()),
+            ("a".to_string(), lrlab::config::DeviceSpec::Cpu),
+            ("b".to_string(), d.parse().unwrap()),
         ]
     };
     check_config_devices("spec.toml", &runs("cuda:1"), 2).unwrap();
@@ -587,12 +587,12 @@ fn devices_are_checked_and_pinned() {
     let pool = slots(&Devices::Cuda(vec![0, 1]), 2, 0, Some("6,7"));
     let ids: Vec<_> = pool.iter().map(|s| s.cuda_visible.as_str()).collect();
     assert_eq!(ids, ["6", "7", "6", "7"]);
-    assert!(pool.iter().all(|s| s.device == "cuda:0"));
+    assert!(pool.iter().all(|s| s.device.to_string() == "cuda:0"));
     let cpu = slots(&Devices::Cpu, 1, 3, None);
     assert_eq!(cpu.len(), 3);
     assert!(cpu
         .iter()
-        .all(|s| s.cuda_visible.is_empty() && s.device == "cpu"));
+        .all(|s| s.cuda_visible.is_empty() && s.device.to_string() == "cpu"));
 
     // CPU: threads x runs <= cores.
     assert_eq!(concurrency(4, Some(4), 8, 0, true).0, 4);

@@ -2,7 +2,7 @@
 //! for with a positive time each, the text table has one line per family, and an unknown
 //! family is bad input (exit status 2, the message names it). No time is asserted.
 
-mod common;
+use crate::common;
 use common::OutputWithin;
 
 use std::process::{Command, Output};

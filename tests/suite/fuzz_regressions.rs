@@ -2,7 +2,7 @@
 //! seed corpus) replayed through the same checks the fuzz targets run, on stable Rust: each
 //! gives a value or an input error naming the file, and none panics.
 
-#[path = "../fuzz/src/checks.rs"]
+#[path = "../../fuzz/src/checks.rs"]
 mod checks;
 
 use std::path::Path;

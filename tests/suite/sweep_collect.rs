@@ -2,7 +2,7 @@
 //! by the test (no training): per-run summaries, the target epoch, and the
 //! mean and sample standard deviation over seeds per grid point.
 
-mod common;
+use crate::common;
 use common as fx;
 
 use fx::{field, lrlab, read_csv, s, text, write, BASE};

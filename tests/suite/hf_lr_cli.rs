@@ -2,7 +2,7 @@
 //! `train.hf_lr_every` (same schedule over the config's whole length, same weights and
 //! batches), its folder is drawn and reported, and bad flags write nothing.
 
-mod common;
+use crate::common;
 
 use common::{lrlab, ok, s, write};
 

@@ -7,9 +7,9 @@
 //! temporary files that kills inside atomic writes leave (planted there, since random kills
 //! seldom land inside such a short write; the torture test prints how many did).
 //!
-//! (SIGTERM on a single run is `sigterm_mid_epoch_resumes_exactly` in tests/train.rs.)
+//! (SIGTERM on a single run is `sigterm_mid_epoch_resumes_exactly` in tests/suite/train.rs.)
 
-mod common;
+use crate::common;
 use common as fx;
 use common::OutputWithin;
 

@@ -2,7 +2,7 @@
 //! values), where it takes the run length from, and bad input (exit status 2, a message naming
 //! the key and the value, nothing written).
 
-mod common;
+use crate::common;
 use common::OutputWithin;
 
 use lrlab::schedule::{RunLength, Schedule};

@@ -3,7 +3,7 @@
 //! the options, and bad input (exit status 2, a message naming the folder or file, nothing
 //! written).
 
-mod report_common;
+use crate::report_common;
 
 use lrlab::report::group::BandKind;
 use lrlab::report::read::{load, Input};

@@ -1,7 +1,7 @@
 // Data-parallel collectives through libtorch's own c10d: a TCPStore rendezvous, then
 // ProcessGroupGloo (CPU tensors) or ProcessGroupNCCL (CUDA tensors). Rust holds an opaque
-// handle. Every entry point catches C++ exceptions and returns their message through `err`
-// (0 on success, -1 on failure), so that a dead peer or a timeout is an error, not an abort.
+// handle. Every entry point follows guard.h's convention (0, or -1 and the message in `err`),
+// so that a dead peer or a timeout is an error, not an abort.
 //
 // Gloo: the wheel exports ProcessGroupGloo but ships no gloo headers. Debian's libgloo-dev
 // supplies them, but its gloo is older than the one compiled into the wheel, so its headers
@@ -19,6 +19,8 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include "guard.h"
+
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -32,27 +34,8 @@ struct Group {
   std::chrono::milliseconds timeout;
 };
 
-void set_err(char* err, size_t len, const std::string& msg) {
-  if (err == nullptr || len == 0) return;
-  size_t n = std::min(len - 1, msg.size());
-  std::memcpy(err, msg.data(), n);
-  err[n] = 0;
-}
-
-template <typename F>
-int guarded(char* err, size_t len, F f) {
-  try {
-    f();
-    return 0;
-  } catch (const c10::Error& e) {
-    set_err(err, len, e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    set_err(err, len, e.what());
-  } catch (...) {
-    set_err(err, len, "unknown C++ exception");
-  }
-  return -1;
-}
+using lrlab::guarded;
+using lrlab::set_err;
 
 std::vector<at::Tensor> tensors_of(at::Tensor** ts, size_t n) {
   std::vector<at::Tensor> v;

@@ -6,7 +6,7 @@
 //! Mounting needs root (CAP_SYS_ADMIN); where `mount` is not permitted each test prints why
 //! and returns without failing. Every mount is undone by a guard, also when a test fails.
 
-mod common;
+use crate::common;
 use common as fx;
 use common::OutputWithin;
 

@@ -2,7 +2,7 @@
 //! flip semantics, reproducibility, corrupt files and input errors. Fixtures are small JPEGs
 //! written into a temporary ILSVRC layout.
 
-mod common;
+use crate::common;
 use common::OutputWithin;
 
 use image::codecs::jpeg::JpegEncoder;

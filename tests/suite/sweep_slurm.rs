@@ -4,7 +4,7 @@
 //! each task sees its own fake GPU, a failing task leaves the others done, and a task
 //! preempted with SIGUSR1 requeues itself and resumes to the same curve.
 
-mod common;
+use crate::common;
 use common as fx;
 use common::OutputWithin;
 

@@ -1,7 +1,7 @@
 //! The training loop end to end, through the binary: learning on real data, the schedule
 //! actually applied, exact resume after SIGTERM and SIGKILL, divergence, and bad configs.
 
-mod common;
+use crate::common;
 
 use common::{cmd as lrlab, ok, without_time, write, OutputWithin};
 use std::path::Path;

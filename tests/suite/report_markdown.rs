@@ -2,7 +2,7 @@
 //! papers' values from `sweep.toml`) and a range test, bad `[report]` tables, and one
 //! end-to-end run of the real binary on a tiny synthetic training run.
 
-mod report_common;
+use crate::report_common;
 
 use report_common::*;
 use std::path::Path;

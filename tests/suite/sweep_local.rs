@@ -3,9 +3,8 @@
 //! checkpoint to the same curve; a failed run is retried only with --retry-failed), two
 //! runners on one folder, and GPU tokens (with a stand-in for `lrlab train`).
 
-mod common;
-#[path = "data_fixtures/mod.rs"]
-mod data_fixtures;
+use crate::common;
+use crate::fixtures as data_fixtures;
 use common as fx;
 
 use fx::{attempts, bin, field, lrlab, meta, read_csv, s, status, text, write, BASE};
@@ -82,10 +81,16 @@ fn four_runs_two_at_a_time_collect_and_resume_without_rerunning() {
         let planned = parse(&m.runs.iter().find(|r| &r.name == n).unwrap().config);
         assert!(lrlab::sweep::exec::same_run(&cfg, &planned));
         assert_eq!(
-            (planned.train.device.as_str(), planned.data.workers),
+            (
+                planned.train.device.to_string().as_str(),
+                planned.data.workers
+            ),
             ("auto", 0)
         );
-        assert_eq!((cfg.train.device.as_str(), cfg.train.threads), ("cpu", 1));
+        assert_eq!(
+            (cfg.train.device.to_string().as_str(), cfg.train.threads),
+            ("cpu", 1)
+        );
         assert!(cfg.data.workers >= 1);
     }
     let iv = intervals(&sweep, &names);
