@@ -436,6 +436,69 @@ fn batch_norm_over_processes_is_said_up_front() {
     }
 }
 
+/// `model.ghost_batch = 32` in one process normalises a batch of 64 as two processes of 32
+/// each do (each by its own statistics; the running statistics of the first half, as rank
+/// 0's): the same losses step for step up to float rounding (1e-5 relative over the 8 steps
+/// of an epoch, the gradients' all-reduce summing in another order) and the same evaluation.
+/// Without the ghost batch the one process differs from the two by far more (a control that
+/// the comparison can fail).
+#[test]
+fn ghost_batch_norm_in_one_process_is_per_process_batch_norm() {
+    if !lrlab::distributed::has_gloo() {
+        eprintln!("built without gloo: skipped");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let text = RUN
+        .replace("arch = \"lenet\"", "arch = \"resnet8\"")
+        .replace("size = 1024", "size = 512")
+        .replace("test_size = 256", "test_size = 64");
+    let cfg = t.path().join("run.toml");
+    std::fs::write(&cfg, &text).unwrap();
+    let (plain, two) = one_and_two_processes(&cfg, t.path());
+    let ghost_cfg = t.path().join("ghost.toml");
+    std::fs::write(
+        &ghost_cfg,
+        text.replace("arch = \"resnet8\"", "arch = \"resnet8\"\nghost_batch = 32"),
+    )
+    .unwrap();
+    let ghost = t.path().join("ghost");
+    let (c, o) = (ghost_cfg.to_str().unwrap(), ghost.to_str().unwrap());
+    let r = lrlab_within(120, &["train", c, "--out", o, "--quiet"], &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let losses = |d: &std::path::Path, file: &str, col: &str| -> Vec<f64> {
+        column(&d.join(file), col)
+            .iter()
+            .filter(|v| !v.is_empty())
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    let worst = |a: &[f64], b: &[f64]| {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs() / x.abs())
+            .fold(0.0, f64::max)
+    };
+    let two_steps = losses(&two, "steps.csv", "loss");
+    assert_eq!(two_steps.len(), 8);
+    let ghost_gap = worst(&losses(&ghost, "steps.csv", "loss"), &two_steps);
+    let plain_gap = worst(&losses(&plain, "steps.csv", "loss"), &two_steps);
+    eprintln!("largest relative loss difference from two processes: ghost {ghost_gap:.1e}, whole batch {plain_gap:.1e}");
+    assert!(
+        ghost_gap <= 1e-5,
+        "ghost batch norm differs by {ghost_gap:e}"
+    );
+    assert!(plain_gap > 1e-3, "the control is too close: {plain_gap:e}");
+    let eval_gap = worst(
+        &losses(&ghost, "epochs.csv", "test_loss"),
+        &losses(&two, "epochs.csv", "test_loss"),
+    );
+    assert!(eval_gap <= 1e-4, "evaluation differs by {eval_gap:e}");
+    let cfg_text = std::fs::read_to_string(ghost.join("config.toml")).unwrap();
+    assert!(cfg_text.contains("ghost_batch = 32"), "{cfg_text}");
+}
+
 /// The launcher's children (the ranks), once both have started.
 fn ranks_of(launcher: u32) -> Vec<u32> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -557,6 +620,220 @@ fn a_sigtermed_two_process_run_resumes_to_the_uninterrupted_csvs() {
             without_time(&whole.join(f)),
             without_time(&cut.join(f)),
             "{f} differs after resume"
+        );
+    }
+}
+
+/// Run `lrlab train cfg --out out --quiet` plus `extra` until `steps.csv` has `lines` lines,
+/// then SIGTERM it; true when it stopped there (exit 3), false when it had finished.
+fn interrupt_after(
+    cfg: &std::path::Path,
+    out: &std::path::Path,
+    extra: &[&str],
+    lines: usize,
+) -> bool {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lrlab"))
+        .args([
+            "train",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .arg("--quiet")
+        .args(extra)
+        .env_remove("WORLD_SIZE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_to_string(out.join("steps.csv")).map_or(0, |s| s.lines().count()) < lines {
+        assert!(Instant::now() < deadline, "no progress");
+        if c.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: a signal to our own child (a launcher forwards it to its ranks).
+    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+    let st = wait_exit(&mut c, 60, "interrupted run");
+    assert!(st.success() || st.code() == Some(3), "exit {st:?}");
+    st.code() == Some(3)
+}
+
+/// `--allow-resize`: a run checkpointed over two processes, resumed over one, then over two
+/// again, gives the CSVs of an uninterrupted two-process run: the learning rates exactly, the
+/// losses up to the rounding of the gradients' sums in another order (LeNet, no batch norm;
+/// 1e-5 relative over the 128 steps), the evaluations likewise. `meta.json` records both
+/// resizes.
+#[test]
+fn a_run_resized_from_two_processes_to_one_and_back_matches_two_processes() {
+    if !lrlab::distributed::has_gloo() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let cfg = long_run(t.path());
+    let (whole, cut) = (t.path().join("whole"), t.path().join("cut"));
+    let mut c = start(&cfg, &whole);
+    assert!(wait_exit(&mut c, 180, "uninterrupted run").success());
+    if !interrupt_after(&cfg, &cut, &["--nproc", "2"], 45) {
+        eprintln!("the run ended before the signal (a loaded machine): nothing to test");
+        return;
+    }
+    let resized = interrupt_after(&cfg, &cut, &["--allow-resize"], 90);
+    let (c1, o1) = (cfg.to_str().unwrap(), cut.to_str().unwrap());
+    let r = lrlab_within(
+        180,
+        &[
+            "train",
+            c1,
+            "--out",
+            o1,
+            "--quiet",
+            "--nproc",
+            "2",
+            "--allow-resize",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{err}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cut.join("meta.json")).unwrap()).unwrap();
+    let resizes = meta["resizes"].as_array().unwrap();
+    assert_eq!(resizes[0]["from"], 2);
+    assert_eq!(resizes[0]["to"], 1);
+    if resized {
+        assert_eq!(
+            (resizes[1]["from"].clone(), resizes[1]["to"].clone()),
+            (1.into(), 2.into())
+        );
+        assert!(err.contains("--allow-resize"), "the resize is said: {err}");
+        assert_eq!(meta["world_size"], 2);
+    }
+    let steps = |d: &std::path::Path| d.join("steps.csv");
+    assert_eq!(column(&steps(&whole), "lr"), column(&steps(&cut), "lr"));
+    let gap = |file: &str, col: &str| -> f64 {
+        let (a, b) = (column(&whole.join(file), col), column(&cut.join(file), col));
+        assert_eq!(a.len(), b.len(), "{file}");
+        a.iter()
+            .zip(&b)
+            .filter(|(x, _)| !x.is_empty())
+            .map(|(x, y)| {
+                let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+                (x - y).abs() / x.abs().max(1e-12)
+            })
+            .fold(0.0, f64::max)
+    };
+    let (train, test) = (gap("steps.csv", "loss"), gap("epochs.csv", "test_loss"));
+    eprintln!("resized run against two processes: loss {train:.1e}, test loss {test:.1e}");
+    assert!(train <= 1e-5, "training loss differs by {train:e}");
+    assert!(test <= 1e-5, "test loss differs by {test:e}");
+}
+
+/// Processes whose environment holds `tag` (a launcher's ranks inherit it), by pid.
+fn tagged(tag: &str) -> Vec<u32> {
+    let needle = format!("LRLAB_TEST_TAG={tag}");
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/environ"))
+                        .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Kill torture at two ranks: the launcher of a 2-process run is SIGKILLed 10 times, each at a
+/// moment drawn (seeded) from the first tenth of the uninterrupted run's length after the
+/// attempt starts, so that every attempt is killed (each pays its start-up again and trains
+/// at most a tenth of the run); the ranks stop on the parent-death signal (checkpointed when
+/// they had begun training), and the same command is run again. The run ends with the CSVs of
+/// an uninterrupted one, byte for byte but the times. Between attempts the test waits until
+/// no process of the killed attempt is left (so none holds the folder).
+#[test]
+fn a_two_process_run_killed_ten_times_ends_as_an_uninterrupted_one() {
+    if !lrlab::distributed::has_gloo() {
+        return;
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let t = tempfile::tempdir().unwrap();
+    let cfg = long_run(t.path());
+    // 12 epochs of 32 steps: a tenth of the run is longer than an attempt's start-up.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("epochs = 4", "epochs = 12")).unwrap();
+    let (whole, cut) = (t.path().join("whole"), t.path().join("cut"));
+    let began = Instant::now();
+    let mut c = start(&cfg, &whole);
+    assert!(wait_exit(&mut c, 180, "uninterrupted run").success());
+    let length = began.elapsed();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut kills = 0;
+    let mut mid_run = 0;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        assert!(attempts <= 40, "the run did not finish in 40 attempts");
+        let tag = format!("{}-{attempts}", std::process::id());
+        let mut c = Command::new(env!("CARGO_BIN_EXE_lrlab"))
+            .args([
+                "train",
+                cfg.to_str().unwrap(),
+                "--out",
+                cut.to_str().unwrap(),
+            ])
+            .args(["--quiet", "--nproc", "2"])
+            .env_remove("WORLD_SIZE")
+            .env("LRLAB_TEST_TAG", &tag)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        if kills < 10 {
+            // xorshift64*: a fixed sequence of moments over the uninterrupted run's length.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let u = (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
+            let when = Instant::now() + length.mul_f64(0.1 * u);
+            while Instant::now() < when && c.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if c.try_wait().unwrap().is_none() {
+                c.kill().unwrap();
+                kills += 1;
+            }
+        }
+        let st = wait_exit(&mut c, 180, "an attempt");
+        let gone = Instant::now() + Duration::from_secs(30);
+        while !tagged(&tag).is_empty() {
+            assert!(
+                Instant::now() < gone,
+                "ranks of attempt {attempts} still running"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = std::fs::read_to_string(cut.join("status.json")).unwrap_or_default();
+        if status.contains("\"interrupted\"") && st.signal() == Some(libc::SIGKILL) {
+            mid_run += 1;
+        }
+        if status.contains("\"done\"") {
+            break;
+        }
+    }
+    eprintln!("{kills} kills, {mid_run} of them mid-run (checkpointed), {attempts} attempts");
+    assert!(
+        kills >= 10,
+        "only {kills} kills landed before the run ended"
+    );
+    for f in ["steps.csv", "epochs.csv"] {
+        assert_eq!(
+            without_time(&whole.join(f)),
+            without_time(&cut.join(f)),
+            "{f} differs after {kills} kills"
         );
     }
 }

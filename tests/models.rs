@@ -572,8 +572,10 @@ fn config_parses_with_documented_defaults() {
             zero_init_residual: false,
             bn_stats: lrlab::models::BnStats::Torch,
             bn_eps: 1e-5,
+            ghost_batch: 0,
         }
     );
+    assert!(!toml::to_string(&c).unwrap().contains("ghost_batch"));
     // A default ε is not written back (existing configs keep their text); another one is.
     assert!(!toml::to_string(&c).unwrap().contains("bn_eps"));
     let lasagne: ModelConfig = toml::from_str("arch = \"wrn_28_10\"\nbn_eps = 1e-4").unwrap();
@@ -817,6 +819,54 @@ fn caffe_bn_stats_equal_caffes_normalised_accumulators() {
 }
 
 /// `model.bn_eps` reaches every batch norm: in training mode a batch norm maps x to
+/// A ghost batch norm of n normalises each n consecutive examples by their own statistics,
+/// exactly as separate batch norms over each part would (each device's own, in the papers'
+/// multi-GPU training), and its running statistics are those of a batch norm that saw the
+/// first part alone; in evaluation it is the plain batch norm.
+#[test]
+fn a_ghost_batch_norm_normalises_each_part_alone() {
+    let _g = rng_lock();
+    tch::manual_seed(7);
+    let x = Tensor::randn([8, 3, 4, 4], (tch::Kind::Float, Device::Cpu)) * 3.0 + 1.0;
+    let build = |ghost: i64| {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = {
+            let _b = lrlab::models::init::BnBuild::set(1e-5, ghost);
+            lrlab::models::init::batch_norm(&vs.root(), 3, 0.1, 1.0)
+        };
+        (vs, bn)
+    };
+    let (_g4, ghost) = build(4);
+    let (_p1, first) = build(0);
+    let (_p2, second) = build(0);
+    let y = x.apply_t(&ghost, true);
+    let want = Tensor::cat(
+        &[
+            x.narrow(0, 0, 4).apply_t(&first, true),
+            x.narrow(0, 4, 4).apply_t(&second, true),
+        ],
+        0,
+    );
+    assert!(y.allclose(&want, 1e-6, 1e-6, false), "ghost output differs");
+    let whole = x.apply_t(&build(0).1, true);
+    assert!(
+        !y.allclose(&whole, 1e-3, 1e-3, false),
+        "the parts were not normalised apart"
+    );
+    for (g, f) in [
+        (&ghost.inner.running_mean, &first.inner.running_mean),
+        (&ghost.inner.running_var, &first.inner.running_var),
+    ] {
+        assert!(
+            g.allclose(f, 1e-7, 1e-7, false),
+            "running statistics: {g} vs {f}"
+        );
+    }
+    // Evaluation reads the running statistics, whatever the ghost batch.
+    let e = x.apply_t(&ghost, false);
+    assert!(e.allclose(&x.apply_t(&first, false), 1e-6, 1e-6, false));
+}
+
 /// (x − mean) / sqrt(var + ε) (biased batch variance, γ = 1, β = 0).
 #[test]
 fn bn_eps_is_the_batch_norms_epsilon() {
@@ -825,11 +875,11 @@ fn bn_eps_is_the_batch_norms_epsilon() {
     for eps in [1e-5, 1e-4, 0.5] {
         let vs = nn::VarStore::new(Device::Cpu);
         let bn = {
-            let _e = lrlab::models::init::BnEps::set(eps);
+            let _e = lrlab::models::init::BnBuild::set(eps, 0);
             lrlab::models::init::batch_norm(&vs.root(), 1, 0.1, 1.0)
         };
         let y = x.apply_t(&bn, true);
-        let want = 1.0 / (1.0 + eps).sqrt(); // mean 2, variance 1
+        let want = 1.0 / (1.0f64 + eps).sqrt(); // mean 2, variance 1
         assert!(
             (y.double_value(&[1, 0, 0, 0]) - want).abs() < 1e-6,
             "eps {eps}: {y}"

@@ -20,6 +20,10 @@ pub struct TrainArgs {
     /// batch and of the cores; one run folder, written by rank 0.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
     nproc: u64,
+    /// Resume a run checkpointed over another number of processes: the global batch, the
+    /// steps and the data order stay, each process's share of a batch changes.
+    #[arg(long)]
+    allow_resize: bool,
 }
 
 /// `lrlab train`: returns the exit status for the outcome.
@@ -29,6 +33,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<u8> {
         overrides: a.set,
         out: a.out,
         progress: !a.quiet,
+        allow_resize: a.allow_resize,
     };
     if a.nproc > 1 {
         return lrlab::launch::launch_ranks(&args, a.nproc as usize, a.quiet);
@@ -39,10 +44,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<u8> {
 /// Train in this process (alone, or as one rank of a multi-process run); returns the exit
 /// status for the outcome.
 pub fn train_here(args: &lrlab::launch::TrainArgs) -> anyhow::Result<u8> {
-    let (out, outcome) = lrlab::launch::train_file(args)?;
+    let lrlab::launch::Trained { out, outcome, rank } = lrlab::launch::train_file(args)?;
     // In a multi-process run rank 0 speaks for every rank.
-    let rank = std::env::var("RANK").unwrap_or_default();
-    if !rank.is_empty() && rank != "0" {
+    if rank != 0 {
         return Ok(match outcome {
             Outcome::Interrupted => 3,
             _ => 0,

@@ -311,6 +311,13 @@ impl RunConfig {
         cfg.model.validate()?;
         cfg.optim.validate()?;
         cfg.train.validate()?;
+        let (b, g) = (cfg.train.batch_size, cfg.model.ghost_batch);
+        if g > 0 && b % g != 0 {
+            crate::bail_input!(
+                "model.ghost_batch = {g}: train.batch_size = {b} is not a whole number of ghost \
+                 batches; use a ghost batch that divides the batch size"
+            );
+        }
         Ok(cfg)
     }
 

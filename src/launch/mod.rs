@@ -20,13 +20,16 @@ pub struct TrainArgs {
     pub out: Option<PathBuf>,
     /// Progress bar and per-epoch lines.
     pub progress: bool,
+    /// Resume a checkpoint written over another number of processes.
+    #[serde(default)]
+    pub allow_resize: bool,
 }
 
 /// Load a config file, resolve `"auto"` schedule values with a range test, and train. In a
 /// rank of a multi-process run (`WORLD_SIZE` > 1 in the environment, as `lrlab train --nproc`
 /// or torchrun set it), rank 0 runs the range test (unless the launcher did) and the others
 /// wait for its choice, all before joining the group.
-pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
+pub fn train_file(args: &TrainArgs) -> Result<Trained> {
     // Before anything slow (the rendezvous, the range test, the data): a signal from now on
     // is an orderly stop, never death by the signal.
     crate::train::stop::flag()?;
@@ -62,19 +65,45 @@ pub fn train_file(args: &TrainArgs) -> Result<(PathBuf, Outcome)> {
         verbose: true,
         lr_find,
         group,
+        allow_resize: args.allow_resize,
     };
     // Bad values found while setting up (schedule, data files) name the config, or the
     // --set that gave the value.
     let outcome =
         run(&cfg, &out, &opts).map_err(|e| crate::config::blame(&name, &args.overrides, e))?;
-    Ok((out, outcome))
+    Ok(Trained { out, outcome, rank })
 }
 
-/// The rendezvous of a rank from the torchrun variables (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`,
-/// `MASTER_PORT`; `LRLAB_LISTEN_FD` from lrlab's own launcher), or None without `WORLD_SIZE`
-/// or with a world of 1.
+/// What [`train_file`] did.
+#[derive(Debug)]
+pub struct Trained {
+    /// The run folder.
+    pub out: PathBuf,
+    /// How the run ended.
+    pub outcome: Outcome,
+    /// This process's rank (0 alone); rank 0 speaks for a multi-process run.
+    pub rank: usize,
+}
+
+/// The rendezvous of a rank from the environment (see [`rendezvous_from`]).
 pub fn rendezvous_from_env(timeout_s: f64) -> Result<Option<crate::distributed::Rendezvous>> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    rendezvous_from(|k| std::env::var(k).ok(), timeout_s)
+}
+
+/// The rendezvous of a rank from the variables `env` gives: torchrun's (`RANK`,
+/// `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`; `LRLAB_LISTEN_FD` from lrlab's own launcher),
+/// or else, in a task of an `srun` step of several tasks, Slurm's ([`slurm_rendezvous`]).
+/// None for a single process.
+pub fn rendezvous_from(
+    env: impl Fn(&str) -> Option<String>,
+    timeout_s: f64,
+) -> Result<Option<crate::distributed::Rendezvous>> {
+    let var = |k: &str| env(k).filter(|v| !v.is_empty());
+    if var("WORLD_SIZE").is_none() {
+        if let Some(r) = slurm_rendezvous(&var, timeout_s)? {
+            return Ok(Some(r));
+        }
+    }
     let world: usize = match var("WORLD_SIZE") {
         None if var("RANK").is_some_and(|r| r.trim() != "0") => crate::bail_input!(
             "RANK = {:?} without WORLD_SIZE: a single process is rank 0; unset RANK (left over \
@@ -131,6 +160,132 @@ pub fn rendezvous_from_env(timeout_s: f64) -> Result<Option<crate::distributed::
     }))
 }
 
+/// The rendezvous of a task of an `srun` step of several tasks (`SLURM_STEP_ID` and
+/// `SLURM_STEP_NUM_TASKS` > 1; a batch script's own process, where only the job's
+/// `SLURM_NTASKS` is set, stays a single process): rank `SLURM_PROCID`, world
+/// `SLURM_STEP_NUM_TASKS`, rank 0's store on the step's first node (`SLURM_STEP_NODELIST`, else
+/// `SLURM_JOB_NODELIST`) at a port derived from the job and step ids, so that every task
+/// computes the same one and concurrent steps of a job do not collide. `MASTER_ADDR` and
+/// `MASTER_PORT`, when set, win.
+fn slurm_rendezvous(
+    var: &impl Fn(&str) -> Option<String>,
+    timeout_s: f64,
+) -> Result<Option<crate::distributed::Rendezvous>> {
+    let Some(step) = var("SLURM_STEP_ID") else {
+        return Ok(None);
+    };
+    let number =
+        |k: &str| -> Result<Option<u64>> {
+            match var(k) {
+                None => Ok(None),
+                Some(v) => v.trim().parse().map(Some).map_err(|_| {
+                    crate::input_error(format!("{k} = {v:?}: expected a whole number"))
+                }),
+            }
+        };
+    let world = number("SLURM_STEP_NUM_TASKS")?.unwrap_or(1) as usize;
+    if world <= 1 {
+        return Ok(None);
+    }
+    let need = |k: &str| {
+        var(k).ok_or_else(|| {
+            crate::input_error(format!(
+                "a task of an srun step of {world} tasks without {k}: expected Slurm to set it \
+                 (or set RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT yourself)"
+            ))
+        })
+    };
+    let rank_s = need("SLURM_PROCID")?;
+    let rank: usize = rank_s
+        .trim()
+        .parse()
+        .ok()
+        .filter(|r| *r < world)
+        .ok_or_else(|| {
+            crate::input_error(format!(
+                "SLURM_PROCID = {rank_s:?}: expected 0 to {}",
+                world - 1
+            ))
+        })?;
+    let addr = match var("MASTER_ADDR") {
+        Some(a) => a,
+        None => {
+            let list = var("SLURM_STEP_NODELIST")
+                .or_else(|| var("SLURM_JOB_NODELIST"))
+                .ok_or_else(|| {
+                    crate::input_error(
+                        "an srun step without SLURM_STEP_NODELIST or SLURM_JOB_NODELIST: cannot \
+                         tell where rank 0 runs; set MASTER_ADDR",
+                    )
+                })?;
+            first_host(&list).ok_or_else(|| {
+                crate::input_error(format!(
+                    "SLURM_STEP_NODELIST = {list:?}: expected a Slurm host list; set MASTER_ADDR"
+                ))
+            })?
+        }
+    };
+    let port = match var("MASTER_PORT") {
+        Some(p) => p.parse().map_err(|_| {
+            crate::input_error(format!("MASTER_PORT = {p:?}: expected a port number"))
+        })?,
+        None => {
+            let job = number("SLURM_JOB_ID")?.unwrap_or(0);
+            // The batch step's id is not a number ("batch"); steps are numbered from 0.
+            let step: u64 = step.trim().parse().unwrap_or(0);
+            slurm_port(job, step)
+        }
+    };
+    Ok(Some(crate::distributed::Rendezvous {
+        rank,
+        world,
+        addr,
+        port,
+        listen_fd: None,
+        timeout: std::time::Duration::from_secs_f64(timeout_s),
+    }))
+}
+
+/// The rendezvous port of step `step` of Slurm job `job`: below the usual ephemeral range
+/// (32768 and up), so that no outgoing connection has taken it.
+pub fn slurm_port(job: u64, step: u64) -> u16 {
+    (15_000 + (job.wrapping_mul(31).wrapping_add(step)) % 15_000) as u16
+}
+
+/// The first host of a Slurm host list: `node[07-09,12],gpu1` gives `node07`, `a,b` gives
+/// `a`, `rack1-n[3]-ib` gives `rack1-n3-ib`. None for an empty or malformed list.
+pub fn first_host(list: &str) -> Option<String> {
+    let list = list.trim();
+    // The first entry ends at the first comma outside brackets.
+    let mut depth = 0;
+    let mut end = list.len();
+    for (i, c) in list.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth == 0 => {
+                end = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let entry = &list[..end];
+    let host = match entry.split_once('[') {
+        None => entry.to_string(),
+        Some((prefix, rest)) => {
+            let (ranges, suffix) = rest.split_once(']')?;
+            // The first number of the first range, its zero padding kept.
+            let first = ranges.split([',', '-']).next()?.trim();
+            if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            format!("{prefix}{first}{suffix}")
+        }
+    };
+    (!host.is_empty() && !host.contains(['[', ']'])).then_some(host)
+}
+
 /// `lrlab train --nproc N`: start N ranks of this same command on this machine and wait for
 /// them (see [`spawn_ranks`]). Returns the exit status for the command: 0, 3 (interrupted),
 /// or the first failing rank's.
@@ -144,7 +299,7 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
         .out
         .clone()
         .unwrap_or_else(|| default_out(&args.config, ""));
-    crate::train::trainer::check_checkpoint_world(&out, nproc)?;
+    crate::train::trainer::check_checkpoint_world(&out, nproc, args.allow_resize)?;
     // The range test of "auto" values runs here, once, on every core, before any rank
     // starts; the ranks read its choice from the run folder.
     crate::run::check_run_folder(&out)?;
@@ -182,6 +337,7 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
             overrides: args.overrides.clone(),
             out: Some(out.clone()),
             progress: !quiet && rank == 0,
+            allow_resize: args.allow_resize,
         })
     };
     let (code, _) = spawn_ranks(task, nproc, false)?;
@@ -367,3 +523,6 @@ pub fn run_length_of(
         total_steps: total,
     }))
 }
+
+#[cfg(test)]
+mod tests;

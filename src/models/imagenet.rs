@@ -47,8 +47,8 @@ impl Kind {
 /// A BasicBlock or Bottleneck: convs and BNs in order, the last BN closing the branch.
 #[derive(Debug)]
 struct Block {
-    layers: Vec<(nn::Conv2D, nn::BatchNorm)>,
-    downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
+    layers: Vec<(nn::Conv2D, init::Bn)>,
+    downsample: Option<(nn::Conv2D, init::Bn)>,
 }
 
 impl Block {
@@ -120,7 +120,7 @@ impl Block {
 #[derive(Debug)]
 pub struct ResNet {
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: init::Bn,
     blocks: Vec<Block>,
     fc: nn::Linear,
 }

@@ -195,8 +195,9 @@ pub fn linear(
 }
 
 thread_local! {
-    /// The ε of the batch norms being built on this thread ([`BnEps::set`]).
-    static BN_EPS: std::cell::Cell<f64> = const { std::cell::Cell::new(1e-5) };
+    /// The ε and the ghost batch of the batch norms being built on this thread
+    /// ([`BnBuild::set`]).
+    static BN_BUILD: std::cell::Cell<(f64, i64)> = const { std::cell::Cell::new((1e-5, 0)) };
 }
 
 thread_local! {
@@ -246,37 +247,94 @@ pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
     }
 }
 
-/// The ε of the batch norms [`batch_norm`] builds while this guard lives (`model.bn_eps`): set
-/// once around a network's construction instead of threaded through every block's options.
-pub struct BnEps(f64);
+/// The ε (`model.bn_eps`) and ghost batch (`model.ghost_batch`, 0: none) of the batch norms
+/// [`batch_norm`] builds while this guard lives: set once around a network's construction
+/// instead of threaded through every block's options.
+pub struct BnBuild((f64, i64));
 
-impl BnEps {
-    /// Build batch norms with ε = `eps` until the guard is dropped.
-    pub fn set(eps: f64) -> BnEps {
-        BnEps(BN_EPS.with(|e| e.replace(eps)))
+impl BnBuild {
+    /// Build batch norms with ε = `eps` and ghost batches of `ghost` examples until the guard
+    /// is dropped.
+    pub fn set(eps: f64, ghost: i64) -> BnBuild {
+        BnBuild(BN_BUILD.with(|e| e.replace((eps, ghost))))
     }
 }
 
-impl Drop for BnEps {
+impl Drop for BnBuild {
     fn drop(&mut self) {
-        BN_EPS.with(|e| e.set(self.0));
+        BN_BUILD.with(|e| e.set(self.0));
     }
 }
 
 /// A 2-D batch norm over `c` channels with PyTorch's init (γ = `gamma`, normally 1; β = 0),
-/// ε 1e-5 (or [`BnEps`]'s) and running-average `momentum` in the torch convention
+/// ε 1e-5 (or [`BnBuild`]'s) and running-average `momentum` in the torch convention
 /// (`running = (1 − m)·running + m·batch`). Variables: `weight`, `bias` (trainable),
 /// `running_mean`, `running_var` (not trainable).
-pub fn batch_norm(p: &nn::Path, c: i64, momentum: f64, gamma: f64) -> nn::BatchNorm {
-    nn::batch_norm2d(
-        p,
-        c,
-        nn::BatchNormConfig {
-            momentum,
-            eps: BN_EPS.with(|e| e.get()),
-            ws_init: Init::Const(gamma),
-            bs_init: Init::Const(0.0),
-            ..Default::default()
-        },
-    )
+pub fn batch_norm(p: &nn::Path, c: i64, momentum: f64, gamma: f64) -> Bn {
+    let (eps, ghost) = BN_BUILD.with(|e| e.get());
+    let config = nn::BatchNormConfig {
+        momentum,
+        eps,
+        ws_init: Init::Const(gamma),
+        bs_init: Init::Const(0.0),
+        ..Default::default()
+    };
+    let cudnn = config.cudnn_enabled;
+    Bn {
+        inner: nn::batch_norm2d(p, c, config),
+        ghost,
+        momentum,
+        eps,
+        cudnn,
+    }
+}
+
+/// A batch norm that can normalise ghost batches (Hoffer et al. 2017): while training with
+/// `model.ghost_batch = n`, each run of n consecutive examples of the batch is normalised by
+/// its own mean and variance, as each device normalises its own share when n examples sit on
+/// each of several devices (the papers' multi-GPU batch norm, reproduced on one device). The
+/// running statistics follow the first ghost batch alone, as those of rank 0 (the ones a
+/// multi-process run evaluates and saves) follow its own share. Evaluation and n = 0 are the
+/// plain batch norm.
+#[derive(Debug)]
+pub struct Bn {
+    /// The batch norm itself (its variables and running statistics).
+    pub inner: nn::BatchNorm,
+    ghost: i64,
+    momentum: f64,
+    eps: f64,
+    cudnn: bool,
+}
+
+impl nn::ModuleT for Bn {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let n = xs.size().first().copied().unwrap_or(0);
+        if !train || self.ghost <= 0 || n <= self.ghost {
+            return self.inner.forward_t(xs, train);
+        }
+        let parts: Vec<Tensor> = xs
+            .split(self.ghost, 0)
+            .iter()
+            .enumerate()
+            .map(|(i, part)| {
+                if i == 0 {
+                    self.inner.forward_t(part, true)
+                } else {
+                    // The ghost batch's own statistics, the running ones left alone.
+                    Tensor::batch_norm(
+                        part,
+                        self.inner.ws.as_ref(),
+                        self.inner.bs.as_ref(),
+                        None::<&Tensor>,
+                        None::<&Tensor>,
+                        true,
+                        self.momentum,
+                        self.eps,
+                        self.cudnn,
+                    )
+                }
+            })
+            .collect();
+        Tensor::cat(&parts, 0)
+    }
 }

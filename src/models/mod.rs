@@ -90,6 +90,16 @@ pub struct ModelConfig {
     /// SGDR's code, 1e-4). Written in `config.toml` only when not the default.
     #[serde(default = "default_bn_eps", skip_serializing_if = "is_default_bn_eps")]
     pub bn_eps: f64,
+    /// While training, normalise each run of this many consecutive examples by its own
+    /// statistics, as per-device batch norm does with this many examples on each device
+    /// (ghost batch norm; the running statistics follow the first). 0 (default): the whole
+    /// batch, or each process's share of it. Written in `config.toml` only when set.
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub ghost_batch: usize,
+}
+
+fn is_zero_usize(x: &usize) -> bool {
+    *x == 0
 }
 
 /// PyTorch's `nn.BatchNorm2d` default ε.
@@ -177,6 +187,7 @@ impl Default for ModelConfig {
             zero_init_residual: false,
             bn_stats: BnStats::Torch,
             bn_eps: default_bn_eps(),
+            ghost_batch: 0,
         }
     }
 }
@@ -377,6 +388,12 @@ impl ModelConfig {
         if self.bn_stats != BnStats::Torch && !arch.has_batch_norm() {
             bail_input!("model.bn_stats = \"caffe\": {name} has no batch norm");
         }
+        if self.ghost_batch != 0 && !arch.has_batch_norm() {
+            bail_input!(
+                "model.ghost_batch = {}: {name} has no batch norm",
+                self.ghost_batch
+            );
+        }
         if self.zero_init_residual && !arch.has_residual_bn() {
             bail_input!(
                 "model.zero_init_residual = true: {name} has no batch norm closing its \
@@ -425,8 +442,9 @@ pub fn build(
     }
     let arch = cfg.validate()?;
     let (bn_momentum, zero_init_residual) = (cfg.bn_momentum, cfg.zero_init_residual);
-    // Every batch norm built below takes its ε from here (one setting for the network).
-    let _eps = init::BnEps::set(cfg.bn_eps);
+    // Every batch norm built below takes its ε and ghost batch from here (one setting for
+    // the network).
+    let _bn = init::BnBuild::set(cfg.bn_eps, cfg.ghost_batch as i64);
     let net: Box<dyn nn::ModuleT> = match arch {
         Arch::LeNet => Box::new(lenet::LeNet::new(
             path,

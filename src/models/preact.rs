@@ -24,9 +24,9 @@ const BLOCKS: i64 = 2;
 /// A pre-activation basic block.
 #[derive(Debug)]
 struct PreActBlock {
-    bn1: nn::BatchNorm,
+    bn1: init::Bn,
     conv1: nn::Conv2D,
-    bn2: nn::BatchNorm,
+    bn2: init::Bn,
     conv2: nn::Conv2D,
     shortcut: Option<nn::Conv2D>,
 }

@@ -24,7 +24,7 @@ pub const OUTPUT_SCALE: f64 = 0.125;
 #[derive(Debug)]
 struct ConvBn {
     conv: nn::Conv2D,
-    bn: nn::BatchNorm,
+    bn: init::Bn,
 }
 
 impl ConvBn {

@@ -32,9 +32,9 @@ const WIDTHS: [i64; 3] = [16, 32, 64];
 #[derive(Debug)]
 struct Block {
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: init::Bn,
     conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
+    bn2: init::Bn,
     /// Stride 2 and the average-pooling shortcut (first block of stages 2 and 3).
     down: bool,
     /// Zero channels concatenated after the block's ReLU (to the next stage's width).
@@ -92,7 +92,7 @@ pub struct Options {
 #[derive(Debug)]
 pub struct ResNetCaffe {
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: init::Bn,
     blocks: Vec<Block>,
     linear: nn::Linear,
 }

@@ -31,16 +31,16 @@ enum Projection {
     /// Option A: subsample and zero-pad `before`/`after` channels.
     Pad { before: i64, after: i64 },
     /// Option B: 1×1 conv + BN.
-    Conv(Box<(nn::Conv2D, nn::BatchNorm)>),
+    Conv(Box<(nn::Conv2D, init::Bn)>),
 }
 
 /// A BasicBlock.
 #[derive(Debug)]
 struct BasicBlock {
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: init::Bn,
     conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
+    bn2: init::Bn,
     stride: i64,
     /// None: identity shortcut.
     projection: Option<Projection>,
@@ -120,7 +120,7 @@ pub struct Options {
 #[derive(Debug)]
 pub struct ResNetCifar {
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: init::Bn,
     blocks: Vec<BasicBlock>,
     linear: nn::Linear,
 }

@@ -29,9 +29,9 @@ const CONV_INIT: WeightInit = WeightInit::KaimingNormalFanOut;
 /// A pre-activation wide basic block.
 #[derive(Debug)]
 struct WideBlock {
-    bn1: nn::BatchNorm,
+    bn1: init::Bn,
     conv1: nn::Conv2D,
-    bn2: nn::BatchNorm,
+    bn2: init::Bn,
     conv2: nn::Conv2D,
     shortcut: Option<nn::Conv2D>,
     dropout: f64,
@@ -85,7 +85,7 @@ pub struct Options {
 pub struct Wrn {
     conv1: nn::Conv2D,
     blocks: Vec<WideBlock>,
-    bn: nn::BatchNorm,
+    bn: init::Bn,
     fc: nn::Linear,
 }
 

@@ -105,6 +105,9 @@ pub struct Meta {
     /// The host of every rank, in rank order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// Resumes over another number of processes (`--allow-resize`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resizes: Vec<Resize>,
     /// An `lrlab hf-lr` folder's run.
     #[serde(flatten)]
     pub hf_lr: Option<HfLrMeta>,
@@ -112,6 +115,17 @@ pub struct Meta {
     /// `run_id`, `id`).
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// A resume over another number of processes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resize {
+    /// The step the run resumed from.
+    pub step: u64,
+    /// Processes before.
+    pub from: u64,
+    /// Processes after.
+    pub to: u64,
 }
 
 /// What `lrlab hf-lr` records of its short training.

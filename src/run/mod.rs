@@ -16,7 +16,7 @@ mod status;
 pub use folder::{check_run_folder, find_runs, is_run};
 pub use lock::{RunLock, LOCK};
 pub use log::CsvLog;
-pub use meta::{HfLrMeta, Meta, FORMAT, FORMAT_VERSION};
+pub use meta::{HfLrMeta, Meta, Resize, FORMAT, FORMAT_VERSION};
 pub use rows::{learned, read_epochs, read_steps, EpochRow, StepRow, EPOCHS_HEADER, STEPS_HEADER};
 pub use status::{State, Status};
 

@@ -20,9 +20,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The variables of a multi-process rendezvous (torchrun's and lrlab's launcher's), removed
-/// from the environment of a sweep's runs.
-pub const RENDEZVOUS_VARS: [&str; 10] = [
+/// The variables of a multi-process rendezvous (torchrun's, lrlab's launcher's, and those of
+/// an srun step of several tasks), removed from the environment of a sweep's runs.
+pub const RENDEZVOUS_VARS: [&str; 12] = [
     "RANK",
     "WORLD_SIZE",
     "LOCAL_RANK",
@@ -33,6 +33,8 @@ pub const RENDEZVOUS_VARS: [&str; 10] = [
     "LRLAB_LISTEN_FD",
     "LRLAB_RANK_THREADS",
     "LRLAB_LAUNCHED",
+    "SLURM_STEP_ID",
+    "SLURM_STEP_NUM_TASKS",
 ];
 
 /// Where a run stands.

@@ -44,6 +44,8 @@ pub struct RunOptions {
     /// This process's group when it is one rank of a run over several processes: it trains
     /// its share of every batch, and only rank 0 writes the run folder.
     pub group: Option<std::rc::Rc<crate::distributed::Group>>,
+    /// Resume a checkpoint written over another number of processes (`--allow-resize`).
+    pub allow_resize: bool,
 }
 
 /// What one pass over (the rest of) an epoch's batches left.

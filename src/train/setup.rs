@@ -133,7 +133,16 @@ pub(crate) fn short(x: f64) -> String {
 /// batch; `how` names what asked for them (`--nproc 2`, or `a run over 2 processes`).
 pub fn check_batch_split(cfg: &RunConfig, world: usize, how: &str) -> Result<()> {
     let b = cfg.train.batch_size;
-    check_split(&format!("train.batch_size = {b}"), b, world, how)
+    check_split(&format!("train.batch_size = {b}"), b, world, how)?;
+    let g = cfg.model.ghost_batch;
+    if g > 0 && (b / world) % g != 0 {
+        return Err(input_error(format!(
+            "model.ghost_batch = {g}: {how} gives each process {} examples of every batch, not a \
+             whole number of ghost batches",
+            b / world
+        )));
+    }
+    Ok(())
 }
 
 /// The batch size `batch` (given as `what`, e.g. `--batch 64`) must be a multiple of the

@@ -13,7 +13,7 @@ use super::step::Stepper;
 use crate::config::RunConfig;
 use crate::error::input_error;
 use crate::models;
-use crate::run::{self as run_dir, Meta, State, Status};
+use crate::run::{self as run_dir, Meta, Resize, State, Status};
 use crate::schedule::plateau::EvalMetrics;
 use crate::schedule::Schedule;
 use crate::util::write_atomic;
@@ -42,7 +42,8 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
             crate::util::warn_once(&format!(
                 "note: {} has batch norm: each of the {} processes normalises by its own {} \
                  images of every batch of {} (as DDP without SyncBatchNorm), so the run differs \
-                 from one process's, slightly and not only by rounding",
+                 from one process's, slightly and not only by rounding (model.ghost_batch does \
+                 the same in one process)",
                 cfg.model.arch,
                 g.world(),
                 cfg.train.batch_size / g.world(),
@@ -70,7 +71,22 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
                 return Ok(Outcome::AlreadyFinished(s.status));
             }
         }
-        check_checkpoint_world(out, opts.group.as_ref().map_or(1, |g| g.world()))?;
+        let world = opts.group.as_ref().map_or(1, |g| g.world());
+        check_checkpoint_world(out, world, opts.allow_resize)?;
+        let old = Meta::read_ok(out).and_then(|m| m.world_size).unwrap_or(1) as usize;
+        if writer && old != world && out.join(checkpoint::CHECKPOINT).exists() {
+            crate::util::warn_once(&format!(
+                "note: {}: resuming over {world} process(es) a run checkpointed over {old} \
+                 (--allow-resize): the global batch, the steps and the data order stay; each \
+                 process's share of a batch changes{}",
+                out.display(),
+                if cfg.model.has_batch_norm() {
+                    ", and with it the examples each batch norm normalises over"
+                } else {
+                    ""
+                }
+            ));
+        }
     }
     if !writer {
         // Rank 0 prepares, locks and writes the folder; the others only read its checkpoint.
@@ -112,11 +128,12 @@ fn rank_hosts(group: Option<&crate::distributed::Group>) -> Result<Vec<String>> 
 }
 
 /// A run folder whose checkpoint was written by a run over a different number of processes
-/// is refused: resuming it over `world` would change the run (each process keeps its own
-/// batch-norm statistics, and each rank's share of a batch would differ). The number comes
+/// is refused unless `allow_resize`: resuming it over `world` changes how every batch is
+/// split (the global batch, the step count and the data order stay; each process's share,
+/// and with batch norm the groups its statistics are taken over, change). The number comes
 /// from `meta.json` (`world_size`, 1 in folders written before it existed); a finished run
 /// is not refused (nothing would be trained).
-pub fn check_checkpoint_world(out: &Path, world: usize) -> Result<()> {
+pub fn check_checkpoint_world(out: &Path, world: usize, allow_resize: bool) -> Result<()> {
     if !out.join(checkpoint::CHECKPOINT).exists() {
         return Ok(());
     }
@@ -124,7 +141,7 @@ pub fn check_checkpoint_world(out: &Path, world: usize) -> Result<()> {
         return Ok(());
     }
     let old = Meta::read_ok(out).and_then(|m| m.world_size).unwrap_or(1) as usize;
-    if old != world {
+    if old != world && !allow_resize {
         let how = |n: usize| {
             if n == 1 {
                 "one process".to_string()
@@ -140,7 +157,8 @@ pub fn check_checkpoint_world(out: &Path, world: usize) -> Result<()> {
         return Err(input_error(format!(
             "{}: its checkpoint was written by a run over {}, and resuming it over {} would \
              change the run (batch-norm statistics are kept per process, and each process's \
-             share of a batch would differ): {fix}, or use another --out",
+             share of a batch would differ): {fix}, or resume it with --allow-resize (the \
+             global batch, the steps and the data order stay), or use another --out",
             out.display(),
             how(old),
             how(world)
@@ -298,6 +316,7 @@ fn start_meta(
 ) -> Result<Meta> {
     let group = opts.group.as_deref();
     let old = Meta::read_ok(out).unwrap_or_default();
+    let world = group.map_or(1, |g| g.world()) as u64;
     Ok(Meta {
         libtorch_version: Some(crate::train::device::libtorch_version()),
         device: Some(device_name(setup.device)),
@@ -329,7 +348,20 @@ fn start_meta(
         resumed_from_step: Some(progress.step),
         precision: Some(if setup.bf16 { "bf16" } else { "fp32" }.into()),
         lr_find: opts.lr_find.clone(),
-        world_size: Some(group.map_or(1, |g| g.world()) as u64),
+        world_size: Some(world),
+        resizes: {
+            // A resume over another number of processes is recorded where it happened.
+            let mut r = old.resizes.clone();
+            match old.world_size {
+                Some(from) if from != world && progress.step > 0 => r.push(Resize {
+                    step: progress.step,
+                    from,
+                    to: world,
+                }),
+                _ => {}
+            }
+            r
+        },
         backend: Some(group.map_or("none", |g| g.backend().name()).into()),
         hosts: rank_hosts(group)?,
         ..Meta::marker()

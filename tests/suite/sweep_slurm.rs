@@ -182,12 +182,18 @@ fn arrays_are_split_below_max_array_size_and_only_missing_runs_resubmitted() {
 
 // ---- a real one-node cluster ----------------------------------------------------------------
 
+/// One cluster at a time in this process: the daemons share the machine's munged, which one
+/// cluster's `down` stops under the other's feet.
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The cluster of tests/slurm-local.sh, stopped when dropped.
 struct Cluster {
     script: PathBuf,
     state: tempfile::TempDir,
     /// slurmctld's and slurmd's ports, free ones from the OS (another suite may run a cluster).
     ports: (u16, u16),
+    /// Held until the cluster is down (fields drop after `Drop::drop` ran).
+    _alone: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Cluster {
@@ -252,6 +258,7 @@ fn cluster() -> Result<Cluster, String> {
         return Err("no slurmctld and no apt-get to install it".into());
     }
     let c = Cluster {
+        _alone: ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner()),
         script: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slurm-local.sh"),
         state: tempfile::Builder::new()
             .prefix("slurm-local")
@@ -590,6 +597,57 @@ fn hostile_values_reach_the_program_intact_and_run_nothing() {
         assert!(
             lrlab::is_input_error(&bad.validate(&sweep).unwrap_err()),
             "{e}"
+        );
+    }
+}
+
+/// `srun -n 2 lrlab train RUN` is one run over two processes: the tasks find each other from
+/// Slurm's variables alone (rank, world, the step's first node, a port from the job and step
+/// ids) and train exactly as `lrlab train --nproc 2` does. Rank 0 alone speaks.
+#[test]
+fn an_srun_step_of_two_tasks_trains_as_one_run_of_two_processes() {
+    if !lrlab::distributed::has_gloo() {
+        return;
+    }
+    let c = match cluster() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("skipped: the Slurm integration test cannot run here: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "run.toml", BASE);
+    let two = dir.path().join("nproc");
+    let o = fx::lrlab(&[
+        "train",
+        s(&cfg),
+        "--out",
+        s(&two),
+        "--nproc",
+        "2",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = dir.path().join("srun");
+    let o = c
+        .cmd("srun")
+        .args(["-N", "1", "-n", "2", "--cpus-per-task", "1", "--time", "10"])
+        .arg(fx::bin())
+        .args(["train", s(&cfg), "--out", s(&out), "--quiet"])
+        .env_remove("WORLD_SIZE")
+        .env_remove("RANK")
+        .output_within(common::DEADLINE_S)
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("done").count(), 1, "rank 0 alone speaks: {err}");
+    assert_eq!(meta(&out)["world_size"], 2, "{}", text(&o));
+    for f in ["steps.csv", "epochs.csv"] {
+        assert_eq!(
+            fx::without_time(&out.join(f)),
+            fx::without_time(&two.join(f)),
+            "{f}: srun's two tasks differ from --nproc 2"
         );
     }
 }
