@@ -60,11 +60,24 @@ impl Exit {
 #[derive(Debug)]
 pub struct Child {
     inner: std::process::Child,
+    /// The signal that asks it to stop at a safe point.
+    stop_signal: i32,
 }
 
 /// Start `cmd` as a child that gets SIGTERM when this process dies, keeping open in it the
 /// descriptors `inherit` (close-on-exec stays set here, so no other child gets them).
 pub fn spawn(cmd: &mut Command, inherit: &[RawFd]) -> std::io::Result<Child> {
+    spawn_stopped_by(cmd, inherit, libc::SIGTERM)
+}
+
+/// [`spawn`] for a child that is asked to stop with `stop_signal` instead of SIGTERM (when
+/// this process dies too): `srun` ends its step at once on SIGTERM but forwards SIGUSR1 to
+/// every task, which then checkpoints.
+pub fn spawn_stopped_by(
+    cmd: &mut Command,
+    inherit: &[RawFd],
+    stop_signal: i32,
+) -> std::io::Result<Child> {
     use std::os::unix::process::CommandExt;
     let parent = std::process::id() as libc::pid_t;
     let inherit = inherit.to_vec();
@@ -72,7 +85,7 @@ pub fn spawn(cmd: &mut Command, inherit: &[RawFd]) -> std::io::Result<Child> {
     // memory allocated before the fork.
     unsafe {
         cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
+            libc::prctl(libc::PR_SET_PDEATHSIG, stop_signal as libc::c_ulong);
             // The parent died between fork and prctl: the signal would never come.
             if libc::getppid() != parent {
                 return Err(std::io::Error::other("the parent exited"));
@@ -88,6 +101,7 @@ pub fn spawn(cmd: &mut Command, inherit: &[RawFd]) -> std::io::Result<Child> {
     }
     Ok(Child {
         inner: cmd.spawn()?,
+        stop_signal,
     })
 }
 
@@ -117,7 +131,7 @@ impl Child {
 /// What a stop request did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
-    /// The first: every child was sent SIGTERM (they checkpoint and stop).
+    /// The first: every child was sent its stop signal (they checkpoint and stop).
     Terminate,
     /// A later one: every child was killed.
     Kill,
@@ -186,11 +200,12 @@ impl<T> Supervisor<T> {
         }
     }
 
-    /// Ask every child to stop (SIGTERM); a stop requested after this kills them.
+    /// Ask every child to stop (its stop signal, normally SIGTERM); a stop requested after
+    /// this kills them.
     pub fn terminate(&mut self) {
         self.terminating = true;
         for (c, _) in &self.children {
-            c.signal(libc::SIGTERM);
+            c.signal(c.stop_signal);
         }
     }
 
@@ -224,7 +239,7 @@ impl<T> Drop for Supervisor<T> {
     /// this process's death would.
     fn drop(&mut self) {
         for (c, _) in &self.children {
-            c.signal(libc::SIGTERM);
+            c.signal(c.stop_signal);
         }
     }
 }

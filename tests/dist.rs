@@ -559,19 +559,7 @@ fn a_sigtermed_two_process_run_resumes_to_the_uninterrupted_csvs() {
     let mut c = start(&cfg, &whole);
     assert!(wait_exit(&mut c, 180, "uninterrupted run").success());
     // Interrupt mid-run (after the first epoch's rows), then run the same command again.
-    let mut c = start(&cfg, &cut);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::fs::read_to_string(cut.join("steps.csv")).map_or(0, |s| s.lines().count()) < 45 {
-        assert!(Instant::now() < deadline, "no progress");
-        if c.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // SAFETY: a signal to our own child (the launcher), which forwards it to the ranks.
-    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-    let st = wait_exit(&mut c, 60, "interrupted run");
-    if st.code() == Some(3) {
+    if interrupt_after(&cfg, &cut, &["--nproc", "2"], 45) {
         let status: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(cut.join("status.json")).unwrap())
                 .unwrap();
@@ -610,11 +598,9 @@ fn a_sigtermed_two_process_run_resumes_to_the_uninterrupted_csvs() {
             .contains("interrupted"));
         let mut c = start(&cfg, &cut);
         assert!(wait_exit(&mut c, 180, "resumed run").success());
-    } else {
-        // On a loaded machine the run may end before the signal: nothing was tested then,
-        // but nothing may be wrong either.
-        assert!(st.success(), "exit {st:?}");
     }
+    // Else, on a loaded machine, the run ended before the signal: nothing was tested then,
+    // but nothing may be wrong either.
     for f in ["steps.csv", "epochs.csv"] {
         assert_eq!(
             without_time(&whole.join(f)),

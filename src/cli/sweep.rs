@@ -48,6 +48,9 @@ pub enum SweepSub {
         /// Run a failed run again.
         #[arg(long)]
         retry_failed: bool,
+        /// Processes per run: each run is an srun step of that many tasks.
+        #[arg(long, default_value_t = 1)]
+        ranks_per_run: usize,
     },
 }
 
@@ -121,6 +124,11 @@ pub struct SweepArgs {
     /// Only the runs that are not finished (and failed ones with --retry-failed).
     #[arg(long, requires = "slurm")]
     pub only_missing: bool,
+    /// Processes per run: each array task gets this many Slurm tasks (--ntasks) and runs each
+    /// of its runs as an srun step over them, one run over several processes.
+    #[arg(long, requires = "slurm", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub ranks_per_run: u64,
 }
 
 /// Run `lrlab sweep ...`; returns the exit status.
@@ -143,9 +151,17 @@ pub fn sweep(cmd: SweepCommand) -> Result<u8> {
             index,
             runs_per_task,
             retry_failed,
+            ranks_per_run,
         }) => {
             let exe = std::env::current_exe().context("cannot find the lrlab binary")?;
-            slurm::run_index(&dir, index, runs_per_task, retry_failed, &exe)
+            slurm::run_index(
+                &dir,
+                index,
+                runs_per_task,
+                retry_failed,
+                &exe,
+                ranks_per_run,
+            )
         }
         None => run_spec(cmd.args),
     }
@@ -201,8 +217,12 @@ fn run_spec(a: SweepArgs) -> Result<u8> {
             only_missing: a.only_missing,
             retry_failed: a.retry_failed,
             program: program.clone(),
+            ranks_per_run: a.ranks_per_run as usize,
         };
         o.validate(&abs_out)?;
+        if o.ranks_per_run > 1 {
+            check_ranks(&source, o.ranks_per_run)?;
+        }
         slurm_opts = Some(o);
     } else {
         local = Some(local_options(&a, &source, program)?);
@@ -275,6 +295,20 @@ fn run_spec(a: SweepArgs) -> Result<u8> {
         eprintln!("interrupted: run the same command again to resume");
     }
     Ok(report.exit_code())
+}
+
+/// Every run's batch must split over `ranks` processes (`--ranks-per-run`).
+fn check_ranks(source: &Source, ranks: usize) -> Result<()> {
+    let configs: Vec<(&str, &str)> = match source {
+        Source::Plan(p) => p.runs.iter().map(|r| (&*r.name, &*r.config)).collect(),
+        Source::Folder(m) => m.runs.iter().map(|r| (&*r.name, &*r.config)).collect(),
+    };
+    for (name, text) in configs {
+        let cfg = lrlab::config::RunConfig::from_toml_str(text)?;
+        lrlab::train::setup::check_batch_split(&cfg, ranks, &format!("--ranks-per-run {ranks}"))
+            .map_err(|e| lrlab::input_error(format!("run `{name}`: {e}")))?;
+    }
+    Ok(())
 }
 
 /// The device pool and concurrency for a local sweep (input errors for bad devices).

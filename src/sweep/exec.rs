@@ -266,6 +266,9 @@ pub struct Launch {
     pub device: String,
     /// `local` or `slurm`, recorded in `attempts.jsonl`.
     pub runner: &'static str,
+    /// Processes of the run: more than one starts it as an `srun` step of that many tasks
+    /// (inside a Slurm allocation), which find each other from Slurm's variables.
+    pub ranks: usize,
 }
 
 /// A finished attempt.
@@ -315,7 +318,17 @@ pub fn start(
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
     let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut cmd = Command::new(&launch.program);
+    let mut cmd = if launch.ranks > 1 {
+        // srun forwards SIGUSR1 to every task (each checkpoints at the same step) and
+        // ends the step when one task fails.
+        let mut c = Command::new("srun");
+        c.arg(format!("--ntasks={}", launch.ranks))
+            .arg("--kill-on-bad-exit=1")
+            .arg(&launch.program);
+        c
+    } else {
+        Command::new(&launch.program)
+    };
     cmd.arg("train")
         .arg(&config)
         .arg("--out")
@@ -339,7 +352,13 @@ pub fn start(
         use std::os::unix::io::AsRawFd;
         claim.file.as_raw_fd()
     };
-    let child = crate::supervise::spawn(&mut cmd, &[lock_fd])
+    // srun ends its step at once on SIGTERM; SIGUSR1 it forwards to every rank.
+    let stop = if launch.ranks > 1 {
+        libc::SIGUSR1
+    } else {
+        libc::SIGTERM
+    };
+    let child = crate::supervise::spawn_stopped_by(&mut cmd, &[lock_fd], stop)
         .with_context(|| format!("cannot start {}", launch.program.display()))?;
     let threads = RunConfig::from_toml_str(&std::fs::read_to_string(&config)?)
         .map(|c| c.train.threads)

@@ -251,6 +251,7 @@ impl<'a> Runner<'a> {
                 cuda_visible: Some(slot.cuda_visible.clone()),
                 device: slot.label.clone(),
                 runner: "local",
+                ranks: 1,
             };
             match exec::start(self.sweep, run, claim, &launch, &keys) {
                 Ok((child, a)) => {

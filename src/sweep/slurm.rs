@@ -67,6 +67,9 @@ pub struct SlurmOptions {
     pub retry_failed: bool,
     /// The lrlab binary the tasks run (absolute path on the shared file system).
     pub program: PathBuf,
+    /// Processes per run (`--ntasks`; more than one: each run is `srun`'s step of that many
+    /// ranks, one run over several processes).
+    pub ranks_per_run: usize,
 }
 
 /// One written array script.
@@ -340,6 +343,9 @@ pub fn render_script(
     if let Some(v) = &o.mem {
         opt("mem", v);
     }
+    if o.ranks_per_run > 1 {
+        opt("ntasks", &o.ranks_per_run.to_string());
+    }
     s.push_str("#SBATCH --requeue\n");
     for e in &o.extra {
         match split_extra(e) {
@@ -349,6 +355,9 @@ pub fn render_script(
         }
     }
     let mut args = format!("--runs-per-task {}", o.runs_per_task.max(1));
+    if o.ranks_per_run > 1 {
+        args.push_str(&format!(" --ranks-per-run {}", o.ranks_per_run));
+    }
     if o.retry_failed {
         args.push_str(" --retry-failed");
     }
@@ -439,13 +448,15 @@ pub fn task_runs(task: usize, per: usize, runs: usize) -> std::ops::Range<usize>
 
 /// `lrlab sweep run-index DIR TASK`: run the run(s) of one array task. Exit status 0 when
 /// they are finished (or held by another runner), 1 when one failed, 3 when stopped at a
-/// checkpoint by SIGUSR1, SIGTERM or SIGINT (the script then requeues the task).
+/// checkpoint by SIGUSR1, SIGTERM or SIGINT (the script then requeues the task). With
+/// `ranks` > 1 each run is an `srun` step of that many tasks (one run over several processes).
 pub fn run_index(
     sweep: &Path,
     task: usize,
     runs_per_task: usize,
     retry_failed: bool,
     program: &Path,
+    ranks: usize,
 ) -> Result<u8> {
     let m = Manifest::load(sweep)?;
     let range = task_runs(task, runs_per_task, m.runs.len());
@@ -509,6 +520,7 @@ pub fn run_index(
                 .map(|v| format!("gpu {v}"))
                 .unwrap_or_else(|| "slurm".into()),
             runner: "slurm",
+            ranks,
         };
         eprintln!("run {i} ({}): start on {}", run.name, launch.device);
         let mut child = Supervisor::new(Arc::clone(&stop));

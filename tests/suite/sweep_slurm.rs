@@ -35,6 +35,7 @@ fn options(program: &str) -> SlurmOptions {
         only_missing: false,
         retry_failed: false,
         program: PathBuf::from(program),
+        ranks_per_run: 1,
     }
 }
 
@@ -282,6 +283,44 @@ fn cluster() -> Result<Cluster, String> {
     Ok(c)
 }
 
+/// The cluster, or None after saying why it cannot run here (the test then passes as skipped).
+fn cluster_or_skip() -> Option<Cluster> {
+    match cluster() {
+        Ok(c) => Some(c),
+        Err(why) => {
+            eprintln!("skipped: the Slurm integration test cannot run here: {why}");
+            None
+        }
+    }
+}
+
+/// Preempt array task `task` (`JOB_I`) whose run is `run`, as `--signal=B:USR1` does before
+/// the time limit: SIGUSR1 to its batch shell. Waits for the attempt to be recorded and the
+/// requeued task to pend; returns that attempt's record.
+fn preempt(c: &Cluster, task: &str, run: &Path) -> serde_json::Value {
+    let o = c.run("scancel", &["--signal=USR1", "--batch", task]);
+    assert!(o.status.success(), "{}", text(&o));
+    wait(180, "the interrupted attempt", || attempts(run).len() == 1);
+    wait(180, "the requeued task to pend", || {
+        let o = c.run("squeue", &["-h", "-j", task, "-t", "PD"]);
+        !o.stdout.is_empty()
+    });
+    attempts(run)[0].clone()
+}
+
+/// Start a requeued task now rather than after Slurm's requeue delay.
+fn start_now(c: &Cluster, task: &str) {
+    // slurmd refuses a credential issued in the same second as the revocation of the task's
+    // previous one ("Job credential revoked": its clock has one-second resolution), which the
+    // requeue delay normally avoids; skipping the delay, let the second turn first.
+    std::thread::sleep(Duration::from_millis(2100));
+    let o = c.run(
+        "scontrol",
+        &["update", &format!("JobId={task}"), "StartTime=now"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+}
+
 /// Poll `cond` every 200 ms for at most `secs` seconds (every wait is bounded).
 fn wait(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let t = Instant::now();
@@ -303,12 +342,8 @@ base = "base.toml"
 
 #[test]
 fn slurm_array_runs_pins_gpus_isolates_failures_and_requeues_preempted_tasks() {
-    let c = match cluster() {
-        Ok(c) => c,
-        Err(why) => {
-            eprintln!("skipped: the Slurm integration test cannot run here: {why}");
-            return;
-        }
+    let Some(c) = cluster_or_skip() else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "base.toml", BASE);
@@ -341,31 +376,14 @@ fn slurm_array_runs_pins_gpus_isolates_failures_and_requeues_preempted_tasks() {
     wait(300, "an epoch of the long run", || {
         lrlab::run::Status::read(&long).is_some_and(|st| st.epoch >= 1)
     });
-    let task = format!("{job}_3");
-    let o = c.run("scancel", &["--signal=USR1", "--batch", &task]);
-    assert!(o.status.success(), "{}", text(&o));
     // It checkpoints, the script requeues it; skip the requeue delay.
-    wait(180, "the interrupted attempt", || {
-        attempts(&long).len() == 1
-    });
-    let first = &attempts(&long)[0];
+    let task = format!("{job}_3");
+    let first = preempt(&c, &task, &long);
     assert_eq!(first["outcome"], "interrupted", "{first}");
-    wait(180, "the requeued task to pend", || {
-        let o = c.run("squeue", &["-h", "-j", &task, "-t", "PD"]);
-        !o.stdout.is_empty()
-    });
     // Only that task was requeued.
     let pending = c.run("squeue", &["-h", "-j", &job, "-t", "PD", "-o", "%i"]);
     assert_eq!(String::from_utf8_lossy(&pending.stdout).trim(), task);
-    // slurmd refuses a credential issued in the same second as the revocation of the task's
-    // previous one ("Job credential revoked": its clock has one-second resolution), which the
-    // requeue delay normally avoids; skipping the delay, let the second turn first.
-    std::thread::sleep(Duration::from_millis(2100));
-    let o = c.run(
-        "scontrol",
-        &["update", &format!("JobId={task}"), "StartTime=now"],
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    start_now(&c, &task);
     // An squeue that fails (a busy controller times out) prints nothing on stdout: that is
     // no proof that the array finished, so only a successful, empty listing counts.
     wait(600, "the array to finish", || {
@@ -609,12 +627,8 @@ fn an_srun_step_of_two_tasks_trains_as_one_run_of_two_processes() {
     if !lrlab::distributed::has_gloo() {
         return;
     }
-    let c = match cluster() {
-        Ok(c) => c,
-        Err(why) => {
-            eprintln!("skipped: the Slurm integration test cannot run here: {why}");
-            return;
-        }
+    let Some(c) = cluster_or_skip() else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(dir.path(), "run.toml", BASE);
@@ -648,6 +662,95 @@ fn an_srun_step_of_two_tasks_trains_as_one_run_of_two_processes() {
             fx::without_time(&out.join(f)),
             fx::without_time(&two.join(f)),
             "{f}: srun's two tasks differ from --nproc 2"
+        );
+    }
+}
+
+/// `lrlab sweep --slurm --ranks-per-run 2`: each array task holds two Slurm tasks and runs its
+/// run as an srun step of two ranks. Preempted (SIGUSR1 to the batch shell, as before the
+/// time limit), both ranks checkpoint at the same step, the task requeues itself, and the
+/// run ends with the CSVs of `lrlab train --nproc 2` on the same config.
+#[test]
+fn a_sweep_of_two_ranks_per_run_is_preempted_requeued_and_resumes() {
+    if !lrlab::distributed::has_gloo() {
+        return;
+    }
+    let Some(c) = cluster_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "base.toml", BASE);
+    let spec = write(
+        dir.path(),
+        "spec.toml",
+        "base = \"base.toml\"\n[grid]\n\"train.epochs\" = [12]\n",
+    );
+    let sweep = dir.path().join("sweep");
+    // A batch the ranks do not divide is refused before anything is written.
+    let odd = c
+        .cmd(fx::bin())
+        .args(["sweep", s(&spec), "--out", s(&sweep), "--slurm"])
+        .args(["--ranks-per-run", "3"])
+        .output_within(common::DEADLINE_S)
+        .unwrap();
+    assert_eq!(odd.status.code(), Some(2), "{}", text(&odd));
+    assert!(text(&odd).contains("--ranks-per-run 3"), "{}", text(&odd));
+    assert!(!sweep.exists());
+    let o = c
+        .cmd(fx::bin())
+        .args(["sweep", s(&spec), "--out", s(&sweep), "--slurm"])
+        .args(["--ranks-per-run", "2", "--cpus-per-task", "1"])
+        .args(["--time", "10", "--submit"])
+        .output_within(common::DEADLINE_S)
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let job = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    let script = std::fs::read_to_string(sweep.join("slurm/array-0.sbatch")).unwrap();
+    assert!(script.contains("#SBATCH --ntasks=\"2\""), "{script}");
+    let m = Manifest::load(&sweep).unwrap();
+    let run = m.runs[0].dir(&sweep);
+    wait(300, "an epoch of the run", || {
+        lrlab::run::Status::read(&run).is_some_and(|st| st.epoch >= 1)
+    });
+    let task = format!("{job}_0");
+    let first = preempt(&c, &task, &run);
+    let logs = || {
+        let mut t = String::new();
+        for e in std::fs::read_dir(sweep.join("slurm")).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "out") {
+                t += &std::fs::read_to_string(&p).unwrap_or_default();
+            }
+        }
+        t + &std::fs::read_to_string(run.join("train.log")).unwrap_or_default()
+    };
+    assert_eq!(first["outcome"], "interrupted", "{first}\n{}", logs());
+    start_now(&c, &task);
+    wait(600, "the array to finish", || {
+        let o = c.run("squeue", &["-h", "-j", &job]);
+        o.status.success() && o.stdout.is_empty()
+    });
+    assert_eq!(status(&run), "done", "{}", logs());
+    assert_eq!(attempts(&run).len(), 2);
+    assert_eq!(meta(&run)["world_size"], 2);
+    // The same config over two local processes, uninterrupted.
+    let two = dir.path().join("nproc");
+    let cfg = run.join("config.toml");
+    let o = fx::lrlab(&[
+        "train",
+        s(&cfg),
+        "--out",
+        s(&two),
+        "--nproc",
+        "2",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    for f in ["steps.csv", "epochs.csv"] {
+        assert_eq!(
+            fx::without_time(&run.join(f)),
+            fx::without_time(&two.join(f)),
+            "{f}: the preempted 2-rank run differs from --nproc 2"
         );
     }
 }
