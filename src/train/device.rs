@@ -209,6 +209,15 @@ pub fn info_text() -> String {
     } else {
         "multi-process training: no (built without Debian's libgloo-dev headers; `make setup`)\n"
     };
+    // Which collective backends this build has; NCCL (GPUs) is not built yet.
+    out += &format!(
+        "collective backends: {}\n",
+        if crate::distributed::has_gloo() {
+            "gloo (nccl: not built)"
+        } else {
+            "none (nccl: not built)"
+        }
+    );
     let devices = tch::Cuda::device_count();
     out += &format!("cuda available: {}\n", tch::Cuda::is_available());
     out += &format!("cuda devices: {devices}\n");
