@@ -152,6 +152,10 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
         return bench_in_group(&args, &r);
     }
     let nproc = a.nproc as usize;
+    lrlab::train::setup::check_world_device(
+        lrlab::train::device::resolve_device(args.device)?,
+        nproc,
+    )?;
     lrlab::train::setup::check_split(
         &format!("--batch {}", a.batch),
         a.batch,

@@ -312,6 +312,7 @@ pub fn launch_ranks(args: &TrainArgs, nproc: usize, quiet: bool) -> Result<u8> {
         let cfg = resolved.map_or_else(|| cfg.clone(), |(c, _)| c);
         let setup = crate::train::setup::Setup::new(&cfg).map_err(blame)?;
         crate::train::setup::check_world(&cfg, setup.data.train.len(), nproc).map_err(blame)?;
+        crate::train::setup::check_world_device(setup.device, nproc).map_err(blame)?;
     }
     let cores = crate::train::device::available_cores();
     if nproc > cores {

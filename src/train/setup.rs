@@ -157,6 +157,21 @@ pub fn check_split(what: &str, batch: usize, world: usize, how: &str) -> Result<
     Ok(())
 }
 
+/// A run over `world` > 1 processes trains on CPUs: this build's collectives are Gloo's, and
+/// its ranks would all take the same GPU (NCCL and one GPU per local rank are not built
+/// yet). Refused with what to set, rather than run untested.
+pub fn check_world_device(device: tch::Device, world: usize) -> Result<()> {
+    if world > 1 && device.is_cuda() {
+        return Err(input_error(format!(
+            "train.device resolves to {} for a run over {world} processes: multi-process \
+             training in this build runs on CPUs (Gloo; NCCL for GPUs is not built yet, see \
+             `lrlab info`); set train.device = \"cpu\", or train on the GPU in one process",
+            crate::train::device::device_name(device)
+        )));
+    }
+    Ok(())
+}
+
 /// A run over `world` processes splits every batch over them: the batch size must be a
 /// multiple of `world`, and an epoch's last batch must leave no rank without examples.
 pub fn check_world(cfg: &RunConfig, train_examples: usize, world: usize) -> Result<()> {
@@ -198,4 +213,17 @@ pub fn progress_bar(enabled: bool, total: u64, pos: u64) -> Option<indicatif::Pr
     );
     bar.set_position(pos);
     Some(bar)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn several_processes_on_a_gpu_are_refused_until_nccl() {
+        use tch::Device;
+        super::check_world_device(Device::Cpu, 4).unwrap();
+        super::check_world_device(Device::Cuda(0), 1).unwrap();
+        let e = super::check_world_device(Device::Cuda(0), 2).unwrap_err();
+        assert!(crate::is_input_error(&e));
+        assert!(e.to_string().contains("train.device = \"cpu\""), "{e}");
+    }
 }

@@ -8,7 +8,7 @@ use super::device::device_name;
 use super::hf_lr;
 use super::logs::Logs;
 use super::run_loop::Loop;
-use super::setup::{check_world, progress_bar, short, Setup};
+use super::setup::{check_world, check_world_device, progress_bar, short, Setup};
 use super::step::Stepper;
 use crate::config::RunConfig;
 use crate::error::input_error;
@@ -37,6 +37,7 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
     let writer = opts.group.as_ref().is_none_or(|g| g.rank() == 0);
     if let Some(g) = &opts.group {
         check_world(cfg, setup.data.train.len(), g.world())?;
+        check_world_device(setup.device, g.world())?;
         if writer && g.world() > 1 && cfg.model.has_batch_norm() {
             // As DDP without SyncBatchNorm: said up front, not only in the README.
             crate::util::warn_once(&format!(
