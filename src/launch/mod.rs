@@ -145,10 +145,7 @@ pub fn rendezvous_from(
         crate::input_error(format!("RANK = {rank_s:?}: expected 0 to {}", world - 1))
     })?;
     let addr = need("MASTER_ADDR")?;
-    let port_s = need("MASTER_PORT")?;
-    let port: u16 = port_s.parse().map_err(|_| {
-        crate::input_error(format!("MASTER_PORT = {port_s:?}: expected a port number"))
-    })?;
+    let port = master_port(&need("MASTER_PORT")?)?;
     let listen_fd = var("LRLAB_LISTEN_FD").and_then(|f| f.parse::<i32>().ok());
     Ok(Some(crate::distributed::Rendezvous {
         rank,
@@ -226,9 +223,7 @@ fn slurm_rendezvous(
         }
     };
     let port = match var("MASTER_PORT") {
-        Some(p) => p.parse().map_err(|_| {
-            crate::input_error(format!("MASTER_PORT = {p:?}: expected a port number"))
-        })?,
+        Some(p) => master_port(&p)?,
         None => {
             let job = number("SLURM_JOB_ID")?.unwrap_or(0);
             // The batch step's id is not a number ("batch"); steps are numbered from 0.
@@ -244,6 +239,12 @@ fn slurm_rendezvous(
         listen_fd: None,
         timeout: std::time::Duration::from_secs_f64(timeout_s),
     }))
+}
+
+/// `MASTER_PORT`'s value as a port number.
+fn master_port(s: &str) -> Result<u16> {
+    s.parse()
+        .map_err(|_| crate::input_error(format!("MASTER_PORT = {s:?}: expected a port number")))
 }
 
 /// The rendezvous port of step `step` of Slurm job `job`: below the usual ephemeral range

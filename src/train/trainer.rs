@@ -73,9 +73,8 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
             }
         }
         let world = opts.group.as_ref().map_or(1, |g| g.world());
-        check_checkpoint_world(out, world, opts.allow_resize)?;
-        let old = Meta::read_ok(out).and_then(|m| m.world_size).unwrap_or(1) as usize;
-        if writer && old != world && out.join(checkpoint::CHECKPOINT).exists() {
+        let resized_from = check_checkpoint_world(out, world, opts.allow_resize)?;
+        if let Some(old) = resized_from.filter(|_| writer) {
             crate::util::warn_once(&format!(
                 "note: {}: resuming over {world} process(es) a run checkpointed over {old} \
                  (--allow-resize): the global batch, the steps and the data order stay; each \
@@ -133,13 +132,18 @@ fn rank_hosts(group: Option<&crate::distributed::Group>) -> Result<Vec<String>> 
 /// split (the global batch, the step count and the data order stay; each process's share,
 /// and with batch norm the groups its statistics are taken over, change). The number comes
 /// from `meta.json` (`world_size`, 1 in folders written before it existed); a finished run
-/// is not refused (nothing would be trained).
-pub fn check_checkpoint_world(out: &Path, world: usize, allow_resize: bool) -> Result<()> {
+/// is not refused (nothing would be trained). Returns the checkpoint's number when it differs
+/// and `allow_resize` lets the run resume.
+pub fn check_checkpoint_world(
+    out: &Path,
+    world: usize,
+    allow_resize: bool,
+) -> Result<Option<usize>> {
     if !out.join(checkpoint::CHECKPOINT).exists() {
-        return Ok(());
+        return Ok(None);
     }
     if Status::read(out).is_some_and(|s| s.status.is_final()) {
-        return Ok(());
+        return Ok(None);
     }
     let old = Meta::read_ok(out).and_then(|m| m.world_size).unwrap_or(1) as usize;
     if old != world && !allow_resize {
@@ -165,7 +169,7 @@ pub fn check_checkpoint_world(out: &Path, world: usize, allow_resize: bool) -> R
             how(world)
         )));
     }
-    Ok(())
+    Ok((old != world).then_some(old))
 }
 
 fn train_locked(
