@@ -80,7 +80,8 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<Outcome> {
                  (--allow-resize): the global batch, the steps and the data order stay; each \
                  process's share of a batch changes{}",
                 out.display(),
-                if cfg.model.has_batch_norm() {
+                // A ghost batch fixes the examples each normalisation sees, whatever the world.
+                if cfg.model.has_batch_norm() && cfg.model.ghost_batch == 0 {
                     ", and with it the examples each batch norm normalises over"
                 } else {
                     ""
